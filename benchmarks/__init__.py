@@ -1,0 +1,9 @@
+"""The project's benchmarks: ``python -m benchmarks [--json] [--only NAME ...]``.
+
+Each module listed in :data:`SUITES` has ``run() -> list[Result]`` and measures its
+figures beside a floor measured in the same run and the same process, so ratios hold
+on any machine.
+"""
+
+SUITES: tuple[str, ...] = ("benchmarks.bench_otp_core",)
+"""Benchmark modules, in the order they run."""

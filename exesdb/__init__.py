@@ -1,0 +1,1 @@
+"""exesdb: an event store on ``otp``, ported from ExESDB (Elixir)."""

@@ -1,0 +1,112 @@
+"""otp: Erlang/OTP's process model on trio.
+
+Processes with mailboxes, links, monitors and exit signals; gen_server; supervisors,
+dynamic and partitioned supervisors; a registry with via names; pub/sub; applications;
+and :mod:`otp.testing`, a property-test harness for supervision trees.
+
+Run a node with :func:`otp.run` (a program) or ``async with otp.node():`` (a test, or a
+trio program that embeds ``otp``). The behaviour follows Erlang/OTP and Elixir; where they
+differ, Elixir's choice.
+"""
+
+from . import gen_server
+from ._errors import (
+    AlreadyStarted,
+    CallTimeout,
+    InitError,
+    NoProc,
+    NotInProcess,
+    OTPError,
+    ProcessExited,
+    ReceiveTimeout,
+    ServerExited,
+)
+from ._messages import Down, Exit
+from ._names import Name, Via, register, unregister, whereis
+from ._node import node, run
+from ._primitives import (
+    demonitor,
+    exit,
+    is_alive,
+    link,
+    monitor,
+    receive,
+    self,
+    send,
+    spawn,
+    spawn_link,
+    spawn_monitor,
+    trap_exits,
+    unlink,
+)
+from ._process import Node, Pid
+from ._terms import (
+    KILL,
+    KILLED,
+    NOPROC,
+    NORMAL,
+    SHUTDOWN,
+    TIMEOUT,
+    Atom,
+    Ref,
+    Shutdown,
+    is_normal_exit,
+    make_ref,
+    shutdown,
+)
+from .gen_server import Continue, GenServer, Ignore, NoReply, Reply, Stop
+
+__all__ = [
+    "KILL",
+    "KILLED",
+    "NOPROC",
+    "NORMAL",
+    "SHUTDOWN",
+    "TIMEOUT",
+    "AlreadyStarted",
+    "Atom",
+    "CallTimeout",
+    "Continue",
+    "Down",
+    "Exit",
+    "GenServer",
+    "Ignore",
+    "InitError",
+    "Name",
+    "NoProc",
+    "NoReply",
+    "Node",
+    "NotInProcess",
+    "OTPError",
+    "Pid",
+    "ProcessExited",
+    "ReceiveTimeout",
+    "Ref",
+    "Reply",
+    "ServerExited",
+    "Shutdown",
+    "Stop",
+    "Via",
+    "demonitor",
+    "exit",
+    "gen_server",
+    "is_alive",
+    "is_normal_exit",
+    "link",
+    "make_ref",
+    "monitor",
+    "node",
+    "receive",
+    "register",
+    "run",
+    "self",
+    "send",
+    "shutdown",
+    "spawn",
+    "spawn_link",
+    "spawn_monitor",
+    "trap_exits",
+    "unlink",
+    "unregister",
+    "whereis",
+]

@@ -1,0 +1,357 @@
+"""Processes: the pid handle, the per-process state and its life cycle.
+
+A process is a trio task with a mailbox, links, monitors and an exit reason. This module
+holds the state and the two transitions the rest of ``otp`` builds on: starting a process
+(:func:`spawn_process`) and ending one (``_Process.finish``), which releases its names,
+then signals its links and monitors, in that order, without a checkpoint in between.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import itertools
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import outcome
+import trio
+from trio.lowlevel import Abort, Task, current_task, reschedule
+
+from ._errors import NotInProcess, ProcessExited
+from ._messages import Down, Exit
+from ._terms import KILLED, NORMAL, is_normal_exit
+
+__all__ = ["Node", "Pid"]
+
+log: Final = logging.getLogger("otp")
+
+RUNNING: Final = 0
+EXITING: Final = 1  # an exit signal was accepted; the task is unwinding
+DEAD: Final = 2
+
+_current: contextvars.ContextVar[_Process] = contextvars.ContextVar("otp.current_process")
+_current_node: contextvars.ContextVar[Node] = contextvars.ContextVar("otp.current_node")
+
+
+class Pid:
+    """The identity of a process, like an Erlang pid: hashable, printable, cheap to copy.
+
+    A pid stays valid after its process ended: sending to it is then a no-op.
+    """
+
+    __slots__ = ("_id", "_proc")
+
+    def __init__(self, id: int, proc: _Process) -> None:
+        self._id = id
+        self._proc: _Process | None = proc
+
+    def __repr__(self) -> str:
+        return f"<0.{self._id}.0>"
+
+    def __lt__(self, other: Pid) -> bool:
+        return self._id < other._id
+
+
+class Node:
+    """One runtime: the processes, the local names and the nursery they run in.
+
+    Created by :func:`otp.node` or :func:`otp.run`; every process belongs to exactly one.
+    """
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self.nursery = nursery
+        self.processes: dict[int, _Process] = {}
+        self.names: dict[str, _Process] = {}
+        self._ids = itertools.count(0)
+        self.main: Pid | None = None
+
+    def __repr__(self) -> str:
+        return f"<otp.Node with {len(self.processes)} processes>"
+
+
+class _Waiter:
+    """A one-shot slot a task sleeps on until a process answers it or exits.
+
+    Waiters sit in the target's monitor table under their own key, so a target that exits
+    wakes them through :meth:`target_exited` instead of a DOWN message. This is how
+    calls, starts and stops watch their server without touching the caller's mailbox,
+    and how a late answer is dropped instead of reaching a later receive.
+    """
+
+    __slots__ = ("task",)
+
+    def __init__(self) -> None:
+        self.task: Task | None = current_task()
+
+    def abort(self, _: Any) -> Abort:
+        self.task = None
+        return Abort.SUCCEEDED
+
+    def resolve(self, result: outcome.Outcome[Any]) -> bool:
+        """Wake the waiting task with ``result``; False if it already left or was woken."""
+        task = self.task
+        if task is None:
+            return False
+        self.task = None
+        reschedule(task, result)
+        return True
+
+    def target_exited(self, pid: Pid, reason: Any) -> None:
+        """Called when the watched process exits; the default answers with the reason."""
+        self.resolve(outcome.Value(reason))
+
+    async def wait(self, timeout: float | None) -> tuple[bool, Any]:
+        """Sleep until resolved: ``(True, value)``, or ``(False, None)`` on timeout."""
+        if timeout is None:
+            return True, await trio.lowlevel.wait_task_rescheduled(self.abort)
+        with trio.CancelScope(deadline=trio.current_time() + timeout):
+            return True, await trio.lowlevel.wait_task_rescheduled(self.abort)
+        return False, None
+
+
+class _Process:
+    """The state of one process. Internal: users hold its :class:`Pid`."""
+
+    __slots__ = (
+        "_credit",
+        "_scan",
+        "_waiting",
+        "children",
+        "exit_hooks",
+        "exit_reason",
+        "is_supervisor",
+        "links",
+        "mailbox",
+        "monitors",
+        "name",
+        "node",
+        "parent",
+        "pid",
+        "result",
+        "scope",
+        "self_exit",
+        "spawn_nursery",
+        "state",
+        "trap_exit",
+        "watching",
+    )
+
+    def __init__(self, node: Node, parent: _Process | None) -> None:
+        self.node = node
+        self.pid = Pid(next(node._ids), self)
+        self.parent = parent.pid if parent is not None else None
+        self.spawn_nursery: trio.Nursery = (
+            parent.spawn_nursery if parent is not None else node.nursery
+        )
+        self.state = RUNNING
+        self.mailbox: deque[Any] | None = None
+        self._waiting: Task | None = None
+        self._scan = 0
+        self._credit = _CREDIT
+        self.trap_exit = False
+        self.links: set[_Process] | None = None
+        self.monitors: dict[Any, Any] | None = None  # key -> watcher _Process or _Waiter
+        self.watching: dict[Any, _Process] | None = None  # my monitors: ref -> target
+        self.name: Any = None
+        self.exit_hooks: list[Callable[[Pid, Any], None]] | None = None
+        self.exit_reason: Any = None
+        self.self_exit = False
+        self.scope = trio.CancelScope()
+        self.result: Any = None
+        self.children: list[Pid] | None = None
+        self.is_supervisor = False
+        node.processes[self.pid._id] = self
+
+    def __repr__(self) -> str:
+        return f"<process {self.pid!r} {self.name!r}>"
+
+    # -- mailbox -------------------------------------------------------------------------
+    def deliver(self, msg: Any) -> None:
+        """Append ``msg`` to the mailbox and wake the process if it waits in receive."""
+        if self.state == DEAD:
+            return
+        mailbox = self.mailbox
+        if mailbox is None:
+            mailbox = self.mailbox = deque()
+        mailbox.append(msg)
+        task = self._waiting
+        if task is not None:
+            self._waiting = None
+            reschedule(task)
+
+    def _abort_wait(self, _: Any) -> Abort:
+        self._waiting = None
+        return Abort.SUCCEEDED
+
+    # -- signals -------------------------------------------------------------------------
+    def exit_signal(self, sender: Pid | None, reason: Any) -> None:
+        """Receive an exit signal from ``sender`` (a link, or :func:`otp.exit`).
+
+        Trapping turns it into an :class:`Exit` message; otherwise a normal reason is
+        ignored (unless the process sent it to itself) and any other reason ends the
+        process with that reason.
+        """
+        if self.state != RUNNING:
+            return
+        if self.trap_exit:
+            self.deliver(Exit(sender, reason))
+        elif reason is not NORMAL or sender is self.pid:
+            self.terminate(reason)
+
+    def terminate(self, reason: Any) -> None:
+        """End the process with ``reason``: cancel its task, which unwinds to ``finish``."""
+        if self.state != RUNNING:
+            return
+        self.state = EXITING
+        self.exit_reason = reason
+        self.scope.cancel()
+
+    def kill(self) -> None:
+        """End the process with KILLED, whatever it is doing (a supervisor's last resort)."""
+        if self.state == RUNNING:
+            self.terminate(KILLED)
+        elif self.state == EXITING:
+            self.exit_reason = KILLED
+
+    # -- life cycle ----------------------------------------------------------------------
+    async def main(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
+        """The body of the process's task: run ``fn(*args)``, then :meth:`finish`."""
+        _current.set(self)
+        reason: Any = NORMAL
+        try:
+            with self.scope:
+                if self.state == RUNNING:
+                    self.result = await fn(*args)
+        except ProcessExited as exc:
+            reason = exc.reason
+            self.self_exit = getattr(exc, "report", True)
+        except Exception as exc:
+            reason = exc
+            self.self_exit = True
+        except BaseException as exc:  # cancelled from outside, KeyboardInterrupt, ...
+            self.finish(self.exit_reason if self.state == EXITING else _outer_reason(exc))
+            raise
+        self.finish(self.exit_reason if self.state == EXITING else reason)
+
+    def finish(self, reason: Any) -> None:
+        """Record the exit: release names, then signal links, then monitors. Never awaits."""
+        if self.state == DEAD:
+            return
+        self.state = DEAD
+        self.exit_reason = reason
+        pid = self.pid
+        node = self.node
+        if self.self_exit and not is_normal_exit(reason):
+            _crash_report(self, reason)
+        name = self.name
+        if type(name) is str and node.names.get(name) is self:
+            del node.names[name]
+        hooks = self.exit_hooks
+        if hooks is not None:
+            self.exit_hooks = None
+            for hook in hooks:
+                hook(pid, reason)
+        watching = self.watching
+        if watching is not None:
+            self.watching = None
+            for ref, target in watching.items():
+                if target.monitors is not None:
+                    target.monitors.pop(ref, None)
+        links = self.links
+        if links is not None:
+            self.links = None
+            for other in links:
+                if other.links is not None:
+                    other.links.discard(self)
+                other.exit_signal(pid, reason)
+        monitors = self.monitors
+        if monitors is not None:
+            self.monitors = None
+            for key, watcher in monitors.items():
+                if type(watcher) is _Process:
+                    if watcher.watching is not None:
+                        watcher.watching.pop(key, None)
+                    watcher.deliver(Down(key, pid, reason))
+                else:
+                    watcher.target_exited(pid, reason)
+        self.mailbox = None
+        self._waiting = None
+        node.processes.pop(pid._id, None)
+        pid._proc = None
+
+
+_CREDIT: Final = 32  # receives served from the mailbox between two schedule points
+
+
+def _outer_reason(exc: BaseException) -> Any:
+    if isinstance(exc, trio.Cancelled):
+        return KILLED
+    return exc
+
+
+def _crash_report(proc: _Process, reason: Any) -> None:
+    name = f" ({proc.name!r})" if proc.name is not None else ""
+    if isinstance(reason, BaseException):
+        log.error(
+            "process %r%s crashed: %r", proc.pid, name, reason,
+            exc_info=(type(reason), reason, reason.__traceback__),
+        )
+    else:
+        log.error("process %r%s exited: %r", proc.pid, name, reason)
+
+
+def current() -> _Process:
+    """The current process; raises :class:`NotInProcess` outside one."""
+    try:
+        return _current.get()
+    except LookupError:
+        raise NotInProcess("this must be called from inside an otp process") from None
+
+
+def current_or_none() -> _Process | None:
+    return _current.get(None)
+
+
+def current_node() -> Node:
+    """The node of the current process or task; raises :class:`NotInProcess` outside one."""
+    proc = _current.get(None)
+    if proc is not None:
+        return proc.node
+    try:
+        return _current_node.get()
+    except LookupError:
+        raise NotInProcess(
+            "no otp node is running in this task (use otp.run or otp.node)"
+        ) from None
+
+
+def link_pair(a: _Process, b: _Process) -> None:
+    if a.links is None:
+        a.links = set()
+    if b.links is None:
+        b.links = set()
+    a.links.add(b)
+    b.links.add(a)
+
+
+def spawn_process(
+    fn: Callable[..., Awaitable[Any]],
+    args: tuple[Any, ...],
+    *,
+    link: bool = False,
+    nursery: trio.Nursery | None = None,
+) -> _Process:
+    """Create a process running ``fn(*args)`` in the spawner's nursery; return its state."""
+    parent = _current.get(None)
+    node = parent.node if parent is not None else current_node()
+    proc = _Process(node, parent)
+    if parent is not None:
+        if link:
+            link_pair(parent, proc)
+        if parent.children is not None:
+            parent.children.append(proc.pid)
+    target = nursery or proc.spawn_nursery
+    target.start_soon(proc.main, fn, args, name=getattr(fn, "__qualname__", None))
+    return proc

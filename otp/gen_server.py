@@ -1,0 +1,482 @@
+"""gen_server: a process that serves calls, casts and messages through callbacks.
+
+Client API first (:func:`start_link`, :func:`start`, :func:`call`, :func:`cast`,
+:func:`reply`, :func:`stop`), then the callbacks a server implements by subclassing
+:class:`GenServer`, then the values callbacks return.
+
+Guarantees:
+
+* :func:`start_link` and :func:`start` return once ``init`` has returned. A taken name
+  raises :class:`otp.AlreadyStarted`; an ``init`` that raises or returns :class:`Stop`
+  raises :class:`otp.InitError` after the name is free, without ``terminate`` and without
+  an exit signal to the caller; ``init`` returning :class:`Ignore` makes them return None.
+* :func:`call` waits at most ``timeout`` seconds (5 by default). It raises
+  :class:`otp.NoProc` when no server is there, :class:`otp.ServerExited` when the server
+  ends before replying and :class:`otp.CallTimeout` when time runs out. A reply that
+  arrives after the caller gave up is dropped: it never reaches a later receive.
+* :func:`cast` never blocks and never fails.
+* ``terminate`` runs when a callback returns :class:`Stop` or raises, when :func:`stop` is
+  called, and when the parent sends an exit signal while the server traps exits. It does
+  not run after a kill, nor after an exit signal the server does not trap.
+
+The return protocol: ``init``, ``handle_cast``, ``handle_info`` and ``handle_continue``
+return None to carry on; ``handle_call`` returns the reply. Any of them may instead return
+:class:`NoReply` (with ``continue_`` and/or an idle ``timeout``), ``handle_call`` may
+return :class:`Reply` to reply with those options, every callback may return
+:class:`Stop`, and ``init`` may also return :class:`Continue` or :class:`Ignore`. An idle
+timeout delivers :data:`otp.TIMEOUT` to ``handle_info`` when no message arrives in time.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, ClassVar, Final
+
+import attrs
+import outcome
+import trio
+from trio.lowlevel import wait_task_rescheduled
+
+from ._errors import (
+    AlreadyStarted,
+    CallTimeout,
+    InitError,
+    ProcessExited,
+    ReceiveTimeout,
+    ServerExited,
+)
+from ._messages import Exit
+from ._names import Name, lookup, register_name, resolve
+from ._primitives import receive
+from ._process import Pid, _Process, _Waiter, current, current_or_none, spawn_process
+from ._terms import NORMAL, TIMEOUT
+
+if TYPE_CHECKING:
+    from .supervisor import ChildSpec
+
+__all__ = [
+    "Continue",
+    "From",
+    "GenServer",
+    "Ignore",
+    "NoReply",
+    "Reply",
+    "Stop",
+    "call",
+    "cast",
+    "reply",
+    "start",
+    "start_link",
+    "stop",
+]
+
+log: Final = logging.getLogger("otp.gen_server")
+
+
+class _Unset:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = _Unset()
+
+
+# -- return values -------------------------------------------------------------------------
+
+
+@attrs.frozen
+class NoReply:
+    """Carry on without replying now; optionally run ``handle_continue(continue_)`` first,
+    or deliver :data:`otp.TIMEOUT` after ``timeout`` idle seconds."""
+
+    continue_: Any = UNSET
+    timeout: float | None = None
+
+
+@attrs.frozen
+class Reply:
+    """Reply ``value`` from ``handle_call``, with the options of :class:`NoReply`."""
+
+    value: Any
+    continue_: Any = UNSET
+    timeout: float | None = None
+
+
+@attrs.frozen
+class Stop:
+    """Stop the server with ``reason`` after ``terminate``; from ``handle_call``, reply
+    ``reply`` first if given. From ``init`` it makes the start fail with ``InitError``."""
+
+    reason: Any
+    reply: Any = UNSET
+
+
+@attrs.frozen
+class Continue:
+    """From ``init``: run ``handle_continue(arg)`` before the first message."""
+
+    arg: Any
+
+
+@attrs.frozen
+class Ignore:
+    """From ``init``: do not start; ``start``/``start_link`` return None."""
+
+
+_DIRECTIVES: Final = frozenset({NoReply, Reply, Stop, Continue, Ignore})
+
+
+class From(_Waiter):
+    """Who a call came from: pass it to :func:`reply` to answer, from any process."""
+
+    __slots__ = ("server",)
+    server: Any
+
+    def target_exited(self, pid: Pid, reason: Any) -> None:
+        self.resolve(outcome.Error(ServerExited(self.server, reason)))
+
+    def __repr__(self) -> str:
+        return f"<From call to {self.server!r}>"
+
+
+class _StartWaiter(_Waiter):
+    __slots__ = ()
+
+    def target_exited(self, pid: Pid, reason: Any) -> None:
+        self.resolve(outcome.Error(InitError(reason)))
+
+
+class _Call:
+    __slots__ = ("from_", "request")
+
+    def __init__(self, from_: From, request: Any) -> None:
+        self.from_ = from_
+        self.request = request
+
+
+class _Cast:
+    __slots__ = ("msg",)
+
+    def __init__(self, msg: Any) -> None:
+        self.msg = msg
+
+
+class _SystemStop:
+    __slots__ = ("reason", "waiter")
+
+    def __init__(self, reason: Any, waiter: _Waiter) -> None:
+        self.reason = reason
+        self.waiter = waiter
+
+
+class _ParentExit(ProcessExited):
+    """Ends a server because its parent did: not the server's own crash, so not reported."""
+
+    report = False
+
+
+# -- the callbacks -------------------------------------------------------------------------
+
+
+class GenServer:
+    """Base class of a server. The class is instantiated with no arguments inside the new
+    process; keep the state on ``self``. Override the callbacks you need (all async)."""
+
+    child_shutdown: ClassVar[float | str] = 5.0
+    """The ``shutdown`` that :meth:`child_spec` gives by default."""
+
+    async def init(self, *args: Any) -> Any:
+        """Set up the state from the arguments given to ``start``/``start_link``."""
+        return None
+
+    async def handle_call(self, request: Any, from_: From) -> Any:
+        """Answer a :func:`call`: return the reply (or a directive). Default: crash."""
+        raise RuntimeError(f"{type(self).__qualname__} got call {request!r} but has no handle_call")
+
+    async def handle_cast(self, msg: Any) -> Any:
+        """Handle a :func:`cast`. Default: crash."""
+        raise RuntimeError(f"{type(self).__qualname__} got cast {msg!r} but has no handle_cast")
+
+    async def handle_info(self, msg: Any) -> Any:
+        """Handle any other message (and :data:`otp.TIMEOUT`). Default: log and ignore."""
+        log.warning("%s %r received an unexpected message: %r", type(self).__qualname__,
+                    current().pid, msg)
+        return None
+
+    async def handle_continue(self, arg: Any) -> Any:
+        """Continue work asked for by a ``continue_``. Default: crash."""
+        raise RuntimeError(
+            f"{type(self).__qualname__} asked to continue with {arg!r} but has no handle_continue"
+        )
+
+    async def terminate(self, reason: Any) -> None:
+        """Clean up before the server exits with ``reason`` (see the module docstring)."""
+        return None
+
+    @classmethod
+    def child_spec(
+        cls, *args: Any, id: Any = None, name: Any = None, **overrides: Any
+    ) -> ChildSpec:
+        """A supervisor child spec that starts this server with ``start_link(cls, *args)``.
+
+        The id defaults to the class; ``overrides`` set any other :class:`ChildSpec` field
+        (``restart``, ``shutdown``, ``type``). Extra positional arguments a supervisor
+        passes to ``start`` come before ``args``.
+        """
+        from .supervisor import ChildSpec
+
+        async def start(*extra: Any) -> Pid | None:
+            return await start_link(cls, *extra, *args, name=name)
+
+        overrides.setdefault("shutdown", cls.child_shutdown)
+        return ChildSpec(id=cls if id is None else id, start=start, **overrides)
+
+
+# -- the client API ------------------------------------------------------------------------
+
+
+async def start_link(
+    cls: type[GenServer], *args: Any, name: Any = None, timeout: float | None = None
+) -> Pid | None:
+    """Start a server linked to the caller; return its pid once ``init`` has returned.
+
+    ``name`` is a local name (str) or a via name. ``timeout`` bounds ``init`` (the server
+    is killed and :class:`otp.InitError` raised with ``otp.TIMEOUT``).
+    """
+    return await _start(cls, args, name, True, timeout)
+
+
+async def start(
+    cls: type[GenServer], *args: Any, name: Any = None, timeout: float | None = None
+) -> Pid | None:
+    """Like :func:`start_link`, without the link."""
+    return await _start(cls, args, name, False, timeout)
+
+
+async def _start(
+    cls: type[GenServer], args: tuple[Any, ...], name: Any, link: bool, timeout: float | None
+) -> Pid | None:
+    if not (isinstance(cls, type) and issubclass(cls, GenServer)):
+        raise TypeError(f"cls must be a GenServer subclass, got {cls!r}")
+    waiter = _StartWaiter()
+    proc = spawn_process(_serve, (cls, args, name, waiter), link=link)
+    proc.monitors = {waiter: waiter}
+    done, result = await waiter.wait(timeout)
+    if proc.monitors is not None:
+        proc.monitors.pop(waiter, None)
+    if not done:
+        if proc.links is not None:  # no exit signal for the caller, as for a failed init
+            for other in list(proc.links):
+                other.links.discard(proc)  # type: ignore[union-attr]
+            proc.links = None
+        proc.kill()
+        raise InitError(TIMEOUT)
+    return result  # type: ignore[no-any-return]
+
+
+async def call(server: Name, request: Any, timeout: float | None = 5.0) -> Any:
+    """Send ``request`` to ``server`` and wait for its reply (see the module docstring)."""
+    proc = resolve(server)
+    if proc is current_or_none():
+        raise ValueError(f"server: {server!r} is the calling process, which cannot call itself")
+    from_ = From()
+    from_.server = server
+    monitors = proc.monitors
+    if monitors is None:
+        monitors = proc.monitors = {}
+    monitors[from_] = from_
+    proc.deliver(_Call(from_, request))
+    try:
+        if timeout is None:
+            return await wait_task_rescheduled(from_.abort)
+        with trio.CancelScope(deadline=trio.current_time() + timeout):
+            return await wait_task_rescheduled(from_.abort)
+        raise CallTimeout(server, timeout)
+    finally:
+        monitors = proc.monitors
+        if monitors is not None:
+            monitors.pop(from_, None)
+
+
+def cast(server: Name, msg: Any) -> None:
+    """Send ``msg`` to ``server``'s ``handle_cast``; never blocks, never fails."""
+    proc = server._proc if type(server) is Pid else lookup(server)
+    if proc is not None:
+        proc.deliver(_Cast(msg))
+
+
+def reply(from_: From, value: Any) -> None:
+    """Answer the call ``from_`` with ``value``, from the server or any other process.
+
+    Does nothing if the caller has already given up (timed out or died).
+    """
+    if type(from_) is not From:
+        raise TypeError(f"from_ must be the From given to handle_call, got {from_!r}")
+    from_.resolve(outcome.Value(value))
+
+
+async def stop(server: Name, reason: Any = NORMAL, timeout: float | None = None) -> None:
+    """Stop ``server`` with ``reason``: it runs ``terminate`` and exits; return once it is gone.
+
+    Raises :class:`otp.NoProc` if no server is there, :class:`otp.CallTimeout` if it is
+    not gone within ``timeout`` seconds (the server then carries on), and
+    :class:`otp.ServerExited` if it exited with another reason than ``reason``.
+    """
+    proc = resolve(server)
+    if proc is current_or_none():
+        raise ValueError(f"server: {server!r} is the calling process, which cannot stop itself")
+    waiter = _Waiter()
+    if proc.monitors is None:
+        proc.monitors = {}
+    proc.monitors[waiter] = waiter
+    proc.deliver(_SystemStop(reason, waiter))
+    done, exit_reason = await waiter.wait(timeout)
+    if not done:
+        if proc.monitors is not None:
+            proc.monitors.pop(waiter, None)
+        raise CallTimeout(server, timeout)
+    if exit_reason is not reason and exit_reason != reason:
+        raise ServerExited(server, exit_reason)
+
+
+# -- the server loop -----------------------------------------------------------------------
+
+
+async def _serve(
+    cls: type[GenServer], args: tuple[Any, ...], name: Any, starter: _StartWaiter
+) -> None:
+    me = current()
+    if name is not None:
+        try:
+            register_name(name, me)
+        except AlreadyStarted as exc:
+            _unlink_parent(me)
+            starter.resolve(outcome.Error(AlreadyStarted(exc.name, exc.pid)))
+            return
+    server = cls()
+    try:
+        result = await server.init(*args)
+        timeout, cont = _init_directive(result)
+    except _Ignored:
+        _unlink_parent(me)
+        starter.resolve(outcome.Value(None))
+        return
+    except _InitStopped as stopped:
+        _unlink_parent(me)
+        starter.resolve(outcome.Error(InitError(stopped.reason)))
+        raise ProcessExited(stopped.reason) from None
+    except Exception as exc:
+        _unlink_parent(me)
+        starter.resolve(outcome.Error(InitError(exc)))
+        raise
+    starter.resolve(outcome.Value(me.pid))
+    await _loop(server, me, timeout, cont)
+
+
+class _Ignored(Exception):
+    pass
+
+
+class _InitStopped(Exception):
+    def __init__(self, reason: Any) -> None:
+        self.reason = reason
+
+
+def _init_directive(result: Any) -> tuple[float | None, Any]:
+    kind = type(result)
+    if result is None:
+        return None, UNSET
+    if kind is NoReply:
+        return result.timeout, result.continue_
+    if kind is Continue:
+        return None, result.arg
+    if kind is Ignore:
+        raise _Ignored
+    if kind is Stop:
+        raise _InitStopped(result.reason)
+    raise TypeError(f"init returned {result!r}; expected None, NoReply, Continue, Ignore or Stop")
+
+
+def _unlink_parent(me: _Process) -> None:
+    parent = me.parent._proc if me.parent is not None else None
+    if parent is not None and me.links is not None and parent in me.links:
+        me.links.discard(parent)
+        if parent.links is not None:
+            parent.links.discard(me)
+
+
+async def _loop(server: GenServer, me: _Process, timeout: float | None, cont: Any) -> None:
+    parent = me.parent
+    try:
+        while True:
+            if cont is not UNSET:
+                result = await server.handle_continue(cont)
+                timeout, cont = _directive(server, result, "handle_continue")
+                continue
+            try:
+                msg = await receive(timeout)
+            except ReceiveTimeout:
+                msg = TIMEOUT
+            kind = type(msg)
+            if kind is _Call:
+                result = await server.handle_call(msg.request, msg.from_)
+                kind = type(result)
+                if kind not in _DIRECTIVES:
+                    msg.from_.resolve(outcome.Value(result))
+                    timeout = None
+                elif kind is Reply:
+                    msg.from_.resolve(outcome.Value(result.value))
+                    timeout, cont = result.timeout, result.continue_
+                elif kind is Stop and result.reply is not UNSET:
+                    raise _StopRequested(result.reason, msg.from_, result.reply)
+                else:
+                    timeout, cont = _directive(server, result, "handle_call")
+            elif kind is _Cast:
+                result = await server.handle_cast(msg.msg)
+                timeout, cont = _directive(server, result, "handle_cast")
+            elif kind is _SystemStop:
+                if msg.waiter.task is not None:  # else the stop timed out: carry on
+                    raise _StopRequested(msg.reason)
+            elif kind is Exit and msg.pid == parent and me.trap_exit:
+                raise _StopRequested(msg.reason, from_parent=True)
+            else:
+                result = await server.handle_info(msg)
+                timeout, cont = _directive(server, result, "handle_info")
+    except _StopRequested as request:
+        await server.terminate(request.reason)
+        if request.from_ is not None:
+            request.from_.resolve(outcome.Value(request.reply))
+        exit_class = _ParentExit if request.from_parent else ProcessExited
+        raise exit_class(request.reason) from None
+    except ProcessExited as exc:
+        await server.terminate(exc.reason)
+        raise
+    except Exception as exc:
+        await server.terminate(exc)
+        raise
+
+
+def _directive(server: GenServer, result: Any, callback: str) -> tuple[Any, Any]:
+    if result is None:
+        return None, UNSET
+    kind = type(result)
+    if kind is NoReply:
+        return result.timeout, result.continue_
+    if kind is Stop:
+        raise _StopRequested(result.reason)
+    raise TypeError(
+        f"{type(server).__qualname__}.{callback} returned {result!r}; "
+        "expected None, NoReply or Stop"
+    )
+
+
+class _StopRequested(Exception):
+    def __init__(
+        self, reason: Any, from_: From | None = None, reply: Any = None, from_parent: bool = False
+    ) -> None:
+        self.reason = reason
+        self.from_ = from_
+        self.reply = reply
+        self.from_parent = from_parent
