@@ -30,6 +30,7 @@ timeout delivers :data:`otp.TIMEOUT` to ``handle_info`` when no message arrives 
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import attrs
@@ -215,6 +216,10 @@ class GenServer:
         """Clean up before the server exits with ``reason`` (see the module docstring)."""
         return None
 
+    def _process_context(self) -> AbstractAsyncContextManager[Any]:
+        """What the server's whole life runs inside (supervisors open their nursery here)."""
+        return nullcontext()
+
     @classmethod
     def child_spec(
         cls, *args: Any, id: Any = None, name: Any = None, **overrides: Any
@@ -356,6 +361,13 @@ async def _serve(
             starter.resolve(outcome.Error(AlreadyStarted(exc.name, exc.pid)))
             return
     server = cls()
+    async with server._process_context():
+        await _init_and_loop(server, me, args, starter)
+
+
+async def _init_and_loop(
+    server: GenServer, me: _Process, args: tuple[Any, ...], starter: _StartWaiter
+) -> None:
     try:
         result = await server.init(*args)
         timeout, cont = _init_directive(result)

@@ -1,0 +1,261 @@
+"""What every kind of supervisor shares: child specs, the errors, shutting a child down,
+restart intensity, and the nursery that keeps children inside their supervisor."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Final, Literal, TypeAlias
+
+import attrs
+import trio
+
+from ._errors import InitError, OTPError
+from ._messages import Exit
+from ._node import await_exit
+from ._primitives import exit as send_exit
+from ._primitives import unlink
+from ._process import Pid, _Process, current
+from ._terms import KILL, SHUTDOWN
+
+__all__ = [
+    "AlreadyPresent",
+    "ChildSpec",
+    "NotFound",
+    "Running",
+    "StartChildError",
+]
+
+log: Final = logging.getLogger("otp.supervisor")
+
+Restart: TypeAlias = Literal["permanent", "transient", "temporary"]
+ChildType: TypeAlias = Literal["worker", "supervisor"]
+ShutdownValue: TypeAlias = "float | Literal['brutal_kill', 'infinity']"
+
+_RESTARTS: Final = ("permanent", "transient", "temporary")
+_TYPES: Final = ("worker", "supervisor")
+
+
+def _check_restart(_: Any, attribute: Any, value: Any) -> None:
+    if value not in _RESTARTS:
+        raise ValueError(f"restart must be one of {_RESTARTS}, got {value!r}")
+
+
+def _check_type(_: Any, attribute: Any, value: Any) -> None:
+    if value not in _TYPES:
+        raise ValueError(f"type must be 'worker' or 'supervisor', got {value!r}")
+
+
+def _check_start(_: Any, attribute: Any, value: Any) -> None:
+    if not callable(value):
+        raise TypeError(f"start must be an async callable returning a pid or None, got {value!r}")
+
+
+@attrs.frozen
+class ChildSpec:
+    """How a supervisor starts, restarts and stops one child.
+
+    ``start`` is an async callable that starts a process linked to the caller and returns
+    its pid, or None to be ignored. ``restart``: ``"permanent"`` (always restarted),
+    ``"transient"`` (only after an abnormal exit) or ``"temporary"`` (never; forgotten when
+    it ends). ``shutdown``: seconds to wait after the ``SHUTDOWN`` signal before a kill,
+    ``"brutal_kill"`` or ``"infinity"``; it defaults to 5.0 for workers and
+    ``"infinity"`` for supervisors. ``type``: ``"worker"`` or ``"supervisor"``.
+    """
+
+    id: Any
+    start: Callable[..., Awaitable[Pid | None]] = attrs.field(validator=_check_start)
+    restart: Restart = attrs.field(default="permanent", validator=_check_restart)
+    shutdown: ShutdownValue | None = None
+    type: ChildType = attrs.field(default="worker", validator=_check_type)
+
+    def __attrs_post_init__(self) -> None:
+        if self.shutdown is None:
+            default = "infinity" if self.type == "supervisor" else 5.0
+            object.__setattr__(self, "shutdown", default)
+        elif self.shutdown not in ("brutal_kill", "infinity") and not (
+            isinstance(self.shutdown, int | float) and self.shutdown >= 0
+        ):
+            raise ValueError(
+                "shutdown must be seconds >= 0, 'brutal_kill' or 'infinity', "
+                f"got {self.shutdown!r}"
+            )
+
+
+def as_child_spec(child: Any) -> ChildSpec:
+    """Accept a ChildSpec, a class with ``child_spec()``, or ``(class, arg, ...)``."""
+    if isinstance(child, ChildSpec):
+        return child
+    if isinstance(child, tuple) and child and hasattr(child[0], "child_spec"):
+        spec = child[0].child_spec(*child[1:])
+    elif hasattr(child, "child_spec"):
+        spec = child.child_spec()
+    else:
+        raise TypeError(
+            f"a child must be a ChildSpec, a class with child_spec() or (class, args...), "
+            f"got {child!r}"
+        )
+    if not isinstance(spec, ChildSpec):
+        raise TypeError(f"{child!r}.child_spec() returned {spec!r}, not a ChildSpec")
+    return spec
+
+
+class StartChildError(OTPError):
+    """A child's start failed (``.child_id``, ``.reason``); the supervisor did not keep it."""
+
+    def __init__(self, child_id: Any, reason: Any) -> None:
+        super().__init__(f"child {child_id!r} failed to start: {reason!r}")
+        self.child_id = child_id
+        self.reason = reason
+
+
+class AlreadyPresent(OTPError):
+    """A child with this id (``.child_id``) is defined but not running."""
+
+    def __init__(self, child_id: Any) -> None:
+        super().__init__(f"child {child_id!r} is already present")
+        self.child_id = child_id
+
+
+class Running(OTPError):
+    """The child (``.child_id``) is running, so it cannot be restarted or deleted."""
+
+    def __init__(self, child_id: Any) -> None:
+        super().__init__(f"child {child_id!r} is running")
+        self.child_id = child_id
+
+
+class NotFound(OTPError, LookupError):
+    """No child with this id (or pid) (``.child_id``)."""
+
+    def __init__(self, child_id: Any) -> None:
+        super().__init__(f"no child {child_id!r}")
+        self.child_id = child_id
+
+
+class Child:
+    """A supervisor's record of one child: its spec and its pid while it runs."""
+
+    __slots__ = ("pid", "spec")
+
+    def __init__(self, spec: ChildSpec, pid: Pid | None = None) -> None:
+        self.spec = spec
+        self.pid = pid
+
+
+class RestartIntensity:
+    """Counts restarts over a sliding window: more than ``intensity`` in ``period`` s is
+    too many."""
+
+    def __init__(self, intensity: int, period: float) -> None:
+        if not isinstance(intensity, int) or intensity < 0:
+            raise ValueError(f"intensity must be an int >= 0, got {intensity!r}")
+        if not isinstance(period, int | float) or period <= 0:
+            raise ValueError(f"period must be seconds > 0, got {period!r}")
+        self.intensity = intensity
+        self.period = float(period)
+        self._times: deque[float] = deque()
+
+    def add(self) -> bool:
+        """Record a restart now; return False when that exceeds the intensity."""
+        now = trio.current_time()
+        times = self._times
+        times.append(now)
+        while times and times[0] <= now - self.period:
+            times.popleft()
+        return len(times) <= self.intensity
+
+
+async def start_child_process(spec: ChildSpec, extra: tuple[Any, ...] = ()) -> Pid | None:
+    """Run ``spec.start`` in the supervisor; raise StartChildError unless it gave a pid/None."""
+    try:
+        pid = await spec.start(*extra)
+    except InitError as exc:
+        raise StartChildError(spec.id, exc.reason) from exc
+    except Exception as exc:
+        raise StartChildError(spec.id, exc) from exc
+    if pid is not None and type(pid) is not Pid:
+        raise StartChildError(spec.id, TypeError(f"start returned {pid!r}, not a pid or None"))
+    return pid
+
+
+async def shutdown_child(pid: Pid, shutdown: ShutdownValue | None) -> Any:
+    """Stop one child the OTP way and return its exit reason.
+
+    Unlink, then ``"brutal_kill"`` kills at once; otherwise send ``SHUTDOWN`` and wait
+    ``shutdown`` seconds (for ever with ``"infinity"``) before killing. The child's EXIT,
+    if it already sits in the supervisor's mailbox, is removed.
+    """
+    proc = pid._proc
+    unlink(pid)
+    _flush_exit(current(), pid)
+    if proc is None:
+        return None
+    if shutdown == "brutal_kill":
+        send_exit(pid, KILL)
+        return await await_exit(proc, None)
+    send_exit(pid, SHUTDOWN)
+    grace = math.inf if shutdown == "infinity" or shutdown is None else float(shutdown)
+    return await await_exit(proc, None if math.isinf(grace) else grace)
+
+
+def _flush_exit(me: _Process, pid: Pid) -> None:
+    mailbox = me.mailbox
+    if mailbox and any(type(m) is Exit and m.pid is pid for m in mailbox):
+        me.mailbox = deque(m for m in mailbox if not (type(m) is Exit and m.pid is pid))
+
+
+@asynccontextmanager
+async def supervisor_nursery() -> AsyncIterator[trio.Nursery]:
+    """Open the nursery the current (supervisor) process starts its children in.
+
+    Children and anything they spawn run inside it, so none outlives the supervisor; what
+    is left when the supervisor ends is cancelled.
+    """
+    me = current()
+    me.is_supervisor = True
+    try:
+        async with trio.open_nursery() as nursery:
+            me.spawn_nursery = nursery
+            try:
+                yield nursery
+            finally:
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # Children never raise into the nursery (a process keeps its exception as its exit
+        # reason), so the group holds the supervisor's own exit: unwrap it.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+
+
+def log_child_exit(sup: Any, child_id: Any, reason: Any, action: str) -> None:
+    """Log a child's end and what the supervisor does about it."""
+    log.error("supervisor %r: child %r exited with %r; %s", sup, child_id, reason, action)
+
+
+def log_give_up(sup: Any, child_id: Any, reason: Any, intensity: RestartIntensity) -> None:
+    log.error(
+        "supervisor %r: child %r exited with %r; more than %d restarts in %g s: "
+        "shutting down", sup, child_id, reason, intensity.intensity, intensity.period,
+    )
+
+
+def log_failed_start(sup: Any, child_id: Any, reason: Any) -> None:
+    log.error("supervisor %r: child %r failed to start: %r", sup, child_id, reason)
+
+
+def sup_label(me: _Process) -> Any:
+    """How logs name a supervisor: its registered name, else its pid."""
+    return me.name if me.name is not None else me.pid
+
+
+async def shutdown_children(children: list[Child]) -> None:
+    """Stop the running children one at a time in reverse start order."""
+    for child in reversed(children):
+        if child.pid is not None:
+            pid, child.pid = child.pid, None
+            await shutdown_child(pid, child.spec.shutdown)

@@ -1,0 +1,387 @@
+"""supervisor: a process that starts children, restarts them by a strategy, and stops them
+in order.
+
+Client API first (:func:`start_link`, :func:`start_child`, :func:`terminate_child`,
+:func:`restart_child`, :func:`delete_child`, :func:`which_children`,
+:func:`count_children`, :func:`stop`), then the class form (:class:`Supervisor`) and the
+values it uses (:class:`ChildSpec`, :class:`Spec`).
+
+Guarantees, as in OTP:
+
+* Children start in list order, each after the previous one's start returned. If one
+  fails, the ones already started are stopped in reverse order and :func:`start_link`
+  raises :class:`StartChildError` (``.child_id``, ``.reason``).
+* Strategies: ``"one_for_one"`` restarts the child that ended; ``"one_for_all"`` stops all
+  the others (reverse order) and restarts every child; ``"rest_for_one"`` stops the
+  children started after it and restarts it and them.
+* Restart types: ``"permanent"`` always, ``"transient"`` after an abnormal exit only,
+  ``"temporary"`` never (and forgotten when it ends, also when a sibling's failure stops it).
+* More than ``intensity`` restarts within ``period`` seconds, counted over all children (a
+  one_for_all or rest_for_one restart counts once), make the supervisor stop every child in
+  reverse order and exit with :data:`otp.SHUTDOWN`, for its own supervisor to decide.
+* Shutdown stops children in reverse start order, each per its ``shutdown``.
+* Children run in the supervisor's own trio nursery: none outlives it.
+* Each restart, give-up and failed start is logged (logger ``otp.supervisor``) with the
+  supervisor, the child id and the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal, TypeAlias
+
+import attrs
+
+from . import gen_server
+from ._errors import AlreadyStarted, InitError
+from ._messages import Exit
+from ._names import Name
+from ._primitives import trap_exits
+from ._process import Pid, current
+from ._supervision import (
+    AlreadyPresent,
+    Child,
+    ChildSpec,
+    NotFound,
+    RestartIntensity,
+    Running,
+    StartChildError,
+    as_child_spec,
+    log_child_exit,
+    log_failed_start,
+    log_give_up,
+    shutdown_child,
+    shutdown_children,
+    start_child_process,
+    sup_label,
+    supervisor_nursery,
+)
+from ._terms import NORMAL, SHUTDOWN, Shutdown, is_normal_exit, shutdown
+
+__all__ = [
+    "AlreadyPresent",
+    "ChildSpec",
+    "NotFound",
+    "Running",
+    "Spec",
+    "StartChildError",
+    "Strategy",
+    "Supervisor",
+    "count_children",
+    "delete_child",
+    "restart_child",
+    "start_child",
+    "start_link",
+    "stop",
+    "terminate_child",
+    "which_children",
+]
+
+Strategy: TypeAlias = Literal["one_for_one", "one_for_all", "rest_for_one"]
+_STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
+
+
+@attrs.frozen
+class Spec:
+    """What a :class:`Supervisor`'s ``init`` returns: its children and flags.
+
+    ``children`` are :class:`ChildSpec` values, classes with a ``child_spec()``
+    classmethod, or ``(class, arg, ...)`` tuples.
+    """
+
+    children: Sequence[Any]
+    strategy: Strategy = "one_for_one"
+    intensity: int = 3
+    period: float = 5.0
+
+
+class Supervisor:
+    """The class form of a supervisor: override :meth:`init` to return a :class:`Spec`.
+
+    Start it with ``await otp.supervisor.start_link(MySup, *args, name=...)`` or list it in
+    another supervisor as ``MySup`` / ``(MySup, arg)`` / ``MySup.child_spec(arg)``.
+    """
+
+    async def init(self, *args: Any) -> Spec | gen_server.Ignore:
+        """Return the children and flags (or ``otp.Ignore()`` not to start)."""
+        raise TypeError(f"{type(self).__qualname__} must override init() to return a Spec")
+
+    @classmethod
+    def child_spec(
+        cls, *args: Any, id: Any = None, name: Any = None, **overrides: Any
+    ) -> ChildSpec:
+        """A child spec that starts this supervisor (type ``"supervisor"``, shutdown
+        ``"infinity"``). Extra positional arguments given to ``start`` come first."""
+
+        async def start(*extra: Any) -> Pid | None:
+            return await start_link(cls, *extra, *args, name=name)
+
+        overrides.setdefault("type", "supervisor")
+        return ChildSpec(id=cls if id is None else id, start=start, **overrides)
+
+
+# -- client API ----------------------------------------------------------------------------
+
+
+async def start_link(
+    children: Sequence[Any] | type[Supervisor],
+    *args: Any,
+    strategy: Strategy = "one_for_one",
+    intensity: int = 3,
+    period: float = 5.0,
+    name: Any = None,
+) -> Pid | None:
+    """Start a supervisor linked to the caller; return its pid once every child started.
+
+    ``children`` is a list of child specs (or classes with ``child_spec()``), with the flags
+    as keywords; or a :class:`Supervisor` subclass, whose ``init(*args)`` returns them.
+    Raises :class:`StartChildError` if a child fails to start, :class:`otp.AlreadyStarted`
+    if ``name`` is taken; returns None if the class's ``init`` returned ``Ignore()``.
+    """
+    if isinstance(children, type):
+        if not issubclass(children, Supervisor):
+            raise TypeError(f"children must be a list or a Supervisor subclass, got {children!r}")
+        source: Any = (children, args)
+    else:
+        if args:
+            raise TypeError("extra positional arguments are only for the class form")
+        source = Spec(list(children), strategy, intensity, period)
+    try:
+        return await gen_server.start_link(_StaticSupervisor, source, name=name)
+    except InitError as exc:
+        raise _unwrap_init_error(exc) from None
+
+
+def _unwrap_init_error(exc: InitError) -> Exception:
+    reason = exc.reason
+    if type(reason) is Shutdown and isinstance(reason.term, StartChildError):
+        return reason.term
+    if isinstance(reason, ValueError | TypeError):
+        return reason
+    return exc
+
+
+async def start_child(sup: Name, child: Any) -> Pid | None:
+    """Add a child spec at run time and start it; return its pid (None if it ignored).
+
+    Raises :class:`otp.AlreadyStarted` if a child with that id runs,
+    :class:`AlreadyPresent` if one is defined but not running, and
+    :class:`StartChildError` if its start fails (it is then not kept).
+    """
+    pid: Pid | None = await _request(sup, ("start_child", as_child_spec(child)))
+    return pid
+
+
+async def terminate_child(sup: Name, child_id: Any) -> None:
+    """Stop the child ``child_id`` per its shutdown; its spec stays (unless temporary)."""
+    await _request(sup, ("terminate_child", child_id))
+
+
+async def restart_child(sup: Name, child_id: Any) -> Pid | None:
+    """Start again a child that is defined but not running; raises :class:`Running`."""
+    pid: Pid | None = await _request(sup, ("restart_child", child_id))
+    return pid
+
+
+async def delete_child(sup: Name, child_id: Any) -> None:
+    """Forget a child that is not running; raises :class:`Running` or :class:`NotFound`."""
+    await _request(sup, ("delete_child", child_id))
+
+
+async def which_children(sup: Name) -> list[tuple[Any, Pid | None, str]]:
+    """``(id, pid or None, "worker" | "supervisor")`` for every child, in start order."""
+    return await _request(sup, ("which_children",))  # type: ignore[no-any-return]
+
+
+async def count_children(sup: Name) -> dict[str, int]:
+    """``specs``, ``active``, ``supervisors`` and ``workers``, counted as Erlang does."""
+    return await _request(sup, ("count_children",))  # type: ignore[no-any-return]
+
+
+async def stop(sup: Name, reason: Any = NORMAL, timeout: float | None = None) -> None:
+    """Stop any supervisor (static, dynamic or partitioned) and its children in order."""
+    await gen_server.stop(sup, reason, timeout)
+
+
+async def _request(sup: Name, request: tuple[Any, ...]) -> Any:
+    result = await gen_server.call(sup, request, timeout=None)
+    if isinstance(result, _Raise):
+        raise result.error
+    return result
+
+
+@attrs.frozen
+class _Raise:
+    error: Exception
+
+
+@attrs.frozen
+class _TryAgain:
+    child_id: Any
+
+
+# -- the server ----------------------------------------------------------------------------
+
+
+class _StaticSupervisor(gen_server.GenServer):
+    """The gen_server behind :func:`start_link`."""
+
+    child_shutdown: ClassVar[float | str] = "infinity"
+
+    def _process_context(self) -> Any:
+        return supervisor_nursery()
+
+    async def init(self, source: Any) -> Any:
+        trap_exits(True)
+        if isinstance(source, tuple):
+            module_cls, args = source
+            spec = await module_cls().init(*args)
+            if type(spec) is gen_server.Ignore:
+                return spec
+            if not isinstance(spec, Spec):
+                raise TypeError(f"{module_cls.__qualname__}.init returned {spec!r}, not a Spec")
+        else:
+            spec = source
+        if spec.strategy not in _STRATEGIES:
+            raise ValueError(f"strategy must be one of {_STRATEGIES}, got {spec.strategy!r}")
+        self.strategy = spec.strategy
+        self.intensity = RestartIntensity(spec.intensity, spec.period)
+        self.children: list[Child] = []
+        seen = set()
+        for child in spec.children:
+            child_spec = as_child_spec(child)
+            if child_spec.id in seen:
+                raise ValueError(f"children: duplicate child id {child_spec.id!r}")
+            seen.add(child_spec.id)
+            self.children.append(Child(child_spec))
+        self.label = sup_label(current())
+        for child in self.children:
+            try:
+                child.pid = await start_child_process(child.spec)
+            except StartChildError as exc:
+                log_failed_start(self.label, exc.child_id, exc.reason)
+                await shutdown_children(self.children)
+                return gen_server.Stop(shutdown(exc))
+        return None
+
+    async def terminate(self, reason: Any) -> None:
+        await shutdown_children(getattr(self, "children", []))
+
+    # -- run-time requests ---------------------------------------------------------------
+    async def handle_call(self, request: tuple[Any, ...], from_: gen_server.From) -> Any:
+        op = request[0]
+        try:
+            if op == "which_children":
+                return [(c.spec.id, c.pid, c.spec.type) for c in self.children]
+            if op == "count_children":
+                return _count(self.children)
+            if op == "start_child":
+                return await self._start_child(request[1])
+            child = self._find(request[1])
+            if op == "terminate_child":
+                await self._terminate(child)
+                return None
+            if op == "restart_child":
+                if child.pid is not None:
+                    raise Running(child.spec.id)
+                child.pid = await start_child_process(child.spec)
+                return child.pid
+            if op == "delete_child":
+                if child.pid is not None:
+                    raise Running(child.spec.id)
+                self.children.remove(child)
+                return None
+        except (AlreadyStarted, AlreadyPresent, Running, NotFound, StartChildError) as exc:
+            return _Raise(exc)
+        raise ValueError(f"unknown supervisor request {request!r}")
+
+    async def _start_child(self, spec: ChildSpec) -> Pid | None:
+        for child in self.children:
+            if child.spec.id == spec.id:
+                if child.pid is not None:
+                    raise AlreadyStarted(spec.id, child.pid)
+                raise AlreadyPresent(spec.id)
+        pid = await start_child_process(spec)
+        self.children.append(Child(spec, pid))
+        return pid
+
+    def _find(self, child_id: Any) -> Child:
+        for child in self.children:
+            if child.spec.id == child_id:
+                return child
+        raise NotFound(child_id)
+
+    async def _terminate(self, child: Child) -> None:
+        if child.pid is not None:
+            pid, child.pid = child.pid, None
+            await shutdown_child(pid, child.spec.shutdown)
+        if child.spec.restart == "temporary":
+            self.children.remove(child)
+
+    # -- children ending -----------------------------------------------------------------
+    async def handle_info(self, msg: Any) -> Any:
+        if type(msg) is Exit:
+            return await self._child_exited(msg.pid, msg.reason)
+        return await super().handle_info(msg)
+
+    async def handle_cast(self, msg: Any) -> Any:
+        if type(msg) is _TryAgain:
+            for child in self.children:
+                if child.spec.id == msg.child_id and child.pid is None:
+                    return await self._restart(child, None)
+            return None
+        return await super().handle_cast(msg)
+
+    async def _child_exited(self, pid: Pid | None, reason: Any) -> Any:
+        child = next((c for c in self.children if c.pid is pid and pid is not None), None)
+        if child is None:
+            return None
+        child.pid = None
+        restart = child.spec.restart
+        if restart == "temporary":
+            self.children.remove(child)
+            if not is_normal_exit(reason):
+                log_child_exit(self.label, child.spec.id, reason, "temporary: not restarted")
+            return None
+        if restart == "transient" and is_normal_exit(reason):
+            return None
+        return await self._restart(child, reason)
+
+    async def _restart(self, child: Child, reason: Any) -> Any:
+        """Restart per the strategy, or give up past the intensity."""
+        if not self.intensity.add():
+            log_give_up(self.label, child.spec.id, reason, self.intensity)
+            return gen_server.Stop(SHUTDOWN)
+        if reason is not None:
+            log_child_exit(self.label, child.spec.id, reason, f"restarting ({self.strategy})")
+        if self.strategy == "one_for_one":
+            to_start = [child]
+        else:
+            index = self.children.index(child)
+            affected = self.children if self.strategy == "one_for_all" else self.children[index:]
+            affected = list(affected)
+            for other in reversed(affected):
+                if other.pid is not None:
+                    pid, other.pid = other.pid, None
+                    await shutdown_child(pid, other.spec.shutdown)
+            for other in affected:
+                if other.spec.restart == "temporary" and other is not child:
+                    self.children.remove(other)
+            to_start = [c for c in affected if c in self.children]
+        for other in to_start:
+            try:
+                other.pid = await start_child_process(other.spec)
+            except StartChildError as exc:
+                log_failed_start(self.label, exc.child_id, exc.reason)
+                gen_server.cast(current().pid, _TryAgain(other.spec.id))
+                return None
+        return None
+
+
+def _count(children: list[Child]) -> dict[str, int]:
+    return {
+        "specs": len(children),
+        "active": sum(1 for c in children if c.pid is not None),
+        "supervisors": sum(1 for c in children if c.spec.type == "supervisor"),
+        "workers": sum(1 for c in children if c.spec.type == "worker"),
+    }
