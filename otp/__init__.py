@@ -9,7 +9,7 @@ trio program that embeds ``otp``). The behaviour follows Erlang/OTP and Elixir; 
 differ, Elixir's choice.
 """
 
-from . import gen_server
+from . import application, dynamic_supervisor, gen_server, partition_supervisor, supervisor
 from ._errors import (
     AlreadyStarted,
     CallTimeout,
@@ -55,6 +55,7 @@ from ._terms import (
     shutdown,
 )
 from .gen_server import Continue, GenServer, Ignore, NoReply, Reply, Stop
+from .supervisor import ChildSpec, Supervisor
 
 __all__ = [
     "KILL",
@@ -66,6 +67,7 @@ __all__ = [
     "AlreadyStarted",
     "Atom",
     "CallTimeout",
+    "ChildSpec",
     "Continue",
     "Down",
     "Exit",
@@ -86,8 +88,11 @@ __all__ = [
     "ServerExited",
     "Shutdown",
     "Stop",
+    "Supervisor",
     "Via",
+    "application",
     "demonitor",
+    "dynamic_supervisor",
     "exit",
     "gen_server",
     "is_alive",
@@ -96,8 +101,11 @@ __all__ = [
     "make_ref",
     "monitor",
     "node",
+    "partition_supervisor",
+    "pubsub",
     "receive",
     "register",
+    "registry",
     "run",
     "self",
     "send",
@@ -105,8 +113,12 @@ __all__ = [
     "spawn",
     "spawn_link",
     "spawn_monitor",
+    "supervisor",
     "trap_exits",
     "unlink",
     "unregister",
     "whereis",
 ]
+
+# Last: they build on everything above.
+from . import pubsub, registry
