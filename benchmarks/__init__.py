@@ -5,5 +5,5 @@ figures beside a floor measured in the same run and the same process, so ratios 
 on any machine.
 """
 
-SUITES: tuple[str, ...] = ("benchmarks.bench_otp_core",)
+SUITES: tuple[str, ...] = ("benchmarks.bench_otp_core", "benchmarks.bench_registry")
 """Benchmark modules, in the order they run."""

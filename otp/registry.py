@@ -1,0 +1,508 @@
+"""registry: a local key-value process registry, like Elixir's ``Registry``.
+
+A registry is a process started with :func:`start_link` that owns a table of entries
+``key -> (pid, value)``, the way an ETS table is owned by its process. Its keys are either
+``"unique"`` (at most one entry per key) or ``"duplicate"`` (any number of entries per key,
+several even from the same process). Every function that reads or writes the table is a
+plain synchronous function that reaches the table directly from the calling process, so a
+lookup costs a few dict lookups and never waits for the registry process.
+
+Guarantees:
+
+* :func:`register` registers the *calling* process. Its entries disappear when it exits,
+  before anyone can observe the exit through a link (:class:`otp.Exit`) or a monitor
+  (:class:`otp.Down`), and before a caller waiting on it (a ``call``, ``stop`` or ``start``)
+  wakes up. The registry does not link to the processes it holds: their exits never
+  reach it, and its exit never reaches them.
+* When the registry process exits, its table goes with it (also before its links and
+  monitors fire): every function given that registry then raises :class:`UnknownRegistry`
+  (a :class:`otp.NoProc`), and a registry started again under the same name starts empty.
+* :func:`via` builds a name (an :class:`otp.Via`) that works wherever a process name does:
+  :func:`otp.send`, :func:`otp.whereis`, :func:`otp.monitor`,
+  ``gen_server.start_link(name=...)``, ``call``, ``cast``, ``stop``, and supervisors. A
+  via name that is taken makes a start raise :class:`otp.AlreadyStarted`.
+
+A registry is addressed by the local name it was started with, or by its pid. Example::
+
+    await registry.start_link(keys="unique", name="workers")
+    await gen_server.start_link(Worker, name=registry.via("workers", ("stream", 42)))
+    await gen_server.call(registry.via("workers", ("stream", 42)), "ping")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
+
+from ._errors import AlreadyStarted, NoProc, NotInProcess, OTPError
+from ._names import Name, Via
+from ._names import lookup as _lookup_process
+from ._process import DEAD, Pid, _current, _Process, current, current_node
+from .gen_server import GenServer
+from .gen_server import start_link as _start_server
+
+if TYPE_CHECKING:
+    from .supervisor import ChildSpec
+
+__all__ = [
+    "AlreadyRegistered",
+    "Keys",
+    "NotRegistered",
+    "RegistryName",
+    "UnknownRegistry",
+    "child_spec",
+    "count",
+    "dispatch",
+    "keys",
+    "lookup",
+    "match",
+    "register",
+    "start_link",
+    "unregister",
+    "update_value",
+    "values",
+    "via",
+]
+
+Keys: TypeAlias = Literal["unique", "duplicate"]
+"""The kind of a registry: at most one entry per key, or any number."""
+
+Entry: TypeAlias = "tuple[Pid, Any]"
+"""One registration: the process and the value it registered with."""
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+class AlreadyRegistered(OTPError):
+    """The unique key (``.key``) is held by a live process (``.pid``), maybe the caller."""
+
+    def __init__(self, key: Any, pid: Pid) -> None:
+        super().__init__(f"key {key!r} is already registered to {pid!r}")
+        self.key = key
+        self.pid = pid
+
+
+class NotRegistered(OTPError, LookupError):
+    """:func:`update_value`: the calling process holds no entry under ``.key``."""
+
+    def __init__(self, key: Any) -> None:
+        super().__init__(f"the calling process has no entry under {key!r}")
+        self.key = key
+
+
+class UnknownRegistry(NoProc):
+    """No registry runs under the name or pid given (``.name``).
+
+    A subclass of :class:`otp.NoProc`, so code that handles a missing process handles it.
+    """
+
+    def __init__(self, name: Any) -> None:
+        super().__init__(name)
+        self.args = (f"no registry: {name!r}",)
+
+
+# -- the table -------------------------------------------------------------------------------
+
+
+class _Table:
+    """The entries of one registry; lives exactly as long as the registry process.
+
+    ``unique`` maps a key to its one ``(pid, value)``; ``duplicate`` maps a key to
+    ``{pid: [value, ...]}`` (a process's values in registration order). ``by_pid`` lists
+    each registered process's keys, one item per entry; a pid stays in it (possibly with
+    an empty list) until the process exits, which marks that its exit hook is installed.
+    """
+
+    __slots__ = ("by_pid", "closed", "duplicate", "is_unique", "owner", "size", "unique")
+
+    def __init__(self, owner: _Process, kind: Keys) -> None:
+        self.owner = owner
+        self.is_unique = kind == "unique"
+        self.unique: dict[Any, Entry] = {}
+        self.duplicate: dict[Any, dict[Pid, list[Any]]] = {}
+        self.by_pid: dict[Pid, list[Any]] = {}
+        self.size = 0
+        self.closed = False
+
+    def track(self, proc: _Process) -> list[Any]:
+        """The key list of ``proc``, installing its exit hook on first use."""
+        pid = proc.pid
+        owned = self.by_pid.get(pid)
+        if owned is None:
+            if proc.state == DEAD:
+                raise NoProc(pid)
+            hooks = proc.exit_hooks
+            if hooks is None:
+                hooks = proc.exit_hooks = []
+            hooks.append(self.process_exited)
+            owned = self.by_pid[pid] = []
+        return owned
+
+    def add_unique(self, proc: _Process, key: Any, value: Any) -> None:
+        held = self.unique.get(key)
+        if held is not None:
+            raise AlreadyRegistered(key, held[0])
+        self.track(proc).append(key)
+        self.unique[key] = (proc.pid, value)
+        self.size += 1
+
+    def add_duplicate(self, proc: _Process, key: Any, value: Any) -> None:
+        owned = self.track(proc)
+        per_pid = self.duplicate.get(key)
+        if per_pid is None:
+            per_pid = self.duplicate[key] = {}
+        own_values = per_pid.get(proc.pid)
+        if own_values is None:
+            per_pid[proc.pid] = [value]
+        else:
+            own_values.append(value)
+        owned.append(key)
+        self.size += 1
+
+    def remove(self, pid: Pid, key: Any) -> None:
+        """Drop every entry of ``pid`` under ``key``."""
+        if self.is_unique:
+            held = self.unique.get(key)
+            if held is None or held[0] is not pid:
+                return
+            del self.unique[key]
+            removed = 1
+        else:
+            per_pid = self.duplicate.get(key)
+            if per_pid is None:
+                return
+            own_values = per_pid.pop(pid, None)
+            if own_values is None:
+                return
+            if not per_pid:
+                del self.duplicate[key]
+            removed = len(own_values)
+        self.size -= removed
+        owned = self.by_pid.get(pid)
+        if owned is not None:
+            owned[:] = [k for k in owned if k != key]
+
+    def process_exited(self, pid: Pid, reason: Any) -> None:
+        """The exit hook of a registered process: drop all its entries (never raises)."""
+        if self.closed:
+            return
+        owned = self.by_pid.pop(pid, None)
+        if not owned:
+            return
+        if self.is_unique:
+            unique = self.unique
+            for key in owned:
+                held = unique.get(key)
+                if held is not None and held[0] is pid:
+                    del unique[key]
+                    self.size -= 1
+        else:
+            duplicate = self.duplicate
+            for key in dict.fromkeys(owned):
+                per_pid = duplicate.get(key)
+                if per_pid is None:
+                    continue
+                own_values = per_pid.pop(pid, None)
+                if own_values is not None:
+                    self.size -= len(own_values)
+                    if not per_pid:
+                        del duplicate[key]
+
+    def close(self, pid: Pid, reason: Any) -> None:
+        """The exit hook of the registry process: forget the table."""
+        self.closed = True
+        _tables.pop(self.owner, None)
+        self.unique.clear()
+        self.duplicate.clear()
+        self.by_pid.clear()
+        self.size = 0
+
+
+_tables: Final[dict[_Process, _Table]] = {}
+"""Every running registry's table, by the registry's process (one entry per live registry;
+keyed by the process state rather than the pid so that pids of different nodes can never
+collide, whatever equality pids have)."""
+
+
+def _find(reg: Name) -> _Table | None:
+    """The table of the registry ``reg`` (a local name, pid or via name), or None.
+
+    A few dict lookups: this is the hot path of every registry function and via name.
+    """
+    if type(reg) is Pid:
+        return _tables.get(reg._proc)  # type: ignore[arg-type]
+    if type(reg) is str:
+        me = _current.get(None)
+        node = me.node if me is not None else current_node()
+        return _tables.get(node.names.get(reg))  # type: ignore[arg-type]
+    return _tables.get(_lookup_process(reg))  # type: ignore[arg-type]
+
+
+def _table(reg: Name) -> _Table:
+    table = _find(reg)
+    if table is None:
+        raise UnknownRegistry(reg)
+    return table
+
+
+# -- the registry process --------------------------------------------------------------------
+
+
+class _Registry(GenServer):
+    """The process that owns a table: it creates it in ``init`` and drops it on exit."""
+
+    async def init(self, *args: Any) -> None:
+        (kind,) = args
+        me = current()
+        table = _Table(me, kind)
+        hooks = me.exit_hooks
+        if hooks is None:
+            hooks = me.exit_hooks = []
+        hooks.append(table.close)
+        _tables[me] = table
+
+
+def _check_keys(keys: str) -> Keys:
+    if keys == "unique":
+        return "unique"
+    if keys == "duplicate":
+        return "duplicate"
+    raise ValueError(f"keys must be 'unique' or 'duplicate', got {keys!r}")
+
+
+async def start_link(*, keys: Keys, name: str | None = None) -> Pid:
+    """Start a registry linked to the caller and return its pid once it is ready.
+
+    ``keys`` is ``"unique"`` or ``"duplicate"`` (``ValueError`` otherwise). ``name`` is the
+    local name to register it under; without one, address it by its pid. A taken name
+    raises :class:`otp.AlreadyStarted`. Stop it with ``gen_server.stop``.
+    """
+    kind = _check_keys(keys)
+    pid = await _start_server(_Registry, kind, name=name)
+    assert pid is not None
+    return pid
+
+
+def child_spec(*, keys: Keys, name: str, id: Any = None) -> ChildSpec:
+    """A supervisor child spec that starts a registry with :func:`start_link`.
+
+    The id defaults to ``name``. The registry is a ``"worker"``; a dynamic supervisor's
+    extra arguments, if any, are ignored.
+    """
+    from .supervisor import ChildSpec
+
+    kind = _check_keys(keys)
+
+    async def start(*_extra: Any) -> Pid:
+        return await start_link(keys=kind, name=name)
+
+    return ChildSpec(id=name if id is None else id, start=start)
+
+
+# -- the table API ---------------------------------------------------------------------------
+
+
+def register(reg: Name, key: Hashable, value: Any = None) -> None:
+    """Register the calling process under ``key`` with ``value`` until it exits.
+
+    In a unique registry a key held by a live process (the caller included) raises
+    :class:`AlreadyRegistered` with the holder's pid. In a duplicate registry a process
+    may register the same key any number of times, each time adding an entry. Raises
+    :class:`UnknownRegistry` when ``reg`` is not a running registry.
+    """
+    table = _table(reg)
+    if table.is_unique:
+        table.add_unique(current(), key, value)
+    else:
+        table.add_duplicate(current(), key, value)
+
+
+def unregister(reg: Name, key: Hashable) -> None:
+    """Remove every entry of the calling process under ``key``; nothing else is touched.
+
+    Does nothing when the caller has no such entry.
+    """
+    _table(reg).remove(current().pid, key)
+
+
+def lookup(reg: Name, key: Hashable) -> list[tuple[Pid, Any]]:
+    """The entries under ``key`` as ``(pid, value)``: at most one in a unique registry.
+
+    A fresh list, in registration order per process; empty when nobody is registered.
+    """
+    table = _table(reg)
+    if table.is_unique:
+        held = table.unique.get(key)
+        return [held] if held is not None else []
+    per_pid = table.duplicate.get(key)
+    if per_pid is None:
+        return []
+    return [(pid, value) for pid, own_values in per_pid.items() for value in own_values]
+
+
+def keys(reg: Name, pid: Pid) -> list[Any]:
+    """The keys ``pid`` is registered under, one item per entry (so a key it registered
+    twice in a duplicate registry appears twice); empty for an unknown or dead pid."""
+    return list(_table(reg).by_pid.get(pid, ()))
+
+
+def values(reg: Name, key: Hashable, pid: Pid) -> list[Any]:
+    """The values ``pid`` registered under ``key``, in registration order; maybe empty."""
+    table = _table(reg)
+    if table.is_unique:
+        held = table.unique.get(key)
+        return [held[1]] if held is not None and held[0] is pid else []
+    per_pid = table.duplicate.get(key)
+    if per_pid is None:
+        return []
+    return list(per_pid.get(pid, ()))
+
+
+def count(reg: Name) -> int:
+    """The number of entries in the registry."""
+    return _table(reg).size
+
+
+def match(reg: Name, key: Hashable, predicate: Callable[[Any], bool]) -> list[tuple[Pid, Any]]:
+    """The entries under ``key`` whose value passes ``predicate(value)``."""
+    return [entry for entry in lookup(reg, key) if predicate(entry[1])]
+
+
+def dispatch(
+    reg: Name, key: Hashable, fn: Callable[[list[tuple[Pid, Any]]], object]
+) -> None:
+    """Call ``fn(entries)`` once, in the caller, with the entries under ``key``.
+
+    ``fn`` is not called at all when there are none. What it returns is ignored; what it
+    raises propagates.
+    """
+    entries = lookup(reg, key)
+    if entries:
+        fn(entries)
+
+
+def update_value(reg: Name, key: Hashable, fn: Callable[[Any], Any]) -> tuple[Any, Any]:
+    """Replace the calling process's value under ``key`` by ``fn(old)``; return ``(new, old)``.
+
+    Unique registries only (``ValueError`` otherwise). Raises :class:`NotRegistered` when
+    the caller does not hold ``key`` (nobody does, or another process does); the entry is
+    unchanged if ``fn`` raises.
+    """
+    table = _table(reg)
+    if not table.is_unique:
+        raise ValueError(f"update_value needs a unique registry; {reg!r} has duplicate keys")
+    pid = current().pid
+    held = table.unique.get(key)
+    if held is None or held[0] is not pid:
+        raise NotRegistered(key)
+    old = held[1]
+    new = fn(old)
+    table.unique[key] = (pid, new)
+    return new, old
+
+
+def _in_node() -> bool:
+    try:
+        current_node()
+    except NotInProcess:
+        return False
+    return True
+
+
+# -- via names -------------------------------------------------------------------------------
+
+
+class RegistryName(Via):
+    """The name of the process registered under ``key`` in the unique registry ``registry``.
+
+    Built by :func:`via`; Elixir's ``{:via, Registry, {registry, key}}``. Two of them are
+    equal when they name the same registry and key (the registration value is not part of
+    the name). Registering through it stores ``value`` as the entry's value.
+    """
+
+    __slots__ = ("key", "registry", "value")
+
+    def __init__(self, registry: Name, key: Hashable, value: Any = None) -> None:
+        self.registry = registry
+        self.key = key
+        self.value = value
+
+    def _unique_table(self) -> _Table | None:
+        table = _find(self.registry)
+        if table is not None and not table.is_unique:
+            raise ValueError(f"via names need a unique registry; {self.registry!r} is duplicate")
+        return table
+
+    def register_name(self, pid: Pid) -> None:
+        """Register ``pid`` under the key; :class:`otp.AlreadyStarted` when it is taken.
+
+        Raises :class:`UnknownRegistry` when the registry is not running, ``ValueError``
+        when it has duplicate keys and :class:`otp.NoProc` when ``pid`` is dead.
+        """
+        table = self._unique_table()
+        if table is None:
+            raise UnknownRegistry(self.registry)
+        held = table.unique.get(self.key)
+        if held is not None:
+            raise AlreadyStarted(self, held[0])
+        proc = pid._proc
+        if proc is None:
+            raise NoProc(pid)
+        table.add_unique(proc, self.key, self.value)
+
+    def unregister_name(self) -> None:
+        """Release the key, whoever holds it; does nothing when it is free."""
+        table = self._unique_table()
+        if table is None:
+            return
+        held = table.unique.get(self.key)
+        if held is not None:
+            table.remove(held[0], self.key)
+
+    def whereis_name(self) -> Pid | None:
+        """The process holding the key, or None (also when the registry is not running)."""
+        reg = self.registry
+        if type(reg) is str:  # _find inlined: the hot path of every call through a via name
+            me = _current.get(None)
+            node = me.node if me is not None else current_node()
+            table = _tables.get(node.names.get(reg))  # type: ignore[arg-type]
+        else:
+            table = _find(reg)
+        if table is None:
+            return None
+        held = table.unique.get(self.key)
+        if held is not None:
+            return held[0]
+        if not table.is_unique:
+            raise ValueError(f"via names need a unique registry; {reg!r} is duplicate")
+        return None
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not RegistryName:
+            return NotImplemented
+        return self.registry == other.registry and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash((RegistryName, self.registry, self.key))
+
+    def __repr__(self) -> str:
+        return f"registry.via({self.registry!r}, {self.key!r})"
+
+
+def via(reg: Name, key: Hashable, value: Any = None) -> RegistryName:
+    """A process name: the process registered under ``key`` in the unique registry ``reg``.
+
+    Use it anywhere a name is accepted. Starting a process with it registers the new
+    process under ``key`` (with ``value``); the name is free again when that process
+    exits (before its exit is observable), and it is taken until then: another start
+    raises :class:`otp.AlreadyStarted`. ``ValueError`` if ``reg`` is a running registry
+    with duplicate keys. The registry need not be running when the name is made (a
+    supervisor may start it first), only when it is used: until then the name resolves to
+    no process, and starting a process under it raises :class:`UnknownRegistry`.
+    """
+    hash(key)  # a TypeError now rather than at first use
+    name = RegistryName(reg, key, value)
+    if _in_node():
+        name._unique_table()
+    return name
