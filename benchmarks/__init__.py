@@ -5,5 +5,8 @@ figures beside a floor measured in the same run and the same process, so ratios 
 on any machine.
 """
 
-SUITES: tuple[str, ...] = ("benchmarks.bench_otp_core", "benchmarks.bench_registry")
+SUITES: tuple[str, ...] = (
+    "benchmarks.bench_otp_core", "benchmarks.bench_registry",
+    "benchmarks.bench_otp_supervision",
+)
 """Benchmark modules, in the order they run."""

@@ -42,21 +42,27 @@ async def node() -> AsyncIterator[Node]:
 
     On leaving the block, the processes main started are stopped one at a time in reverse
     start order, then main's exit reaches its links, then every other process still
-    running is shut down. An exception from the block is re-raised afterwards; if main
-    was ended by an exit signal, :class:`otp.ProcessExited` is raised (or the exception
-    that was the reason), unless the reason was normal.
+    running is shut down. An exception from the block is re-raised afterwards, except
+    that :class:`otp.ProcessExited` ends main with its ``reason`` as in any process; if
+    main was ended by an exit signal or such a reason, :class:`otp.ProcessExited` is
+    raised (or the exception that was the reason), unless the reason was normal.
     """
     reason: Any = NORMAL
+    raised: ProcessExited | None = None
     async with trio.open_nursery() as nursery:
         the_node = Node(nursery)
         main = _Process(the_node, None)
-        main.children = []
+        main.children = {}
         the_node.main = main.pid
         node_token = _current_node.set(the_node)
         token = _current.set(main)
         try:
             with main.scope:
                 yield the_node
+        except ProcessExited as exc:  # main's own exit(reason), as in any process
+            reason = exc.reason
+            raised = exc
+            main.self_exit = getattr(exc, "report", True)
         except Exception as exc:
             reason = exc
             main.self_exit = True
@@ -74,6 +80,8 @@ async def node() -> AsyncIterator[Node]:
     if not is_normal_exit(reason):
         if isinstance(reason, BaseException):
             raise reason
+        if raised is not None and raised.reason is reason:
+            raise raised
         raise ProcessExited(reason)
 
 
@@ -100,7 +108,7 @@ def run(main: Callable[..., Awaitable[T]], *args: Any, clock: trio.abc.Clock | N
 async def _shutdown(the_node: Node, main: _Process, reason: Any) -> None:
     """Stop main's children in reverse start order, end main, then stop the rest."""
     with trio.CancelScope(shield=True):
-        for pid in reversed(main.children or []):
+        for pid in list(reversed(main.children or {})):
             proc = pid._proc
             if proc is not None and proc.state == RUNNING:
                 proc.exit_signal(main.pid, SHUTDOWN)

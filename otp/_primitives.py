@@ -99,10 +99,11 @@ async def receive(
     With ``match``, return the oldest message for which ``match(msg)`` is true and leave
     the others where they are, in order (selective receive). With ``timeout`` (seconds),
     raise :class:`otp.ReceiveTimeout` if no such message arrives in time; ``timeout=0``
-    looks only at what is already there.
+    looks only at what is already there. A process that has accepted an exit signal takes
+    no further message: it ends here instead.
     """
     proc = current()
-    if match is None:
+    if match is None and proc.state == RUNNING:
         mailbox = proc.mailbox
         if mailbox:
             proc._credit -= 1
@@ -114,29 +115,42 @@ async def receive(
             while not proc.mailbox:
                 proc._waiting = current_task()
                 await wait_task_rescheduled(proc._abort_wait)
-            return proc.mailbox.popleft()
+            if proc.state == RUNNING:
+                return proc.mailbox.popleft()
     return await _receive_slow(proc, timeout, match)
 
 
 async def _receive_slow(
     proc: _Process, timeout: float | None, match: Callable[[Any], bool] | None
 ) -> Any:
+    if proc.state != RUNNING:
+        # An exit signal was accepted: the process must not take another message. Its
+        # scope is cancelled, so this raises (unless the caller shielded itself).
+        await checkpoint()
     found, msg = _take(proc, match, 0)
     if found:
         return msg
     if timeout is not None and timeout <= 0:
         raise ReceiveTimeout(f"no matching message (timeout={timeout})")
-    scanned = len(proc.mailbox) if proc.mailbox is not None else 0
-    deadline = trio.current_time() + timeout if timeout is not None else float("inf")
-    with trio.CancelScope(deadline=deadline):
-        while True:
-            proc._waiting = current_task()
-            await wait_task_rescheduled(proc._abort_wait)
-            found, msg = _take(proc, match, scanned)
-            if found:
-                return msg
-            scanned = len(proc.mailbox) if proc.mailbox is not None else 0
+    if timeout is None:
+        return await _wait_for_match(proc, match)
+    with trio.CancelScope(deadline=trio.current_time() + timeout):
+        return await _wait_for_match(proc, match)
     raise ReceiveTimeout(f"no matching message within {timeout} s")
+
+
+async def _wait_for_match(proc: _Process, match: Callable[[Any], bool] | None) -> Any:
+    """Wait for a message ``match`` accepts, scanning only the ones that arrive meanwhile."""
+    scanned = len(proc.mailbox) if proc.mailbox is not None else 0
+    while True:
+        proc._waiting = current_task()
+        await wait_task_rescheduled(proc._abort_wait)
+        if proc.state != RUNNING:
+            await checkpoint()
+        found, msg = _take(proc, match, scanned)
+        if found:
+            return msg
+        scanned = len(proc.mailbox) if proc.mailbox is not None else 0
 
 
 def _take(proc: _Process, match: Callable[[Any], bool] | None, start: int) -> tuple[bool, Any]:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextvars
 import itertools
 import logging
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable
+from heapq import heapify, heappop, heappush
 from typing import Any, Final
 
 import outcome
@@ -66,6 +68,7 @@ class Node:
         self.names: dict[str, _Process] = {}
         self._ids = itertools.count(0)
         self.main: Pid | None = None
+        self.timers = _Timers(nursery)
 
     def __repr__(self) -> str:
         return f"<otp.Node with {len(self.processes)} processes>"
@@ -111,12 +114,75 @@ class _Waiter:
         return False, None
 
 
+class _Expired(Exception):
+    """Thrown into a waiter whose deadline in :class:`_Timers` has passed."""
+
+
+class _Timers:
+    """The deadlines of a node's calls, kept by one task instead of a cancel scope per call.
+
+    Arming a trio cancel scope costs more than the rest of a call; pushing the deadline on
+    a heap costs a fraction of that. One task (started on first use, in the node's nursery)
+    sleeps until the earliest deadline and wakes its waiter with :class:`_Expired`.
+    Entries whose waiter was answered are dropped when they reach the top of the heap, or
+    all at once when they outnumber the live ones (as trio does for its own deadlines).
+    """
+
+    __slots__ = ("_heap", "_nursery", "_scope", "_seq", "_started", "_wake_at", "live")
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self._heap: list[tuple[float, int, _Waiter]] = []
+        self._nursery = nursery
+        self._scope: trio.CancelScope | None = None
+        self._seq = itertools.count()
+        self._started = False
+        self._wake_at = math.inf
+        self.live = 0
+        """Waits in progress: :meth:`add` counts one up, the waiter counts it down when done."""
+
+    def add(self, deadline: float, waiter: _Waiter) -> None:
+        """Wake ``waiter`` with :class:`_Expired` at ``deadline`` unless it is resolved first.
+
+        The caller must decrement :attr:`live` once its wait is over, however it ended.
+        """
+        heap = self._heap
+        while heap and heap[0][2].task is None:
+            heappop(heap)
+        heappush(heap, (deadline, next(self._seq), waiter))
+        self.live += 1
+        if len(heap) > 2 * self.live + 1000:
+            heap[:] = [entry for entry in heap if entry[2].task is not None]
+            heapify(heap)
+        if deadline < self._wake_at:
+            self._wake_at = deadline
+            if self._scope is not None:
+                self._scope.deadline = deadline
+            elif not self._started:
+                self._started = True
+                self._nursery.start_soon(self._run, name="otp timers")
+
+    async def _run(self) -> None:
+        heap = self._heap
+        while True:
+            now = trio.current_time()
+            while heap:
+                deadline, _, waiter = heap[0]
+                if waiter.task is not None and deadline > now:
+                    break
+                heappop(heap)
+                if waiter.task is not None:
+                    waiter.resolve(outcome.Error(_Expired()))
+            self._wake_at = heap[0][0] if heap else math.inf
+            with trio.CancelScope(deadline=self._wake_at) as self._scope:
+                await trio.sleep_forever()
+            self._scope = None
+
+
 class _Process:
     """The state of one process. Internal: users hold its :class:`Pid`."""
 
     __slots__ = (
         "_credit",
-        "_scan",
         "_waiting",
         "children",
         "exit_hooks",
@@ -148,7 +214,6 @@ class _Process:
         self.state = RUNNING
         self.mailbox: deque[Any] | None = None
         self._waiting: Task | None = None
-        self._scan = 0
         self._credit = _CREDIT
         self.trap_exit = False
         self.links: set[_Process] | None = None
@@ -160,7 +225,7 @@ class _Process:
         self.self_exit = False
         self.scope = trio.CancelScope()
         self.result: Any = None
-        self.children: list[Pid] | None = None
+        self.children: dict[Pid, None] | None = None  # main's live children, in start order
         self.is_supervisor = False
         node.processes[self.pid._id] = self
 
@@ -276,6 +341,11 @@ class _Process:
                     watcher.deliver(Down(key, pid, reason))
                 else:
                     watcher.target_exited(pid, reason)
+        parent = self.parent
+        if parent is not None:
+            owner = parent._proc
+            if owner is not None and owner.children is not None:
+                owner.children.pop(pid, None)
         self.mailbox = None
         self._waiting = None
         node.processes.pop(pid._id, None)
@@ -351,7 +421,7 @@ def spawn_process(
         if link:
             link_pair(parent, proc)
         if parent.children is not None:
-            parent.children.append(proc.pid)
+            parent.children[proc.pid] = None
     target = nursery or proc.spawn_nursery
     target.start_soon(proc.main, fn, args, name=getattr(fn, "__qualname__", None))
     return proc

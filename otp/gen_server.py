@@ -39,7 +39,6 @@ import trio
 from trio.lowlevel import wait_task_rescheduled
 
 from ._errors import (
-    AlreadyStarted,
     CallTimeout,
     InitError,
     ProcessExited,
@@ -48,8 +47,18 @@ from ._errors import (
 )
 from ._messages import Exit
 from ._names import Name, lookup, register_name, resolve
+from ._node import await_exit
 from ._primitives import receive
-from ._process import Pid, _Process, _Waiter, current, current_or_none, spawn_process
+from ._process import (
+    RUNNING,
+    Pid,
+    _Expired,
+    _Process,
+    _Waiter,
+    current,
+    current_or_none,
+    spawn_process,
+)
 from ._terms import NORMAL, TIMEOUT
 
 if TYPE_CHECKING:
@@ -107,8 +116,9 @@ class Reply:
 
 @attrs.frozen
 class Stop:
-    """Stop the server with ``reason`` after ``terminate``; from ``handle_call``, reply
-    ``reply`` first if given. From ``init`` it makes the start fail with ``InitError``."""
+    """Stop the server with ``reason`` after ``terminate``; from ``handle_call``, also reply
+    ``reply`` if given, once ``terminate`` has run (even if it raised), as OTP does. From
+    ``init`` it makes the start fail with ``InitError``."""
 
     reason: Any
     reply: Any = UNSET
@@ -271,12 +281,12 @@ async def _start(
     done, result = await waiter.wait(timeout)
     if proc.monitors is not None:
         proc.monitors.pop(waiter, None)
+        if not proc.monitors:
+            proc.monitors = None  # an idle server keeps no empty table
     if not done:
-        if proc.links is not None:  # no exit signal for the caller, as for a failed init
-            for other in list(proc.links):
-                other.links.discard(proc)  # type: ignore[union-attr]
-            proc.links = None
+        _unlink_parent(proc)  # no exit signal for the caller, as for a failed init
         proc.kill()
+        await await_exit(proc, None)  # so the name is free, as for a failed init
         raise InitError(TIMEOUT)
     return result  # type: ignore[no-any-return]
 
@@ -293,13 +303,21 @@ async def call(server: Name, request: Any, timeout: float | None = 5.0) -> Any:
         monitors = proc.monitors = {}
     monitors[from_] = from_
     proc.deliver(_Call(from_, request))
+    if timeout is None:
+        try:
+            return await wait_task_rescheduled(from_.abort)
+        finally:
+            monitors = proc.monitors
+            if monitors is not None:
+                monitors.pop(from_, None)
+    timers = proc.node.timers
+    timers.add(trio.current_time() + timeout, from_)
     try:
-        if timeout is None:
-            return await wait_task_rescheduled(from_.abort)
-        with trio.CancelScope(deadline=trio.current_time() + timeout):
-            return await wait_task_rescheduled(from_.abort)
-        raise CallTimeout(server, timeout)
+        return await wait_task_rescheduled(from_.abort)
+    except _Expired:
+        raise CallTimeout(server, timeout) from None
     finally:
+        timers.live -= 1
         monitors = proc.monitors
         if monitors is not None:
             monitors.pop(from_, None)
@@ -356,35 +374,84 @@ async def _serve(
     if name is not None:
         try:
             register_name(name, me)
-        except AlreadyStarted as exc:
+        except Exception as exc:  # a taken name, or not a name: the caller's error
             _unlink_parent(me)
-            starter.resolve(outcome.Error(AlreadyStarted(exc.name, exc.pid)))
+            starter.resolve(outcome.Error(exc))
             return
-    server = cls()
-    async with server._process_context():
-        await _init_and_loop(server, me, args, starter)
-
-
-async def _init_and_loop(
-    server: GenServer, me: _Process, args: tuple[Any, ...], starter: _StartWaiter
-) -> None:
     try:
-        result = await server.init(*args)
-        timeout, cont = _init_directive(result)
-    except _Ignored:
-        _unlink_parent(me)
-        starter.resolve(outcome.Value(None))
-        return
-    except _InitStopped as stopped:
-        _unlink_parent(me)
-        starter.resolve(outcome.Error(InitError(stopped.reason)))
-        raise ProcessExited(stopped.reason) from None
-    except Exception as exc:
+        server = cls()
+    except Exception as exc:  # part of init: fails the start like init raising
         _unlink_parent(me)
         starter.resolve(outcome.Error(InitError(exc)))
         raise
-    starter.resolve(outcome.Value(me.pid))
-    await _loop(server, me, timeout, cont)
+    # One coroutine frame for the whole life of a server: idle servers stay small.
+    async with server._process_context():
+        try:
+            result = await server.init(*args)
+            timeout, cont = _init_directive(result)
+        except _Ignored:
+            _unlink_parent(me)
+            starter.resolve(outcome.Value(None))
+            return
+        except _InitStopped as stopped:
+            _unlink_parent(me)
+            starter.resolve(outcome.Error(InitError(stopped.reason)))
+            raise ProcessExited(stopped.reason) from None
+        except Exception as exc:
+            _unlink_parent(me)
+            starter.resolve(outcome.Error(InitError(exc)))
+            raise
+        starter.resolve(outcome.Value(me.pid))
+        parent = me.parent
+        try:
+            while True:
+                if cont is not UNSET:
+                    result = await server.handle_continue(cont)
+                    timeout, cont = _directive(server, result, "handle_continue")
+                    continue
+                try:
+                    msg = await receive(timeout)
+                except ReceiveTimeout:
+                    msg = TIMEOUT
+                kind = type(msg)
+                if kind is _Call:
+                    result = await server.handle_call(msg.request, msg.from_)
+                    kind = type(result)
+                    if kind not in _DIRECTIVES:
+                        msg.from_.resolve(outcome.Value(result))
+                        timeout = None
+                    elif kind is Reply:
+                        msg.from_.resolve(outcome.Value(result.value))
+                        timeout, cont = result.timeout, result.continue_
+                    elif kind is Stop and result.reply is not UNSET:
+                        raise _StopRequested(result.reason, msg.from_, result.reply)
+                    else:
+                        timeout, cont = _directive(server, result, "handle_call")
+                elif kind is _Cast:
+                    result = await server.handle_cast(msg.msg)
+                    timeout, cont = _directive(server, result, "handle_cast")
+                elif kind is _SystemStop:
+                    if msg.waiter.task is not None:  # else the stop timed out: carry on
+                        raise _StopRequested(msg.reason)
+                elif kind is Exit and msg.pid == parent and me.trap_exit:
+                    raise _StopRequested(msg.reason, from_parent=True)
+                else:
+                    result = await server.handle_info(msg)
+                    timeout, cont = _directive(server, result, "handle_info")
+        except _StopRequested as request:
+            try:
+                await server.terminate(request.reason)
+            finally:  # the reply goes even if terminate raises (as OTP's try ... after)
+                if request.from_ is not None and not _killed(me):
+                    request.from_.resolve(outcome.Value(request.reply))
+            exit_class = _ParentExit if request.from_parent else ProcessExited
+            raise exit_class(request.reason) from None
+        except ProcessExited as exc:
+            await server.terminate(exc.reason)
+            raise
+        except Exception as exc:
+            await server.terminate(exc)
+            raise
 
 
 class _Ignored(Exception):
@@ -419,55 +486,9 @@ def _unlink_parent(me: _Process) -> None:
             parent.links.discard(me)
 
 
-async def _loop(server: GenServer, me: _Process, timeout: float | None, cont: Any) -> None:
-    parent = me.parent
-    try:
-        while True:
-            if cont is not UNSET:
-                result = await server.handle_continue(cont)
-                timeout, cont = _directive(server, result, "handle_continue")
-                continue
-            try:
-                msg = await receive(timeout)
-            except ReceiveTimeout:
-                msg = TIMEOUT
-            kind = type(msg)
-            if kind is _Call:
-                result = await server.handle_call(msg.request, msg.from_)
-                kind = type(result)
-                if kind not in _DIRECTIVES:
-                    msg.from_.resolve(outcome.Value(result))
-                    timeout = None
-                elif kind is Reply:
-                    msg.from_.resolve(outcome.Value(result.value))
-                    timeout, cont = result.timeout, result.continue_
-                elif kind is Stop and result.reply is not UNSET:
-                    raise _StopRequested(result.reason, msg.from_, result.reply)
-                else:
-                    timeout, cont = _directive(server, result, "handle_call")
-            elif kind is _Cast:
-                result = await server.handle_cast(msg.msg)
-                timeout, cont = _directive(server, result, "handle_cast")
-            elif kind is _SystemStop:
-                if msg.waiter.task is not None:  # else the stop timed out: carry on
-                    raise _StopRequested(msg.reason)
-            elif kind is Exit and msg.pid == parent and me.trap_exit:
-                raise _StopRequested(msg.reason, from_parent=True)
-            else:
-                result = await server.handle_info(msg)
-                timeout, cont = _directive(server, result, "handle_info")
-    except _StopRequested as request:
-        await server.terminate(request.reason)
-        if request.from_ is not None:
-            request.from_.resolve(outcome.Value(request.reply))
-        exit_class = _ParentExit if request.from_parent else ProcessExited
-        raise exit_class(request.reason) from None
-    except ProcessExited as exc:
-        await server.terminate(exc.reason)
-        raise
-    except Exception as exc:
-        await server.terminate(exc)
-        raise
+def _killed(me: _Process) -> bool:
+    """True once the process accepted an exit signal: it must not answer any more."""
+    return me.state != RUNNING
 
 
 def _directive(server: GenServer, result: Any, callback: str) -> tuple[Any, Any]:
