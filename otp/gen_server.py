@@ -41,6 +41,7 @@ from trio.lowlevel import wait_task_rescheduled
 from ._errors import (
     CallTimeout,
     InitError,
+    NoProc,
     ProcessExited,
     ReceiveTimeout,
     ServerExited,
@@ -74,6 +75,7 @@ __all__ = [
     "Stop",
     "call",
     "cast",
+    "forward",
     "reply",
     "start",
     "start_link",
@@ -142,8 +144,9 @@ _DIRECTIVES: Final = frozenset({NoReply, Reply, Stop, Continue, Ignore})
 class From(_Waiter):
     """Who a call came from: pass it to :func:`reply` to answer, from any process."""
 
-    __slots__ = ("server",)
+    __slots__ = ("holder", "server")
     server: Any
+    holder: _Process  # the server the call is with: the one whose exit fails it
 
     def target_exited(self, pid: Pid, reason: Any) -> None:
         self.resolve(outcome.Error(ServerExited(self.server, reason)))
@@ -298,6 +301,7 @@ async def call(server: Name, request: Any, timeout: float | None = 5.0) -> Any:
         raise ValueError(f"server: {server!r} is the calling process, which cannot call itself")
     from_ = From()
     from_.server = server
+    from_.holder = proc
     monitors = proc.monitors
     if monitors is None:
         monitors = proc.monitors = {}
@@ -307,7 +311,7 @@ async def call(server: Name, request: Any, timeout: float | None = 5.0) -> Any:
         try:
             return await wait_task_rescheduled(from_.abort)
         finally:
-            monitors = proc.monitors
+            monitors = from_.holder.monitors
             if monitors is not None:
                 monitors.pop(from_, None)
     timers = proc.node.timers
@@ -318,9 +322,37 @@ async def call(server: Name, request: Any, timeout: float | None = 5.0) -> Any:
         raise CallTimeout(server, timeout) from None
     finally:
         timers.live -= 1
-        monitors = proc.monitors
+        monitors = from_.holder.monitors
         if monitors is not None:
             monitors.pop(from_, None)
+
+
+def forward(server: Name, request: Any, from_: From) -> None:
+    """Hand the call ``from_`` on to ``server``: its ``handle_call(request, from_)`` answers
+    the original caller directly, as Erlang code does by sending ``{'$gen_call', From,
+    Request}`` itself.
+
+    The caller then watches ``server`` instead of the process that forwarded: it gets
+    :class:`otp.ServerExited` if ``server`` ends before replying, and :class:`otp.NoProc`
+    at once if ``server`` is not running. Its timeout keeps running. Never blocks.
+    """
+    if type(from_) is not From:
+        raise TypeError(f"from_ must be the From given to handle_call, got {from_!r}")
+    if from_.task is None:  # the caller gave up already
+        return
+    proc = lookup(server)
+    if proc is None:
+        from_.resolve(outcome.Error(NoProc(server)))
+        return
+    held = from_.holder.monitors
+    if held is not None:
+        held.pop(from_, None)
+    from_.holder = proc
+    monitors = proc.monitors
+    if monitors is None:
+        monitors = proc.monitors = {}
+    monitors[from_] = from_
+    proc.deliver(_Call(from_, request))
 
 
 def cast(server: Name, msg: Any) -> None:

@@ -29,7 +29,7 @@ from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 from . import registry
-from ._names import Name
+from ._names import Name, Via
 from ._process import Pid, current
 
 if TYPE_CHECKING:
@@ -45,15 +45,15 @@ __all__ = [
 ]
 
 
-async def start_link(name: str | None = None) -> Pid:
-    """Start a pub/sub linked to the caller under the local ``name``; return its pid.
+async def start_link(name: str | Via | None = None) -> Pid:
+    """Start a pub/sub linked to the caller under ``name`` (local or via); return its pid.
 
     A taken name raises :class:`otp.AlreadyStarted`. Without a name, address it by pid.
     """
     return await registry.start_link(keys="duplicate", name=name)
 
 
-def child_spec(name: str, id: Any = None) -> ChildSpec:
+def child_spec(name: str | Via, id: Any = None) -> ChildSpec:
     """A supervisor child spec that starts a pub/sub named ``name`` (the default id)."""
     return registry.child_spec(keys="duplicate", name=name, id=id)
 

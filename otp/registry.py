@@ -39,6 +39,7 @@ from ._names import Name, Via
 from ._names import lookup as _lookup_process
 from ._process import DEAD, Pid, _current, _Process, current, current_node
 from .gen_server import GenServer
+from .gen_server import start as _start_unlinked
 from .gen_server import start_link as _start_server
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ __all__ = [
     "lookup",
     "match",
     "register",
+    "start",
     "start_link",
     "unregister",
     "update_value",
@@ -271,11 +273,11 @@ def _check_keys(keys: str) -> Keys:
     raise ValueError(f"keys must be 'unique' or 'duplicate', got {keys!r}")
 
 
-async def start_link(*, keys: Keys, name: str | None = None) -> Pid:
+async def start_link(*, keys: Keys, name: str | Via | None = None) -> Pid:
     """Start a registry linked to the caller and return its pid once it is ready.
 
     ``keys`` is ``"unique"`` or ``"duplicate"`` (``ValueError`` otherwise). ``name`` is the
-    local name to register it under; without one, address it by its pid. A taken name
+    local or via name to register it under; without one, address it by its pid. A taken name
     raises :class:`otp.AlreadyStarted`. Stop it with ``gen_server.stop``.
     """
     kind = _check_keys(keys)
@@ -284,7 +286,16 @@ async def start_link(*, keys: Keys, name: str | None = None) -> Pid:
     return pid
 
 
-def child_spec(*, keys: Keys, name: str, id: Any = None) -> ChildSpec:
+async def start(*, keys: Keys, name: str | Via | None = None) -> Pid:
+    """Like :func:`start_link`, without the link: a registry that serves the whole node
+    until it is stopped or the node shuts down."""
+    kind = _check_keys(keys)
+    pid = await _start_unlinked(_Registry, kind, name=name)
+    assert pid is not None
+    return pid
+
+
+def child_spec(*, keys: Keys, name: str | Via, id: Any = None) -> ChildSpec:
     """A supervisor child spec that starts a registry with :func:`start_link`.
 
     The id defaults to ``name``. The registry is a ``"worker"``; a dynamic supervisor's

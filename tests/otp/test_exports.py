@@ -19,7 +19,7 @@ OTP_NAMES = [
 
 GEN_SERVER_NAMES = [
     "Continue", "From", "GenServer", "Ignore", "NoReply", "Reply", "Stop", "call", "cast",
-    "reply", "start", "start_link", "stop",
+    "forward", "reply", "start", "start_link", "stop",
 ]
 
 

@@ -1102,3 +1102,55 @@ async def test_stop_raises_server_exited_when_terminate_fails():
         with pytest.raises(otp.ServerExited) as info:
             await gen_server.stop(pid)
         assert isinstance(info.value.reason, RuntimeError)
+
+
+class _Front(otp.GenServer):
+    """Forwards every call to the server named in the request."""
+
+    async def handle_call(self, request, from_):
+        target, inner = request
+        gen_server.forward(target, inner, from_)
+        return otp.NoReply()
+
+
+class _Back(otp.GenServer):
+    async def handle_call(self, request, from_):
+        if request == "crash":
+            raise RuntimeError("back crashed")
+        if request == "hang":
+            return otp.NoReply()
+        return ("back", request)
+
+
+async def test_a_forwarded_call_is_answered_by_the_server_it_was_forwarded_to():
+    async with otp.node():
+        front = await gen_server.start_link(_Front)
+        back = await gen_server.start_link(_Back)
+        assert await gen_server.call(front, (back, "hi")) == ("back", "hi")
+
+
+async def test_a_forwarded_call_fails_when_the_new_holder_exits():
+    async with otp.node():
+        otp.trap_exits(True)
+        front = await gen_server.start_link(_Front)
+        back = await gen_server.start_link(_Back)
+        with pytest.raises(otp.ServerExited) as info:
+            await gen_server.call(front, (back, "crash"))
+        assert isinstance(info.value.reason, RuntimeError)
+        assert otp.is_alive(front)
+
+
+async def test_a_call_forwarded_to_a_missing_server_raises_noproc():
+    async with otp.node():
+        front = await gen_server.start_link(_Front)
+        with pytest.raises(otp.NoProc):
+            await gen_server.call(front, ("nobody", "hi"))
+
+
+async def test_a_forwarded_call_keeps_its_timeout(autojump_clock):
+    async with otp.node():
+        front = await gen_server.start_link(_Front)
+        back = await gen_server.start_link(_Back)
+        with pytest.raises(otp.CallTimeout):
+            await gen_server.call(front, (back, "hang"), timeout=1.0)
+        assert otp.is_alive(back) and otp.is_alive(front)

@@ -761,3 +761,18 @@ async def test_register_unregister_and_exits_match_a_dict_model(
                 expected_keys = Counter(k for k in _KEYS for w, _ in model[k] if w == who)
                 assert Counter(registry.keys("reg", pid)) == expected_keys
             assert registry.count("reg") == sum(len(entries) for entries in model.values())
+
+
+async def test_start_runs_a_registry_that_outlives_its_starter():
+    async with otp.node():
+        async def starter():
+            await registry.start(keys="unique", name="node.reg")
+            raise RuntimeError("the starter crashes")
+
+        pid, ref = otp.spawn_monitor(starter)
+        down = await otp.receive(match=lambda m: isinstance(m, otp.Down) and m.ref is ref)
+        assert isinstance(down.reason, RuntimeError)
+        reg = otp.whereis("node.reg")
+        assert reg is not None and otp.is_alive(reg)
+        registry.register("node.reg", "k")
+        assert registry.lookup("node.reg", "k") == [(otp.self(), None)]
