@@ -358,6 +358,10 @@ _CREDIT: Final = 32  # receives served from the mailbox between two schedule poi
 def _outer_reason(exc: BaseException) -> Any:
     if isinstance(exc, trio.Cancelled):
         return KILLED
+    if isinstance(exc, BaseExceptionGroup):
+        _, rest = exc.split(trio.Cancelled)
+        if rest is None:  # only cancellations, from nurseries the process opened
+            return KILLED
     return exc
 
 

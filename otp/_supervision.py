@@ -212,8 +212,10 @@ def _flush_exit(me: _Process, pid: Pid) -> None:
 async def supervisor_nursery() -> AsyncIterator[trio.Nursery]:
     """Open the nursery the current (supervisor) process starts its children in.
 
-    Children and anything they spawn run inside it, so none outlives the supervisor; what
-    is left when the supervisor ends is cancelled.
+    Children and anything they spawn run inside it, so none outlives the supervisor: when
+    it stops, its children are already shut down and whatever is left is cancelled; when it
+    is killed, its children are cancelled with it and end (with ``otp.KILLED``, running no
+    ``terminate``) before its own exit is signalled.
     """
     me = current()
     me.is_supervisor = True
@@ -226,10 +228,20 @@ async def supervisor_nursery() -> AsyncIterator[trio.Nursery]:
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         # Children never raise into the nursery (a process keeps its exception as its exit
-        # reason), so the group holds the supervisor's own exit: unwrap it.
+        # reason) except trio.Cancelled, when a kill from above cancels them with the
+        # supervisor; so the group holds the supervisor's own exit, or only Cancelled:
+        # unwrap it, so that the supervisor ends as killed rather than with a group.
         if len(group.exceptions) == 1:
             raise group.exceptions[0] from None
+        cancelled, rest = group.split(trio.Cancelled)
+        if rest is None and cancelled is not None:
+            raise _first_leaf(cancelled) from None
         raise
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def log_child_exit(sup: Any, child_id: Any, reason: Any, action: str) -> None:

@@ -769,7 +769,7 @@ async def test_start_runs_a_registry_that_outlives_its_starter():
             await registry.start(keys="unique", name="node.reg")
             raise RuntimeError("the starter crashes")
 
-        pid, ref = otp.spawn_monitor(starter)
+        _pid, ref = otp.spawn_monitor(starter)
         down = await otp.receive(match=lambda m: isinstance(m, otp.Down) and m.ref is ref)
         assert isinstance(down.reason, RuntimeError)
         reg = otp.whereis("node.reg")

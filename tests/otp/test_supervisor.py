@@ -1,0 +1,965 @@
+"""otp.supervisor: start order, strategies, restart types, intensity, shutdown, the run-time
+API, the class form and logging. The generated-tree tests at the end check every strategy
+and restart type against the model of otp.testing."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from hypothesis import settings
+from hypothesis import strategies as st
+
+import otp
+from otp import gen_server, supervisor
+from otp.supervisor import (
+    AlreadyPresent,
+    ChildSpec,
+    NotFound,
+    Running,
+    Spec,
+    StartChildError,
+)
+from otp.testing import RESTARTS, STRATEGIES, run_supervision_machine, trees
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+class Recorder(otp.GenServer):
+    """A worker that logs ("start", tag), ("terminate", tag, reason) and ("done", tag).
+
+    Options: ``trap`` (trap exits, default True), ``delay`` (seconds terminate takes),
+    ``fail`` (init raises that exception), ``ignore`` (init returns Ignore).
+    """
+
+    async def init(self, log: list[Any], tag: Any, opts: dict[str, Any] | None = None) -> Any:
+        opts = opts or {}
+        if "fail" in opts:
+            raise opts["fail"]
+        if opts.get("ignore"):
+            return otp.Ignore()
+        if opts.get("trap", True):
+            otp.trap_exits(True)
+        self.log, self.tag, self.delay = log, tag, opts.get("delay", 0)
+        log.append(("start", tag))
+        return None
+
+    async def handle_call(self, request: Any, from_: gen_server.From) -> Any:
+        return self.tag
+
+    async def handle_cast(self, msg: Any) -> Any:
+        return otp.Stop(msg)
+
+    async def terminate(self, reason: Any) -> None:
+        self.log.append(("terminate", self.tag, reason))
+        if self.delay:
+            await trio.sleep(self.delay)
+        self.log.append(("done", self.tag))
+
+
+def spec(log: list[Any], tag: Any, opts: dict[str, Any] | None = None, **fields: Any) -> ChildSpec:
+    return Recorder.child_spec(log, tag, opts, id=tag, **fields)
+
+
+async def settle() -> None:
+    await trio.testing.wait_all_tasks_blocked()
+
+
+async def wait_down(pid: otp.Pid) -> Any:
+    ref = otp.monitor(pid)
+    down = await otp.receive(match=lambda m: type(m) is otp.Down and m.ref is ref)
+    return down.reason
+
+
+async def pids_of(sup: Any) -> dict[Any, otp.Pid | None]:
+    return {child_id: pid for child_id, pid, _ in await supervisor.which_children(sup)}
+
+
+async def crash(sup: Any, child_id: Any, reason: Any = otp.KILL) -> otp.Pid:
+    """End a child with ``reason`` and wait until its supervisor has dealt with it."""
+    pid = (await pids_of(sup))[child_id]
+    assert pid is not None
+    if reason is otp.KILL:
+        otp.exit(pid, otp.KILL)
+    else:
+        gen_server.cast(pid, reason)
+    await wait_down(pid)
+    await settle()
+    return pid
+
+
+def starts(log: list[Any]) -> list[Any]:
+    return [entry[1] for entry in log if entry[0] == "start"]
+
+
+def terminates(log: list[Any]) -> list[Any]:
+    return [entry[1] for entry in log if entry[0] == "terminate"]
+
+
+# -- starting ------------------------------------------------------------------------------------
+
+
+async def test_children_start_in_list_order(otp_node):
+    log: list[Any] = []
+    await supervisor.start_link([spec(log, t) for t in "abc"])
+    assert starts(log) == ["a", "b", "c"]
+
+
+async def test_start_link_returns_once_every_child_is_running(otp_node):
+    log: list[Any] = []
+    sup = await supervisor.start_link([spec(log, t) for t in "abc"])
+    children = await supervisor.which_children(sup)
+    assert [(i, t) for i, _, t in children] == [("a", "worker"), ("b", "worker"), ("c", "worker")]
+    assert all(pid is not None and otp.is_alive(pid) for _, pid, _ in children)
+
+
+async def test_a_failed_start_stops_the_started_children_in_reverse_and_raises(otp_node):
+    log: list[Any] = []
+    bad = ValueError("no database")
+    children = [spec(log, "a"), spec(log, "b"), spec(log, "c", {"fail": bad}), spec(log, "d")]
+    with pytest.raises(StartChildError) as info:
+        await supervisor.start_link(children)
+    assert info.value.child_id == "c"
+    assert info.value.reason is bad
+    assert log == [
+        ("start", "a"), ("start", "b"),
+        ("terminate", "b", otp.SHUTDOWN), ("done", "b"),
+        ("terminate", "a", otp.SHUTDOWN), ("done", "a"),
+    ]
+
+
+async def test_a_failed_start_sends_no_exit_signal_to_the_caller(otp_node):
+    otp.trap_exits(True)
+    with pytest.raises(StartChildError):
+        await supervisor.start_link([spec([], "a", {"fail": RuntimeError("x")})])
+    await settle()
+    with pytest.raises(otp.ReceiveTimeout):
+        await otp.receive(timeout=0)
+
+
+async def test_a_start_that_raises_gives_start_child_error_with_that_exception(otp_node):
+    error = KeyError("k")
+
+    async def start() -> otp.Pid:
+        raise error
+
+    with pytest.raises(StartChildError) as info:
+        await supervisor.start_link([ChildSpec("k", start)])
+    assert info.value.child_id == "k" and info.value.reason is error
+
+
+async def test_a_start_that_returns_no_pid_gives_start_child_error(otp_node):
+    async def start() -> Any:
+        return "not a pid"
+
+    with pytest.raises(StartChildError) as info:
+        await supervisor.start_link([ChildSpec("k", start)])
+    assert isinstance(info.value.reason, TypeError)
+
+
+async def test_a_child_that_returns_ignore_is_defined_but_not_running(otp_node):
+    log: list[Any] = []
+    sup = await supervisor.start_link([spec(log, "a", {"ignore": True}), spec(log, "b")])
+    children = await supervisor.which_children(sup)
+    assert children[0] == ("a", None, "worker")
+    assert children[1][1] is not None
+
+
+async def test_start_link_rejects_duplicate_child_ids(otp_node):
+    with pytest.raises(ValueError, match="duplicate"):
+        await supervisor.start_link([spec([], "a"), spec([], "a")])
+
+
+async def test_start_link_rejects_an_unknown_strategy(otp_node):
+    with pytest.raises(ValueError, match="strategy"):
+        await supervisor.start_link([], strategy="one_for_some")  # type: ignore[arg-type]
+
+
+async def test_start_link_with_a_taken_name_raises_already_started(otp_node):
+    first = await supervisor.start_link([], name="sup")
+    with pytest.raises(otp.AlreadyStarted) as info:
+        await supervisor.start_link([], name="sup")
+    assert info.value.pid == first
+
+
+async def test_child_spec_defaults_shutdown_by_type():
+    async def start() -> None:
+        return None
+
+    assert ChildSpec("w", start).shutdown == 5.0
+    assert ChildSpec("s", start, type="supervisor").shutdown == "infinity"
+    assert ChildSpec("w", start).restart == "permanent"
+
+
+async def test_child_spec_rejects_bad_fields():
+    async def start() -> None:
+        return None
+
+    with pytest.raises(ValueError):
+        ChildSpec("w", start, restart="sometimes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        ChildSpec("w", start, shutdown=-1)
+    with pytest.raises(ValueError):
+        ChildSpec("w", start, type="manager")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        ChildSpec("w", "not callable")  # type: ignore[arg-type]
+
+
+# -- strategies ----------------------------------------------------------------------------------
+
+
+async def test_one_for_one_restarts_only_the_failed_child(otp_node):
+    log: list[Any] = []
+    sup = await supervisor.start_link([spec(log, t) for t in "abc"])
+    before = await pids_of(sup)
+    await crash(sup, "b")
+    after = await pids_of(sup)
+    assert after["a"] is before["a"] and after["c"] is before["c"]
+    assert after["b"] is not before["b"] and otp.is_alive(after["b"])
+    assert terminates(log) == []
+
+
+async def test_one_for_all_stops_the_others_in_reverse_and_restarts_all_in_order(otp_node):
+    log: list[Any] = []
+    sup = await supervisor.start_link([spec(log, t) for t in "abcd"], strategy="one_for_all")
+    before = await pids_of(sup)
+    log.clear()
+    await crash(sup, "b")
+    after = await pids_of(sup)
+    assert terminates(log) == ["d", "c", "a"]
+    assert starts(log) == ["a", "b", "c", "d"]
+    assert all(after[t] is not before[t] for t in "abcd")
+
+
+async def test_rest_for_one_restarts_the_failed_child_and_those_started_after_it(otp_node):
+    log: list[Any] = []
+    sup = await supervisor.start_link([spec(log, t) for t in "abcd"], strategy="rest_for_one")
+    before = await pids_of(sup)
+    log.clear()
+    await crash(sup, "b")
+    after = await pids_of(sup)
+    assert terminates(log) == ["d", "c"]
+    assert starts(log) == ["b", "c", "d"]
+    assert after["a"] is before["a"]
+    assert all(after[t] is not before[t] for t in "bcd")
+
+
+async def test_a_restarted_named_child_takes_its_name_again(otp_node):
+    sup = await supervisor.start_link([Recorder.child_spec([], "x", name="named", id="x")])
+    old = otp.whereis("named")
+    await crash(sup, "x")
+    new = otp.whereis("named")
+    assert new is not None and new is not old
+    assert await gen_server.call("named", "ping") == "x"
+
+
+# -- restart types --------------------------------------------------------------------------------
+
+
+async def test_a_permanent_child_is_restarted_even_after_a_normal_exit(otp_node):
+    sup = await supervisor.start_link([spec([], "a")])
+    old = await crash(sup, "a", otp.NORMAL)
+    assert (await pids_of(sup))["a"] not in (None, old)
+
+
+@pytest.mark.parametrize("reason", [otp.NORMAL, otp.SHUTDOWN, otp.shutdown("done")])
+async def test_a_transient_child_is_not_restarted_after_a_normal_exit(otp_node, reason):
+    sup = await supervisor.start_link([spec([], "a", restart="transient")])
+    await crash(sup, "a", reason)
+    assert await supervisor.which_children(sup) == [("a", None, "worker")]
+
+
+@pytest.mark.parametrize("reason", [otp.KILL, RuntimeError("crash"), "odd reason"])
+async def test_a_transient_child_is_restarted_after_an_abnormal_exit(otp_node, reason):
+    sup = await supervisor.start_link([spec([], "a", restart="transient")])
+    old = await crash(sup, "a", reason)
+    assert (await pids_of(sup))["a"] not in (None, old)
+
+
+@pytest.mark.parametrize("reason", [otp.NORMAL, otp.KILL, RuntimeError("crash")])
+async def test_a_temporary_child_is_never_restarted_and_is_forgotten(otp_node, reason):
+    sup = await supervisor.start_link([spec([], "a", restart="temporary"), spec([], "b")])
+    await crash(sup, "a", reason)
+    assert [i for i, _, _ in await supervisor.which_children(sup)] == ["b"]
+
+
+@pytest.mark.parametrize("strategy", ["one_for_all", "rest_for_one"])
+async def test_a_temporary_sibling_stopped_by_a_restart_is_forgotten(otp_node, strategy):
+    log: list[Any] = []
+    children = [spec(log, "a"), spec(log, "t", restart="temporary"), spec(log, "c")]
+    sup = await supervisor.start_link(children, strategy=strategy)
+    await crash(sup, "a")
+    assert [i for i, _, _ in await supervisor.which_children(sup)] == ["a", "c"]
+    assert ("terminate", "t", otp.SHUTDOWN) in log
+
+
+async def test_a_transient_that_ended_normally_is_started_again_by_one_for_all(otp_node):
+    log: list[Any] = []
+    children = [spec(log, "a"), spec(log, "t", restart="transient")]
+    sup = await supervisor.start_link(children, strategy="one_for_all")
+    await crash(sup, "t", otp.NORMAL)
+    await crash(sup, "a")
+    assert all(pid is not None for pid in (await pids_of(sup)).values())
+
+
+# -- restart intensity -----------------------------------------------------------------------------
+
+
+async def test_more_than_intensity_restarts_in_the_period_make_it_give_up(otp_node, autojump_clock):
+    otp.trap_exits(True)
+    sup = await supervisor.start_link([spec([], "a")], intensity=2, period=5.0)
+    await crash(sup, "a")
+    await trio.sleep(1)
+    await crash(sup, "a")
+    assert otp.is_alive(sup)
+    await trio.sleep(1)
+    pid = (await pids_of(sup))["a"]
+    otp.exit(pid, otp.KILL)
+    assert await wait_down(sup) is otp.SHUTDOWN
+
+
+async def test_a_supervisor_that_gives_up_exits_shutdown_to_its_parent(otp_node):
+    otp.trap_exits(True)
+    sup = await supervisor.start_link([spec([], "a")], intensity=0)
+    pid = (await pids_of(sup))["a"]
+    otp.exit(pid, otp.KILL)
+    msg = await otp.receive(match=lambda m: type(m) is otp.Exit and m.pid == sup)
+    assert msg.reason is otp.SHUTDOWN
+    assert not otp.is_alive(pid)
+
+
+async def test_restarts_spread_over_more_than_the_period_do_not_add_up(otp_node, autojump_clock):
+    sup = await supervisor.start_link([spec([], "a")], intensity=1, period=5.0)
+    for _ in range(5):
+        await crash(sup, "a")
+        await trio.sleep(5.1)
+    assert otp.is_alive(sup)
+
+
+async def test_restarts_are_counted_over_all_children(otp_node, autojump_clock):
+    otp.trap_exits(True)
+    sup = await supervisor.start_link([spec([], t) for t in "abc"], intensity=2, period=5.0)
+    await crash(sup, "a")
+    await crash(sup, "b")
+    pid = (await pids_of(sup))["c"]
+    otp.exit(pid, otp.KILL)
+    assert await wait_down(sup) is otp.SHUTDOWN
+
+
+@pytest.mark.parametrize("strategy", ["one_for_all", "rest_for_one"])
+async def test_a_group_restart_counts_once_toward_the_intensity(otp_node, strategy):
+    sup = await supervisor.start_link([spec([], t) for t in "abc"], strategy=strategy,
+                                      intensity=1, period=5.0)
+    await crash(sup, "a")
+    assert otp.is_alive(sup)
+    assert all(pid is not None for pid in (await pids_of(sup)).values())
+
+
+async def test_two_children_ending_together_under_one_for_all_restart_once(otp_node):
+    sup = await supervisor.start_link([spec([], t) for t in "abc"], strategy="one_for_all",
+                                      intensity=1)
+    before = await pids_of(sup)
+    otp.exit(before["a"], otp.KILL)
+    otp.exit(before["b"], otp.KILL)
+    await settle()
+    assert otp.is_alive(sup)  # the second exit was part of the first restart
+    after = await pids_of(sup)
+    assert all(after[t] is not before[t] and otp.is_alive(after[t]) for t in "abc")
+
+
+async def test_two_children_ending_together_under_one_for_one_count_twice(otp_node):
+    otp.trap_exits(True)
+    sup = await supervisor.start_link([spec([], t) for t in "abc"], intensity=1)
+    before = await pids_of(sup)
+    otp.exit(before["a"], otp.KILL)
+    otp.exit(before["b"], otp.KILL)
+    assert await wait_down(sup) is otp.SHUTDOWN
+
+
+async def test_start_link_rejects_a_bad_intensity_or_period(otp_node):
+    with pytest.raises(ValueError, match="intensity"):
+        await supervisor.start_link([], intensity=-1)
+    with pytest.raises(ValueError, match="period"):
+        await supervisor.start_link([], period=0)
+
+
+async def test_giving_up_stops_the_children_in_reverse_order(otp_node):
+    otp.trap_exits(True)
+    log: list[Any] = []
+    sup = await supervisor.start_link([spec(log, t) for t in "abcd"], intensity=0)
+    log.clear()
+    await crash(sup, "b")
+    assert terminates(log) == ["d", "c", "a"]
+    assert not otp.is_alive(sup)
+
+
+async def test_the_parent_restarts_a_child_supervisor_that_gave_up(otp_node):
+    log: list[Any] = []
+    inner = [spec(log, "x"), spec(log, "y")]
+
+    async def start_inner() -> otp.Pid | None:
+        return await supervisor.start_link(inner, intensity=0)
+
+    outer = await supervisor.start_link(
+        [spec(log, "a"), ChildSpec("inner", start_inner, type="supervisor")]
+    )
+    before = await pids_of(outer)
+    inner_pid = before["inner"]
+    assert inner_pid is not None
+    x = (await pids_of(inner_pid))["x"]
+    otp.exit(x, otp.KILL)
+    assert await wait_down(inner_pid) is otp.SHUTDOWN
+    await settle()
+    after = await pids_of(outer)
+    assert after["a"] is before["a"]
+    assert after["inner"] not in (None, inner_pid)
+    assert starts(log)[-2:] == ["x", "y"]
+
+
+async def test_a_child_that_fails_to_restart_is_retried_until_the_supervisor_gives_up(otp_node):
+    otp.trap_exits(True)
+    attempts = []
+
+    async def start() -> otp.Pid | None:
+        attempts.append(1)
+        if len(attempts) > 1:
+            raise RuntimeError("cannot start again")
+        return await gen_server.start_link(Recorder, [], "a")
+
+    sup = await supervisor.start_link([ChildSpec("a", start)], intensity=3, period=5.0)
+    pid = (await pids_of(sup))["a"]
+    otp.exit(pid, otp.KILL)
+    assert await wait_down(sup) is otp.SHUTDOWN
+    assert len(attempts) == 1 + 3  # the first start, then one try per allowed restart
+
+
+async def test_a_child_that_fails_to_restart_once_is_running_after_the_retry(otp_node):
+    attempts = []
+
+    async def start() -> otp.Pid | None:
+        attempts.append(1)
+        if len(attempts) == 2:
+            raise RuntimeError("not yet")
+        return await gen_server.start_link(Recorder, [], "a")
+
+    sup = await supervisor.start_link([ChildSpec("a", start)])
+    await crash(sup, "a")
+    assert len(attempts) == 3
+    assert (await pids_of(sup))["a"] is not None
+
+
+# -- shutdown --------------------------------------------------------------------------------------
+
+
+async def test_stop_shuts_the_children_down_in_reverse_start_order(otp_node):
+    log: list[Any] = []
+    sup = await supervisor.start_link([spec(log, t) for t in "abcd"])
+    await supervisor.stop(sup)
+    assert terminates(log) == ["d", "c", "b", "a"]
+    assert not otp.is_alive(sup)
+
+
+async def test_trapping_gen_server_children_run_terminate_with_shutdown(otp_node):
+    log: list[Any] = []
+    sup = await supervisor.start_link([spec(log, "a")])
+    await supervisor.stop(sup)
+    assert log[-2:] == [("terminate", "a", otp.SHUTDOWN), ("done", "a")]
+
+
+async def test_non_trapping_gen_server_children_do_not_run_terminate(otp_node):
+    log: list[Any] = []
+    sup = await supervisor.start_link([spec(log, "a", {"trap": False})])
+    pid = (await pids_of(sup))["a"]
+    await supervisor.stop(sup)
+    assert terminates(log) == []
+    assert not otp.is_alive(pid)
+
+
+async def test_brutal_kill_kills_without_terminate(otp_node):
+    log: list[Any] = []
+    sup = await supervisor.start_link([spec(log, "a", shutdown="brutal_kill")])
+    pid = (await pids_of(sup))["a"]
+    ref = otp.monitor(pid)
+    await supervisor.stop(sup)
+    down = await otp.receive(match=lambda m: type(m) is otp.Down and m.ref is ref)
+    assert down.reason is otp.KILLED
+    assert terminates(log) == []
+
+
+async def test_a_timeout_shutdown_kills_a_child_that_takes_longer(otp_node, autojump_clock):
+    log: list[Any] = []
+    sup = await supervisor.start_link([spec(log, "slow", {"delay": 10}, shutdown=2.0)])
+    pid = (await pids_of(sup))["slow"]
+    ref = otp.monitor(pid)
+    start = trio.current_time()
+    await supervisor.stop(sup)
+    down = await otp.receive(match=lambda m: type(m) is otp.Down and m.ref is ref)
+    assert down.reason is otp.KILLED
+    assert trio.current_time() - start == pytest.approx(2.0)
+    assert log[-1] == ("terminate", "slow", otp.SHUTDOWN)  # never got to "done"
+
+
+async def test_a_timeout_shutdown_lets_a_quick_child_finish(otp_node, autojump_clock):
+    log: list[Any] = []
+    sup = await supervisor.start_link([spec(log, "quick", {"delay": 1}, shutdown=2.0)])
+    pid = (await pids_of(sup))["quick"]
+    ref = otp.monitor(pid)
+    start = trio.current_time()
+    await supervisor.stop(sup)
+    down = await otp.receive(match=lambda m: type(m) is otp.Down and m.ref is ref)
+    assert down.reason is otp.SHUTDOWN
+    assert trio.current_time() - start == pytest.approx(1.0)
+    assert log[-1] == ("done", "quick")
+
+
+async def test_an_infinity_shutdown_waits_for_a_slow_terminate(otp_node, autojump_clock):
+    log: list[Any] = []
+    sup = await supervisor.start_link([spec(log, "slow", {"delay": 3600}, shutdown="infinity")])
+    start = trio.current_time()
+    await supervisor.stop(sup)
+    assert trio.current_time() - start == pytest.approx(3600)
+    assert log[-1] == ("done", "slow")
+
+
+async def test_each_child_is_shut_down_per_its_own_shutdown_value(otp_node, autojump_clock):
+    log: list[Any] = []
+    sup = await supervisor.start_link([
+        spec(log, "inf", {"delay": 4}, shutdown="infinity"),
+        spec(log, "kill", {"delay": 4}, shutdown="brutal_kill"),
+        spec(log, "timeout", {"delay": 4}, shutdown=1.0),
+    ])
+    start = trio.current_time()
+    await supervisor.stop(sup)
+    assert terminates(log) == ["timeout", "inf"]
+    assert ("done", "timeout") not in log and ("done", "inf") in log
+    assert trio.current_time() - start == pytest.approx(1.0 + 4.0)
+
+
+async def test_the_default_worker_shutdown_kills_after_five_seconds(otp_node, autojump_clock):
+    sup = await supervisor.start_link([spec([], "slow", {"delay": 60})])
+    start = trio.current_time()
+    await supervisor.stop(sup)
+    assert trio.current_time() - start == pytest.approx(5.0)
+
+
+async def test_a_supervisor_shuts_down_in_order_when_its_parent_sends_shutdown(otp_node):
+    otp.trap_exits(True)
+    log: list[Any] = []
+    sup = await supervisor.start_link([spec(log, t) for t in "abc"])
+    otp.exit(sup, otp.SHUTDOWN)  # from the test process, its parent
+    assert await wait_down(sup) is otp.SHUTDOWN
+    assert terminates(log) == ["c", "b", "a"]
+
+
+async def test_gen_server_stop_works_on_a_supervisor(otp_node):
+    otp.trap_exits(True)  # shutdown("bye") is not NORMAL: it would end the test process
+    log: list[Any] = []
+    sup = await supervisor.start_link([spec(log, "a")])
+    await gen_server.stop(sup, otp.shutdown("bye"))
+    assert not otp.is_alive(sup)
+    assert terminates(log) == ["a"]
+
+
+async def test_nested_supervisors_shut_down_depth_first_in_reverse(otp_node):
+    log: list[Any] = []
+    inner = [spec(log, "x"), spec(log, "y")]
+
+    async def start_inner() -> otp.Pid | None:
+        return await supervisor.start_link(inner)
+
+    sup = await supervisor.start_link(
+        [spec(log, "a"), ChildSpec("inner", start_inner, type="supervisor"), spec(log, "b")]
+    )
+    await supervisor.stop(sup)
+    assert terminates(log) == ["b", "y", "x", "a"]
+
+
+async def test_no_child_outlives_a_killed_supervisor(otp_node):
+    async def start_inner() -> otp.Pid | None:
+        pid = await supervisor.start_link([spec([], "x"), spec([], "y")])
+        return pid
+
+    sup = await supervisor.start_link(
+        [spec([], "a"), ChildSpec("inner", start_inner, type="supervisor")]
+    )
+    inner = (await pids_of(sup))["inner"]
+    assert inner is not None
+    inner_pids = [p for p in (await pids_of(inner)).values() if p is not None]
+    every = [*inner_pids, inner, *[p for p in (await pids_of(sup)).values() if p is not None]]
+    otp.trap_exits(True)
+    ref = otp.monitor(sup)
+    otp.exit(sup, otp.KILL)
+    down = await otp.receive(match=lambda m: type(m) is otp.Down and m.ref is ref)
+    assert down.reason is otp.KILLED
+    assert not any(otp.is_alive(p) for p in every)
+
+
+async def test_processes_spawned_by_a_child_end_with_the_supervisor(otp_node):
+    helpers: list[otp.Pid] = []
+
+    class Spawner(otp.GenServer):
+        async def init(self) -> None:
+            helpers.append(otp.spawn(trio.sleep_forever))
+
+    sup = await supervisor.start_link([Spawner.child_spec()])
+    assert otp.is_alive(helpers[0])
+    await supervisor.stop(sup)
+    assert not otp.is_alive(helpers[0])
+
+
+async def test_a_killed_nested_supervisor_ends_with_killed(otp_node):
+    async def start_inner() -> otp.Pid | None:
+        return await supervisor.start_link([spec([], "x"), spec([], "y")])
+
+    async def start_middle() -> otp.Pid | None:
+        return await supervisor.start_link([ChildSpec("inner", start_inner, type="supervisor")])
+
+    top = await supervisor.start_link(
+        [ChildSpec("middle", start_middle, type="supervisor", shutdown="brutal_kill")]
+    )
+    middle = (await pids_of(top))["middle"]
+    assert middle is not None
+    inner = (await pids_of(middle))["inner"]
+    assert inner is not None
+    ref = otp.monitor(inner)
+    await supervisor.stop(top)
+    down = await otp.receive(match=lambda m: type(m) is otp.Down and m.ref is ref)
+    assert down.reason is otp.KILLED
+
+
+# -- the run-time API ----------------------------------------------------------------------------
+
+
+async def test_start_child_adds_a_child_at_the_end_and_returns_its_pid(otp_node):
+    log: list[Any] = []
+    sup = await supervisor.start_link([spec(log, "a")])
+    pid = await supervisor.start_child(sup, spec(log, "b"))
+    assert await supervisor.which_children(sup) == [
+        ("a", (await pids_of(sup))["a"], "worker"), ("b", pid, "worker")
+    ]
+    assert await gen_server.call(pid, "ping") == "b"
+
+
+async def test_start_child_accepts_a_class_with_child_spec(otp_node):
+    class Plain(otp.GenServer):
+        pass
+
+    sup = await supervisor.start_link([])
+    pid = await supervisor.start_child(sup, Plain)
+    assert await supervisor.which_children(sup) == [(Plain, pid, "worker")]
+
+
+async def test_start_child_with_the_id_of_a_running_child_raises_already_started(otp_node):
+    sup = await supervisor.start_link([spec([], "a")])
+    with pytest.raises(otp.AlreadyStarted) as info:
+        await supervisor.start_child(sup, spec([], "a"))
+    assert info.value.pid == (await pids_of(sup))["a"]
+
+
+async def test_start_child_with_the_id_of_a_stopped_child_raises_already_present(otp_node):
+    sup = await supervisor.start_link([spec([], "a")])
+    await supervisor.terminate_child(sup, "a")
+    with pytest.raises(AlreadyPresent) as info:
+        await supervisor.start_child(sup, spec([], "a"))
+    assert info.value.child_id == "a"
+
+
+async def test_start_child_whose_start_fails_raises_and_keeps_nothing(otp_node):
+    sup = await supervisor.start_link([])
+    error = RuntimeError("no")
+    with pytest.raises(StartChildError) as info:
+        await supervisor.start_child(sup, spec([], "a", {"fail": error}))
+    assert info.value.child_id == "a" and info.value.reason is error
+    assert await supervisor.which_children(sup) == []
+
+
+async def test_start_child_that_ignores_is_kept_with_no_pid(otp_node):
+    sup = await supervisor.start_link([])
+    assert await supervisor.start_child(sup, spec([], "a", {"ignore": True})) is None
+    assert await supervisor.which_children(sup) == [("a", None, "worker")]
+
+
+async def test_terminate_child_stops_it_and_keeps_its_spec(otp_node):
+    log: list[Any] = []
+    sup = await supervisor.start_link([spec(log, "a")])
+    pid = (await pids_of(sup))["a"]
+    await supervisor.terminate_child(sup, "a")
+    assert not otp.is_alive(pid)
+    assert terminates(log) == ["a"]
+    assert await supervisor.which_children(sup) == [("a", None, "worker")]
+    await settle()
+    assert await supervisor.which_children(sup) == [("a", None, "worker")]  # not restarted
+
+
+async def test_terminate_child_of_a_temporary_child_forgets_it(otp_node):
+    sup = await supervisor.start_link([spec([], "a", restart="temporary")])
+    await supervisor.terminate_child(sup, "a")
+    assert await supervisor.which_children(sup) == []
+
+
+async def test_terminate_child_of_a_stopped_child_does_nothing(otp_node):
+    sup = await supervisor.start_link([spec([], "a")])
+    await supervisor.terminate_child(sup, "a")
+    await supervisor.terminate_child(sup, "a")
+    assert await supervisor.which_children(sup) == [("a", None, "worker")]
+
+
+async def test_terminate_child_of_an_unknown_id_raises_not_found(otp_node):
+    sup = await supervisor.start_link([])
+    with pytest.raises(NotFound) as info:
+        await supervisor.terminate_child(sup, "nope")
+    assert info.value.child_id == "nope"
+
+
+async def test_restart_child_starts_a_stopped_child_again(otp_node):
+    sup = await supervisor.start_link([spec([], "a")])
+    old = (await pids_of(sup))["a"]
+    await supervisor.terminate_child(sup, "a")
+    pid = await supervisor.restart_child(sup, "a")
+    assert pid is not None and pid is not old
+    assert (await pids_of(sup))["a"] is pid
+
+
+async def test_restart_child_of_a_running_child_raises_running(otp_node):
+    sup = await supervisor.start_link([spec([], "a")])
+    with pytest.raises(Running) as info:
+        await supervisor.restart_child(sup, "a")
+    assert info.value.child_id == "a"
+
+
+async def test_restart_child_of_an_unknown_id_raises_not_found(otp_node):
+    sup = await supervisor.start_link([])
+    with pytest.raises(NotFound):
+        await supervisor.restart_child(sup, "nope")
+
+
+async def test_restart_child_whose_start_fails_raises_start_child_error(otp_node):
+    attempts = []
+
+    async def start() -> otp.Pid | None:
+        attempts.append(1)
+        if len(attempts) > 1:
+            raise RuntimeError("no more")
+        return await gen_server.start_link(Recorder, [], "a")
+
+    sup = await supervisor.start_link([ChildSpec("a", start)])
+    await supervisor.terminate_child(sup, "a")
+    with pytest.raises(StartChildError) as info:
+        await supervisor.restart_child(sup, "a")
+    assert info.value.child_id == "a"
+    assert await supervisor.which_children(sup) == [("a", None, "worker")]
+
+
+async def test_delete_child_forgets_a_stopped_child(otp_node):
+    sup = await supervisor.start_link([spec([], "a"), spec([], "b")])
+    await supervisor.terminate_child(sup, "a")
+    await supervisor.delete_child(sup, "a")
+    assert [i for i, _, _ in await supervisor.which_children(sup)] == ["b"]
+    await supervisor.start_child(sup, spec([], "a"))  # the id is free again
+
+
+async def test_delete_child_of_a_running_child_raises_running(otp_node):
+    sup = await supervisor.start_link([spec([], "a")])
+    with pytest.raises(Running):
+        await supervisor.delete_child(sup, "a")
+
+
+async def test_delete_child_of_an_unknown_id_raises_not_found(otp_node):
+    sup = await supervisor.start_link([])
+    with pytest.raises(NotFound):
+        await supervisor.delete_child(sup, "nope")
+
+
+async def test_which_children_gives_id_pid_and_type_in_start_order(otp_node):
+    async def start_inner() -> otp.Pid | None:
+        return await supervisor.start_link([])
+
+    sup = await supervisor.start_link(
+        [spec([], "a"), ChildSpec("s", start_inner, type="supervisor")]
+    )
+    children = await supervisor.which_children(sup)
+    assert [(i, t) for i, _, t in children] == [("a", "worker"), ("s", "supervisor")]
+    assert all(isinstance(pid, otp.Pid) for _, pid, _ in children)
+
+
+async def test_count_children_counts_every_spec_as_erlang_does(otp_node):
+    async def start_inner() -> otp.Pid | None:
+        return await supervisor.start_link([])
+
+    sup = await supervisor.start_link([
+        spec([], "a"), spec([], "b", {"ignore": True}),
+        ChildSpec("s", start_inner, type="supervisor"),
+    ])
+    assert await supervisor.count_children(sup) == {
+        "specs": 3, "active": 2, "supervisors": 1, "workers": 2,
+    }
+
+
+async def test_the_run_time_api_accepts_a_registered_name(otp_node):
+    await supervisor.start_link([spec([], "a")], name="named_sup")
+    await supervisor.terminate_child("named_sup", "a")
+    assert await supervisor.restart_child("named_sup", "a") is not None
+    assert (await supervisor.count_children("named_sup"))["active"] == 1
+
+
+async def test_run_time_children_are_gone_after_the_supervisor_restarts(otp_node):
+    log: list[Any] = []
+    fixed = [spec(log, "fixed")]
+
+    async def start_inner() -> otp.Pid | None:
+        return await supervisor.start_link(fixed, name="inner")
+
+    top = await supervisor.start_link([ChildSpec("inner", start_inner, type="supervisor")])
+    await supervisor.start_child("inner", spec(log, "added"))
+    assert [i for i, _, _ in await supervisor.which_children("inner")] == ["fixed", "added"]
+    await crash(top, "inner")
+    assert [i for i, _, _ in await supervisor.which_children("inner")] == ["fixed"]
+
+
+async def test_a_call_to_a_dead_supervisor_raises_no_proc(otp_node):
+    sup = await supervisor.start_link([])
+    await supervisor.stop(sup)
+    with pytest.raises(otp.NoProc):
+        await supervisor.which_children(sup)
+
+
+# -- the class form ------------------------------------------------------------------------------
+
+
+class Pair(supervisor.Supervisor):
+    async def init(self, log: list[Any], strategy: str = "one_for_one") -> Spec:
+        return Spec([spec(log, "a"), spec(log, "b")], strategy=strategy,  # type: ignore[arg-type]
+                    intensity=1, period=2.0)
+
+
+async def test_the_class_form_starts_the_children_init_returns(otp_node):
+    log: list[Any] = []
+    sup = await supervisor.start_link(Pair, log)
+    assert starts(log) == ["a", "b"]
+    assert [i for i, _, _ in await supervisor.which_children(sup)] == ["a", "b"]
+
+
+async def test_the_class_form_uses_the_flags_init_returns(otp_node):
+    log: list[Any] = []
+    sup = await supervisor.start_link(Pair, log, "one_for_all")
+    before = await pids_of(sup)
+    await crash(sup, "a")
+    after = await pids_of(sup)
+    assert after["b"] is not before["b"]  # one_for_all
+
+
+async def test_the_class_form_can_be_listed_as_a_child(otp_node):
+    log: list[Any] = []
+    top = await supervisor.start_link([(Pair, log), Pair.child_spec(log, id="second")])
+    children = await supervisor.which_children(top)
+    assert [(i, t) for i, _, t in children] == [(Pair, "supervisor"), ("second", "supervisor")]
+    assert starts(log) == ["a", "b", "a", "b"]
+
+
+async def test_the_class_form_child_spec_waits_for_ever_on_shutdown():
+    assert Pair.child_spec([]).shutdown == "infinity"
+    assert Pair.child_spec([]).type == "supervisor"
+
+
+async def test_the_class_form_init_returning_ignore_starts_nothing(otp_node):
+    class Nothing(supervisor.Supervisor):
+        async def init(self) -> Any:
+            return otp.Ignore()
+
+    assert await supervisor.start_link(Nothing) is None
+
+
+async def test_the_class_form_init_returning_something_else_fails(otp_node):
+    class Wrong(supervisor.Supervisor):
+        async def init(self) -> Any:
+            return [spec([], "a")]
+
+    with pytest.raises(TypeError, match="not a Spec"):
+        await supervisor.start_link(Wrong)
+
+
+async def test_a_supervisor_class_without_init_fails_to_start(otp_node):
+    class Empty(supervisor.Supervisor):
+        pass
+
+    with pytest.raises(TypeError, match="override init"):
+        await supervisor.start_link(Empty)
+
+
+async def test_extra_positional_arguments_need_the_class_form(otp_node):
+    with pytest.raises(TypeError, match="class form"):
+        await supervisor.start_link([], "extra")
+
+
+# -- logging --------------------------------------------------------------------------------------
+
+
+def _messages(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "otp.supervisor"]
+
+
+async def test_a_restart_is_logged_with_the_supervisor_child_and_reason(otp_node, caplog):
+    caplog.set_level(logging.ERROR, logger="otp.supervisor")
+    sup = await supervisor.start_link([spec([], "worker-a")], name="logged_sup")
+    await crash(sup, "worker-a", RuntimeError("disk on fire"))
+    [message] = _messages(caplog)
+    assert "logged_sup" in message and "'worker-a'" in message
+    assert "disk on fire" in message and "restarting" in message
+
+
+async def test_a_give_up_is_logged_with_the_supervisor_child_and_reason(otp_node, caplog):
+    caplog.set_level(logging.ERROR, logger="otp.supervisor")
+    otp.trap_exits(True)
+    sup = await supervisor.start_link([spec([], "worker-a")], intensity=0)
+    await crash(sup, "worker-a")
+    [message] = _messages(caplog)
+    assert repr(sup) in message and "'worker-a'" in message and "killed" in message
+    assert "shutting down" in message
+
+
+async def test_a_failed_start_is_logged_with_the_supervisor_child_and_reason(otp_node, caplog):
+    caplog.set_level(logging.ERROR, logger="otp.supervisor")
+    with pytest.raises(StartChildError):
+        await supervisor.start_link([spec([], "worker-a", {"fail": OSError("no port")})],
+                                    name="failing_sup")
+    [message] = _messages(caplog)
+    assert "failing_sup" in message and "'worker-a'" in message and "no port" in message
+
+
+async def test_a_normal_exit_of_a_transient_child_is_not_logged(otp_node, caplog):
+    caplog.set_level(logging.ERROR, logger="otp.supervisor")
+    sup = await supervisor.start_link([spec([], "a", restart="transient")])
+    await crash(sup, "a", otp.NORMAL)
+    assert _messages(caplog) == []
+
+
+# -- generated trees against the model (otp.testing) -------------------------------------------
+
+MACHINE = settings(stateful_step_count=20, deadline=None)
+
+
+@pytest.mark.parametrize("restart", RESTARTS)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_every_strategy_and_restart_type_follows_the_model(strategy, restart):
+    run_supervision_machine(
+        trees(max_depth=1, max_width=4, strategies=st.just(strategy),
+              restarts=st.just(restart)),
+        settings=MACHINE,
+    )
+
+
+def test_generated_trees_of_mixed_strategies_follow_the_model():
+    run_supervision_machine(trees(max_depth=2, max_width=3), settings=MACHINE)
+
+
+def test_generated_trees_with_slow_shutdowns_follow_the_model():
+    run_supervision_machine(
+        trees(max_depth=2, max_width=3, trap_exits=st.just(True),
+              terminate_delays=st.sampled_from([1.0, 3.0]),
+              worker_shutdowns=st.sampled_from([0.5, 2.0, 5.0, "infinity"]),
+              supervisor_shutdowns=st.sampled_from(["infinity", 9.7])),
+        settings=MACHINE,
+    )
