@@ -105,6 +105,10 @@ class _Waiter:
         """Called when the watched process exits; the default answers with the reason."""
         self.resolve(outcome.Value(reason))
 
+    def expire(self, timers: _Timers, deadline: float) -> None:
+        """Called by :class:`_Timers` when the deadline it was added with has passed."""
+        self.resolve(outcome.Error(_Expired()))
+
     async def wait(self, timeout: float | None) -> tuple[bool, Any]:
         """Sleep until resolved: ``(True, value)``, or ``(False, None)`` on timeout."""
         if timeout is None:
@@ -131,7 +135,7 @@ class _Timers:
     __slots__ = ("_heap", "_nursery", "_scope", "_seq", "_started", "_wake_at", "live")
 
     def __init__(self, nursery: trio.Nursery) -> None:
-        self._heap: list[tuple[float, int, _Waiter]] = []
+        self._heap: list[tuple[float, int, _Waiter | IdleTimer]] = []
         self._nursery = nursery
         self._scope: trio.CancelScope | None = None
         self._seq = itertools.count()
@@ -140,7 +144,7 @@ class _Timers:
         self.live = 0
         """Waits in progress: :meth:`add` counts one up, the waiter counts it down when done."""
 
-    def add(self, deadline: float, waiter: _Waiter) -> None:
+    def add(self, deadline: float, waiter: _Waiter | IdleTimer) -> None:
         """Wake ``waiter`` with :class:`_Expired` at ``deadline`` unless it is resolved first.
 
         The caller must decrement :attr:`live` once its wait is over, however it ended.
@@ -171,11 +175,60 @@ class _Timers:
                     break
                 heappop(heap)
                 if waiter.task is not None:
-                    waiter.resolve(outcome.Error(_Expired()))
+                    waiter.expire(self, deadline)
             self._wake_at = heap[0][0] if heap else math.inf
             with trio.CancelScope(deadline=self._wake_at) as self._scope:
                 await trio.sleep_forever()
             self._scope = None
+
+
+class IdleTimer:
+    """The reusable deadline of one process's timed receives.
+
+    A server that asks for an idle timeout receives with a timeout after every message.
+    Instead of a heap entry (or a cancel scope) per receive, the process keeps this one
+    timer: a later deadline only moves :attr:`deadline`, and the entry already in the heap
+    re-arms itself for it when it fires early. Its heap entries stay until they fire (its
+    ``task`` is never None), at most one per deadline that had to come earlier.
+    """
+
+    __slots__ = ("armed", "deadline", "proc", "task", "waiting")
+
+    def __init__(self, proc: _Process) -> None:
+        self.proc = proc
+        self.task = self  # not None: _Timers keeps its entries until they fire
+        self.armed: list[float] = []
+        self.deadline = math.inf
+        self.waiting: Task | None = None
+
+    def arm(self, timers: _Timers, deadline: float, task: Task) -> None:
+        """Make ``task`` (about to wait in a receive) wake with :class:`_Expired` at
+        ``deadline`` unless a message wakes it first; :attr:`waiting` = None disarms."""
+        self.deadline = deadline
+        self.waiting = task
+        if not self.armed or min(self.armed) > deadline:
+            self.armed.append(deadline)
+            timers.add(deadline, self)
+
+    def expire(self, timers: _Timers, deadline: float) -> None:
+        self.armed.remove(deadline)
+        timers.live -= 1
+        task = self.waiting
+        if task is None:  # no timed receive in progress
+            return
+        if self.deadline > deadline:  # the deadline moved on since this entry was armed
+            if not self.armed or min(self.armed) > self.deadline:
+                self.armed.append(self.deadline)
+                timers.add(self.deadline, self)
+            return
+        proc = self.proc
+        if proc._waiting is task:  # parked in receive: wake it; else it checks on its own
+            proc._waiting = None
+            self.waiting = None
+            reschedule(task, outcome.Error(_Expired()))
+
+    def resolve(self, result: outcome.Outcome[Any]) -> bool:
+        raise AssertionError("an IdleTimer is only expired")  # pragma: no cover
 
 
 class _Process:
@@ -187,6 +240,7 @@ class _Process:
         "children",
         "exit_hooks",
         "exit_reason",
+        "idle_timer",
         "is_supervisor",
         "links",
         "mailbox",
@@ -227,6 +281,7 @@ class _Process:
         self.result: Any = None
         self.children: dict[Pid, None] | None = None  # main's live children, in start order
         self.is_supervisor = False
+        self.idle_timer: IdleTimer | None = None
         node.processes[self.pid._id] = self
 
     def __repr__(self) -> str:

@@ -452,6 +452,8 @@ async def _serve(
                     if kind not in _DIRECTIVES:
                         msg.from_.resolve(outcome.Value(result))
                         timeout = None
+                    elif kind is NoReply:  # replied to later, or by another process
+                        timeout, cont = result.timeout, result.continue_
                     elif kind is Reply:
                         msg.from_.resolve(outcome.Value(result.value))
                         timeout, cont = result.timeout, result.continue_

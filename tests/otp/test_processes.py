@@ -397,3 +397,43 @@ async def test_a_process_woken_in_receive_after_a_kill_does_not_take_the_message
         otp.spawn(sender_then_killer, pid)
         assert await otp.receive() == otp.Down(ref, pid, otp.KILLED)
     assert taken == []
+
+
+async def test_a_shorter_timeout_after_a_longer_one_still_fires_on_time(autojump_clock):
+    async with otp.node():
+        me = otp.self()
+        otp.send(me, "first")
+        assert await otp.receive(timeout=100) == "first"  # arms a deadline 100 s away
+        start = trio.current_time()
+        with pytest.raises(otp.ReceiveTimeout):
+            await otp.receive(timeout=1)
+        assert trio.current_time() - start == pytest.approx(1)
+
+
+async def test_messages_that_do_not_match_do_not_extend_a_timeout(autojump_clock):
+    async with otp.node():
+        me = otp.self()
+
+        async def chatter():
+            for _ in range(20):
+                await trio.sleep(0.1)
+                otp.send(me, "noise")
+
+        otp.spawn(chatter)
+        start = trio.current_time()
+        with pytest.raises(otp.ReceiveTimeout):
+            await otp.receive(timeout=1, match=lambda m: m == "wanted")
+        assert trio.current_time() - start == pytest.approx(1, abs=0.11)
+
+
+async def test_each_timed_receive_counts_from_its_own_start(autojump_clock):
+    async with otp.node():
+        me = otp.self()
+        for _ in range(5):
+            otp.send(me, "tick")
+            assert await otp.receive(timeout=1) == "tick"
+            await trio.sleep(0.9)
+        start = trio.current_time()
+        with pytest.raises(otp.ReceiveTimeout):
+            await otp.receive(timeout=1)
+        assert trio.current_time() - start == pytest.approx(1)
