@@ -1,0 +1,292 @@
+"""The event model: new events, stored event records, snapshots and ``$all`` filters.
+
+All are frozen attrs classes. A :class:`NewEvent` is checked when it is built (every
+rule of its fields raises :class:`exesdb.InvalidArgument` naming the field), and captures
+the encoding of its data and metadata then, so what is stored is what it held when it
+was built. An :class:`EventRecord` is what a read returns; records read from storage
+decode their fields on first access (after their checksum was verified by the read), so
+a read costs little more than the query, and a record compares, hashes, prints and
+pickles like any other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+
+from . import payload
+from .constants import MAX_CONTENT_TYPE_LENGTH, MAX_EVENT_SIZE, MAX_EVENT_TYPE_LENGTH
+from .errors import InvalidArgument
+
+__all__ = [
+    "BINARY_CONTENT_TYPE",
+    "JSON_CONTENT_TYPE",
+    "EventRecord",
+    "Filter",
+    "NewEvent",
+    "Snapshot",
+    "lazy_record",
+]
+
+JSON_CONTENT_TYPE: Final = "application/json"
+"""The default content type of JSON data."""
+BINARY_CONTENT_TYPE: Final = "application/octet-stream"
+"""The default content type of bytes data."""
+
+UTC: Final = _dt.UTC
+_EPOCH: Final = _dt.datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def utc_from_epoch_us(epoch_us: int) -> _dt.datetime:
+    """The UTC datetime ``epoch_us`` microseconds after the Unix epoch."""
+    return _EPOCH + _dt.timedelta(microseconds=epoch_us)
+
+
+_urandom: Final = os.urandom
+_from_bytes: Final = int.from_bytes
+_time_ns: Final = time.time_ns
+_new: Final = object.__new__
+_SAFE_UNKNOWN: Final = uuid.SafeUUID.unknown
+_VERSION_7: Final = (0x7 << 76) | (0x2 << 62)
+_RAND_B: Final = (1 << 62) - 1
+
+
+def uuid7() -> uuid.UUID:
+    """A new time-ordered random UUID (version 7, RFC 9562): 48 bits of Unix time in
+    milliseconds, then 74 random bits.
+
+    The default ``event_id``: ids made later sort later, so the store's event-id index
+    grows at its end instead of being written all over (far fewer pages per commit).
+    """
+    rand = _from_bytes(_urandom(10))
+    value: uuid.UUID = _new(uuid.UUID)
+    object.__setattr__(
+        value, "int",
+        (_time_ns() // 1_000_000) << 80 | _VERSION_7 | (rand >> 62 & 0xFFF) << 64 | rand & _RAND_B,
+    )
+    object.__setattr__(value, "is_safe", _SAFE_UNKNOWN)
+    return value
+
+
+def _to_uuid(value: uuid.UUID | str) -> uuid.UUID:
+    if type(value) is uuid.UUID:
+        return value
+    if isinstance(value, uuid.UUID):
+        return uuid.UUID(int=value.int)
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+    raise InvalidArgument(f"event_id: must be a uuid.UUID (or its str form), got {value!r}")
+
+
+def _default_content_type(event: NewEvent) -> str:
+    return BINARY_CONTENT_TYPE if isinstance(event.data, bytes) else JSON_CONTENT_TYPE
+
+
+def _check_text(value: object, field: str, max_length: int) -> None:
+    if type(value) is not str and not isinstance(value, str):
+        raise InvalidArgument(f"{field}: must be a str, got {type(value).__name__}")
+    if not value:
+        raise InvalidArgument(f"{field}: must not be empty")
+    if len(value) > max_length:
+        raise InvalidArgument(
+            f"{field}: must be at most {max_length} characters, got {len(value)}"
+        )
+
+
+def check_payload_size(data: bytes, metadata: bytes) -> None:
+    """Raise :class:`exesdb.InvalidArgument` if the encoded data plus metadata exceed
+    :data:`exesdb.constants.MAX_EVENT_SIZE`."""
+    size = len(data) + len(metadata)
+    if size > MAX_EVENT_SIZE:
+        raise InvalidArgument(
+            f"event size: data plus metadata encode to {size} bytes, over the limit of "
+            f"{MAX_EVENT_SIZE} bytes (16 MiB)"
+        )
+
+
+class _Encoded:
+    """Holds the encoding a :class:`NewEvent` captured when it was built: ``(event id
+    bytes, UTF-8 event type, UTF-8 content type, data kind, data bytes, metadata kind,
+    metadata bytes)`` (kinds and bytes as :mod:`exesdb.payload` makes them)."""
+
+    __slots__ = ("_encoded",)
+    _encoded: tuple[bytes, bytes, bytes, int, bytes, int, bytes]
+
+
+@attrs.frozen
+class NewEvent(_Encoded):
+    """An event to append: its type, data, metadata, id and the content type of its data.
+
+    ``data`` and ``metadata`` are JSON-compatible values (stored as compact JSON) or
+    ``bytes`` (stored as is); ``metadata=None`` reads back as None. ``event_id`` defaults
+    to a new time-ordered random UUID (:func:`uuid7`; a str in UUID form is accepted and
+    converted); ``content_type`` describes ``data`` and defaults to
+    ``"application/json"``, or ``"application/octet-stream"`` for bytes. Building one raises
+    :class:`exesdb.InvalidArgument` for an empty or over-long (256) event type or content
+    type, data or metadata that is neither JSON-compatible nor bytes, or an encoded data
+    plus metadata over 16 MiB.
+    """
+
+    event_type: str
+    data: Any = attrs.field(hash=False)
+    metadata: Any = attrs.field(default=None, hash=False)
+    event_id: uuid.UUID = attrs.field(factory=uuid7, converter=_to_uuid)
+    content_type: str = attrs.field(
+        default=attrs.Factory(_default_content_type, takes_self=True)
+    )
+
+    def __attrs_post_init__(self) -> None:
+        event_type = self.event_type
+        if type(event_type) is not str or not 0 < len(event_type) <= MAX_EVENT_TYPE_LENGTH:
+            _check_text(event_type, "event_type", MAX_EVENT_TYPE_LENGTH)
+        content_type = self.content_type
+        if (type(content_type) is not str
+                or not 0 < len(content_type) <= MAX_CONTENT_TYPE_LENGTH):
+            _check_text(content_type, "content_type", MAX_CONTENT_TYPE_LENGTH)
+        data_kind, data = payload.encode(self.data, "data")
+        metadata_kind, metadata = payload.encode(self.metadata, "metadata", optional=True)
+        if len(data) + len(metadata) > MAX_EVENT_SIZE:
+            check_payload_size(data, metadata)
+        object.__setattr__(self, "_encoded", (
+            self.event_id.int.to_bytes(16, "big"), self.event_type.encode(),
+            self.content_type.encode(), data_kind, data, metadata_kind, metadata,
+        ))
+
+
+class _Lazy:
+    """Lets a record read from storage decode its fields on first access.
+
+    ``_source`` holds ``(fill, row)``; the first access to a missing field calls
+    ``fill(record, row)``, which sets every field, then drops the source.
+    """
+
+    __slots__ = ("_source",)
+
+    if not TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> Any:
+            if name in _RECORD_FIELDS:
+                try:
+                    fill, row = _get_source(self)
+                except AttributeError:
+                    pass
+                else:
+                    fill(self, row)
+                    with contextlib.suppress(AttributeError):  # another thread was first
+                        _del_source(self)
+                    return object.__getattribute__(self, name)
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
+_get_source: Final[Callable[[Any], Any]] = _Lazy.__dict__["_source"].__get__
+_set_source: Final[Callable[[Any, Any], None]] = _Lazy.__dict__["_source"].__set__
+_del_source: Final[Callable[[Any], None]] = _Lazy.__dict__["_source"].__delete__
+
+
+@attrs.frozen
+class EventRecord(_Lazy):
+    """A stored event, as reads return it.
+
+    ``event_number`` is its 0-based place in ``stream_id``; ``position`` its place in the
+    store-wide ``$all`` order (strictly increasing in commit order, never reused, not
+    necessarily contiguous). ``created`` is the commit time as a UTC datetime and
+    ``created_epoch`` the same instant in microseconds since the Unix epoch. ``data`` and
+    ``metadata`` read back as they were appended (JSON values or bytes). Records compare
+    equal when every field is equal; their hash ignores data and metadata.
+    """
+
+    stream_id: str
+    event_number: int
+    event_id: uuid.UUID
+    event_type: str
+    data: Any = attrs.field(hash=False)
+    metadata: Any = attrs.field(hash=False)
+    content_type: str
+    created: _dt.datetime
+    created_epoch: int
+    position: int
+
+
+_RECORD_FIELDS: Final = frozenset(a.name for a in attrs.fields(EventRecord))
+
+Fill = Callable[[EventRecord, Any], None]
+"""Sets every field of a lazy record from its storage row (see :func:`lazy_record`)."""
+
+
+def lazy_record(fill: Fill, row: Any) -> EventRecord:
+    """A record whose fields ``fill(record, row)`` sets on first access.
+
+    For storage backends: ``fill`` must set every field with ``object.__setattr__`` and
+    must not fail (verify checksums before building the record).
+    """
+    record: EventRecord = _new(EventRecord)
+    _set_source(record, (fill, row))
+    return record
+
+
+def _str_tuple(value: Iterable[str] | str, field: str) -> tuple[str, ...]:
+    items = (value,) if isinstance(value, str) else value
+    try:
+        result = tuple(items)
+    except TypeError:
+        raise InvalidArgument(
+            f"{field}: must be a sequence of str, got {type(value).__name__}"
+        ) from None
+    for item in result:
+        if not isinstance(item, str):
+            raise InvalidArgument(
+                f"{field}: must contain only str, got {type(item).__name__} {item!r}"
+            )
+    return result
+
+
+def _event_types(value: Iterable[str] | str) -> tuple[str, ...]:
+    return _str_tuple(value, "filter.event_types")
+
+
+def _stream_prefixes(value: Iterable[str] | str) -> tuple[str, ...]:
+    return _str_tuple(value, "filter.stream_prefixes")
+
+
+@attrs.frozen
+class Filter:
+    """Which events a ``$all`` read returns: those whose type is one of ``event_types``
+    and whose stream id starts with one of ``stream_prefixes``. An empty part matches
+    everything; a lone str is taken as a one-element tuple."""
+
+    event_types: tuple[str, ...] = attrs.field(default=(), converter=_event_types)
+    stream_prefixes: tuple[str, ...] = attrs.field(default=(), converter=_stream_prefixes)
+
+    def matches(self, stream_id: str, event_type: str) -> bool:
+        """True when an event of ``event_type`` in ``stream_id`` passes this filter."""
+        if self.event_types and event_type not in self.event_types:
+            return False
+        return not self.stream_prefixes or stream_id.startswith(self.stream_prefixes)
+
+
+def _utcnow() -> _dt.datetime:
+    return _dt.datetime.now(UTC)
+
+
+@attrs.frozen
+class Snapshot:
+    """A snapshot of an aggregate's state: keyed by ``(source_uuid, stream_uuid,
+    version)``, as in ExESDB. ``data`` and ``metadata`` follow the rules of
+    :class:`NewEvent`'s; ``created`` is when it was recorded (UTC)."""
+
+    source_uuid: str
+    stream_uuid: str
+    version: int
+    data: Any = attrs.field(hash=False)
+    metadata: Any = attrs.field(default=None, hash=False)
+    created: _dt.datetime = attrs.field(factory=_utcnow)

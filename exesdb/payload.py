@@ -1,0 +1,95 @@
+"""How event data, metadata and snapshot records are encoded: JSON, or bytes kept as is.
+
+A payload is ``None`` (metadata only), ``bytes`` (stored unchanged), or a JSON-compatible
+value: what :func:`json.dumps` accepts with ``allow_nan=False`` (dicts, lists, tuples,
+str, int, float, bool, None). It is stored as compact UTF-8 JSON (no spaces,
+``ensure_ascii=False``), key order kept; a tuple reads back as a list and a non-str key
+(int, float, bool, None) as its JSON string, as JSON does. Decoding the bytes
+:func:`encode` produced gives back an equal value, so a record that passed its checksum
+always decodes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, Final
+
+from .errors import InvalidArgument
+
+__all__ = ["BYTES", "JSON", "NONE", "decode", "encode", "kind_of"]
+
+NONE: Final = 0
+"""Kind of an absent payload (``None`` metadata)."""
+JSON: Final = 1
+"""Kind of a JSON payload."""
+BYTES: Final = 2
+"""Kind of a bytes payload."""
+
+_decode_json: Final = json.loads
+
+
+def _not_serializable(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _make_encoder() -> Callable[[Any], str]:
+    """Compact UTF-8-friendly JSON: the C encoder when available (it skips the per-call
+    setup of ``JSONEncoder.encode``; circular values end in RecursionError), else the
+    pure-Python one."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython always has the C accelerator
+        return json.JSONEncoder(ensure_ascii=False, separators=(",", ":"),
+                                allow_nan=False).encode
+    chunks = make(None, _not_serializable, json.encoder.encode_basestring, None, ":", ",",
+                  False, False, False)
+    join = "".join
+
+    def encode(value: Any) -> str:
+        return join(chunks(value, 0))
+
+    return encode
+
+
+_encode_json: Final = _make_encoder()
+
+
+def kind_of(value: Any, optional: bool = False) -> int:
+    """The kind ``value`` is stored as: ``BYTES`` for bytes, ``NONE`` for None when
+    ``optional``, else ``JSON``."""
+    if isinstance(value, bytes):
+        return BYTES
+    if value is None and optional:
+        return NONE
+    return JSON
+
+
+def encode(value: Any, field: str, optional: bool = False) -> tuple[int, bytes]:
+    """``(kind, encoded bytes)`` of ``value``; ``optional`` makes None mean "absent".
+
+    Raises :class:`exesdb.InvalidArgument` naming ``field`` when ``value`` is neither
+    bytes nor JSON-compatible (NaN, infinities, circular references and unknown types
+    included).
+    """
+    kind = type(value)
+    if kind is bytes:
+        return BYTES, value
+    if value is None and optional:
+        return NONE, b""
+    if isinstance(value, bytes):
+        return BYTES, bytes(value)
+    try:
+        return JSON, _encode_json(value).encode()
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidArgument(
+            f"{field}: must be a JSON-compatible value or bytes ({exc})"
+        ) from None
+
+
+def decode(kind: int, raw: bytes) -> Any:
+    """The value :func:`encode` turned into ``(kind, raw)``."""
+    if kind == JSON:
+        return _decode_json(raw)
+    if kind == BYTES:
+        return raw
+    return None

@@ -1,0 +1,229 @@
+"""The stored form of events, streams, snapshots and checkpoints, and their checksums.
+
+Backend-neutral: a backend stores the blobs and checksums this module builds and hands
+back what it read; this module verifies and decodes. Guarantees:
+
+* Every stored row carries a CRC-32 over all of its content *and* the keys that locate
+  it (an event's position, stream key and number), so a flipped byte in the content or a
+  row found under the wrong key fails verification with :class:`exesdb.StorageError`;
+  it never decodes into wrong data.
+* An event blob holds everything a reader sees except the position and event number
+  (which are row keys covered by the checksum), so a verified row decodes without
+  further lookups, and never fails to decode.
+
+Event blob layout (little-endian)::
+
+    created_us:q  stream_len:H  stream_id  |  event_id:16s  data_kind:B  metadata_kind:B
+    type_len:H  content_type_len:H  data_len:I  metadata_len:I  event_type  content_type
+    data  metadata
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid
+import zlib
+from collections.abc import Sequence
+from typing import Any, Final
+
+from .. import payload
+from ..errors import StorageError
+from ..events import EventRecord, NewEvent, Snapshot, utc_from_epoch_us
+
+__all__ = [
+    "EVENT_ROW_COLUMNS",
+    "checkpoint_crc",
+    "corrupt_event",
+    "decode_snapshot",
+    "encode_event",
+    "encode_snapshot",
+    "event_crc",
+    "fill_event",
+    "meta_crc",
+    "peek_event",
+    "snapshot_crc",
+    "stream_crc",
+    "stream_prefix",
+    "verify_checkpoint",
+    "verify_event",
+    "verify_stream",
+]
+
+_PREFIX: Final = struct.Struct("<qH")
+_EVENT: Final = struct.Struct("<16sBBHHII")
+_KEYS: Final = struct.Struct("<qqq")
+_SNAPSHOT: Final = struct.Struct("<BBI")
+_CHECKPOINT: Final = struct.Struct("<q")
+
+_crc32: Final = zlib.crc32
+_pack_keys: Final = _KEYS.pack
+_pack_event: Final = _EVENT.pack
+
+EVENT_ROW_COLUMNS: Final = "pos, num, crc, rec"
+"""The columns a backend selects for an event, in the order :func:`fill_event` expects:
+position, event number, checksum, blob (more columns may follow)."""
+
+
+def stream_prefix(created_us: int, stream_id: str) -> bytes:
+    """The part of an event blob shared by all events of one append."""
+    raw = stream_id.encode()
+    return _PREFIX.pack(created_us, len(raw)) + raw
+
+
+def encode_event(prefix: bytes, event: NewEvent) -> bytes:
+    """The blob of ``event``, appended at the time and to the stream ``prefix`` names."""
+    event_id, event_type, content_type, data_kind, data, metadata_kind, metadata = (
+        event._encoded
+    )
+    return b"".join((
+        prefix,
+        _pack_event(event_id, data_kind, metadata_kind, len(event_type), len(content_type),
+                    len(data), len(metadata)),
+        event_type,
+        content_type,
+        data,
+        metadata,
+    ))
+
+
+def event_crc(position: int, stream_key: int, number: int, blob: bytes) -> int:
+    """The checksum of an event row: its keys and its blob."""
+    return _crc32(blob, _crc32(_pack_keys(position, stream_key, number)))
+
+
+def verify_event(row: Sequence[Any], stream_key: int) -> None:
+    """Raise :class:`exesdb.StorageError` unless ``row`` (see :data:`EVENT_ROW_COLUMNS`),
+    found under ``stream_key``, matches its checksum."""
+    position, number, crc, blob = row[0], row[1], row[2], row[3]
+    if type(blob) is not bytes or _crc32(blob, _crc32(_pack_keys(position, stream_key,
+                                                                   number))) != crc:
+        raise corrupt_event(position)
+
+
+def corrupt_event(position: Any) -> StorageError:
+    """The error for an event row that failed its checksum."""
+    return StorageError(
+        f"corrupt event record at $all position {position!r}: checksum mismatch"
+    )
+
+
+_new_uuid: Final = object.__new__
+_set: Final = object.__setattr__
+_from_bytes: Final = int.from_bytes
+_SAFE_UNKNOWN: Final = uuid.SafeUUID.unknown
+_PREFIX_SIZE: Final = _PREFIX.size
+_EVENT_SIZE: Final = _EVENT.size
+_unpack_prefix: Final = _PREFIX.unpack_from
+_unpack_event: Final = _EVENT.unpack_from
+_decode: Final = payload.decode
+
+
+def _uuid(raw: bytes) -> uuid.UUID:
+    value: uuid.UUID = _new_uuid(uuid.UUID)
+    _set(value, "int", _from_bytes(raw))
+    _set(value, "is_safe", _SAFE_UNKNOWN)
+    return value
+
+
+def fill_event(record: EventRecord, row: Sequence[Any]) -> None:
+    """Set every field of the lazy ``record`` from its verified ``row``."""
+    position, number, blob = row[0], row[1], row[3]
+    created, stream_len = _unpack_prefix(blob)
+    at = _PREFIX_SIZE + stream_len
+    stream_id = blob[_PREFIX_SIZE:at].decode()
+    raw_id, data_kind, metadata_kind, type_len, ct_len, data_len, metadata_len = (
+        _unpack_event(blob, at)
+    )
+    at += _EVENT_SIZE
+    event_type = blob[at:at + type_len].decode()
+    at += type_len
+    content_type = blob[at:at + ct_len].decode()
+    at += ct_len
+    data = _decode(data_kind, blob[at:at + data_len])
+    at += data_len
+    metadata = _decode(metadata_kind, blob[at:at + metadata_len])
+    _set(record, "stream_id", stream_id)
+    _set(record, "event_number", number)
+    _set(record, "event_id", _uuid(raw_id))
+    _set(record, "event_type", event_type)
+    _set(record, "data", data)
+    _set(record, "metadata", metadata)
+    _set(record, "content_type", content_type)
+    _set(record, "created", utc_from_epoch_us(created))
+    _set(record, "created_epoch", created)
+    _set(record, "position", position)
+
+
+def peek_event(blob: bytes) -> tuple[str, str]:
+    """``(stream_id, event_type)`` of a verified event blob, without decoding the rest."""
+    _created, stream_len = _unpack_prefix(blob)
+    at = _PREFIX_SIZE + stream_len
+    stream_id = blob[_PREFIX_SIZE:at].decode()
+    type_len = _unpack_event(blob, at)[3]
+    at += _EVENT_SIZE
+    return stream_id, blob[at:at + type_len].decode()
+
+
+def stream_crc(stream_key: int, stream_id: str, first: int, state: int) -> int:
+    """The checksum of a stream row."""
+    return _crc32(stream_id.encode(), _crc32(_pack_keys(stream_key, first, state)))
+
+
+def verify_stream(stream_key: int, stream_id: str, first: int, state: int, crc: int) -> None:
+    """Raise :class:`exesdb.StorageError` unless the stream row matches its checksum."""
+    if (type(stream_id) is not str or type(first) is not int or type(state) is not int
+            or stream_crc(stream_key, stream_id, first, state) != crc):
+        raise StorageError(f"corrupt stream record {stream_id!r}: checksum mismatch")
+
+
+def encode_snapshot(data_kind: int, data: bytes, metadata_kind: int, metadata: bytes) -> bytes:
+    """The blob of a snapshot's encoded data and metadata (see :mod:`exesdb.payload`)."""
+    return b"".join((_SNAPSHOT.pack(data_kind, metadata_kind, len(data)), data, metadata))
+
+
+def snapshot_crc(source_uuid: str, stream_uuid: str, version: int, created_us: int,
+                 blob: bytes) -> int:
+    """The checksum of a snapshot row."""
+    crc = _crc32(_pack_keys(version, created_us, len(source_uuid)))
+    crc = _crc32(source_uuid.encode(), crc)
+    crc = _crc32(b"\0" + stream_uuid.encode(), crc)
+    return _crc32(blob, crc)
+
+
+def decode_snapshot(source_uuid: str, stream_uuid: str, version: int, created_us: int,
+                    crc: int, blob: bytes) -> Snapshot:
+    """The :class:`exesdb.Snapshot` of a row, verified against its checksum."""
+    if (type(blob) is not bytes or type(source_uuid) is not str
+            or type(stream_uuid) is not str
+            or snapshot_crc(source_uuid, stream_uuid, version, created_us, blob) != crc):
+        raise StorageError(
+            f"corrupt snapshot record ({source_uuid!r}, {stream_uuid!r}, {version!r}): "
+            "checksum mismatch"
+        )
+    data_kind, metadata_kind, data_len = _SNAPSHOT.unpack_from(blob)
+    at = _SNAPSHOT.size
+    return Snapshot(
+        source_uuid=source_uuid,
+        stream_uuid=stream_uuid,
+        version=version,
+        data=payload.decode(data_kind, blob[at:at + data_len]),
+        metadata=payload.decode(metadata_kind, blob[at + data_len:]),
+        created=utc_from_epoch_us(created_us),
+    )
+
+
+def checkpoint_crc(name: str, position: int) -> int:
+    """The checksum of a checkpoint row."""
+    return _crc32(name.encode(), _crc32(_CHECKPOINT.pack(position)))
+
+
+def verify_checkpoint(name: str, position: int, crc: int) -> None:
+    """Raise :class:`exesdb.StorageError` unless the checkpoint row matches its checksum."""
+    if (type(name) is not str or type(position) is not int
+            or checkpoint_crc(name, position) != crc):
+        raise StorageError(f"corrupt checkpoint record {name!r}: checksum mismatch")
+
+
+def meta_crc(key: str, value: str) -> int:
+    """The checksum of a row of the store's meta table."""
+    return _crc32(f"{key}\0{value}".encode())

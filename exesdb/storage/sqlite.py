@@ -1,0 +1,811 @@
+"""The SQLite backend, the embedded default: one WAL-mode database file per store.
+
+:class:`SQLiteBackend` gives every guarantee of :class:`exesdb.storage.Backend`. Its
+blocking work runs in worker threads, never on the trio thread: writes on one write
+connection in a dedicated thread (:mod:`exesdb.storage._thread`), serialised; reads on a
+pool of read connections through ``trio.to_thread.run_sync``, concurrently with writes
+(WAL readers see the last committed state and do not block the writer).
+
+Durability: opened ``durable=True`` (the default), SQLite runs with
+``synchronous=FULL``, so each write transaction is fsynced before ``write`` returns.
+``durable=False`` uses ``synchronous=NORMAL``: a commit reaches the operating system but
+is fsynced only at the next WAL checkpoint, so an acknowledged write survives a crash of
+the process but may be lost (never torn) if the machine loses power. This is the only
+setting that trades safety for speed.
+
+The writer keeps each stream's state (key, last number, first visible number, deleted)
+in a bounded in-memory cache; it is the only writer of the file, so the cache is exact,
+and it is dropped whenever a transaction fails.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import trio
+
+from ..constants import ANY, DEFAULT_COUNT, END, Direction, End
+from ..errors import ExESDBError, InvalidArgument, StorageError, StreamDeleted
+from ..events import EventRecord, Filter, Snapshot, _set_source, lazy_record
+from ..validation import (
+    check_count,
+    check_direction,
+    check_name,
+    check_start,
+    check_stream_id,
+    check_version,
+)
+from . import records
+from ._thread import WorkerThread
+from .backend import Backend
+from .ops import (
+    Append,
+    DeleteCheckpoint,
+    DeleteSnapshot,
+    DeleteStream,
+    RecordSnapshot,
+    SaveCheckpoint,
+    WriteOp,
+)
+from .rules import check_append, check_delete, visible_version
+from .sqlite_schema import DB_FILE, connect, open_file, recognise
+
+__all__ = ["SQLiteBackend"]
+
+T = TypeVar("T")
+
+LIVE: Final = 0
+HARD_DELETED: Final = 1
+
+_STREAM_CACHE_SIZE: Final = 100_000
+_IN_CHUNK: Final = 500  # ids per "IN (...)" query, below SQLite's variable limit
+_IDLE_READERS: Final = 8
+_FILTER_CHUNK: Final = 1000
+_NO_LIMIT: Final = 1 << 62
+
+_SELECT_EVENT: Final = f"SELECT {records.EVENT_ROW_COLUMNS}"
+_STREAM_FORWARD: Final = (
+    f"{_SELECT_EVENT} FROM events WHERE skey = ? AND num >= ? ORDER BY num LIMIT ?"
+)
+_STREAM_BACKWARD: Final = (
+    f"{_SELECT_EVENT} FROM events WHERE skey = ? AND num <= ? AND num >= ? "
+    "ORDER BY num DESC LIMIT ?"
+)
+_ALL_FORWARD: Final = f"{_SELECT_EVENT}, skey FROM events WHERE pos >= ? ORDER BY pos LIMIT ?"
+_ALL_BACKWARD: Final = (
+    f"{_SELECT_EVENT}, skey FROM events WHERE pos <= ? ORDER BY pos DESC LIMIT ?"
+)
+_KEYS: Final = struct.Struct("<qqq")  # as records.event_crc packs the row keys
+_INSERT_EVENT: Final = "INSERT INTO events(pos, skey, num, eid, crc, rec) VALUES (?, ?, ?, ?, ?, ?)"
+
+
+class _Stream:
+    """The writer's view of one stream. ``key`` is None until the stream has a row."""
+
+    __slots__ = ("first", "hard", "key", "last")
+
+    def __init__(self, key: int | None, last: int, first: int, hard: bool) -> None:
+        self.key = key
+        self.last = last
+        self.first = first
+        self.hard = hard
+
+
+def _storage_error(exc: sqlite3.Error, doing: str) -> StorageError:
+    error = StorageError(f"{doing} failed: {type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+class _Batch:
+    """One write transaction in the making: decides each operation against the streams'
+    state and collects the rows to write. Updates the writer's stream cache in place (the
+    engine drops the whole cache if the transaction fails). Touches the database only to
+    load what the decisions need and to write snapshots and checkpoints."""
+
+    def __init__(self, conn: sqlite3.Connection, ops: Sequence[WriteOp],
+                 streams: dict[str, _Stream], position: int, next_key: int) -> None:
+        self.conn = conn
+        self.streams = streams
+        self.position = position
+        self.next_key = next_key
+        self.now = time.time_ns() // 1000
+        self.rows: list[tuple[Any, ...]] = []
+        self.dirty: dict[str, tuple[_Stream, bool]] = {}
+        wanted = {op.stream_id for op in ops if type(op) is Append or type(op) is DeleteStream}
+        missing = [stream_id for stream_id in wanted if stream_id not in streams]
+        if missing:
+            loaded = self._load_streams(missing)
+            for stream_id in missing:
+                streams[stream_id] = loaded.get(stream_id) or _Stream(None, -1, 0, False)
+        ids = [event._encoded[0] for op in ops if type(op) is Append for event in op.events]
+        self.known = self._find_ids(ids)
+        # A later operation of this batch can only meet an id an earlier one wrote if some
+        # id occurs twice in the batch.
+        self.track_ids = len(set(ids)) < len(ids)
+
+    def apply(self, op: WriteOp) -> Any:
+        """Decide ``op``; stage its effects. Returns its result or the error it failed with."""
+        try:
+            kind = type(op)
+            if kind is Append:
+                return self._append(op)  # type: ignore[arg-type]
+            if kind is DeleteStream:
+                return self._delete(op)  # type: ignore[arg-type]
+            self._other(op)
+            return None
+        except ExESDBError as exc:
+            return exc
+
+    def _key(self, stream_id: str, stream: _Stream) -> int:
+        if stream.key is None:
+            stream.key = self.next_key
+            self.next_key += 1
+            self.dirty[stream_id] = (stream, True)
+        return stream.key
+
+    def _append(self, op: Append) -> int:
+        stream_id = op.stream_id
+        stream = self.streams[stream_id]
+        events = op.events
+        known = self.known
+        found: dict[bytes, int] = {}
+        if known and stream.key is not None:
+            for event in events:
+                event_id = event._encoded[0]
+                for key, number in known.get(event_id, ()):
+                    if key == stream.key and number >= stream.first:
+                        found[event_id] = number
+        if found or stream.hard or op.expected_version is not ANY:
+            version = check_append(stream_id, op.expected_version, stream.last, stream.first,
+                                   stream.hard, [event._encoded[0] for event in events], found)
+            if version is not None:
+                return version
+        key = stream.key if stream.key is not None else self._key(stream_id, stream)
+        number = stream.last
+        position = self.position
+        prefix = records.stream_prefix(self.now, stream_id)
+        encode = records.encode_event
+        crc_of = records.event_crc
+        append_row = self.rows.append
+        for event in events:
+            number += 1
+            blob = encode(prefix, event)
+            append_row((position, key, number, event._encoded[0],
+                        crc_of(position, key, number, blob), blob))
+            position += 1
+        if self.track_ids:  # later operations of this batch must see these ids
+            number = stream.last
+            for event in events:
+                number += 1
+                known.setdefault(event._encoded[0], []).append((key, number))
+        self.position = position
+        stream.last += len(events)
+        return stream.last
+
+    def _delete(self, op: DeleteStream) -> None:
+        stream_id = op.stream_id
+        stream = self.streams[stream_id]
+        check_delete(stream_id, op.expected_version, stream.last, stream.first, stream.hard)
+        if op.hard:
+            stream.hard = True
+        elif visible_version(stream.last, stream.first) >= 0:
+            stream.first = stream.last + 1
+        else:
+            return
+        if stream.key is None:
+            self._key(stream_id, stream)
+        elif stream_id not in self.dirty:
+            self.dirty[stream_id] = (stream, False)
+
+    def _other(self, op: WriteOp) -> None:
+        conn = self.conn
+        if type(op) is RecordSnapshot:
+            crc = records.snapshot_crc(op.source_uuid, op.stream_uuid, op.version, self.now,
+                                       op.blob)
+            conn.execute(
+                "INSERT OR REPLACE INTO snapshots(source_uuid, stream_uuid, version, created, "
+                "crc, rec) VALUES (?, ?, ?, ?, ?, ?)",
+                (op.source_uuid, op.stream_uuid, op.version, self.now, crc, op.blob),
+            )
+        elif type(op) is DeleteSnapshot:
+            conn.execute(
+                "DELETE FROM snapshots WHERE source_uuid = ? AND stream_uuid = ? AND version = ?",
+                (op.source_uuid, op.stream_uuid, op.version),
+            )
+        elif type(op) is SaveCheckpoint:
+            conn.execute(
+                "INSERT OR REPLACE INTO checkpoints(name, position, crc) VALUES (?, ?, ?)",
+                (op.name, op.position, records.checkpoint_crc(op.name, op.position)),
+            )
+        elif type(op) is DeleteCheckpoint:
+            conn.execute("DELETE FROM checkpoints WHERE name = ?", (op.name,))
+        else:
+            raise TypeError(f"not a write operation: {op!r}")
+
+    def _load_streams(self, stream_ids: list[str]) -> dict[str, _Stream]:
+        loaded: dict[str, _Stream] = {}
+        for start in range(0, len(stream_ids), _IN_CHUNK):
+            chunk = stream_ids[start:start + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            query = (
+                "SELECT s.skey, s.stream_id, s.first, s.state, s.crc, "
+                "(SELECT max(num) FROM events e WHERE e.skey = s.skey) "
+                f"FROM streams s WHERE s.stream_id IN ({marks})"
+            )
+            for key, stream_id, first, state, crc, last in self.conn.execute(query, chunk):
+                records.verify_stream(key, stream_id, first, state, crc)
+                loaded[stream_id] = _Stream(key, -1 if last is None else last, first,
+                                            state == HARD_DELETED)
+        return loaded
+
+    def _find_ids(self, ids: list[bytes]) -> dict[bytes, list[tuple[int, int]]]:
+        known: dict[bytes, list[tuple[int, int]]] = {}
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start:start + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for event_id, key, number in self.conn.execute(
+                f"SELECT eid, skey, num FROM events WHERE eid IN ({marks})", chunk
+            ):
+                known.setdefault(event_id, []).append((key, number))
+        return known
+
+
+class _Engine:
+    """The synchronous core: called from worker threads only, never from the trio thread."""
+
+    def __init__(self, path: Path, durable: bool, writer: sqlite3.Connection | None) -> None:
+        self.path = path
+        self.durable = durable
+        self.transactions = 0
+        self._writer: sqlite3.Connection | None = writer
+        self._write_lock = threading.Lock()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+        self._streams: dict[str, _Stream] = {}
+        self._next_position = 0
+        self._next_key = 0
+        self.read_only = writer is None
+        if writer is not None:
+            self._load_counters(writer)
+
+    @classmethod
+    def open_read_only(cls, directory: Path) -> _Engine:
+        """Open an existing store for reading only (beside a running server, or not)."""
+        path = directory / DB_FILE
+        if not path.is_file():
+            raise StorageError(f"{directory}: no exesdb store here ({DB_FILE} is missing)")
+        try:
+            conn = connect(path, True, reader=True)
+        except sqlite3.Error as exc:
+            raise _storage_error(exc, f"opening {path}") from exc
+        try:
+            recognise(conn, path)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StorageError(f"{path}: not a readable exesdb store ({exc})") from exc
+        except BaseException:
+            conn.close()
+            raise
+        engine = cls(path, True, None)
+        engine._readers.append(conn)
+        return engine
+
+    @classmethod
+    def open(cls, directory: Path, durable: bool) -> _Engine:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"{directory}: cannot create the store directory ({exc})") from exc
+        path = directory / DB_FILE
+        writer = open_file(path, durable)
+        try:
+            return cls(path, durable, writer)
+        except sqlite3.Error as exc:
+            writer.close()
+            raise _storage_error(exc, f"opening {path}") from exc
+        except BaseException:
+            writer.close()
+            raise
+
+    def _load_counters(self, conn: sqlite3.Connection) -> None:
+        position = conn.execute("SELECT max(pos) FROM events").fetchone()[0]
+        key = conn.execute("SELECT max(skey) FROM streams").fetchone()[0]
+        self._next_position = 0 if position is None else position + 1
+        self._next_key = 0 if key is None else key + 1
+
+    # -- writes --------------------------------------------------------------------------
+
+    def write(self, ops: Sequence[WriteOp]) -> list[Any]:
+        with self._write_lock:
+            conn = self._writer
+            if conn is None:
+                raise StorageError(f"{self.path}: the store is "
+                                   f"{'open read-only' if self.read_only else 'closed'}")
+            try:
+                return self._transaction(conn, ops)
+            except sqlite3.Error as exc:
+                self._recover(conn)
+                if len(ops) == 1:
+                    return [_storage_error(exc, "the write transaction")]
+        # The shared transaction failed: run each operation alone, so one that cannot be
+        # written does not fail the others.
+        return [self.write([op])[0] for op in ops]
+
+    def _recover(self, conn: sqlite3.Connection) -> None:
+        self._streams.clear()
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._load_counters(conn)
+        except sqlite3.Error:
+            pass
+
+    def _transaction(self, conn: sqlite3.Connection, ops: Sequence[WriteOp]) -> list[Any]:
+        execute = conn.execute
+        execute("BEGIN IMMEDIATE")
+        try:
+            batch = _Batch(conn, ops, self._streams, self._next_position, self._next_key)
+            results = [batch.apply(op) for op in ops]
+            if batch.rows:
+                conn.executemany(_INSERT_EVENT, batch.rows)
+            for stream_id, (stream, is_new) in batch.dirty.items():
+                assert stream.key is not None
+                state = HARD_DELETED if stream.hard else LIVE
+                crc = records.stream_crc(stream.key, stream_id, stream.first, state)
+                if is_new:
+                    execute(
+                        "INSERT INTO streams(skey, stream_id, first, state, crc) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (stream.key, stream_id, stream.first, state, crc),
+                    )
+                else:
+                    execute(
+                        "UPDATE streams SET first = ?, state = ?, crc = ? WHERE skey = ?",
+                        (stream.first, state, crc, stream.key),
+                    )
+            execute("COMMIT")
+        except BaseException:
+            self._streams.clear()  # it may hold this transaction's changes
+            if conn.in_transaction:
+                execute("ROLLBACK")
+            raise
+        self.transactions += 1
+        self._next_position = batch.position
+        self._next_key = batch.next_key
+        streams = self._streams
+        if len(streams) > _STREAM_CACHE_SIZE:
+            for stream_id in list(streams)[: len(streams) - _STREAM_CACHE_SIZE // 2]:
+                del streams[stream_id]
+        return results
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def _read(self, fn: Callable[[sqlite3.Connection], T], doing: str) -> T:
+        conn = self._acquire_reader()
+        try:
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise _storage_error(exc, doing) from exc
+        finally:
+            self._release_reader(conn)
+
+    def _acquire_reader(self) -> sqlite3.Connection:
+        with self._readers_lock:
+            if self._closed:
+                raise StorageError(f"{self.path}: the store is closed")
+            if self._readers:
+                return self._readers.pop()
+        try:
+            return connect(self.path, self.durable, reader=True)
+        except sqlite3.Error as exc:
+            raise _storage_error(exc, f"opening a reader on {self.path}") from exc
+
+    def _release_reader(self, conn: sqlite3.Connection) -> None:
+        with self._readers_lock:
+            if not self._closed and len(self._readers) < _IDLE_READERS:
+                if conn.in_transaction:
+                    conn.rollback()
+                self._readers.append(conn)
+                return
+        conn.close()
+
+    @staticmethod
+    def _stream_row(conn: sqlite3.Connection, stream_id: str) -> tuple[int, int] | None:
+        row = conn.execute(
+            "SELECT skey, first, state, crc FROM streams WHERE stream_id = ?", (stream_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        key, first, state, crc = row
+        records.verify_stream(key, stream_id, first, state, crc)
+        if state == HARD_DELETED:
+            raise StreamDeleted(stream_id)
+        return key, first
+
+    def read_stream(
+        self, stream_id: str, start: int | End, count: int, direction: Direction
+    ) -> list[EventRecord]:
+        def read(conn: sqlite3.Connection) -> list[EventRecord]:
+            found = self._stream_row(conn, stream_id)
+            if found is None:
+                return []
+            key, first = found
+            if direction == "forward":
+                if start is END:
+                    return []
+                begin = max(start, first)
+                rows = conn.execute(_STREAM_FORWARD, (key, begin, count)).fetchall()
+                return _verified_stream_rows(rows, key, begin, 1)
+            top = _NO_LIMIT if start is END else start
+            if top < first:
+                return []
+            rows = conn.execute(_STREAM_BACKWARD, (key, top, first, count)).fetchall()
+            # The last number is not known in advance: the rows must run down from the first.
+            return _verified_stream_rows(rows, key, rows[0][1] if rows else 0, -1)
+
+        return self._read(read, f"reading stream {stream_id!r}")
+
+    def read_all(
+        self, start: int | End, count: int, direction: Direction, filter: Filter | None
+    ) -> list[EventRecord]:
+        def read(conn: sqlite3.Connection) -> list[EventRecord]:
+            forward = direction == "forward"
+            if start is END:
+                if forward:
+                    return []
+                begin = _NO_LIMIT
+            else:
+                begin = start
+            query = _ALL_FORWARD if forward else _ALL_BACKWARD
+            if filter is None or (not filter.event_types and not filter.stream_prefixes):
+                return _verified_all_rows(conn.execute(query, (begin, count)).fetchall())
+            out: list[EventRecord] = []
+            fill = records.fill_event
+            peek = records.peek_event
+            matches = filter.matches
+            while len(out) < count:
+                rows = conn.execute(query, (begin, _FILTER_CHUNK)).fetchall()
+                if not rows:
+                    break
+                for row in rows:
+                    records.verify_event(row, row[4])
+                    if matches(*peek(row[3])):
+                        out.append(lazy_record(fill, row))
+                        if len(out) == count:
+                            break
+                begin = rows[-1][0] + 1 if forward else rows[-1][0] - 1
+                if begin < 0:
+                    break
+            return out
+
+        return self._read(read, "reading $all")
+
+    def stream_version(self, stream_id: str) -> int:
+        def read(conn: sqlite3.Connection) -> int:
+            found = self._stream_row(conn, stream_id)
+            if found is None:
+                return -1
+            key, first = found
+            last = conn.execute("SELECT max(num) FROM events WHERE skey = ?", (key,)).fetchone()[0]
+            return visible_version(-1 if last is None else last, first)
+
+        return self._read(read, f"reading the version of stream {stream_id!r}")
+
+    def list_streams(self) -> list[str]:
+        def read(conn: sqlite3.Connection) -> list[str]:
+            out = []
+            for key, stream_id, first, state, crc, last in conn.execute(
+                "SELECT s.skey, s.stream_id, s.first, s.state, s.crc, "
+                "(SELECT max(num) FROM events e WHERE e.skey = s.skey) "
+                "FROM streams s ORDER BY s.stream_id"
+            ):
+                records.verify_stream(key, stream_id, first, state, crc)
+                if state == LIVE and last is not None and last >= first:
+                    out.append(stream_id)
+            return out
+
+        return self._read(read, "listing streams")
+
+    def head_position(self) -> int:
+        def read(conn: sqlite3.Connection) -> int:
+            position = conn.execute("SELECT max(pos) FROM events").fetchone()[0]
+            return -1 if position is None else int(position)
+
+        return self._read(read, "reading the head position")
+
+    def read_snapshot(self, source_uuid: str, stream_uuid: str, version: int | None
+                      ) -> Snapshot | None:
+        def read(conn: sqlite3.Connection) -> Snapshot | None:
+            select = ("SELECT source_uuid, stream_uuid, version, created, crc, rec FROM snapshots "
+                      "WHERE source_uuid = ? AND stream_uuid = ?")
+            if version is None:
+                row = conn.execute(f"{select} ORDER BY version DESC LIMIT 1",
+                                   (source_uuid, stream_uuid)).fetchone()
+            else:
+                row = conn.execute(f"{select} AND version = ?",
+                                   (source_uuid, stream_uuid, version)).fetchone()
+            return None if row is None else records.decode_snapshot(*row)
+
+        return self._read(read, "reading a snapshot")
+
+    def list_snapshots(self, source_uuid: str | None, stream_uuid: str | None) -> list[Snapshot]:
+        def read(conn: sqlite3.Connection) -> list[Snapshot]:
+            where = []
+            args = []
+            if source_uuid is not None:
+                where.append("source_uuid = ?")
+                args.append(source_uuid)
+            if stream_uuid is not None:
+                where.append("stream_uuid = ?")
+                args.append(stream_uuid)
+            clause = f" WHERE {' AND '.join(where)}" if where else ""
+            rows = conn.execute(
+                "SELECT source_uuid, stream_uuid, version, created, crc, rec FROM snapshots"
+                f"{clause} ORDER BY source_uuid, stream_uuid, version", args,
+            ).fetchall()
+            return [records.decode_snapshot(*row) for row in rows]
+
+        return self._read(read, "listing snapshots")
+
+    def read_checkpoint(self, name: str) -> int | None:
+        def read(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute("SELECT position, crc FROM checkpoints WHERE name = ?",
+                               (name,)).fetchone()
+            if row is None:
+                return None
+            records.verify_checkpoint(name, row[0], row[1])
+            return int(row[0])
+
+        return self._read(read, f"reading checkpoint {name!r}")
+
+    def list_checkpoints(self) -> dict[str, int]:
+        def read(conn: sqlite3.Connection) -> dict[str, int]:
+            out = {}
+            for name, position, crc in conn.execute(
+                "SELECT name, position, crc FROM checkpoints ORDER BY name"
+            ):
+                records.verify_checkpoint(name, position, crc)
+                out[name] = position
+            return out
+
+        return self._read(read, "listing checkpoints")
+
+    def stats(self) -> dict[str, int]:
+        def read(conn: sqlite3.Connection) -> dict[str, int]:
+            events, last = conn.execute("SELECT count(*), max(pos) FROM events").fetchone()
+            streams = conn.execute(
+                "SELECT count(*) FROM streams s WHERE s.state = ? AND EXISTS "
+                "(SELECT 1 FROM events e WHERE e.skey = s.skey AND e.num >= s.first)",
+                (LIVE,),
+            ).fetchone()[0]
+            return {"streams": streams, "events": events,
+                    "last_position": -1 if last is None else last}
+
+        return self._read(read, "counting the store")
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Checkpoint the write-ahead log into the database file without waiting for
+        readers (SQLite's PASSIVE checkpoint)."""
+        with self._write_lock:
+            conn = self._writer
+            if conn is None:
+                return  # read-only or closed: nothing of ours to flush
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error as exc:
+                raise _storage_error(exc, "flushing the write-ahead log") from exc
+
+    def close(self) -> None:
+        with self._write_lock:
+            with self._readers_lock:
+                self._closed = True
+                readers, self._readers = self._readers, []
+            for conn in readers:
+                conn.close()
+            if self._writer is not None:
+                writer, self._writer = self._writer, None
+                writer.close()
+
+
+def _verified_stream_rows(rows: list[Any], key: int, number: int, step: int
+                          ) -> list[EventRecord]:
+    """Records of stream rows, checked against their checksums and for gaps."""
+    out: list[EventRecord] = []
+    append = out.append
+    crc32 = zlib.crc32
+    pack = _KEYS.pack
+    fill = records.fill_event
+    new = object.__new__
+    set_source = _set_source
+    for row in rows:
+        if row[1] != number or crc32(row[3], crc32(pack(row[0], key, number))) != row[2]:
+            if row[1] != number:
+                raise StorageError(
+                    f"corrupt stream index: expected event {number}, found {row[1]!r} at "
+                    f"$all position {row[0]!r}"
+                )
+            raise records.corrupt_event(row[0])
+        record = new(EventRecord)
+        set_source(record, (fill, row))
+        append(record)
+        number += step
+    return out
+
+
+def _verified_all_rows(rows: list[Any]) -> list[EventRecord]:
+    """Records of ``$all`` rows, checked against their checksums."""
+    out: list[EventRecord] = []
+    append = out.append
+    crc32 = zlib.crc32
+    pack = _KEYS.pack
+    fill = records.fill_event
+    new = object.__new__
+    set_source = _set_source
+    for row in rows:
+        if crc32(row[3], crc32(pack(row[0], row[4], row[1]))) != row[2]:
+            raise records.corrupt_event(row[0])
+        record = new(EventRecord)
+        set_source(record, (fill, row))
+        append(record)
+    return out
+
+
+class SQLiteBackend(Backend):
+    """The SQLite backend of one store (see the module docstring).
+
+    Open it with ``await SQLiteBackend.open(directory, durable=True)``; the store's file
+    is ``<directory>/exesdb.sqlite3``. One process should open a store at a time.
+    """
+
+    def __init__(self, engine: _Engine) -> None:
+        """Use :meth:`open`."""
+        self._engine = engine
+        self._writes = WorkerThread(f"exesdb writer {engine.path}")
+        self._closed = False
+
+    @classmethod
+    async def open(cls, directory: str | os.PathLike[str], *, durable: bool = True,
+                   read_only: bool = False) -> SQLiteBackend:
+        """Open the store in ``directory`` (created if missing), or create it there.
+
+        ``read_only`` opens an existing store for reading only, beside a writer or not;
+        its writes raise :class:`exesdb.StorageError`. Raises :class:`exesdb.StorageError`
+        if the file there is not an exesdb store, has a schema version this code does not
+        read, or cannot be opened.
+        """
+        if not isinstance(durable, bool):
+            raise TypeError(f"durable must be a bool, got {durable!r}")
+        if read_only:
+            engine = await trio.to_thread.run_sync(_Engine.open_read_only, Path(directory))
+        else:
+            engine = await trio.to_thread.run_sync(_Engine.open, Path(directory), durable)
+        return cls(engine)
+
+    @property
+    def path(self) -> Path:
+        """The store's database file."""
+        return self._engine.path
+
+    @property
+    def durable(self) -> bool:
+        """True when each write is fsynced before it is acknowledged."""
+        return self._engine.durable
+
+    @property
+    def transactions(self) -> int:
+        """How many write transactions committed since the store was opened."""
+        return self._engine.transactions
+
+    async def write(self, ops: Sequence[WriteOp]) -> list[Any]:
+        ops = list(ops)
+        if not ops:
+            return []
+        if self._closed:
+            raise StorageError(f"{self.path}: the store is closed")
+        return await self._writes.run(self._engine.write, ops)
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        start_version: int | End = 0,
+        count: int = DEFAULT_COUNT,
+        direction: Direction = "forward",
+    ) -> list[EventRecord]:
+        stream_id = check_stream_id(stream_id)
+        start = check_start(start_version, "start_version")
+        count = check_count(count)
+        direction = check_direction(direction)
+        return await trio.to_thread.run_sync(
+            self._engine.read_stream, stream_id, start, count, direction
+        )
+
+    async def read_all(
+        self,
+        from_position: int | End = 0,
+        count: int = DEFAULT_COUNT,
+        direction: Direction = "forward",
+        filter: Filter | None = None,
+    ) -> list[EventRecord]:
+        start = check_start(from_position, "from_position")
+        count = check_count(count)
+        direction = check_direction(direction)
+        if filter is not None and not isinstance(filter, Filter):
+            raise InvalidArgument(f"filter: must be an exesdb.Filter or None, got {filter!r}")
+        return await trio.to_thread.run_sync(
+            self._engine.read_all, start, count, direction, filter
+        )
+
+    async def stream_version(self, stream_id: str) -> int:
+        stream_id = check_stream_id(stream_id)
+        return await trio.to_thread.run_sync(self._engine.stream_version, stream_id)
+
+    async def list_streams(self) -> list[str]:
+        return await trio.to_thread.run_sync(self._engine.list_streams)
+
+    async def head_position(self) -> int:
+        return await trio.to_thread.run_sync(self._engine.head_position)
+
+    async def read_snapshot(
+        self, source_uuid: str, stream_uuid: str, version: int | None = None
+    ) -> Snapshot | None:
+        source_uuid = check_name(source_uuid, "source_uuid")
+        stream_uuid = check_name(stream_uuid, "stream_uuid")
+        if version is not None:
+            version = check_version(version)
+        return await trio.to_thread.run_sync(
+            self._engine.read_snapshot, source_uuid, stream_uuid, version
+        )
+
+    async def list_snapshots(
+        self, source_uuid: str | None = None, stream_uuid: str | None = None
+    ) -> list[Snapshot]:
+        if source_uuid is not None:
+            source_uuid = check_name(source_uuid, "source_uuid")
+        if stream_uuid is not None:
+            stream_uuid = check_name(stream_uuid, "stream_uuid")
+        return await trio.to_thread.run_sync(
+            self._engine.list_snapshots, source_uuid, stream_uuid
+        )
+
+    async def read_checkpoint(self, name: str) -> int | None:
+        name = check_name(name, "name")
+        return await trio.to_thread.run_sync(self._engine.read_checkpoint, name)
+
+    async def list_checkpoints(self) -> dict[str, int]:
+        return await trio.to_thread.run_sync(self._engine.list_checkpoints)
+
+    async def stats(self) -> dict[str, int]:
+        return await trio.to_thread.run_sync(self._engine.stats)
+
+    async def flush(self) -> None:
+        await self._writes.run(self._engine.flush)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._writes.run(self._engine.close)
+        finally:
+            self._writes.stop()
+
+    def __repr__(self) -> str:
+        return f"<SQLiteBackend {str(self.path)!r} durable={self.durable}>"
+
+

@@ -1,0 +1,218 @@
+"""The group-committing writer: a gen_server that owns a backend's writes.
+
+Every write of a store goes through its :class:`Writer`. Guarantees:
+
+* **Group commit**: the writer collects the requests that arrive while a transaction is
+  being committed and writes them together in the next transaction (one fsync), at most
+  ``max_batch`` per transaction. With no commit in flight a request is written at once.
+* **Independent outcomes**: each request's checks (expected version, idempotence) are
+  applied on their own, in arrival order, each seeing the effects of the requests before
+  it; one failing request fails alone.
+* **Acknowledgement after durability**: a caller gets its result only once the transaction
+  holding its request is durable (as durable as the backend was opened).
+* Invalid arguments raise :class:`exesdb.InvalidArgument` in the caller, before anything is
+  sent. A call that times out (``timeout`` seconds) raises :class:`otp.CallTimeout`; its
+  request may still be written, and an idempotent re-send of an append is safe.
+* On a normal stop (``SHUTDOWN`` from its supervisor, :func:`otp.gen_server.stop`) the
+  writer first commits and answers the requests it holds. The writer does not close the
+  backend: whoever opened it does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any, Final
+
+import otp
+from otp.gen_server import From
+
+from ..constants import ANY, ExpectedVersion
+from ..errors import ExESDBError, StorageError
+from ..events import NewEvent
+from .backend import Backend
+from .ops import (
+    Append,
+    DeleteCheckpoint,
+    DeleteSnapshot,
+    DeleteStream,
+    RecordSnapshot,
+    SaveCheckpoint,
+    WriteOp,
+)
+
+__all__ = [
+    "DEFAULT_MAX_BATCH",
+    "DEFAULT_TIMEOUT",
+    "Writer",
+    "append",
+    "delete_checkpoint",
+    "delete_snapshot",
+    "delete_stream",
+    "record_snapshot",
+    "save_checkpoint",
+    "start_link",
+    "submit",
+]
+
+log: Final = logging.getLogger("exesdb.storage.writer")
+
+DEFAULT_MAX_BATCH: Final = 1000
+"""The most requests one transaction holds."""
+DEFAULT_TIMEOUT: Final = 10.0
+"""Seconds a caller waits for its write by default (ExESDB's ``timeout``, 10000 ms)."""
+
+_OPS: Final = frozenset(
+    {Append, DeleteStream, RecordSnapshot, DeleteSnapshot, SaveCheckpoint, DeleteCheckpoint}
+)
+
+
+_GATHER: Final = otp.NoReply(timeout=0)
+
+
+class Writer(otp.GenServer):
+    """The gen_server behind :func:`start_link`; requests are write operations
+    (:mod:`exesdb.storage.ops`) and replies their results (see the module docstring).
+
+    A request is added to ``pending`` and the writer returns to its mailbox with an idle
+    timeout of 0, so every request already waiting there joins ``pending`` too; when the
+    mailbox is empty the timeout fires and the writer writes ``pending`` (at most
+    ``max_batch`` per transaction) and answers each caller. While it waits for a
+    transaction to become durable, new requests pile up in its mailbox: they make the
+    next transaction.
+    """
+
+    backend: Backend
+    max_batch: int
+    pending: list[tuple[WriteOp, From]]
+
+    async def init(self, backend: Backend, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+        if not isinstance(backend, Backend):
+            raise TypeError(f"backend must be an exesdb.storage.Backend, got {backend!r}")
+        if type(max_batch) is not int or max_batch < 1:
+            raise ValueError(f"max_batch must be an int >= 1, got {max_batch!r}")
+        otp.trap_exits(True)
+        self.backend = backend
+        self.max_batch = max_batch
+        self.pending = []
+
+    async def handle_call(self, request: Any, from_: From) -> Any:
+        if type(request) not in _OPS:
+            raise TypeError(f"exesdb writer: not a write operation: {request!r}")
+        pending = self.pending
+        pending.append((request, from_))
+        if len(pending) >= self.max_batch:
+            await self._commit()
+        # Let every request already in the mailbox join the transaction: the idle
+        # timeout of 0 fires as soon as the mailbox is empty.
+        return _GATHER
+
+    async def handle_info(self, msg: Any) -> Any:
+        if msg is otp.TIMEOUT:
+            await self._commit()
+        elif type(msg) is not otp.Exit:  # exits of linked processes other than the parent
+            log.warning("exesdb writer: unexpected message %r", msg)
+
+    async def terminate(self, reason: Any) -> None:
+        await self._commit()
+
+    async def _commit(self) -> None:
+        """Write everything pending, ``max_batch`` per transaction, answering each caller."""
+        while self.pending:
+            batch = self.pending[: self.max_batch]
+            del self.pending[: self.max_batch]
+            try:
+                results = await self.backend.write([op for op, _from in batch])
+            except ExESDBError as exc:
+                results = [StorageError(str(exc)) for _ in batch]
+            reply = otp.gen_server.reply
+            for (_op, from_), result in zip(batch, results, strict=True):
+                reply(from_, result)
+
+
+async def start_link(
+    backend: Backend, *, name: Any = None, max_batch: int = DEFAULT_MAX_BATCH
+) -> otp.Pid:
+    """Start a :class:`Writer` for ``backend``, linked to the caller; return its pid."""
+    pid = await otp.gen_server.start_link(Writer, backend, max_batch, name=name)
+    assert pid is not None
+    return pid
+
+
+async def submit(writer: otp.Name, op: WriteOp, timeout: float | None = DEFAULT_TIMEOUT) -> Any:
+    """Have ``writer`` write ``op``; return its result or raise the error it failed with."""
+    result = await otp.gen_server.call(writer, op, timeout)
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+async def append(
+    writer: otp.Name,
+    stream_id: str,
+    expected_version: ExpectedVersion,
+    events: Iterable[NewEvent],
+    *,
+    timeout: float | None = DEFAULT_TIMEOUT,
+) -> int:
+    """Append ``events`` to ``stream_id`` through ``writer`` (see
+    :meth:`exesdb.storage.Backend.append`); return the new version once durable."""
+    result = await otp.gen_server.call(writer, Append(stream_id, expected_version, events),
+                                       timeout)
+    if type(result) is int:
+        return result
+    raise result
+
+
+async def delete_stream(
+    writer: otp.Name,
+    stream_id: str,
+    expected_version: ExpectedVersion = ANY,
+    *,
+    hard: bool = False,
+    timeout: float | None = DEFAULT_TIMEOUT,
+) -> None:
+    """Delete ``stream_id`` through ``writer`` (see
+    :meth:`exesdb.storage.Backend.delete_stream`)."""
+    await submit(writer, DeleteStream(stream_id, expected_version, hard), timeout)
+
+
+async def record_snapshot(
+    writer: otp.Name,
+    source_uuid: str,
+    stream_uuid: str,
+    version: int,
+    data: Any,
+    metadata: Any = None,
+    *,
+    timeout: float | None = DEFAULT_TIMEOUT,
+) -> None:
+    """Record a snapshot through ``writer``; durable when it returns."""
+    await submit(writer, RecordSnapshot(source_uuid, stream_uuid, version, data, metadata),
+                 timeout)
+
+
+async def delete_snapshot(
+    writer: otp.Name,
+    source_uuid: str,
+    stream_uuid: str,
+    version: int,
+    *,
+    timeout: float | None = DEFAULT_TIMEOUT,
+) -> None:
+    """Delete a snapshot through ``writer``, if it exists."""
+    await submit(writer, DeleteSnapshot(source_uuid, stream_uuid, version), timeout)
+
+
+async def save_checkpoint(
+    writer: otp.Name, name: str, position: int, *, timeout: float | None = DEFAULT_TIMEOUT
+) -> None:
+    """Store a subscription checkpoint through ``writer``; durable when it returns."""
+    await submit(writer, SaveCheckpoint(name, position), timeout)
+
+
+async def delete_checkpoint(
+    writer: otp.Name, name: str, *, timeout: float | None = DEFAULT_TIMEOUT
+) -> None:
+    """Delete a subscription checkpoint through ``writer``, if it exists."""
+    await submit(writer, DeleteCheckpoint(name), timeout)
