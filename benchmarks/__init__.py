@@ -6,7 +6,10 @@ on any machine.
 """
 
 SUITES: tuple[str, ...] = (
-    "benchmarks.bench_otp_core", "benchmarks.bench_registry",
+    "benchmarks.bench_otp_core",
+    "benchmarks.bench_registry",
     "benchmarks.bench_otp_supervision",
+    "benchmarks.bench_storage",
+    "benchmarks.bench_gateway",
 )
 """Benchmark modules, in the order they run."""

@@ -1,0 +1,81 @@
+"""The store's tree against its storage engine alone: 100 concurrent writers appending
+single events durably, through :mod:`exesdb.gateway` (gateway worker, stream writer
+worker, group-committing writer) and straight to the writer, in the same run.
+
+Target: the tree costs at most 1.25x, that is its events/s is at least 0.8x the engine's.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import trio
+
+import otp
+from exesdb import ANY, NewEvent, gateway
+from exesdb.storage import SQLiteBackend, writer
+from exesdb.system import start_store, stop_store
+
+from ._report import Result, now
+
+__all__ = ["run"]
+
+WRITERS = 100
+APPENDS_PER_WRITER = 40
+REPEATS = 3
+
+
+async def _concurrently(append: Callable[[str, int], Awaitable[object]]) -> float:
+    """events/s of WRITERS tasks, each appending APPENDS_PER_WRITER single events."""
+
+    async def one_writer(w: int) -> None:
+        for i in range(APPENDS_PER_WRITER):
+            await append(f"writer-{w}", i)
+
+    start = now()
+    async with trio.open_nursery() as nursery:
+        for w in range(WRITERS):
+            nursery.start_soon(one_writer, w)
+    return WRITERS * APPENDS_PER_WRITER / (now() - start)
+
+
+async def _bench(root: Path) -> list[Result]:
+    async with otp.node():
+        backend = await SQLiteBackend.open(root / "engine", durable=True)
+        pid = await writer.start_link(backend)
+        await start_store(store_id="bench", data_dir=root / "stores")
+
+        async def engine(stream: str, i: int) -> object:
+            return await writer.append(pid, stream, ANY, [NewEvent("Placed", {"i": i})])
+
+        async def tree(stream: str, i: int) -> object:
+            return await gateway.append_events("bench", stream, [NewEvent("Placed", {"i": i})])
+
+        engine_rates, tree_rates = [], []
+        for _ in range(REPEATS):  # alternate, so both see the same disk
+            engine_rates.append(await _concurrently(engine))
+            tree_rates.append(await _concurrently(tree))
+        await stop_store("bench")
+        await otp.gen_server.stop(pid)
+        await backend.close()
+    engine_rate, tree_rate = max(engine_rates), max(tree_rates)
+    return [
+        Result(f"gateway append 1 event, {WRITERS} writers, durable", tree_rate, "events/s",
+               engine_rate, ">= 0.8x floor (floor: the storage engine alone)"),
+        Result("tree cost per event vs the engine alone", engine_rate / tree_rate, "x",
+               target="<= 1.25x"),
+    ]
+
+
+def run() -> list[Result]:
+    """Measure both in a temporary directory."""
+    root = Path(tempfile.mkdtemp(prefix="exesdb-bench-gateway-"))
+    logging.getLogger("exesdb").setLevel(logging.WARNING)
+    try:
+        return trio.run(_bench, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

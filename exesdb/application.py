@@ -1,0 +1,40 @@
+"""The exesdb application: the node's exesdb registry and one System per store.
+
+``python -m exesdb start`` runs it. Its top supervisor (one_for_one) starts the registry
+that holds every store process's name, then each store's System in the order given; a
+store whose tree gives up is restarted on its own, and the others are untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import otp
+from otp import registry, supervisor
+
+from .naming import REGISTRY
+from .options import resolve_options
+from .system import System
+
+__all__ = ["application"]
+
+
+def application(store_ids: Sequence[str], **options: Any) -> otp.application.Application:
+    """The exesdb application running ``store_ids`` with ``options`` (each missing option
+    from its ``EX_ESDB_<KEY>`` variable). Options are checked here, before anything starts.
+    """
+    stores = [resolve_options(options, store_id=store_id) for store_id in store_ids]
+    if len({s.store_id for s in stores}) != len(stores):
+        raise ValueError(f"store ids must be distinct, got {list(store_ids)!r}")
+
+    async def start(env: Mapping[str, Any]) -> otp.Pid | None:
+        children = [registry.child_spec(keys="unique", name=REGISTRY)]
+        children += [System.child_spec(opts) for opts in stores]
+        return await supervisor.start_link(children, strategy="one_for_one",
+                                           intensity=10, period=60, name="exesdb")
+
+    return otp.application.Application(
+        "exesdb", start, env={"store_ids": tuple(s.store_id for s in stores)},
+        description="exesdb event stores",
+    )

@@ -1,0 +1,296 @@
+"""The API of a store, store id first as in ExESDB: every function is async and goes to a
+gateway worker of the store it names.
+
+Guarantees:
+
+* A store that is not running raises :class:`exesdb.StoreNotFound`; while part of a store
+  restarts a call either completes or raises :class:`exesdb.StoreUnavailable` (retry it),
+  and no call waits longer than the store's ``timeout`` option.
+* Invalid arguments raise :class:`exesdb.InvalidArgument` before anything is sent.
+* An append or delete is acknowledged once durable (unless the store runs with
+  ``durable=False``); the expected-version, idempotence and delete rules are the storage
+  engine's (see :mod:`exesdb.storage.rules`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import AsyncIterator, Hashable, Iterable
+from typing import Any
+
+import otp
+
+from .constants import ANY, DEFAULT_COUNT, END, Direction, End, ExpectedVersion
+from .errors import ExESDBError, InvalidArgument
+from .events import EventRecord, Filter, NewEvent, Snapshot
+from .gateway_system import gateway_worker_name
+from .naming import REGISTRY
+from .options import StoreOptions, validate_store_id
+from .pubsub_system import pubsub_name
+from .storage.ops import Append, DeleteSnapshot, DeleteStream, RecordSnapshot
+from .store import Store, StoreInfo, registered_stores
+from .store import _node_stores as node_stores
+from .store_errors import StoreNotFound, StoreUnavailable
+from .system import system_name
+from .validation import (
+    check_count,
+    check_direction,
+    check_name,
+    check_start,
+    check_stream_id,
+    check_version,
+)
+
+__all__ = [
+    "append_events",
+    "delete_snapshot",
+    "delete_stream",
+    "get_events",
+    "get_streams",
+    "get_version",
+    "list_snapshots",
+    "list_stores",
+    "pubsub",
+    "read_all",
+    "read_snapshot",
+    "record_snapshot",
+    "stream_backward",
+    "stream_forward",
+]
+
+_ALL = "$all"  # the reader key of the store-wide order; stream ids never start with "$"
+_STREAMS = "$streams"
+_rotation = itertools.count()
+
+
+def _store(store_id: str) -> StoreOptions:
+    opts = node_stores().get(store_id)
+    if opts is not None:
+        return opts
+    validate_store_id(store_id)
+    if otp.whereis(REGISTRY) is None or otp.whereis(system_name(store_id)) is None:
+        raise StoreNotFound(store_id)
+    raise StoreUnavailable(store_id, "its registration is restarting")
+
+
+# store id -> the last known pid of each gateway worker (checked alive before each use)
+_gateway_pids: dict[str, list[otp.Pid | None]] = {}
+
+
+def _gateway_worker(store_id: str, size: int) -> otp.Pid:
+    pids = _gateway_pids.get(store_id)
+    if pids is None or len(pids) != size:
+        pids = _gateway_pids[store_id] = [None] * size
+    first = next(_rotation) % size
+    for i in range(size):
+        index = (first + i) % size
+        pid = pids[index]
+        if pid is not None and otp.is_alive(pid):
+            return pid
+        pid = pids[index] = otp.whereis(gateway_worker_name(store_id, index))
+        if pid is not None:
+            return pid
+    raise StoreUnavailable(store_id, "no gateway worker is running")
+
+
+async def _request(store_id: str, target: str, key: Hashable, payload: Any) -> Any:
+    """Send ``payload`` to the worker of ``key`` through a gateway worker of the store."""
+    opts = _store(store_id)
+    worker = _gateway_worker(store_id, opts.gateway_pool_size)
+    try:
+        result = await otp.gen_server.call(worker, (target, key, payload), opts.timeout_s)
+    except (otp.NoProc, otp.ServerExited, otp.CallTimeout) as exc:
+        raise StoreUnavailable(store_id, str(exc)) from None
+    if isinstance(result, ExESDBError):
+        raise result
+    return result
+
+
+# -- streams -------------------------------------------------------------------------------
+
+
+async def append_events(
+    store_id: str, stream_id: str, events: Iterable[NewEvent],
+    expected_version: ExpectedVersion = ANY,
+) -> int:
+    """Append ``events`` to ``stream_id`` if ``expected_version`` holds; return the new
+    version (the number of the last event written). Raises
+    :class:`exesdb.WrongExpectedVersion` or :class:`exesdb.StreamDeleted`."""
+    op = Append(stream_id, expected_version, events)
+    # _request inlined: this is the hot path of the store
+    opts = _store(store_id)
+    worker = _gateway_worker(store_id, opts.gateway_pool_size)
+    try:
+        result = await otp.gen_server.call(worker, ("stream_writer", op.stream_id, op),
+                                           opts.timeout_s)
+    except (otp.NoProc, otp.ServerExited, otp.CallTimeout) as exc:
+        raise StoreUnavailable(store_id, str(exc)) from None
+    if type(result) is int:
+        return result
+    raise result
+
+
+async def get_events(
+    store_id: str, stream_id: str, start_version: int | End = 0, count: int = DEFAULT_COUNT,
+    direction: Direction = "forward",
+) -> list[EventRecord]:
+    """At most ``count`` events of ``stream_id`` from ``start_version`` (included); a
+    missing stream reads as empty."""
+    stream_id = check_stream_id(stream_id)
+    args = (stream_id, check_start(start_version), check_count(count),
+            check_direction(direction))
+    result: list[EventRecord] = await _request(store_id, "stream_reader", stream_id,
+                                               ("read_stream", *args))
+    return result
+
+
+async def stream_forward(
+    store_id: str, stream_id: str, start_version: int | End = 0, batch_size: int = 1000,
+) -> AsyncIterator[EventRecord]:
+    """Yield the stream's events one by one from ``start_version``, reading in batches."""
+    check_count(batch_size, "batch_size")
+    next_version = check_start(start_version)
+    if next_version is END:
+        return
+    while True:
+        batch = await get_events(store_id, stream_id, next_version, batch_size, "forward")
+        for event in batch:
+            yield event
+        if len(batch) < batch_size:
+            return
+        next_version = batch[-1].event_number + 1
+
+
+async def stream_backward(
+    store_id: str, stream_id: str, start_version: int | End = END, batch_size: int = 1000,
+) -> AsyncIterator[EventRecord]:
+    """Yield the stream's events one by one, newest first, from ``start_version``."""
+    check_count(batch_size, "batch_size")
+    next_version = check_start(start_version)
+    while True:
+        batch = await get_events(store_id, stream_id, next_version, batch_size, "backward")
+        for event in batch:
+            yield event
+        if len(batch) < batch_size or batch[-1].event_number == 0:
+            return
+        next_version = batch[-1].event_number - 1
+
+
+async def read_all(
+    store_id: str, from_position: int | End = 0, count: int = DEFAULT_COUNT,
+    direction: Direction = "forward", filter: Filter | None = None,
+) -> list[EventRecord]:
+    """At most ``count`` events of ``$all`` passing ``filter``, from ``from_position``
+    (included)."""
+    if filter is not None and not isinstance(filter, Filter):
+        raise InvalidArgument(f"filter: must be an exesdb.Filter or None, got {filter!r}")
+    args = (check_start(from_position, "from_position"), check_count(count),
+            check_direction(direction), filter)
+    result: list[EventRecord] = await _request(store_id, "stream_reader", _ALL,
+                                               ("read_all", *args))
+    return result
+
+
+async def get_streams(store_id: str) -> list[str]:
+    """The ids of the streams that have visible events, sorted."""
+    result: list[str] = await _request(store_id, "stream_reader", _STREAMS,
+                                       ("list_streams",))
+    return result
+
+
+async def get_version(store_id: str, stream_id: str) -> int:
+    """The number of the stream's last event; -1 for a missing or soft-deleted stream."""
+    stream_id = check_stream_id(stream_id)
+    result: int = await _request(store_id, "stream_reader", stream_id,
+                                 ("stream_version", stream_id))
+    return result
+
+
+async def delete_stream(
+    store_id: str, stream_id: str, expected_version: ExpectedVersion = ANY, hard: bool = False,
+) -> None:
+    """Delete ``stream_id``: soft (reads as missing; a later append continues its
+    numbering) or ``hard`` (gone for good). Its events stay in ``$all``."""
+    op = DeleteStream(stream_id, expected_version, hard)
+    await _request(store_id, "stream_writer", op.stream_id, op)
+
+
+# -- snapshots -------------------------------------------------------------------------------
+
+
+async def record_snapshot(
+    store_id: str, source_uuid: str, stream_uuid: str, version: int, record: Any,
+    metadata: Any = None,
+) -> None:
+    """Record the snapshot of (source, stream) at ``version``; durable when it returns
+    (recording a version again replaces it)."""
+    op = RecordSnapshot(source_uuid, stream_uuid, version, record, metadata)
+    await _request(store_id, "snapshot_writer", (op.source_uuid, op.stream_uuid), op)
+
+
+async def read_snapshot(
+    store_id: str, source_uuid: str, stream_uuid: str, version: int | None = None,
+) -> Snapshot | None:
+    """The snapshot at exactly ``version``, or the highest version when None; None when
+    there is none."""
+    source_uuid = check_name(source_uuid, "source_uuid")
+    stream_uuid = check_name(stream_uuid, "stream_uuid")
+    if version is not None:
+        version = check_version(version)
+    result: Snapshot | None = await _request(
+        store_id, "snapshot_reader", (source_uuid, stream_uuid),
+        ("read_snapshot", source_uuid, stream_uuid, version))
+    return result
+
+
+async def delete_snapshot(
+    store_id: str, source_uuid: str, stream_uuid: str, version: int,
+) -> None:
+    """Delete the snapshot of (source, stream) at ``version``, if any."""
+    op = DeleteSnapshot(source_uuid, stream_uuid, version)
+    await _request(store_id, "snapshot_writer", (op.source_uuid, op.stream_uuid), op)
+
+
+async def list_snapshots(
+    store_id: str, source_uuid: str | None = None, stream_uuid: str | None = None,
+) -> list[Snapshot]:
+    """The snapshots matching the given uuids, sorted by (source, stream, version)."""
+    if source_uuid is not None:
+        source_uuid = check_name(source_uuid, "source_uuid")
+    if stream_uuid is not None:
+        stream_uuid = check_name(stream_uuid, "stream_uuid")
+    result: list[Snapshot] = await _request(
+        store_id, "snapshot_reader", ("$list", source_uuid, stream_uuid),
+        ("list_snapshots", source_uuid, stream_uuid))
+    return result
+
+
+# -- stores ----------------------------------------------------------------------------------
+
+
+async def list_stores() -> list[StoreInfo]:
+    """The stores running on this node, by store id: ``"running"``, or ``"restarting"``
+    while their storage or a gateway worker is restarting."""
+    if otp.whereis(REGISTRY) is None:
+        return []
+    out = []
+    for opts in registered_stores():
+        if otp.whereis(system_name(opts.store_id)) is None:
+            continue
+        healthy = otp.whereis(otp.registry.via(REGISTRY, (opts.store_id, Store))) is not None
+        healthy = healthy and all(
+            otp.whereis(gateway_worker_name(opts.store_id, i)) is not None
+            for i in range(opts.gateway_pool_size)
+        )
+        out.append(StoreInfo(store_id=opts.store_id, data_dir=os.fspath(opts.store_dir),
+                             options=opts.as_dict(),
+                             status="running" if healthy else "restarting"))
+    return out
+
+
+async def pubsub(store_id: str) -> Any:
+    """The name of the store's events pub/sub (subscriptions without a subscriber
+    broadcast there)."""
+    _store(store_id)
+    return pubsub_name(store_id, "events")

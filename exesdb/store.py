@@ -1,0 +1,226 @@
+"""StoreSystem: the process that opens a store's storage, its writer, and the store's
+cluster membership and registration.
+
+``StoreSystem`` (rest_for_one, 5 restarts in 30 s) starts, in order:
+
+* :class:`Store`, which takes the store directory's lock and opens the storage engine
+  (closing it when it ends, however it ends);
+* the group-committing writer (:mod:`exesdb.storage.writer`) on that storage;
+* :class:`StoreCluster`, which knows who leads the store (this node, in ``single`` mode);
+* :class:`StoreRegistry`, which records the store's configuration for
+  :func:`exesdb.gateway.list_stores`.
+
+Being rest_for_one, a restart of the Store restarts everything after it, so nothing keeps
+using a closed storage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import weakref
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+import otp
+from otp import registry, supervisor
+from otp.supervisor import ChildSpec
+
+from .errors import InvalidArgument
+from .naming import REGISTRY, child_spec_id, genserver_name
+from .options import StoreOptions
+from .processes import StoreServer, StoreSupervisor
+from .storage import Backend, SQLiteBackend, Writer
+from .storage import writer as storage_writer
+from .store_errors import StoreLocked, StoreUnavailable
+
+__all__ = [
+    "Store",
+    "StoreCluster",
+    "StoreInfo",
+    "StoreRegistry",
+    "StoreSystem",
+    "backend_of",
+    "is_leader",
+    "lock_store_dir",
+    "registered_stores",
+    "writer_name",
+]
+
+LOCK_FILE = "LOCK"
+
+
+def _open_lock(store_id: str, directory: Path) -> int:
+    """Create ``directory`` and take its lock file; blocking, so run in a thread."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidArgument(f"data_dir: cannot create {directory}: {exc.strerror}") from None
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreLocked(store_id, str(directory)) from None
+    return fd
+
+
+async def lock_store_dir(store_id: str, directory: Path) -> int:
+    """Create the store's directory and lock it; return the lock's file descriptor.
+
+    Raises :class:`exesdb.StoreLocked` if another store (in this or another OS process)
+    holds it and :class:`exesdb.InvalidArgument` if it cannot be created.
+    """
+    return await trio.to_thread.run_sync(_open_lock, store_id, directory)
+
+
+def backend_of(store_id: str) -> Backend:
+    """The open storage of ``store_id``; :class:`StoreUnavailable` while it restarts."""
+    entries = registry.lookup(REGISTRY, (store_id, Store))
+    if entries and isinstance(entries[0][1], Backend):
+        return entries[0][1]
+    raise StoreUnavailable(store_id, "its storage is not open")
+
+
+def writer_name(store_id: str) -> Any:
+    """The name of the store's group-committing writer."""
+    return genserver_name(Writer, store_id)
+
+
+class Store(StoreServer):
+    """Opens the store's storage in ``<data_dir>/<store_id>/`` and holds its lock.
+
+    The open :class:`~exesdb.storage.Backend` is published as this process's registry
+    value (see :func:`backend_of`). The lock is released and the storage closed when the
+    process ends, also when it is killed.
+    """
+
+    async def init(self, opts: StoreOptions) -> None:
+        await super().init(opts)
+        otp.trap_exits(True)  # so that a supervisor's shutdown runs terminate
+        self.lock_fd: int | None = await lock_store_dir(opts.store_id, opts.store_dir)
+        self.backend: Backend | None = None
+        me = otp.self()
+        _add_exit_hook(me, self._release)
+        self.backend = await SQLiteBackend.open(opts.store_dir, durable=opts.durable)
+        registry.update_value(REGISTRY, (opts.store_id, Store), lambda _: self.backend)
+
+    async def handle_call(self, request: Any, from_: otp.gen_server.From) -> Any:
+        if request == "path":
+            return str(self.opts.store_dir)
+        return await super().handle_call(request, from_)
+
+    async def terminate(self, reason: Any) -> None:
+        backend, self.backend = self.backend, None
+        if backend is not None:
+            await backend.close()
+
+    def _release(self, pid: otp.Pid, reason: Any) -> None:
+        """Exit hook: runs however the process ends, before its exit is signalled."""
+        backend, self.backend = self.backend, None
+        if backend is not None:  # killed: close it off the trio thread, in the background
+            trio.lowlevel.spawn_system_task(_close_quietly, backend)
+        fd, self.lock_fd = self.lock_fd, None
+        if fd is not None:
+            os.close(fd)  # releases the flock; closing a lock file does not block
+
+
+async def _close_quietly(backend: Backend) -> None:
+    with contextlib.suppress(Exception, trio.Cancelled):
+        await backend.close()
+
+
+def _add_exit_hook(pid: otp.Pid, hook: Any) -> None:
+    proc = pid._proc
+    assert proc is not None
+    if proc.exit_hooks is None:
+        proc.exit_hooks = []
+    proc.exit_hooks.append(hook)
+
+
+def _writer_spec(opts: StoreOptions) -> ChildSpec:
+    async def start() -> otp.Pid:
+        return await storage_writer.start_link(backend_of(opts.store_id),
+                                               name=writer_name(opts.store_id))
+
+    return ChildSpec(id=child_spec_id(Writer, opts.store_id), start=start, shutdown=30.0)
+
+
+class StoreCluster(StoreServer):
+    """Knows which node leads the store. In ``single`` mode this node leads from the start;
+    :func:`leader` answers, and the leader worker asks it when it starts."""
+
+    async def init(self, opts: StoreOptions) -> None:
+        await super().init(opts)
+        self.leader = otp.self() if opts.db_type == "single" else None
+
+    async def handle_call(self, request: Any, from_: otp.gen_server.From) -> Any:
+        if request == "leader":
+            return self.leader is not None
+        return await super().handle_call(request, from_)
+
+
+async def is_leader(store_id: str, timeout: float = 5.0) -> bool:
+    """Whether this node leads ``store_id`` (asks its :class:`StoreCluster`)."""
+    return bool(await otp.gen_server.call(genserver_name(StoreCluster, store_id), "leader",
+                                          timeout))
+
+
+@attrs.frozen
+class StoreInfo:
+    """What :func:`exesdb.gateway.list_stores` reports of a running store."""
+
+    store_id: str
+    data_dir: str
+    options: dict[str, Any]
+    status: str
+
+
+_stores: weakref.WeakKeyDictionary[otp.Node, dict[str, StoreOptions]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+_last: list[Any] = [None, None]  # the last (node, table) looked up: the gateway's hot path
+
+
+def _node_stores() -> dict[str, StoreOptions]:
+    node = otp._process.current_node()
+    if _last[0] is node:
+        table: dict[str, StoreOptions] = _last[1]
+        return table
+    table = _stores.get(node) or _stores.setdefault(node, {})
+    _last[:] = [node, table]
+    return table
+
+
+class StoreRegistry(StoreServer):
+    """Records the store's configuration on this node, where
+    :func:`exesdb.gateway.list_stores` finds it; the record goes when the process does."""
+
+    async def init(self, opts: StoreOptions) -> None:
+        await super().init(opts)
+        table = _node_stores()
+        table[opts.store_id] = opts
+        _add_exit_hook(otp.self(), lambda _pid, _reason: table.pop(opts.store_id, None))
+
+
+def registered_stores() -> list[StoreOptions]:
+    """The options of every store registered on this node, sorted by store id."""
+    table = _node_stores()
+    return [table[k] for k in sorted(table)]
+
+
+class StoreSystem(StoreSupervisor):
+    """rest_for_one, at most 5 restarts in 30 s: Store, writer, StoreCluster, StoreRegistry."""
+
+    async def init(self, opts: StoreOptions) -> supervisor.Spec:
+        return supervisor.Spec(
+            [Store.child_spec(opts), _writer_spec(opts), StoreCluster.child_spec(opts),
+             StoreRegistry.child_spec(opts)],
+            strategy="rest_for_one", intensity=5, period=30,
+        )

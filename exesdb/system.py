@@ -1,0 +1,129 @@
+"""System: the top supervisor of one store, and starting and stopping stores.
+
+``System`` (rest_for_one) starts PubSubSystem, LoggingSystem, CoreSystem and GatewaySystem
+(and ClusterSystem between the last two when ``db_type`` is ``cluster``, which this
+version refuses). ``CoreSystem`` (one_for_all, at most 3 restarts in 60 s) starts
+StoreSystem, PersistenceSystem and NotificationSystem: StoreSystem comes first, so the
+storage is open before anything that needs it starts (ExESDB defect 6; ExESDB starts it
+last).
+
+:func:`start_store` checks everything it can before it starts anything (the options, the
+store id not running, the directory creatable and not locked), so a bad call changes
+nothing on disk.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import trio
+
+import otp
+from otp import supervisor
+from otp.supervisor import ChildSpec, StartChildError
+
+from .errors import ExESDBError
+from .gateway_system import GatewaySystem
+from .naming import child_spec_id, ensure_registry, genserver_name
+from .notification import NotificationSystem
+from .options import StoreOptions, resolve_options, validate_store_id
+from .persistence import PersistenceSystem
+from .processes import StoreSupervisor
+from .pubsub_system import LoggingSystem, PubSubSystem
+from .store import StoreSystem, lock_store_dir
+from .store_errors import StoreAlreadyStarted, StoreNotFound
+
+__all__ = ["CoreSystem", "System", "start_store", "stop_store", "system_name"]
+
+
+class CoreSystem(StoreSupervisor):
+    """one_for_all, at most 3 restarts in 60 s: StoreSystem, PersistenceSystem,
+    NotificationSystem."""
+
+    async def init(self, opts: StoreOptions) -> supervisor.Spec:
+        return supervisor.Spec(
+            [StoreSystem.child_spec(opts), PersistenceSystem.child_spec(opts),
+             NotificationSystem.child_spec(opts)],
+            strategy="one_for_all", intensity=3, period=60,
+        )
+
+
+class System(StoreSupervisor):
+    """The top supervisor of one store (rest_for_one)."""
+
+    async def init(self, opts: StoreOptions) -> supervisor.Spec:
+        return supervisor.Spec(
+            [PubSubSystem.child_spec(opts), LoggingSystem.child_spec(opts),
+             CoreSystem.child_spec(opts), GatewaySystem.child_spec(opts)],
+            strategy="rest_for_one", intensity=10, period=60,
+        )
+
+    @classmethod
+    def child_spec(  # type: ignore[override]
+        cls, opts: StoreOptions | None = None, **options: Any
+    ) -> ChildSpec:
+        """The child spec of a store: ``System.child_spec(store_id=..., data_dir=...)``
+        (missing options come from ``EX_ESDB_<KEY>``), or from a :class:`StoreOptions`."""
+        resolved = opts if opts is not None else resolve_options(options)
+
+        async def start(*_extra: Any) -> otp.Pid:
+            await ensure_registry()
+            return await cls.start_link(resolved)
+
+        return ChildSpec(id=child_spec_id(cls, resolved.store_id), start=start,
+                         type="supervisor")
+
+
+def system_name(store_id: str) -> Any:
+    """The name of the store's System."""
+    return genserver_name(System, store_id)
+
+
+async def start_store(
+    store_id: str | None = None, data_dir: str | os.PathLike[str] | None = None,
+    **options: Any,
+) -> otp.Pid:
+    """Start the store ``store_id`` on this node, linked to the caller; return the pid of
+    its System once every process of its tree has started.
+
+    Options are ExESDB's (see :mod:`exesdb.options`); each missing one is read from its
+    ``EX_ESDB_<KEY>`` variable. Raises :class:`exesdb.InvalidArgument` for bad options,
+    :class:`exesdb.StoreAlreadyStarted` if it runs on this node, :class:`exesdb.StoreLocked`
+    if another OS process holds its directory, and the store's own error (for example
+    :class:`exesdb.StorageError` for a damaged file) if it cannot start.
+    """
+    opts = resolve_options(options, store_id=store_id, data_dir=data_dir)
+    await ensure_registry()
+    running = otp.whereis(system_name(opts.store_id))
+    if running is not None:
+        raise StoreAlreadyStarted(opts.store_id, running)
+    fd = await lock_store_dir(opts.store_id, opts.store_dir)  # fails before anything starts
+    await trio.to_thread.run_sync(os.close, fd)
+    try:
+        return await System.start_link(opts)
+    except otp.AlreadyStarted as exc:
+        raise StoreAlreadyStarted(opts.store_id, exc.pid) from None
+    except StartChildError as exc:
+        raise _root_cause(exc) from exc
+
+
+def _root_cause(exc: StartChildError) -> Exception:
+    """The store's own error at the bottom of nested failed starts, if there is one."""
+    reason: Any = exc
+    while isinstance(reason, StartChildError | otp.InitError):
+        reason = reason.reason
+    return reason if isinstance(reason, ExESDBError) else exc
+
+
+async def stop_store(store_id: str, timeout: float | None = None) -> None:
+    """Stop the store in order (reverse start order, each process per its shutdown).
+
+    Raises :class:`exesdb.StoreNotFound` if it is not running on this node, and
+    :class:`otp.CallTimeout` if it is not gone within ``timeout`` seconds.
+    """
+    validate_store_id(store_id)
+    pid = otp.whereis(system_name(store_id)) if otp.whereis("exesdb.registry") else None
+    if pid is None:
+        raise StoreNotFound(store_id)
+    await supervisor.stop(pid, timeout=timeout)

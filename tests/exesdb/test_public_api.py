@@ -1,0 +1,71 @@
+"""The public names of exesdb and exesdb.storage are pinned: a change is deliberate."""
+
+import exesdb
+import exesdb.storage
+
+
+def test_exesdb_public_names_are_pinned():
+    assert sorted(exesdb.__all__) == [
+        "ANY",
+        "END",
+        "EventRecord",
+        "ExESDBError",
+        "ExpectedVersion",
+        "Filter",
+        "InvalidArgument",
+        "NO_STREAM",
+        "NewEvent",
+        "STREAM_EXISTS",
+        "Snapshot",
+        "StorageError",
+        "StoreAlreadyStarted",
+        "StoreInfo",
+        "StoreLocked",
+        "StoreNotFound",
+        "StoreOptions",
+        "StoreUnavailable",
+        "StreamDeleted",
+        "SubscriptionNotFound",
+        "System",
+        "WrongExpectedVersion",
+        "gateway",
+        "start_store",
+        "stop_store",
+    ]
+
+
+def test_exesdb_gateway_public_names_are_pinned():
+    assert sorted(exesdb.gateway.__all__) == [
+        "append_events", "delete_snapshot", "delete_stream", "get_events", "get_streams",
+        "get_version", "list_snapshots", "list_stores", "pubsub", "read_all",
+        "read_snapshot", "record_snapshot", "stream_backward", "stream_forward",
+    ]
+
+
+def test_exesdb_storage_public_names_are_pinned():
+    assert sorted(exesdb.storage.__all__) == [
+        "Append",
+        "Backend",
+        "DeleteCheckpoint",
+        "DeleteSnapshot",
+        "DeleteStream",
+        "RecordSnapshot",
+        "SQLiteBackend",
+        "SaveCheckpoint",
+        "WriteOp",
+        "Writer",
+        "writer",
+    ]
+
+
+def test_every_public_name_exists():
+    for module in (exesdb, exesdb.storage, exesdb.gateway):
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"
+
+
+def test_every_error_is_an_exesdb_error():
+    for name in ("InvalidArgument", "StorageError", "StreamDeleted", "WrongExpectedVersion",
+                 "StoreNotFound", "StoreAlreadyStarted", "StoreLocked", "StoreUnavailable",
+                 "SubscriptionNotFound"):
+        assert issubclass(getattr(exesdb, name), exesdb.ExESDBError)
