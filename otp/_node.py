@@ -118,7 +118,9 @@ async def _shutdown(the_node: Node, main: _Process, reason: Any) -> None:
         rest = sorted(the_node.processes.values(), key=lambda p: p.pid._id, reverse=True)
         for proc in rest:
             if proc.state == RUNNING:
-                proc.exit_signal(None, SHUTDOWN)
+                # As from its parent, so a trapping gen_server shuts down (and runs
+                # terminate) instead of taking it for a stray message.
+                proc.exit_signal(proc.parent, SHUTDOWN)
         with trio.move_on_after(SHUTDOWN_GRACE):
             for proc in rest:
                 if proc.state != DEAD:

@@ -409,3 +409,26 @@ async def test_main_forgets_children_that_have_ended():
         live = otp.spawn(sleep_forever)
         main = the_node.main._proc
         assert list(main.children) == [live]
+
+
+async def test_a_trapping_server_not_started_by_main_terminates_promptly_at_node_exit(
+        autojump_clock):
+    terminated = []
+
+    class Keeper(otp.GenServer):
+        async def init(self):
+            otp.trap_exits(True)
+
+        async def terminate(self, reason):
+            terminated.append((reason, trio.current_time()))
+
+    async def starter():
+        await otp.gen_server.start(Keeper)  # unlinked, and its parent ends at once
+
+    start = None
+    async with otp.node():
+        _pid, ref = otp.spawn_monitor(starter)
+        await otp.receive(match=lambda m: isinstance(m, otp.Down) and m.ref is ref)
+        start = trio.current_time()
+    assert terminated and terminated[0][0] is otp.SHUTDOWN
+    assert terminated[0][1] - start < 1  # not the 5 s grace and a kill
