@@ -41,13 +41,9 @@ class StoreServer(otp.GenServer):
     @classmethod
     def child_spec(cls, opts: StoreOptions, **overrides: Any) -> ChildSpec:  # type: ignore[override]
         """The child spec that starts this process with :meth:`start_link`."""
-
-        async def start(*_extra: Any) -> otp.Pid:
-            return await cls.start_link(opts)
-
         overrides.setdefault("shutdown", cls.shutdown)
         overrides.setdefault("restart", cls.restart)
-        return ChildSpec(id=child_spec_id(cls, opts.store_id), start=start, **overrides)
+        return _store_child_spec(cls, opts, overrides)
 
     async def init(self, opts: StoreOptions) -> Any:
         """Keep the options; subclasses extend this."""
@@ -69,13 +65,21 @@ class StoreSupervisor(otp.Supervisor):
     @classmethod
     def child_spec(cls, opts: StoreOptions, **overrides: Any) -> ChildSpec:  # type: ignore[override]
         """The child spec (type ``"supervisor"``) that starts it with :meth:`start_link`."""
-
-        async def start(*_extra: Any) -> otp.Pid:
-            return await cls.start_link(opts)
-
         overrides.setdefault("type", "supervisor")
-        return ChildSpec(id=child_spec_id(cls, opts.store_id), start=start, **overrides)
+        return _store_child_spec(cls, opts, overrides)
 
     async def init(self, opts: StoreOptions) -> supervisor.Spec:
         """Return the children and flags for ``opts.store_id``."""
         raise TypeError(f"{type(self).__qualname__} must define init(opts)")
+
+
+def _store_child_spec(
+    cls: type[StoreServer] | type[StoreSupervisor], opts: StoreOptions,
+    overrides: dict[str, Any],
+) -> ChildSpec:
+    """The spec that starts ``cls`` for ``opts.store_id`` under its store-specific id."""
+
+    async def start(*_extra: Any) -> otp.Pid:
+        return await cls.start_link(opts)
+
+    return ChildSpec(id=child_spec_id(cls, opts.store_id), start=start, **overrides)

@@ -301,12 +301,7 @@ async def call(server: Name, request: Any, timeout: float | None = 5.0) -> Any:
         raise ValueError(f"server: {server!r} is the calling process, which cannot call itself")
     from_ = From()
     from_.server = server
-    from_.holder = proc
-    monitors = proc.monitors
-    if monitors is None:
-        monitors = proc.monitors = {}
-    monitors[from_] = from_
-    proc.deliver(_Call(from_, request))
+    _hand(from_, proc, request)
     if timeout is None:
         try:
             return await wait_task_rescheduled(from_.abort)
@@ -347,6 +342,11 @@ def forward(server: Name, request: Any, from_: From) -> None:
     held = from_.holder.monitors
     if held is not None:
         held.pop(from_, None)
+    _hand(from_, proc, request)
+
+
+def _hand(from_: From, proc: _Process, request: Any) -> None:
+    """Give the call to ``proc``, which the caller then watches until it is answered."""
     from_.holder = proc
     monitors = proc.monitors
     if monitors is None:
