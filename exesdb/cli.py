@@ -24,12 +24,14 @@ from typing import Any, TextIO
 import trio
 
 import otp
+from otp.supervisor import StartChildError
 
 from .constants import END
 from .errors import ExESDBError
 from .events import EventRecord
-from .options import ENV_PREFIX, default_data_dir, validate_store_id
+from .options import ENV_PREFIX, default_data_dir, resolve_options, validate_store_id
 from .storage import SQLiteBackend
+from .system import check_startable, root_cause
 
 __all__ = ["main"]
 
@@ -128,7 +130,12 @@ def _start(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            top = await otp.application.start(app)
+            for store_id in store_ids:  # fail before anything starts, as start_store does
+                await check_startable(resolve_options(options, store_id=store_id))
+            try:
+                top = await otp.application.start(app)
+            except StartChildError as exc:
+                raise root_cause(exc) from exc
             assert top is not None
             for line in await tree_lines(top):
                 log.info("%s", line)

@@ -25,6 +25,7 @@ from .naming import child_spec_id, genserver_name, partition_name
 from .options import StoreOptions
 from .persistence import PARTITIONS
 from .processes import StoreServer, StoreSupervisor
+from .pubsub_system import store_log
 from .store import backend_of, is_leader
 
 __all__ = [
@@ -45,11 +46,18 @@ HEALTH_INTERVAL: Final = 5.0
 
 
 class LeaderTracker(StoreServer):
-    """Keeps the store's subscriptions by name, for the leader to serve."""
+    """Keeps the store's persistent subscriptions (name -> stored position), loaded from
+    the storage when it starts, for the leader to serve; ``"subscriptions"`` returns them.
+    """
 
-    async def init(self, opts: StoreOptions) -> None:
+    async def init(self, opts: StoreOptions) -> Any:
         await super().init(opts)
-        self.subscriptions: dict[str, Any] = {}
+        self.subscriptions: dict[str, int] = {}
+        return otp.Continue("load")
+
+    async def handle_continue(self, arg: Any) -> Any:
+        self.subscriptions = await backend_of(self.store_id).list_checkpoints()
+        return None
 
     async def handle_call(self, request: Any, from_: gen_server.From) -> Any:
         if request == "subscriptions":
@@ -87,6 +95,7 @@ class LeaderWorker(StoreServer):
         if not self.active:
             self.active = True
             log.info("store %r: this node leads", self.store_id)
+            store_log(self.store_id, logging.INFO, "this node leads the store")
 
 
 async def is_active(store_id: str, timeout: float = 5.0) -> bool:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import weakref
 from pathlib import Path
@@ -34,6 +35,7 @@ from .errors import InvalidArgument
 from .naming import REGISTRY, child_spec_id, genserver_name
 from .options import StoreOptions
 from .processes import StoreServer, StoreSupervisor
+from .pubsub_system import store_log
 from .storage import Backend, SQLiteBackend, Writer
 from .storage import writer as storage_writer
 from .store_errors import StoreLocked, StoreUnavailable
@@ -108,11 +110,7 @@ class Store(StoreServer):
         _add_exit_hook(me, self._release)
         self.backend = await SQLiteBackend.open(opts.store_dir, durable=opts.durable)
         registry.update_value(REGISTRY, (opts.store_id, Store), lambda _: self.backend)
-
-    async def handle_call(self, request: Any, from_: otp.gen_server.From) -> Any:
-        if request == "path":
-            return str(self.opts.store_dir)
-        return await super().handle_call(request, from_)
+        store_log(opts.store_id, logging.INFO, f"storage open: {self.backend!r}")
 
     async def terminate(self, reason: Any) -> None:
         backend, self.backend = self.backend, None

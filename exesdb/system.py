@@ -25,7 +25,7 @@ from otp.supervisor import ChildSpec, StartChildError
 
 from .errors import ExESDBError
 from .gateway_system import GatewaySystem
-from .naming import child_spec_id, ensure_registry, genserver_name
+from .naming import REGISTRY, child_spec_id, ensure_registry, genserver_name
 from .notification import NotificationSystem
 from .options import StoreOptions, resolve_options, validate_store_id
 from .persistence import PersistenceSystem
@@ -34,7 +34,15 @@ from .pubsub_system import LoggingSystem, PubSubSystem
 from .store import StoreSystem, lock_store_dir
 from .store_errors import StoreAlreadyStarted, StoreNotFound
 
-__all__ = ["CoreSystem", "System", "start_store", "stop_store", "system_name"]
+__all__ = [
+    "CoreSystem",
+    "System",
+    "check_startable",
+    "root_cause",
+    "start_store",
+    "stop_store",
+    "system_name",
+]
 
 
 class CoreSystem(StoreSupervisor):
@@ -95,20 +103,28 @@ async def start_store(
     """
     opts = resolve_options(options, store_id=store_id, data_dir=data_dir)
     await ensure_registry()
-    running = otp.whereis(system_name(opts.store_id))
-    if running is not None:
-        raise StoreAlreadyStarted(opts.store_id, running)
-    fd = await lock_store_dir(opts.store_id, opts.store_dir)  # fails before anything starts
-    await trio.to_thread.run_sync(os.close, fd)
+    await check_startable(opts)
     try:
         return await System.start_link(opts)
     except otp.AlreadyStarted as exc:
         raise StoreAlreadyStarted(opts.store_id, exc.pid) from None
     except StartChildError as exc:
-        raise _root_cause(exc) from exc
+        raise root_cause(exc) from exc
 
 
-def _root_cause(exc: StartChildError) -> Exception:
+async def check_startable(opts: StoreOptions) -> None:
+    """Fail now, before anything starts, if the store cannot start: it runs on this node
+    (:class:`exesdb.StoreAlreadyStarted`), its directory cannot be created
+    (:class:`exesdb.InvalidArgument`) or another store holds it (:class:`exesdb.StoreLocked`).
+    """
+    running = otp.whereis(system_name(opts.store_id)) if otp.whereis(REGISTRY) else None
+    if running is not None:
+        raise StoreAlreadyStarted(opts.store_id, running)
+    fd = await lock_store_dir(opts.store_id, opts.store_dir)
+    await trio.to_thread.run_sync(os.close, fd)
+
+
+def root_cause(exc: StartChildError) -> Exception:
     """The store's own error at the bottom of nested failed starts, if there is one."""
     reason: Any = exc
     while isinstance(reason, StartChildError | otp.InitError):

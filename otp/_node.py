@@ -42,7 +42,8 @@ async def node() -> AsyncIterator[Node]:
 
     On leaving the block, the processes main started are stopped one at a time in reverse
     start order, then main's exit reaches its links, then every other process still
-    running is shut down. An exception from the block is re-raised afterwards, except
+    running is shut down. An exception from the block is re-raised afterwards (and not
+    logged as a crash, since the caller gets it), except
     that :class:`otp.ProcessExited` ends main with its ``reason`` as in any process; if
     main was ended by an exit signal or such a reason, :class:`otp.ProcessExited` is
     raised (or the exception that was the reason), unless the reason was normal.
@@ -59,13 +60,12 @@ async def node() -> AsyncIterator[Node]:
         try:
             with main.scope:
                 yield the_node
+        # Main's own exception is not crash-reported: it is raised to whoever ran the node.
         except ProcessExited as exc:  # main's own exit(reason), as in any process
             reason = exc.reason
             raised = exc
-            main.self_exit = getattr(exc, "report", True)
         except Exception as exc:
             reason = exc
-            main.self_exit = True
         finally:
             if main.state == EXITING:  # ended by an exit signal
                 reason = main.exit_reason

@@ -156,3 +156,22 @@ def test_an_invalid_store_id_fails_with_a_message(tmp_path, store_id):
     assert result.returncode == 2
     assert "store_id: must be 1 to 64 ASCII" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_start_with_a_data_dir_that_cannot_be_created_fails_with_a_message(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("in the way")
+    result = exesdb("start", "--store-id", "demo", "--data-dir", str(blocker))
+    assert result.returncode == 2
+    assert "data_dir: cannot create" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_start_refuses_a_store_held_by_another_server(tmp_path):
+    server = Server("--store-id", "demo", "--data-dir", str(tmp_path))
+    try:
+        result = exesdb("start", "--store-id", "demo", "--data-dir", str(tmp_path))
+        assert result.returncode == 2
+        assert "held by another running store" in result.stderr
+    finally:
+        assert server.stop() == 0

@@ -4,6 +4,7 @@ process of it dies."""
 from __future__ import annotations
 
 import pytest
+import trio
 
 import otp
 from exesdb import NewEvent, gateway
@@ -216,3 +217,64 @@ async def test_the_leader_worker_is_active_in_single_mode(tmp_path):
     async with otp.node():
         await start_store(store_id="s", data_dir=tmp_path)
         assert await is_active("s")
+
+
+async def test_the_store_logs_through_its_logging_topic(tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="exesdb.store.s"):
+        async with otp.node():
+            await start_store(store_id="s", data_dir=tmp_path)
+            await until_available("s")
+    messages = [r.getMessage() for r in caplog.records if r.name == "exesdb.store.s"]
+    assert any(m.startswith("storage open:") for m in messages)
+    assert "this node leads the store" in messages
+
+
+async def test_the_leader_tracker_loads_the_stored_subscription_positions(tmp_path):
+    from exesdb.storage import SQLiteBackend
+
+    backend = await SQLiteBackend.open(tmp_path / "s")
+    await backend.save_checkpoint("projector", 41)
+    await backend.close()
+    async with otp.node():
+        await start_store(store_id="s", data_dir=tmp_path)
+        tracker = genserver_name(LeaderTracker, "s")
+        assert await otp.gen_server.call(tracker, "subscriptions") == {"projector": 41}
+
+
+async def test_the_health_monitor_reports_each_subscription_lag(tmp_path):
+    from exesdb.notification import health
+    from exesdb.storage import SQLiteBackend
+
+    backend = await SQLiteBackend.open(tmp_path / "s")
+    await backend.append("x", -1, [NewEvent("E", {}) for _ in range(5)])
+    await backend.save_checkpoint("projector", 1)
+    await backend.close()
+    async with otp.node():
+        await start_store(store_id="s", data_dir=tmp_path)
+        assert await health("s") == {"projector": {"position": 1, "head": 4, "lag": 3}}
+
+
+async def test_the_persistence_worker_moves_the_log_into_the_database_file(tmp_path):
+    db = tmp_path / "s" / "exesdb.sqlite3"
+    async with otp.node():
+        await start_store(store_id="s", data_dir=tmp_path)
+        before = db.stat().st_size
+        await gateway.append_events("s", "x", [NewEvent("E", {"pad": "x" * 1000})
+                                               for _ in range(50)])
+        assert db.stat().st_size == before  # the new pages are still in the WAL
+        await otp.gen_server.call(genserver_name(PersistenceWorker, "s"), "flush")
+        assert db.stat().st_size > before
+
+
+async def test_the_persistence_worker_flushes_every_persistence_interval(tmp_path):
+    db = tmp_path / "s" / "exesdb.sqlite3"
+    async with otp.node():
+        await start_store(store_id="s", data_dir=tmp_path, persistence_interval=50)
+        before = db.stat().st_size
+        await gateway.append_events("s", "x", [NewEvent("E", {"pad": "x" * 1000})
+                                               for _ in range(50)])
+        with trio.fail_after(5):
+            while db.stat().st_size == before:  # noqa: ASYNC110 (a file, no event to wait on)
+                await trio.sleep(0.02)
