@@ -27,6 +27,7 @@ from .store_errors import (
     StoreUnavailable,
     SubscriptionNotFound,
 )
+from .subscriptions import Events, Subscription
 from .system import System, start_store, stop_store
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "NO_STREAM",
     "STREAM_EXISTS",
     "EventRecord",
+    "Events",
     "ExESDBError",
     "ExpectedVersion",
     "Filter",
@@ -49,6 +51,7 @@ __all__ = [
     "StoreOptions",
     "StoreUnavailable",
     "StreamDeleted",
+    "Subscription",
     "SubscriptionNotFound",
     "System",
     "WrongExpectedVersion",

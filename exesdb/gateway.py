@@ -14,10 +14,13 @@ Guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from collections.abc import AsyncIterator, Hashable, Iterable
 from typing import Any
+
+import trio
 
 import otp
 
@@ -32,6 +35,7 @@ from .storage.ops import Append, DeleteSnapshot, DeleteStream, RecordSnapshot
 from .store import Store, StoreInfo, registered_stores
 from .store import _node_stores as node_stores
 from .store_errors import StoreNotFound, StoreUnavailable
+from .subscriptions import TRANSIENT, Events, Subscription, validate
 from .system import system_name
 from .validation import (
     check_count,
@@ -43,11 +47,13 @@ from .validation import (
 )
 
 __all__ = [
+    "ack_event",
     "append_events",
     "delete_snapshot",
     "delete_stream",
     "get_events",
     "get_streams",
+    "get_subscriptions",
     "get_version",
     "list_snapshots",
     "list_stores",
@@ -55,8 +61,11 @@ __all__ = [
     "read_all",
     "read_snapshot",
     "record_snapshot",
+    "remove_subscription",
+    "save_subscription",
     "stream_backward",
     "stream_forward",
+    "subscribe",
 ]
 
 _ALL = "$all"  # the reader key of the store-wide order; stream ids never start with "$"
@@ -264,6 +273,96 @@ async def list_snapshots(
         store_id, "snapshot_reader", ("$list", source_uuid, stream_uuid),
         ("list_snapshots", source_uuid, stream_uuid))
     return result
+
+
+# -- subscriptions ---------------------------------------------------------------------------
+
+
+async def save_subscription(
+    store_id: str, type: str, selector: Any, name: str = TRANSIENT, start_from: int = 0,
+    subscriber: otp.Pid | None = None,
+) -> None:
+    """Create a subscription, or update the subscriber of an existing persistent one.
+
+    Events from ``start_from`` (included) on go to ``subscriber`` as
+    :class:`exesdb.Events` messages, or, with no subscriber, are broadcast on the store's
+    events pub/sub (see :mod:`exesdb.subscriptions`). A persistent subscription that
+    exists keeps its stored position (``start_from`` applies only when it is created).
+    Raises :class:`exesdb.InvalidArgument` for a bad type, selector, name or start.
+    """
+    selector = validate(type, selector, name, start_from)
+    if subscriber is not None and not isinstance(subscriber, otp.Pid):
+        raise InvalidArgument(f"subscriber: must be a pid or None, got {subscriber!r}")
+    await _request(store_id, "tracker", None,
+                   ("save", type, selector, name, start_from, subscriber))
+
+
+async def remove_subscription(
+    store_id: str, type: str, selector: Any, name: str = TRANSIENT,
+    subscriber: otp.Pid | None = None,
+) -> None:
+    """Remove a persistent subscription (and its stored position), or the transient ones
+    of that type and selector (of ``subscriber``, or all of them when None).
+
+    Raises :class:`exesdb.SubscriptionNotFound` for an unknown persistent name.
+    """
+    selector = validate(type, selector, name, 0)
+    await _request(store_id, "tracker", None, ("remove", type, selector, name, subscriber))
+
+
+async def get_subscriptions(store_id: str) -> list[Subscription]:
+    """Every subscription of the store (the default ``"all-events"`` one included)."""
+    result: list[Subscription] = await _request(store_id, "tracker", None, ("list",))
+    return result
+
+
+async def ack_event(store_id: str, name: str, subscriber: otp.Pid | None,
+                    event: EventRecord) -> None:
+    """Acknowledge ``event`` and every earlier one of the persistent subscription ``name``:
+    its stored position moves there (durably) and they are not delivered again. Does
+    nothing for a transient subscription; raises :class:`exesdb.SubscriptionNotFound`
+    for an unknown name."""
+    check_name(name, "name")
+    if not isinstance(event, EventRecord):
+        raise InvalidArgument(f"event: must be an exesdb.EventRecord, got {event!r}")
+    await _request(store_id, "tracker", None, ("ack", name, event))
+
+
+@contextlib.asynccontextmanager
+async def subscribe(
+    store_id: str, type: str, selector: Any, name: str = TRANSIENT, start_from: int = 0,
+) -> AsyncIterator[AsyncIterator[EventRecord]]:
+    """Subscribe the calling process and iterate over the events, in order::
+
+        async with gateway.subscribe("orders", "by_stream", "$all") as events:
+            async for event in events:
+                ...
+
+    A persistent subscription (any name but ``"transient"``) is acknowledged as the loop
+    advances (once all events of a delivered batch were taken), so leaving the loop early
+    redelivers what was not acknowledged. On exit a transient subscription is removed and
+    a persistent one waits for its next subscriber.
+    """
+    me = otp.self()
+    await save_subscription(store_id, type, selector, name, start_from, me)
+    try:
+        yield _receive_events(store_id, name, me)
+    finally:
+        with trio.CancelScope(shield=True):
+            if name == TRANSIENT:
+                await remove_subscription(store_id, type, selector, name, me)
+            else:
+                await _request(store_id, "tracker", None, ("detach", name, me))
+
+
+async def _receive_events(store_id: str, name: str, me: otp.Pid) -> AsyncIterator[EventRecord]:
+    persistent = name != TRANSIENT
+    while True:
+        batch = await otp.receive(match=lambda m: type(m) is Events and m.subscription == name)
+        for event in batch.events:
+            yield event
+        if persistent and batch.events:
+            await ack_event(store_id, name, me, batch.events[-1])
 
 
 # -- stores ----------------------------------------------------------------------------------

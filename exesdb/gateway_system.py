@@ -16,7 +16,8 @@ import otp
 from otp import gen_server, supervisor
 
 from .errors import ExESDBError
-from .naming import partition_name
+from .naming import genserver_name, partition_name
+from .notification import LeaderTracker
 from .options import StoreOptions
 from .persistence import (
     Snapshots,
@@ -58,6 +59,7 @@ class GatewayWorker(otp.GenServer):
         self.opts = opts
         self.index = index
         self.known: dict[tuple[str, Hashable], otp.Pid] = {}  # the workers last used
+        self.tracker = genserver_name(LeaderTracker, opts.store_id)
         self.routes = {
             target: (owner, kind, worker, getattr(opts, idle_option))
             for target, (owner, kind, worker, idle_option) in _TARGETS.items()
@@ -65,6 +67,9 @@ class GatewayWorker(otp.GenServer):
 
     async def handle_call(self, request: Any, from_: gen_server.From) -> Any:
         target, key, payload = request
+        if target == "tracker":  # subscriptions: the leader tracker keeps them
+            gen_server.forward(self.tracker, payload, from_)
+            return _NO_REPLY
         known = self.known
         pid = known.get((target, key))
         if pid is None or not otp.is_alive(pid):

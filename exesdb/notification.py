@@ -13,20 +13,35 @@ its stored position is behind the end of ``$all``).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from typing import Any, Final
+
+import attrs
 
 import otp
 from otp import gen_server, partition_supervisor, supervisor
 from otp.supervisor import ChildSpec
 
+from .emitter import (
+    Definition,
+    EmitterPool,
+    SubscriberCell,
+    emitter_name,
+    pool_name,
+)
 from .errors import ExESDBError
+from .events import EventRecord
 from .naming import child_spec_id, genserver_name, partition_name
 from .options import StoreOptions
 from .persistence import PARTITIONS
 from .processes import StoreServer, StoreSupervisor
 from .pubsub_system import store_log
-from .store import backend_of, is_leader
+from .storage import writer as storage_writer
+from .store import backend_of, is_leader, writer_name
+from .store_errors import StoreUnavailable, SubscriptionNotFound
+from .subscriptions import DEFAULT_NAME, TRANSIENT, Subscription, single_stream
 
 __all__ = [
     "EmitterSystem",
@@ -45,24 +60,344 @@ HEALTH_INTERVAL: Final = 5.0
 """Seconds between two health checks."""
 
 
+@attrs.define
+class _Running:
+    """The tracker's record of one subscription: what it is, who it delivers to, its pool."""
+
+    definition: Definition
+    cell: SubscriberCell
+    pool: otp.Pid | None = None
+    watch: otp.Ref | None = None  # monitor of a transient subscription's subscriber
+
+
+RETRY: Final = 0.1
+"""Seconds between two attempts to start the emitters that could not start."""
+
+
 class LeaderTracker(StoreServer):
-    """Keeps the store's persistent subscriptions (name -> stored position), loaded from
-    the storage when it starts, for the leader to serve; ``"subscriptions"`` returns them.
+    """Keeps the store's subscriptions and, while this node leads, one emitter pool per
+    subscription: it starts, updates and stops pools as subscriptions are saved and
+    removed, starts again any pool that ended, and stands them all down when the node
+    stops leading. Persistent definitions are stored; transient ones live here, until their
+    subscriber dies. Requests come from the gateway (``("save", ...)``, ``("remove", ...)``,
+    ``("list",)``, ``("ack", ...)``) and the leader worker (``"activate"``,
+    ``"deactivate"``).
     """
 
     async def init(self, opts: StoreOptions) -> Any:
         await super().init(opts)
-        self.subscriptions: dict[str, int] = {}
+        otp.trap_exits(True)
+        self.subs: dict[Any, _Running] = {}
+        self.active = False
+        self.missing = False  # some pools could not start: try again after RETRY
+        self.loaded = False
         return otp.Continue("load")
 
     async def handle_continue(self, arg: Any) -> Any:
-        self.subscriptions = await backend_of(self.store_id).list_checkpoints()
-        return None
+        await self._load()
+        return self._idle()
 
+    async def _load(self) -> None:
+        """Load the stored definitions (again after :data:`RETRY` s while the storage
+        restarts) and take over the pools already running."""
+        try:
+            definitions = await backend_of(self.store_id).list_subscriptions()
+        except ExESDBError as exc:
+            log.debug("store %r: subscriptions not loaded yet: %s", self.store_id, exc)
+            self.missing = True
+            return
+        for d in definitions:
+            if d.name not in self.subs:
+                definition = Definition(d.type, d.selector, d.name, d.start_from, d.name,
+                                        True)
+                self.subs[d.name] = _Running(definition, SubscriberCell(None))
+        self.loaded = True
+        await self._adopt()
+
+    async def _adopt(self) -> None:
+        """Take over the pools left running by a previous tracker (with their subscribers)."""
+        try:
+            partitions = partition_supervisor.partitions(emitter_pools_name(self.store_id))
+        except otp.NoProc:
+            return
+        for partition in partitions:
+            if partition is None:
+                continue
+            for _, pool, _ in await otp.dynamic_supervisor.which_children(partition):
+                if pool is None:
+                    continue
+                try:
+                    [(_, worker, _)] = await otp.supervisor.which_children(pool)
+                    if worker is None:
+                        continue
+                    state = await gen_server.call(worker, ("state",))
+                except (otp.OTPError, ValueError):
+                    continue
+                d = state.definition
+                running = self.subs.get(d.key)
+                if running is None and d.persistent:
+                    continue  # removed meanwhile: the next reconcile stops it
+                if running is None:
+                    running = self.subs[d.key] = _Running(d, SubscriberCell(state.subscriber))
+                    if state.subscriber is not None:
+                        running.watch = otp.monitor(state.subscriber)
+                running.cell.subscriber = state.subscriber
+                running.pool = pool
+                otp.link(pool)
+
+    # -- requests ----------------------------------------------------------------------------
     async def handle_call(self, request: Any, from_: gen_server.From) -> Any:
-        if request == "subscriptions":
-            return dict(self.subscriptions)
-        return await super().handle_call(request, from_)
+        op = request[0]
+        if not self.loaded and op not in ("activate", "deactivate"):
+            return otp.Reply(StoreUnavailable(self.store_id, "subscriptions are loading"),
+                             timeout=RETRY)
+        try:
+            if op == "save":
+                await self._save(*request[1:])
+            elif op == "remove":
+                await self._remove(*request[1:])
+            elif op == "list":
+                return await self._list()
+            elif op == "ack":
+                return self._ack(request[1], request[2], from_)
+            elif op == "detach":
+                await self._detach(request[1], request[2])
+            elif op == "health":
+                return otp.Reply(await self._health(), timeout=self._retry_timeout())
+            elif op == "activate":
+                self.active = True  # _reconcile creates the default subscription
+            elif op == "deactivate":
+                self.active = False
+                for running in self.subs.values():
+                    await self._stop_pool(running)
+                return None
+            else:
+                return await super().handle_call(request, from_)
+        except ExESDBError as exc:
+            return otp.Reply(exc, timeout=self._retry_timeout())
+        await self._reconcile()
+        return otp.Reply(None, timeout=self._retry_timeout())
+
+    async def _save(self, type: str, selector: Any, name: str, start_from: int,
+                    subscriber: otp.Pid | None) -> None:
+        if name != TRANSIENT:
+            running = self.subs.get(name)
+            if running is None:
+                await storage_writer.save_subscription(
+                    writer_name(self.store_id), name, type, selector, start_from,
+                    timeout=self.opts.timeout_s)
+                definition = Definition(type, selector, name, start_from, name, True)
+                self.subs[name] = _Running(definition, SubscriberCell(subscriber))
+            elif running.pool is not None and otp.is_alive(running.pool):
+                await gen_server.call(emitter_name(self.store_id, name),
+                                      ("subscriber", subscriber), self.opts.timeout_s)
+            else:
+                running.cell.subscriber = subscriber
+            return
+        key = transient_key(type, selector, subscriber)
+        if key in self.subs:
+            return
+        definition = Definition(type, selector, name, start_from, key, False)
+        running = self.subs[key] = _Running(definition, SubscriberCell(subscriber))
+        if subscriber is not None:
+            running.watch = otp.monitor(subscriber)
+
+    async def _remove(self, type: str, selector: Any, name: str,
+                      subscriber: otp.Pid | None) -> None:
+        if name != TRANSIENT:
+            running = self.subs.pop(name, None)
+            if running is None:
+                raise SubscriptionNotFound(self.store_id, name)
+            await self._stop_pool(running)
+            await storage_writer.delete_subscription(writer_name(self.store_id), name,
+                                                     timeout=self.opts.timeout_s)
+            return
+        canonical = canonical_selector(selector)
+        for key, running in list(self.subs.items()):
+            d = running.definition
+            if (not d.persistent and d.type == type and canonical_selector(d.selector)
+                    == canonical and (subscriber is None or running.cell.subscriber ==
+                                      subscriber)):
+                del self.subs[key]
+                await self._stop_pool(running)
+
+    async def _list(self) -> list[Subscription]:
+        out = []
+        checkpoints = await backend_of(self.store_id).list_checkpoints()
+        for running in self.subs.values():
+            d = running.definition
+            position = checkpoints.get(d.name) if d.persistent else None
+            if running.pool is not None and otp.is_alive(running.pool):
+                try:
+                    state = await gen_server.call(emitter_name(self.store_id, d.key),
+                                                  ("state",), self.opts.timeout_s)
+                    position = state.position
+                except otp.OTPError:
+                    pass
+            out.append(Subscription(d.type, d.selector, d.name, d.start_from, position,
+                                    running.cell.subscriber))
+        return sorted(out, key=lambda s: (s.name, s.type, canonical_selector(s.selector)))
+
+    async def _health(self) -> dict[str, dict[str, Any]]:
+        backend = backend_of(self.store_id)
+        head_all = backend.last_position
+        report = {}
+        for sub in await self._list():
+            key = sub.name if sub.name != TRANSIENT else (
+                f"{TRANSIENT}:{sub.type}:{canonical_selector(sub.selector)}:{sub.subscriber!r}")
+            stream = single_stream(sub.type, sub.selector)
+            head = head_all if stream is None else await backend.stream_version(stream)
+            if sub.name != TRANSIENT:
+                running = self.subs.get(sub.name)
+            else:
+                running = self.subs.get(transient_key(sub.type, sub.selector, sub.subscriber))
+            in_flight = 0
+            alive = running is not None and running.pool is not None and otp.is_alive(
+                running.pool)
+            if alive and running is not None:
+                try:
+                    state = await gen_server.call(
+                        emitter_name(self.store_id, running.definition.key), ("state",),
+                        self.opts.timeout_s)
+                    in_flight = state.in_flight
+                except otp.OTPError:
+                    alive = False
+            position = sub.position if sub.position is not None else sub.start_from - 1
+            report[key] = {
+                "position": sub.position, "head": head, "lag": max(head - position, 0),
+                "subscriber": sub.subscriber,
+                "subscriber_alive": sub.subscriber is not None and otp.is_alive(sub.subscriber),
+                "in_flight": in_flight, "running": alive,
+            }
+        return report
+
+    def _ack(self, name: str, event: EventRecord, from_: gen_server.From) -> Any:
+        running = self.subs.get(name)
+        if running is None:
+            return SubscriptionNotFound(self.store_id, name)
+        d = running.definition
+        if not d.persistent:
+            return None
+        single = single_stream(d.type, d.selector) is not None
+        position = event.event_number if single else event.position
+        gen_server.forward(emitter_name(self.store_id, name), ("ack", position), from_)
+        return otp.NoReply(timeout=self._retry_timeout())  # the emitter answers
+
+    async def _detach(self, name: str, subscriber: otp.Pid) -> None:
+        """The subscriber of the persistent subscription ``name`` stops listening: it waits
+        for a new one, as when a subscriber dies."""
+        running = self.subs.get(name)
+        if running is None or running.cell.subscriber != subscriber:
+            return
+        if running.pool is not None and otp.is_alive(running.pool):
+            await gen_server.call(emitter_name(self.store_id, name), ("detach",),
+                                  self.opts.timeout_s)
+        else:
+            running.cell.subscriber = None
+
+    async def _ensure_default(self) -> None:
+        if DEFAULT_NAME in self.subs:
+            return
+        backend = backend_of(self.store_id)
+        head = backend.last_position
+        await storage_writer.save_subscription(writer_name(self.store_id), DEFAULT_NAME,
+                                               "by_stream", "$all", head + 1,
+                                               timeout=self.opts.timeout_s)
+        definition = Definition("by_stream", "$all", DEFAULT_NAME, head + 1, DEFAULT_NAME,
+                                True)
+        self.subs[DEFAULT_NAME] = _Running(definition, SubscriberCell(None))
+
+    # -- pools -----------------------------------------------------------------------------
+    async def _reconcile(self) -> None:
+        """Start the pool of every subscription that should run and does not; those that
+        cannot start yet (the emitter supervisor restarting) are tried again after
+        :data:`RETRY` seconds."""
+        missing = not self.loaded
+        if self.active and self.loaded:
+            try:
+                await self._ensure_default()
+            except (ExESDBError, otp.OTPError) as exc:
+                log.debug("store %r: default subscription not saved yet: %s", self.store_id,
+                          exc)
+                missing = True
+            for running in self.subs.values():
+                if running.pool is not None and otp.is_alive(running.pool):
+                    continue
+                try:
+                    running.pool = await self._start_pool(running)
+                except (otp.OTPError, ExESDBError) as exc:
+                    log.debug("store %r: emitter of %r not started yet: %s", self.store_id,
+                              running.definition.name, exc)
+                    missing = True
+        self.missing = missing
+
+    def _retry_timeout(self) -> float | None:
+        return RETRY if self.missing else None
+
+    def _idle(self) -> Any:
+        return otp.NoReply(timeout=RETRY) if self.missing else None
+
+    async def _start_pool(self, running: _Running) -> otp.Pid:
+        d = running.definition
+        name = pool_name(self.store_id, d.key)
+        existing = otp.whereis(name)
+        if existing is not None:
+            otp.link(existing)
+            return existing
+        store_id, cell = self.store_id, running.cell
+
+        async def start(*_extra: Any) -> otp.Pid | None:
+            return await otp.supervisor.start_link(EmitterPool, store_id, d, cell, name=name)
+
+        spec = otp.ChildSpec(id=d.key, start=start, restart="temporary", type="supervisor")
+        pid = await partition_supervisor.start_child(emitter_pools_name(self.store_id),
+                                                     d.key, spec)
+        if pid is None:
+            raise otp.NoProc(name)
+        otp.link(pid)  # its end reaches us as an Exit, and ours stops it
+        return pid
+
+    async def _stop_pool(self, running: _Running) -> None:
+        if running.watch is not None:
+            otp.demonitor(running.watch, flush=True)
+            running.watch = None
+        pool, running.pool = running.pool, None
+        if pool is not None and otp.is_alive(pool):
+            otp.unlink(pool)
+            with contextlib.suppress(otp.NoProc, otp.ServerExited):
+                await otp.supervisor.stop(pool)
+
+    async def handle_info(self, msg: Any) -> Any:
+        if type(msg) is otp.Down:  # a transient subscription's subscriber ended
+            for key, running in list(self.subs.items()):
+                if running.watch is msg.ref:
+                    running.watch = None
+                    del self.subs[key]
+                    await self._stop_pool(running)
+        elif type(msg) is otp.Exit:  # a pool ended: start it again if it should run
+            for running in self.subs.values():
+                if running.pool == msg.pid:
+                    running.pool = None
+        elif msg is not otp.TIMEOUT:
+            return await super().handle_info(msg)
+        if not self.loaded:
+            await self._load()
+        await self._reconcile()
+        return self._idle()
+
+    async def terminate(self, reason: Any) -> None:
+        for running in self.subs.values():
+            await self._stop_pool(running)
+
+
+def canonical_selector(selector: Any) -> str:
+    """A selector as a hashable, canonical string (mappings as sorted JSON)."""
+    return json.dumps(selector, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def transient_key(type: str, selector: Any, subscriber: otp.Pid | None) -> Any:
+    """The key of a transient subscription: its type, selector and subscriber."""
+    return (TRANSIENT, type, canonical_selector(selector), subscriber)
 
 
 class LeaderWorker(StoreServer):
@@ -76,22 +411,29 @@ class LeaderWorker(StoreServer):
 
     async def handle_continue(self, arg: Any) -> Any:
         if await is_leader(self.store_id, self.opts.timeout_s):
-            self._activate()
+            await self._activate()
         return None
 
     async def handle_call(self, request: Any, from_: gen_server.From) -> Any:
         if request == "activate":
-            self._activate()
+            await self._activate()
             return True
         if request == "deactivate":
             self.active = False
+            await gen_server.call(genserver_name(LeaderTracker, self.store_id), "deactivate",
+                                  self.opts.timeout_s)
             log.info("store %r: this node no longer leads", self.store_id)
+            store_log(self.store_id, logging.INFO, "this node no longer leads the store")
             return True
         if request == "active":
             return self.active
         return await super().handle_call(request, from_)
 
-    def _activate(self) -> None:
+    async def _activate(self) -> None:
+        """Create the default subscription and start the emitters of every subscription."""
+        # The tracker keeps trying what it could not do yet (the storage restarting).
+        await gen_server.call(genserver_name(LeaderTracker, self.store_id), ("activate",),
+                              self.opts.timeout_s)
         if not self.active:
             self.active = True
             log.info("store %r: this node leads", self.store_id)
@@ -132,12 +474,14 @@ class EmitterSystem(StoreSupervisor):
 
 
 class SubscriptionHealthMonitor(StoreServer):
-    """Checks every :data:`HEALTH_INTERVAL` s how far each persistent subscription's stored
-    position is behind the end of ``$all``; ``("health",)`` returns the last report."""
+    """Checks every :data:`HEALTH_INTERVAL` s each subscription's lag (how far its position
+    is behind the end of ``$all``, or of its stream), whether its subscriber is alive, and
+    how many events it has in flight; logs the problems (a dead subscriber, a growing lag)
+    and keeps the report, which :func:`health` returns."""
 
     async def init(self, opts: StoreOptions) -> Any:
         await super().init(opts)
-        self.report: dict[str, dict[str, int]] = {}
+        self.report: dict[str, dict[str, Any]] = {}
         return otp.Continue("check")
 
     async def handle_continue(self, arg: Any) -> Any:
@@ -157,25 +501,31 @@ class SubscriptionHealthMonitor(StoreServer):
 
     async def _check(self) -> None:
         try:
-            backend = backend_of(self.store_id)
-            head = await backend.head_position()
-            checkpoints = await backend.list_checkpoints()
-        except ExESDBError as exc:
-            log.warning("store %r: health check failed: %s", self.store_id, exc)
+            report = await gen_server.call(genserver_name(LeaderTracker, self.store_id),
+                                           ("health",), self.opts.timeout_s)
+        except (otp.OTPError, ExESDBError) as exc:
+            report = exc
+        if isinstance(report, Exception):  # the store is restarting: keep the last report
+            log.info("store %r: health check skipped: %s", self.store_id, report)
             return
-        self.report = {
-            name: {"position": position, "head": head, "lag": max(head - position, 0)}
-            for name, position in checkpoints.items()
-        }
-        for name, entry in self.report.items():
-            if entry["lag"]:
-                log.debug("store %r: subscription %r lags %d", self.store_id, name,
-                          entry["lag"])
+        previous = self.report
+        self.report = report
+        for key, entry in report.items():
+            if entry["subscriber"] is not None and not entry["subscriber_alive"]:
+                log.warning("store %r: subscription %r: its subscriber is gone",
+                            self.store_id, key)
+            old = previous.get(key)
+            if entry["lag"] and old is not None and entry["lag"] > old["lag"]:
+                log.warning("store %r: subscription %r lags %d events (was %d)",
+                            self.store_id, key, entry["lag"], old["lag"])
 
 
-async def health(store_id: str, timeout: float = 5.0) -> dict[str, dict[str, int]]:
-    """Each persistent subscription's position, the head of ``$all`` and the lag."""
-    report: dict[str, dict[str, int]] = await gen_server.call(
+async def health(store_id: str, timeout: float = 5.0) -> dict[str, dict[str, Any]]:
+    """Each subscription's health, by name (transient ones by ``"transient:<type>:<selector>:
+    <subscriber>"``): ``position``, ``head`` (the end of ``$all``, or of the stream for a
+    single-stream subscription), ``lag`` (``head - position``), ``subscriber``,
+    ``subscriber_alive``, ``in_flight`` and ``running`` (its emitter runs)."""
+    report: dict[str, dict[str, Any]] = await gen_server.call(
         genserver_name(SubscriptionHealthMonitor, store_id), "health", timeout)
     return report
 

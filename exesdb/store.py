@@ -36,7 +36,7 @@ from .naming import REGISTRY, child_spec_id, genserver_name
 from .options import StoreOptions
 from .processes import StoreServer, StoreSupervisor
 from .pubsub_system import store_log
-from .storage import Backend, SQLiteBackend, Writer
+from .storage import Append, Backend, SQLiteBackend, Writer
 from .storage import writer as storage_writer
 from .store_errors import StoreLocked, StoreUnavailable
 
@@ -142,10 +142,26 @@ def _add_exit_hook(pid: otp.Pid, hook: Any) -> None:
 
 def _writer_spec(opts: StoreOptions) -> ChildSpec:
     async def start() -> otp.Pid:
-        return await storage_writer.start_link(backend_of(opts.store_id),
-                                               name=writer_name(opts.store_id))
+        backend = backend_of(opts.store_id)
+        return await storage_writer.start_link(
+            backend, name=writer_name(opts.store_id),
+            on_commit=lambda ops, results: _committed(opts.store_id, backend, ops, results))
 
     return ChildSpec(id=child_spec_id(Writer, opts.store_id), start=start, shutdown=30.0)
+
+
+def _committed(store_id: str, backend: Backend, ops: list[Any], results: list[Any]) -> None:
+    """After each transaction: tell the store's emitters what it appended."""
+    from .emitter import notify_commit
+
+    streams: set[str] = set()
+    types: set[str] = set()
+    for op, result in zip(ops, results, strict=True):
+        if type(op) is Append and type(result) is int:
+            streams.add(op.stream_id)
+            types.update(event.event_type for event in op.events)
+    if streams:
+        notify_commit(store_id, backend.last_position, frozenset(streams), frozenset(types))
 
 
 class StoreCluster(StoreServer):

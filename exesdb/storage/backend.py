@@ -1,11 +1,13 @@
 """The storage backend interface: what any backend (SQLite now, PostgreSQL later) provides.
 
-A backend stores one store's events, streams, snapshots and checkpoints. All methods are
-async and never block the trio thread. Writes go through :meth:`Backend.write`, which
-runs a list of operations in one transaction: the convenience methods (``append``,
-``delete_stream``, ...) each write one operation. In a store, a single writer process
-(:mod:`exesdb.storage.writer`) calls ``write`` so that concurrent appends share
-transactions; reads call the backend directly and may run concurrently with writes.
+A backend stores one store's events, streams, snapshots, checkpoints and persistent
+subscription definitions. All methods are async and never block the trio thread, except
+the :attr:`Backend.last_position` property, which does no I/O. Writes go through
+:meth:`Backend.write`, which runs a list of operations in one transaction: the
+convenience methods (``append``, ``delete_stream``, ...) each write one operation. In a
+store, a single writer process (:mod:`exesdb.storage.writer`) calls ``write`` so that
+concurrent appends share transactions; reads call the backend directly and may run
+concurrently with writes.
 
 Guarantees every backend gives:
 
@@ -31,18 +33,21 @@ corruption and use after :meth:`Backend.close`.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..constants import ANY, DEFAULT_COUNT, Direction, End, ExpectedVersion
 from ..events import EventRecord, Filter, NewEvent, Snapshot
+from .definitions import SubscriptionDefinition
 from .ops import (
     Append,
     DeleteCheckpoint,
     DeleteSnapshot,
     DeleteStream,
+    DeleteSubscription,
     RecordSnapshot,
     SaveCheckpoint,
+    SaveSubscription,
     WriteOp,
 )
 
@@ -114,6 +119,20 @@ class Backend(abc.ABC):
         """Delete the checkpoint ``name``, if any."""
         _raise_or_return((await self.write([DeleteCheckpoint(name)]))[0])
 
+    async def save_subscription(
+        self, name: str, type: str, selector: str | Mapping[str, Any], start_from: int
+    ) -> None:
+        """Store the definition of the persistent subscription ``name``, replacing any,
+        without touching its checkpoint; durable when it returns. See
+        :class:`~exesdb.storage.SaveSubscription` for the arguments."""
+        op = SaveSubscription(name, type, selector, start_from)
+        _raise_or_return((await self.write([op]))[0])
+
+    async def delete_subscription(self, name: str) -> None:
+        """Delete the definition of the persistent subscription ``name`` and its
+        checkpoint in one transaction, if they exist."""
+        _raise_or_return((await self.write([DeleteSubscription(name)]))[0])
+
     # -- reads ---------------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -177,6 +196,24 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def list_checkpoints(self) -> dict[str, int]:
         """Every checkpoint: name -> position."""
+
+    @abc.abstractmethod
+    async def read_subscription(self, name: str) -> SubscriptionDefinition | None:
+        """The definition of the persistent subscription ``name``, or None."""
+
+    @abc.abstractmethod
+    async def list_subscriptions(self) -> list[SubscriptionDefinition]:
+        """Every persistent subscription definition, sorted by name."""
+
+    @property
+    @abc.abstractmethod
+    def last_position(self) -> int:
+        """The ``$all`` position of the last event committed through this backend (or
+        found in the store when it was opened), -1 when the store is empty.
+
+        Synchronous and free of I/O, so safe to read on the trio thread: once a ``write``
+        has returned, it is at least the position of that write's last event.
+        """
 
     @abc.abstractmethod
     async def stats(self) -> dict[str, int]:

@@ -8,8 +8,8 @@ one does, and returns, is described by :meth:`exesdb.storage.Backend.write`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, TypeAlias
+from collections.abc import Iterable, Mapping
+from typing import Any, Final, TypeAlias
 
 import attrs
 
@@ -24,6 +24,7 @@ from ..validation import (
     check_stream_id,
     check_version,
 )
+from .definitions import check_selector, check_subscription_type
 from .records import encode_snapshot
 
 __all__ = [
@@ -31,8 +32,10 @@ __all__ = [
     "DeleteCheckpoint",
     "DeleteSnapshot",
     "DeleteStream",
+    "DeleteSubscription",
     "RecordSnapshot",
     "SaveCheckpoint",
+    "SaveSubscription",
     "WriteOp",
 ]
 
@@ -158,8 +161,50 @@ class DeleteCheckpoint:
     name: str = attrs.field(converter=_checkpoint_name)
 
 
+_MAX_START: Final = (1 << 63) - 1
+
+
+def _start_from(value: object) -> int:
+    start_from = check_position(value, "start_from")
+    if start_from > _MAX_START:
+        raise InvalidArgument(f"start_from: must be at most 2**63 - 1, got {start_from!r}")
+    return start_from
+
+
+@attrs.frozen
+class SaveSubscription:
+    """Store the definition of the persistent subscription ``name`` (replacing any): its
+    ``type`` (``"by_stream"``, ``"by_event_type"``, ``"by_event_pattern"`` or
+    ``"by_event_payload"``), ``selector`` (a str, or a JSON-compatible mapping with str
+    keys) and ``start_from`` (an int >= 0). The checkpoint (position) of ``name`` is left
+    as it is. Result: None.
+
+    ``selector`` holds the selector as it reads back (a copy, tuples as lists) and
+    ``selector_json`` its stored text (see :mod:`exesdb.storage.definitions`).
+    """
+
+    name: str = attrs.field(converter=_checkpoint_name)
+    type: str = attrs.field(converter=check_subscription_type)
+    selector: str | Mapping[str, Any] = attrs.field(hash=False)
+    start_from: int = attrs.field(converter=_start_from)
+    selector_json: str = attrs.field(init=False, repr=False, eq=False, hash=False)
+
+    def __attrs_post_init__(self) -> None:
+        selector, text = check_selector(self.selector)
+        object.__setattr__(self, "selector", selector)
+        object.__setattr__(self, "selector_json", text)
+
+
+@attrs.frozen
+class DeleteSubscription:
+    """Delete the definition of the persistent subscription ``name`` and its checkpoint,
+    together, if they exist. Result: None."""
+
+    name: str = attrs.field(converter=_checkpoint_name)
+
+
 WriteOp: TypeAlias = (
     "Append | DeleteStream | RecordSnapshot | DeleteSnapshot | SaveCheckpoint"
-    " | DeleteCheckpoint"
+    " | DeleteCheckpoint | SaveSubscription | DeleteSubscription"
 )
 """Any write operation."""

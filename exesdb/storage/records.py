@@ -1,4 +1,5 @@
-"""The stored form of events, streams, snapshots and checkpoints, and their checksums.
+"""The stored form of events, streams, snapshots, checkpoints and subscription definitions,
+and their checksums.
 
 Backend-neutral: a backend stores the blobs and checksums this module builds and hands
 back what it read; this module verifies and decodes. Guarantees:
@@ -20,6 +21,7 @@ Event blob layout (little-endian)::
 
 from __future__ import annotations
 
+import json
 import struct
 import uuid
 import zlib
@@ -29,12 +31,14 @@ from typing import Any, Final
 from .. import payload
 from ..errors import StorageError
 from ..events import EventRecord, NewEvent, Snapshot, utc_from_epoch_us
+from .definitions import SubscriptionDefinition
 
 __all__ = [
     "EVENT_ROW_COLUMNS",
     "checkpoint_crc",
     "corrupt_event",
     "decode_snapshot",
+    "decode_subscription",
     "encode_event",
     "encode_snapshot",
     "event_crc",
@@ -44,6 +48,7 @@ __all__ = [
     "snapshot_crc",
     "stream_crc",
     "stream_prefix",
+    "subscription_crc",
     "verify_checkpoint",
     "verify_event",
     "verify_stream",
@@ -54,6 +59,8 @@ _EVENT: Final = struct.Struct("<16sBBHHII")
 _KEYS: Final = struct.Struct("<qqq")
 _SNAPSHOT: Final = struct.Struct("<BBI")
 _CHECKPOINT: Final = struct.Struct("<q")
+_SUBSCRIPTION: Final = struct.Struct("<qII")
+_type_of: Final = type  # the functions below take an argument called ``type``
 
 _crc32: Final = zlib.crc32
 _pack_keys: Final = _KEYS.pack
@@ -222,6 +229,31 @@ def verify_checkpoint(name: str, position: int, crc: int) -> None:
     if (type(name) is not str or type(position) is not int
             or checkpoint_crc(name, position) != crc):
         raise StorageError(f"corrupt checkpoint record {name!r}: checksum mismatch")
+
+
+def subscription_crc(name: str, type: str, selector: str, start_from: int) -> int:
+    """The checksum of a subscription definition row (``selector`` its stored JSON text)."""
+    raw_name = name.encode()
+    raw_type = type.encode()
+    crc = _crc32(_SUBSCRIPTION.pack(start_from, len(raw_name), len(raw_type)))
+    return _crc32(selector.encode(), _crc32(raw_type, _crc32(raw_name, crc)))
+
+
+def decode_subscription(name: str, type: str, selector: str, start_from: int, crc: int
+                        ) -> SubscriptionDefinition:
+    """The :class:`~exesdb.storage.SubscriptionDefinition` of a row, verified against its
+    checksum."""
+    if (_type_of(name) is not str or _type_of(type) is not str
+            or _type_of(selector) is not str or _type_of(start_from) is not int
+            or subscription_crc(name, type, selector, start_from) != crc):
+        raise StorageError(f"corrupt subscription definition {name!r}: checksum mismatch")
+    try:
+        decoded = json.loads(selector)
+    except ValueError:
+        raise StorageError(
+            f"corrupt subscription definition {name!r}: its selector is not JSON"
+        ) from None
+    return SubscriptionDefinition(name, type, decoded, start_from)
 
 
 def meta_crc(key: str, value: str) -> int:

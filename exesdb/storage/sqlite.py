@@ -46,17 +46,20 @@ from ..validation import (
 from . import records
 from ._thread import WorkerThread
 from .backend import Backend
+from .definitions import SubscriptionDefinition
 from .ops import (
     Append,
     DeleteCheckpoint,
     DeleteSnapshot,
     DeleteStream,
+    DeleteSubscription,
     RecordSnapshot,
     SaveCheckpoint,
+    SaveSubscription,
     WriteOp,
 )
 from .rules import check_append, check_delete, visible_version
-from .sqlite_schema import DB_FILE, connect, open_file, recognise
+from .sqlite_schema import DB_FILE, SCHEMA_VERSION, connect, open_file, recognise
 
 __all__ = ["SQLiteBackend"]
 
@@ -109,7 +112,8 @@ class _Batch:
     """One write transaction in the making: decides each operation against the streams'
     state and collects the rows to write. Updates the writer's stream cache in place (the
     engine drops the whole cache if the transaction fails). Touches the database only to
-    load what the decisions need and to write snapshots and checkpoints."""
+    load what the decisions need and to write snapshots, checkpoints and subscription
+    definitions."""
 
     def __init__(self, conn: sqlite3.Connection, ops: Sequence[WriteOp],
                  streams: dict[str, _Stream], position: int, next_key: int) -> None:
@@ -228,6 +232,16 @@ class _Batch:
             )
         elif type(op) is DeleteCheckpoint:
             conn.execute("DELETE FROM checkpoints WHERE name = ?", (op.name,))
+        elif type(op) is SaveSubscription:
+            conn.execute(
+                "INSERT OR REPLACE INTO subscriptions(name, type, selector, start_from, crc) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (op.name, op.type, op.selector_json, op.start_from,
+                 records.subscription_crc(op.name, op.type, op.selector_json, op.start_from)),
+            )
+        elif type(op) is DeleteSubscription:
+            conn.execute("DELETE FROM subscriptions WHERE name = ?", (op.name,))
+            conn.execute("DELETE FROM checkpoints WHERE name = ?", (op.name,))
         else:
             raise TypeError(f"not a write operation: {op!r}")
 
@@ -262,9 +276,11 @@ class _Batch:
 class _Engine:
     """The synchronous core: called from worker threads only, never from the trio thread."""
 
-    def __init__(self, path: Path, durable: bool, writer: sqlite3.Connection | None) -> None:
+    def __init__(self, path: Path, durable: bool, writer: sqlite3.Connection | None,
+                 schema_version: int = SCHEMA_VERSION) -> None:
         self.path = path
         self.durable = durable
+        self.schema_version = schema_version
         self.transactions = 0
         self._writer: sqlite3.Connection | None = writer
         self._write_lock = threading.Lock()
@@ -289,14 +305,15 @@ class _Engine:
         except sqlite3.Error as exc:
             raise _storage_error(exc, f"opening {path}") from exc
         try:
-            recognise(conn, path)
+            version = recognise(conn, path)
+            engine = cls(path, True, None, version)
+            engine._load_counters(conn)
         except sqlite3.Error as exc:
             conn.close()
             raise StorageError(f"{path}: not a readable exesdb store ({exc})") from exc
         except BaseException:
             conn.close()
             raise
-        engine = cls(path, True, None)
         engine._readers.append(conn)
         return engine
 
@@ -316,6 +333,12 @@ class _Engine:
         except BaseException:
             writer.close()
             raise
+
+    @property
+    def last_position(self) -> int:
+        """The position of the last event committed, -1 when none: kept by the write
+        thread, read anywhere (reading an int attribute is atomic)."""
+        return self._next_position - 1
 
     def _load_counters(self, conn: sqlite3.Connection) -> None:
         position = conn.execute("SELECT max(pos) FROM events").fetchone()[0]
@@ -584,6 +607,36 @@ class _Engine:
 
         return self._read(read, "listing checkpoints")
 
+    def _has_subscriptions(self, conn: sqlite3.Connection) -> bool:
+        """False when the file is of schema version 1 (opened read-only, not migrated)."""
+        if self.schema_version >= 2:
+            return True
+        return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                            "name = 'subscriptions'").fetchone() is not None
+
+    def read_subscription(self, name: str) -> SubscriptionDefinition | None:
+        def read(conn: sqlite3.Connection) -> SubscriptionDefinition | None:
+            if not self._has_subscriptions(conn):
+                return None
+            row = conn.execute(
+                "SELECT name, type, selector, start_from, crc FROM subscriptions "
+                "WHERE name = ?", (name,),
+            ).fetchone()
+            return None if row is None else records.decode_subscription(*row)
+
+        return self._read(read, f"reading subscription {name!r}")
+
+    def list_subscriptions(self) -> list[SubscriptionDefinition]:
+        def read(conn: sqlite3.Connection) -> list[SubscriptionDefinition]:
+            if not self._has_subscriptions(conn):
+                return []
+            rows = conn.execute(
+                "SELECT name, type, selector, start_from, crc FROM subscriptions ORDER BY name"
+            ).fetchall()
+            return [records.decode_subscription(*row) for row in rows]
+
+        return self._read(read, "listing subscriptions")
+
     def stats(self) -> dict[str, int]:
         def read(conn: sqlite3.Connection) -> dict[str, int]:
             events, last = conn.execute("SELECT count(*), max(pos) FROM events").fetchone()
@@ -789,6 +842,20 @@ class SQLiteBackend(Backend):
 
     async def list_checkpoints(self) -> dict[str, int]:
         return await trio.to_thread.run_sync(self._engine.list_checkpoints)
+
+    async def read_subscription(self, name: str) -> SubscriptionDefinition | None:
+        name = check_name(name, "name")
+        return await trio.to_thread.run_sync(self._engine.read_subscription, name)
+
+    async def list_subscriptions(self) -> list[SubscriptionDefinition]:
+        return await trio.to_thread.run_sync(self._engine.list_subscriptions)
+
+    @property
+    def last_position(self) -> int:
+        """The ``$all`` position of the last event committed, -1 when the store is empty:
+        read from the store when it was opened, then advanced by each write of this
+        backend (no I/O). A read-only backend reports the store as it was opened."""
+        return self._engine.last_position
 
     async def stats(self) -> dict[str, int]:
         return await trio.to_thread.run_sync(self._engine.stats)

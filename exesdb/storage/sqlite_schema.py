@@ -1,10 +1,16 @@
 """The SQLite file of a store: its schema, how it is recognised and how it is opened.
 
 Guarantees: a file is only ever written after it was recognised as an exesdb store of
-this schema version, or found empty and initialised; a file that is not a SQLite
-database, a SQLite database of another application, a store of a newer or unknown
-schema version, or a store whose header or meta table was damaged raises
-:class:`exesdb.StorageError` with a message that says which, and is left untouched.
+this schema version, or found empty and initialised, or recognised as a store of an
+earlier version and migrated to this one (in one transaction: all of it or nothing); a
+file that is not a SQLite database, a SQLite database of another application, a store of
+a newer or unknown schema version, or a store whose header or meta table was damaged
+raises :class:`exesdb.StorageError` with a message that says which, and is left
+untouched.
+
+Schema versions: 1, the first; 2 adds the ``subscriptions`` table (durable subscription
+definitions). A version-1 file is migrated when it is opened for writing; opened
+read-only it is read as it is (it holds no subscription definitions).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from .records import meta_crc
 __all__ = [
     "APPLICATION_ID",
     "DB_FILE",
+    "OLDEST_VERSION",
     "SCHEMA_VERSION",
     "connect",
     "open_file",
@@ -28,11 +35,13 @@ DB_FILE: Final = "exesdb.sqlite3"
 """The name of a store's database file inside its directory."""
 APPLICATION_ID: Final = 0x45784553
 """SQLite's application_id of an exesdb store ("ExES")."""
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 """The schema version this code writes and reads (SQLite's user_version)."""
+OLDEST_VERSION: Final = 1
+"""The oldest schema version this code migrates (and reads read-only)."""
 FORMAT: Final = "exesdb-sqlite"
 
-_SCHEMA: Final = (
+_SCHEMA_V1: Final = (  # version 1, as it was: migrations start from it
     """CREATE TABLE meta(
         key TEXT PRIMARY KEY, value TEXT NOT NULL, crc INTEGER NOT NULL) WITHOUT ROWID""",
     """CREATE TABLE streams(
@@ -52,7 +61,23 @@ _SCHEMA: Final = (
         WITHOUT ROWID""",
 )
 
-_META: Final = {"format": FORMAT, "schema_version": str(SCHEMA_VERSION), "encoding": "UTF-8"}
+_SUBSCRIPTIONS: Final = """CREATE TABLE subscriptions(
+        name TEXT PRIMARY KEY, type TEXT NOT NULL, selector TEXT NOT NULL,
+        start_from INTEGER NOT NULL, crc INTEGER NOT NULL) WITHOUT ROWID"""
+
+_MIGRATIONS: Final = {
+    # version -> the statements that bring a store of that version to the next one
+    1: (_SUBSCRIPTIONS,),
+}
+_SCHEMA: Final = (*_SCHEMA_V1, _SUBSCRIPTIONS)
+"""The statements that create a store of :data:`SCHEMA_VERSION`."""
+
+
+def _meta(version: int) -> dict[str, str]:
+    return {"format": FORMAT, "schema_version": str(version), "encoding": "UTF-8"}
+
+
+_META: Final = _meta(SCHEMA_VERSION)
 
 
 def connect(path: Path, durable: bool, reader: bool = False) -> sqlite3.Connection:
@@ -119,7 +144,7 @@ def open_file(path: Path, durable: bool) -> sqlite3.Connection:
     """Open (creating if missing) the store file ``path``; return its write connection.
 
     Checks the file is an exesdb store of :data:`SCHEMA_VERSION`, with an undamaged
-    header, before writing to it.
+    header, before writing to it; a store of an earlier version is migrated first.
     """
     _check_header(path)
     try:
@@ -127,7 +152,7 @@ def open_file(path: Path, durable: bool) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         raise StorageError(f"{path}: cannot open the store file ({exc})") from exc
     try:
-        _recognise(conn, path)
+        _recognise(conn, path, create=True, migrate=True)
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode != "wal":
             raise StorageError(f"{path}: cannot switch the store to WAL mode (mode is {mode!r})")
@@ -143,14 +168,16 @@ def open_file(path: Path, durable: bool) -> sqlite3.Connection:
         raise
 
 
-def recognise(conn: sqlite3.Connection, path: Path, create: bool = False) -> None:
-    """Check that ``path`` is an exesdb store of :data:`SCHEMA_VERSION` (raise
-    :class:`exesdb.StorageError` if not); with ``create``, make an empty file one."""
+def recognise(conn: sqlite3.Connection, path: Path, create: bool = False) -> int:
+    """Check that ``path`` is an exesdb store of a schema version this code reads, from
+    :data:`OLDEST_VERSION` to :data:`SCHEMA_VERSION` (raise :class:`exesdb.StorageError`
+    if not), without migrating it; with ``create``, make an empty file one. Returns the
+    file's schema version."""
     _check_header(path)
-    _recognise(conn, path, create)
+    return _recognise(conn, path, create=create, migrate=False)
 
 
-def _recognise(conn: sqlite3.Connection, path: Path, create: bool = True) -> None:
+def _recognise(conn: sqlite3.Connection, path: Path, *, create: bool, migrate: bool) -> int:
     application_id = conn.execute("PRAGMA application_id").fetchone()[0]
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
@@ -158,7 +185,7 @@ def _recognise(conn: sqlite3.Connection, path: Path, create: bool = True) -> Non
         if not create:
             raise StorageError(f"{path}: an empty file, not an exesdb store")
         _create(conn)
-        return
+        return SCHEMA_VERSION
     if application_id != APPLICATION_ID:
         raise StorageError(
             f"{path}: not an exesdb store (SQLite application_id is {application_id:#010x}, "
@@ -169,23 +196,54 @@ def _recognise(conn: sqlite3.Connection, path: Path, create: bool = True) -> Non
             f"{path}: the store has schema version {version}, newer than this exesdb "
             f"supports ({SCHEMA_VERSION}); open it with a newer exesdb"
         )
-    if version != SCHEMA_VERSION:
+    if version < OLDEST_VERSION:
         raise StorageError(
             f"{path}: the store has an unknown schema version {version} (this exesdb "
-            f"reads version {SCHEMA_VERSION}); the file header may be damaged"
+            f"reads versions {OLDEST_VERSION} to {SCHEMA_VERSION}); the file header may be "
+            "damaged"
         )
     if conn.execute("PRAGMA encoding").fetchone()[0] != "UTF-8":
         raise StorageError(f"{path}: the store's text encoding is not UTF-8; the header is damaged")
+    _check_meta(conn, path, version)
+    if version < SCHEMA_VERSION and migrate:
+        _migrate(conn, path, version)
+        return SCHEMA_VERSION
+    return int(version)
+
+
+def _check_meta(conn: sqlite3.Connection, path: Path, version: int) -> None:
     meta: dict[str, str] = {}
     for key, value, crc in conn.execute("SELECT key, value, crc FROM meta"):
         if type(key) is not str or type(value) is not str or meta_crc(key, value) != crc:
             raise StorageError(f"{path}: the store's meta table is corrupt (checksum mismatch)")
         meta[key] = value
-    if meta != _META:
+    if meta != _meta(version):
         raise StorageError(
-            f"{path}: the store's meta table does not match schema version "
-            f"{SCHEMA_VERSION}: {meta!r}"
+            f"{path}: the store's meta table does not match schema version {version}: "
+            f"{meta!r}"
         )
+
+
+def _migrate(conn: sqlite3.Connection, path: Path, version: int) -> None:
+    """Bring a recognised store of ``version`` to :data:`SCHEMA_VERSION` in one
+    transaction: the new tables, the meta table and the user_version together."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if conn.execute("PRAGMA user_version").fetchone()[0] != version:
+            raise StorageError(f"{path}: the store's schema version changed while opening it")
+        for step in range(version, SCHEMA_VERSION):
+            for statement in _MIGRATIONS[step]:
+                conn.execute(statement)
+        conn.execute(
+            "UPDATE meta SET value = ?, crc = ? WHERE key = 'schema_version'",
+            (str(SCHEMA_VERSION), meta_crc("schema_version", str(SCHEMA_VERSION))),
+        )
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _create(conn: sqlite3.Connection) -> None:

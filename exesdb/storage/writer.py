@@ -21,7 +21,7 @@ Every write of a store goes through its :class:`Writer`. Guarantees:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 import otp
@@ -36,8 +36,10 @@ from .ops import (
     DeleteCheckpoint,
     DeleteSnapshot,
     DeleteStream,
+    DeleteSubscription,
     RecordSnapshot,
     SaveCheckpoint,
+    SaveSubscription,
     WriteOp,
 )
 
@@ -49,13 +51,18 @@ __all__ = [
     "delete_checkpoint",
     "delete_snapshot",
     "delete_stream",
+    "delete_subscription",
     "record_snapshot",
     "save_checkpoint",
+    "save_subscription",
     "start_link",
     "submit",
 ]
 
 log: Final = logging.getLogger("exesdb.storage.writer")
+
+OnCommit = Callable[[list[WriteOp], list[Any]], None]
+"""Called with the operations of a durable transaction and their results."""
 
 DEFAULT_MAX_BATCH: Final = 1000
 """The most requests one transaction holds."""
@@ -63,7 +70,8 @@ DEFAULT_TIMEOUT: Final = 10.0
 """Seconds a caller waits for its write by default (ExESDB's ``timeout``, 10000 ms)."""
 
 _OPS: Final = frozenset(
-    {Append, DeleteStream, RecordSnapshot, DeleteSnapshot, SaveCheckpoint, DeleteCheckpoint}
+    {Append, DeleteStream, RecordSnapshot, DeleteSnapshot, SaveCheckpoint, DeleteCheckpoint,
+     SaveSubscription, DeleteSubscription}
 )
 
 
@@ -86,14 +94,18 @@ class Writer(otp.GenServer):
     max_batch: int
     pending: list[tuple[WriteOp, From]]
 
-    async def init(self, backend: Backend, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+    async def init(self, backend: Backend, max_batch: int = DEFAULT_MAX_BATCH,
+                   on_commit: OnCommit | None = None) -> None:
         if not isinstance(backend, Backend):
             raise TypeError(f"backend must be an exesdb.storage.Backend, got {backend!r}")
         if type(max_batch) is not int or max_batch < 1:
             raise ValueError(f"max_batch must be an int >= 1, got {max_batch!r}")
+        if on_commit is not None and not callable(on_commit):
+            raise TypeError(f"on_commit must be callable, got {on_commit!r}")
         otp.trap_exits(True)
         self.backend = backend
         self.max_batch = max_batch
+        self.on_commit = on_commit
         self.pending = []
 
     async def handle_call(self, request: Any, from_: From) -> Any:
@@ -128,13 +140,21 @@ class Writer(otp.GenServer):
             reply = otp.gen_server.reply
             for (_op, from_), result in zip(batch, results, strict=True):
                 reply(from_, result)
+            if self.on_commit is not None:
+                self.on_commit([op for op, _from in batch], results)
 
 
 async def start_link(
-    backend: Backend, *, name: Any = None, max_batch: int = DEFAULT_MAX_BATCH
+    backend: Backend, *, name: Any = None, max_batch: int = DEFAULT_MAX_BATCH,
+    on_commit: OnCommit | None = None,
 ) -> otp.Pid:
-    """Start a :class:`Writer` for ``backend``, linked to the caller; return its pid."""
-    pid = await otp.gen_server.start_link(Writer, backend, max_batch, name=name)
+    """Start a :class:`Writer` for ``backend``, linked to the caller; return its pid.
+
+    ``on_commit(ops, results)``, if given, is called in the writer after each transaction
+    is durable and its callers answered (the store uses it to wake its subscriptions); it
+    must not block.
+    """
+    pid = await otp.gen_server.start_link(Writer, backend, max_batch, on_commit, name=name)
     assert pid is not None
     return pid
 
@@ -216,3 +236,25 @@ async def delete_checkpoint(
 ) -> None:
     """Delete a subscription checkpoint through ``writer``, if it exists."""
     await submit(writer, DeleteCheckpoint(name), timeout)
+
+
+async def save_subscription(
+    writer: otp.Name,
+    name: str,
+    type: str,
+    selector: str | Mapping[str, Any],
+    start_from: int,
+    *,
+    timeout: float | None = DEFAULT_TIMEOUT,
+) -> None:
+    """Store a persistent subscription's definition through ``writer`` (see
+    :meth:`exesdb.storage.Backend.save_subscription`); durable when it returns."""
+    await submit(writer, SaveSubscription(name, type, selector, start_from), timeout)
+
+
+async def delete_subscription(
+    writer: otp.Name, name: str, *, timeout: float | None = DEFAULT_TIMEOUT
+) -> None:
+    """Delete a persistent subscription's definition and checkpoint through ``writer``, if
+    they exist."""
+    await submit(writer, DeleteSubscription(name), timeout)

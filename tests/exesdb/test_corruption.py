@@ -8,7 +8,7 @@ import pytest
 
 from exesdb import ANY, END, NO_STREAM, NewEvent, StorageError
 from exesdb.storage import SQLiteBackend
-from exesdb.storage.sqlite_schema import DB_FILE
+from exesdb.storage.sqlite_schema import DB_FILE, SCHEMA_VERSION
 
 from .helpers import new_events
 
@@ -166,11 +166,39 @@ async def test_a_sqlite_file_of_another_application_is_not_opened(tmp_path):
 async def test_a_store_of_a_newer_schema_version_is_not_opened(tmp_path):
     directory = tmp_path / "store"
     await (await SQLiteBackend.open(directory)).close()
+    newer = SCHEMA_VERSION + 1
     conn = sqlite3.connect(directory / DB_FILE)
-    conn.execute("PRAGMA user_version=2")
+    conn.execute(f"PRAGMA user_version={newer}")
     conn.close()
     before = (directory / DB_FILE).read_bytes()
-    with pytest.raises(StorageError, match="schema version 2, newer than this exesdb supports"):
+    with pytest.raises(StorageError,
+                       match=f"schema version {newer}, newer than this exesdb supports"):
+        await SQLiteBackend.open(directory)
+    with pytest.raises(StorageError, match=f"schema version {newer}, newer"):
+        await SQLiteBackend.open(directory, read_only=True)
+    assert (directory / DB_FILE).read_bytes() == before
+
+
+async def test_a_store_of_an_unknown_older_schema_version_is_not_opened(tmp_path):
+    directory = tmp_path / "store"
+    await (await SQLiteBackend.open(directory)).close()
+    conn = sqlite3.connect(directory / DB_FILE)
+    conn.execute("PRAGMA user_version=0")
+    conn.close()
+    before = (directory / DB_FILE).read_bytes()
+    with pytest.raises(StorageError, match="unknown schema version 0"):
+        await SQLiteBackend.open(directory)
+    assert (directory / DB_FILE).read_bytes() == before
+
+
+async def test_a_schema_version_that_disagrees_with_the_meta_table_is_not_migrated(tmp_path):
+    directory = tmp_path / "store"
+    await (await SQLiteBackend.open(directory)).close()
+    conn = sqlite3.connect(directory / DB_FILE)
+    conn.execute("PRAGMA user_version=1")  # a damaged version: the meta table still says 2
+    conn.close()
+    before = (directory / DB_FILE).read_bytes()
+    with pytest.raises(StorageError, match="meta table does not match schema version 1"):
         await SQLiteBackend.open(directory)
     assert (directory / DB_FILE).read_bytes() == before
 

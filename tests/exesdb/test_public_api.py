@@ -9,6 +9,7 @@ def test_exesdb_public_names_are_pinned():
         "ANY",
         "END",
         "EventRecord",
+        "Events",
         "ExESDBError",
         "ExpectedVersion",
         "Filter",
@@ -25,6 +26,7 @@ def test_exesdb_public_names_are_pinned():
         "StoreOptions",
         "StoreUnavailable",
         "StreamDeleted",
+        "Subscription",
         "SubscriptionNotFound",
         "System",
         "WrongExpectedVersion",
@@ -36,9 +38,10 @@ def test_exesdb_public_names_are_pinned():
 
 def test_exesdb_gateway_public_names_are_pinned():
     assert sorted(exesdb.gateway.__all__) == [
-        "append_events", "delete_snapshot", "delete_stream", "get_events", "get_streams",
-        "get_version", "list_snapshots", "list_stores", "pubsub", "read_all",
-        "read_snapshot", "record_snapshot", "stream_backward", "stream_forward",
+        "ack_event", "append_events", "delete_snapshot", "delete_stream", "get_events",
+        "get_streams", "get_subscriptions", "get_version", "list_snapshots", "list_stores",
+        "pubsub", "read_all", "read_snapshot", "record_snapshot", "remove_subscription",
+        "save_subscription", "stream_backward", "stream_forward", "subscribe",
     ]
 
 
@@ -49,9 +52,12 @@ def test_exesdb_storage_public_names_are_pinned():
         "DeleteCheckpoint",
         "DeleteSnapshot",
         "DeleteStream",
+        "DeleteSubscription",
         "RecordSnapshot",
         "SQLiteBackend",
         "SaveCheckpoint",
+        "SaveSubscription",
+        "SubscriptionDefinition",
         "WriteOp",
         "Writer",
         "writer",

@@ -222,25 +222,30 @@ async def test_the_leader_worker_is_active_in_single_mode(tmp_path):
 async def test_the_store_logs_through_its_logging_topic(tmp_path, caplog):
     import logging
 
+    from exesdb.notification import is_active
+
     with caplog.at_level(logging.INFO, logger="exesdb.store.s"):
         async with otp.node():
             await start_store(store_id="s", data_dir=tmp_path)
+            assert await is_active("s")  # answered once the leader worker activated
             await until_available("s")
     messages = [r.getMessage() for r in caplog.records if r.name == "exesdb.store.s"]
     assert any(m.startswith("storage open:") for m in messages)
     assert "this node leads the store" in messages
 
 
-async def test_the_leader_tracker_loads_the_stored_subscription_positions(tmp_path):
+async def test_the_leader_tracker_loads_the_stored_subscriptions(tmp_path):
     from exesdb.storage import SQLiteBackend
 
     backend = await SQLiteBackend.open(tmp_path / "s")
+    await backend.save_subscription("projector", "by_event_type", "Placed", 0)
     await backend.save_checkpoint("projector", 41)
     await backend.close()
     async with otp.node():
         await start_store(store_id="s", data_dir=tmp_path)
-        tracker = genserver_name(LeaderTracker, "s")
-        assert await otp.gen_server.call(tracker, "subscriptions") == {"projector": 41}
+        subs = {s.name: s for s in await gateway.get_subscriptions("s")}
+        assert (subs["projector"].type, subs["projector"].selector,
+                subs["projector"].position) == ("by_event_type", "Placed", 41)
 
 
 async def test_the_health_monitor_reports_each_subscription_lag(tmp_path):
@@ -249,11 +254,16 @@ async def test_the_health_monitor_reports_each_subscription_lag(tmp_path):
 
     backend = await SQLiteBackend.open(tmp_path / "s")
     await backend.append("x", -1, [NewEvent("E", {}) for _ in range(5)])
+    await backend.save_subscription("projector", "by_stream", "$all", 0)
     await backend.save_checkpoint("projector", 1)
     await backend.close()
     async with otp.node():
         await start_store(store_id="s", data_dir=tmp_path)
-        assert await health("s") == {"projector": {"position": 1, "head": 4, "lag": 3}}
+        report = await health("s")
+        entry = report["projector"]
+        assert (entry["head"], entry["subscriber"], entry["running"]) == (4, None, True)
+        # with no subscriber it broadcasts, so its position reaches the head (lag 0)
+        assert entry["lag"] == 4 - entry["position"]
 
 
 async def test_the_persistence_worker_moves_the_log_into_the_database_file(tmp_path):

@@ -66,6 +66,16 @@ class Gated(Backend):
     async def list_checkpoints(self):
         return await self.inner.list_checkpoints()
 
+    async def read_subscription(self, name):
+        return await self.inner.read_subscription(name)
+
+    async def list_subscriptions(self):
+        return await self.inner.list_subscriptions()
+
+    @property
+    def last_position(self):
+        return self.inner.last_position
+
     async def close(self):
         await self.inner.close()
 

@@ -1,0 +1,366 @@
+"""Emitters: the processes that deliver a subscription's events, catch-up and live alike.
+
+Each running subscription has an :class:`EmitterPool` (a supervisor, under the store's
+EmitterSystem) running one :class:`EmitterWorker` (one, so that delivery keeps its order).
+The worker always reads what it delivers from the storage, from its next position on:
+first whatever is already stored (catch-up, in batches), then, woken by the store's commit
+notifications, whatever is committed later (live). Catch-up and live are the same loop,
+so there is no gap and no duplicate at the switch, and a notification lost in a crash
+loses nothing: the storage is the only source.
+
+Delivery:
+
+* to a subscriber process, as :class:`~exesdb.subscriptions.Events` messages. A
+  persistent subscription keeps at most :data:`MAX_IN_FLIGHT` delivered but unacknowledged
+  events (back-pressure); acks are cumulative and durable, and after a crash, a restart or
+  a new subscriber, delivery resumes after the last ack (at least once, in order). If the
+  subscriber dies, the subscription waits for a new subscriber under its name.
+* with no subscriber, as broadcasts on the store's events pub/sub (topic
+  :func:`~exesdb.subscriptions.topic`); the position then advances as it broadcasts and is
+  stored at most every :data:`CHECKPOINT_INTERVAL` seconds (at least once across restarts).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import deque
+from typing import Any, Final
+
+import attrs
+import trio
+
+import otp
+from otp import gen_server, pubsub, registry, supervisor
+
+from .errors import ExESDBError, StreamDeleted
+from .events import EventRecord, Filter
+from .naming import partition_name
+from .pubsub_system import pubsub_name
+from .storage import writer as storage_writer
+from .store import backend_of, writer_name
+from .subscriptions import Events, matcher, single_stream, topic
+
+__all__ = [
+    "BATCH",
+    "CHECKPOINT_INTERVAL",
+    "COMMITS",
+    "MAX_IN_FLIGHT",
+    "RETRY",
+    "Committed",
+    "Definition",
+    "EmitterPool",
+    "EmitterState",
+    "EmitterWorker",
+    "SubscriberCell",
+    "emitter_name",
+    "notify_commit",
+    "pool_name",
+]
+
+log: Final = logging.getLogger("exesdb.emitter")
+
+BATCH: Final = 1000
+"""Events read from the storage at a time."""
+MAX_IN_FLIGHT: Final = 1000
+"""Delivered but unacknowledged events a persistent subscription allows its subscriber."""
+CHECKPOINT_INTERVAL: Final = 0.2
+"""Seconds between two stored positions of a subscription that broadcasts."""
+RETRY: Final = 0.1
+"""Seconds before reading again when the storage was restarting."""
+COMMITS: Final = "$commits"
+"""The topic, on the store's system pub/sub, of the commit notifications."""
+
+
+@attrs.frozen
+class Committed:
+    """Sent after each write transaction: the last ``$all`` position, and the streams and
+    event types it appended to."""
+
+    last_position: int
+    streams: frozenset[str]
+    types: frozenset[str]
+
+
+def notify_commit(store_id: str, last_position: int, streams: frozenset[str],
+                  types: frozenset[str]) -> None:
+    """Tell the store's emitters that events were committed (does nothing if the store's
+    system pub/sub is not running)."""
+    with contextlib.suppress(otp.NoProc):
+        pubsub.broadcast(pubsub_name(store_id, "system"), COMMITS,
+                         Committed(last_position, streams, types))
+
+
+@attrs.define
+class SubscriberCell:
+    """The subscriber of a running subscription, shared by the tracker and the emitter, so
+    that an emitter restarted by its pool delivers to the current subscriber."""
+
+    subscriber: otp.Pid | None
+
+
+@attrs.frozen
+class Definition:
+    """What an emitter delivers: the subscription's type, selector, name, start and key.
+
+    ``key`` identifies the subscription in the store: its name when persistent, a tuple
+    of type, selector and subscriber when transient.
+    """
+
+    type: str
+    selector: Any
+    name: str
+    start_from: int
+    key: Any
+    persistent: bool
+
+
+def emitter_name(store_id: str, key: Any) -> Any:
+    """The name of the emitter worker of the subscription ``key``."""
+    return partition_name(EmitterWorker, store_id, key)
+
+
+class EmitterWorker(otp.GenServer):
+    """Delivers one subscription's events; see the module docstring."""
+
+    async def init(self, store_id: str, definition: Definition, cell: SubscriberCell) -> Any:
+        self.store_id = store_id
+        self.cell = cell
+        self.d = definition
+        self.stream = single_stream(definition.type, definition.selector)
+        self.filter = (Filter(event_types=(definition.selector,))
+                       if definition.type == "by_event_type" else None)
+        self.match = matcher(definition.type, definition.selector)
+        self.topic = topic(store_id, definition.type, definition.selector, definition.name)
+        self.events_pubsub = pubsub_name(store_id, "events")
+        self.subscriber: otp.Pid | None = None
+        self.waiting = False  # a persistent subscription whose subscriber died
+        self.delivered: deque[int] = deque()  # positions sent and not yet acknowledged
+        self.position: int | None = None  # the last acknowledged or broadcast position
+        self.saved: int | None = None  # the position last stored
+        self.caught_up = False
+        self.next = definition.start_from
+        self._ref: otp.Ref | None = None
+        self.started = False  # the stored position is loaded
+        self.retrying = False  # the last read failed: the storage restarts
+        pubsub.subscribe(pubsub_name(store_id, "system"), COMMITS)
+        self._follow(cell.subscriber)
+        return otp.Continue("start")
+
+    # -- events ----------------------------------------------------------------------------
+    async def handle_continue(self, arg: Any) -> Any:
+        await self._start()
+        return self._idle()
+
+    async def _start(self) -> None:
+        """Load the stored position and deliver from after it (again, if the storage was
+        restarting: :data:`RETRY` seconds later)."""
+        try:
+            if self.d.persistent:
+                self.position = self.saved = await backend_of(
+                    self.store_id).read_checkpoint(self.d.name)
+            self.started = True
+            self._rewind()
+            await self._pump()
+        except ExESDBError as exc:
+            self._retry(exc)
+
+    async def handle_info(self, msg: Any) -> Any:
+        if type(msg) is Committed:
+            if not self.started:
+                pass  # _start reads everything once the storage is back
+            elif self._concerns(msg):
+                await self._pump_or_retry()
+            elif self.caught_up and self.stream is None:
+                self.next = max(self.next, msg.last_position + 1)  # nothing for us in it
+        elif type(msg) is otp.Down and msg.pid == self.subscriber:
+            self.subscriber = None
+            self.waiting = True  # until save_subscription names a new subscriber
+            self._rewind()
+        elif msg is otp.TIMEOUT:
+            await self._save_position()
+            if not self.started:
+                await self._start()
+            elif self.retrying:
+                await self._pump_or_retry()
+        else:
+            return await super().handle_info(msg)
+        return self._idle()
+
+    async def handle_call(self, request: Any, from_: gen_server.From) -> Any:
+        op = request[0]
+        if op == "ack":
+            await self._ack(request[1])
+        elif op == "subscriber":
+            self._follow(request[1])
+            self._rewind()
+            await self._pump_or_retry()
+        elif op == "detach":  # the subscriber stops listening: wait for a new one
+            self._follow(None)
+            self.waiting = True
+            self._rewind()
+        elif op == "state":
+            return otp.Reply(EmitterState(self.d, self.subscriber, self.position,
+                                          len(self.delivered), self.next),
+                             timeout=self._timeout())
+        else:
+            raise ValueError(f"EmitterWorker: unknown request {request!r}")
+        return otp.Reply(None, timeout=self._timeout())
+
+    async def terminate(self, reason: Any) -> None:
+        await self._save_position()
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _follow(self, subscriber: otp.Pid | None) -> None:
+        if self._ref is not None:
+            otp.demonitor(self._ref, flush=True)
+            self._ref = None
+        self.subscriber = self.cell.subscriber = subscriber
+        self.waiting = False
+        if subscriber is not None:
+            self._ref = otp.monitor(subscriber)
+
+    def _rewind(self) -> None:
+        """Deliver again everything after the last acknowledged position."""
+        self.delivered.clear()
+        self.next = self.position + 1 if self.position is not None else self.d.start_from
+        self.caught_up = False
+
+    def _concerns(self, msg: Committed) -> bool:
+        if self.stream is not None:
+            return self.stream in msg.streams
+        if self.d.type == "by_event_type":
+            return self.d.selector in msg.types
+        return msg.last_position >= self.next
+
+    async def _pump(self) -> None:
+        """Read and deliver from ``next`` until caught up, blocked by unacknowledged
+        events, or without a subscriber to wait for."""
+        self.caught_up = False
+        if self.waiting:
+            return
+        backend = backend_of(self.store_id)
+        while True:
+            count = BATCH
+            if self.subscriber is not None and self.d.persistent:
+                count = min(count, MAX_IN_FLIGHT - len(self.delivered))
+                if count <= 0:
+                    return  # back-pressure: wait for acks
+            head = backend.last_position
+            if self.subscriber is None and self.stream is None and not registry.lookup(
+                    self.events_pubsub, self.topic):
+                # Broadcasting to nobody: the position moves on without reading.
+                if head >= self.next:
+                    self.position = head
+                    self.next = head + 1
+                self.caught_up = True
+                return
+            try:
+                if self.stream is not None:
+                    events = await backend.read_stream(self.stream, self.next, count)
+                else:
+                    events = await backend.read_all(self.next, count, filter=self.filter)
+            except StreamDeleted:
+                log.warning("store %r: subscription %r: its stream was deleted",
+                            self.store_id, self.d.name)
+                return
+            if events:
+                last = events[-1].event_number if self.stream is not None else events[-1].position
+                self._deliver(events if self.match is None else
+                              [e for e in events if self.match(e)], last)
+                self.next = last + 1
+            if len(events) < count:
+                if self.stream is None:
+                    self.next = max(self.next, head + 1)
+                self.caught_up = True
+                return
+            await trio.lowlevel.checkpoint()
+
+    def _deliver(self, events: list[EventRecord], last: int) -> None:
+        if events:
+            batch = Events(self.d.name, tuple(events))
+            if self.subscriber is not None:
+                otp.send(self.subscriber, batch)
+                if self.d.persistent:
+                    self.delivered.extend(self._pos(e) for e in events)
+                return
+            pubsub.broadcast(self.events_pubsub, self.topic, batch)
+        if self.subscriber is None:
+            self.position = last  # broadcast (or nothing matched): it moves on
+
+    def _pos(self, event: EventRecord) -> int:
+        return event.event_number if self.stream is not None else event.position
+
+    async def _ack(self, position: int) -> None:
+        delivered = self.delivered
+        while delivered and delivered[0] <= position:
+            delivered.popleft()
+        if self.position is None or position > self.position:
+            self.position = position
+            await self._save_position()
+        await self._pump_or_retry()
+
+    async def _pump_or_retry(self) -> None:
+        try:
+            self.retrying = False
+            await self._pump()
+        except ExESDBError as exc:
+            self._retry(exc)
+
+    def _retry(self, exc: Exception) -> None:
+        """The storage is restarting: try again after :data:`RETRY` seconds."""
+        self.retrying = True
+        log.debug("store %r: subscription %r: retrying: %s", self.store_id, self.d.name, exc)
+
+    async def _save_position(self) -> None:
+        position = self.position
+        if not self.d.persistent or position is None or position == self.saved:
+            return
+        try:
+            await storage_writer.save_checkpoint(writer_name(self.store_id), self.d.name,
+                                                 position)
+            self.saved = position
+        except (ExESDBError, otp.OTPError) as exc:  # the store restarts: store it later
+            log.warning("store %r: subscription %r: position not stored: %s",
+                        self.store_id, self.d.name, exc)
+
+    def _timeout(self) -> float | None:
+        if self.retrying or not self.started:
+            return RETRY
+        return CHECKPOINT_INTERVAL if self.position != self.saved else None
+
+    def _idle(self) -> Any:
+        timeout = self._timeout()
+        return otp.NoReply(timeout=timeout) if timeout is not None else None
+
+
+@attrs.frozen
+class EmitterState:
+    """What an emitter reports of itself (the ``"state"`` request)."""
+
+    definition: Definition
+    subscriber: otp.Pid | None
+    position: int | None
+    in_flight: int
+    next: int
+
+
+def pool_name(store_id: str, key: Any) -> Any:
+    """The name of the emitter pool of the subscription ``key``."""
+    return partition_name(EmitterPool, store_id, key)
+
+
+class EmitterPool(supervisor.Supervisor):
+    """A subscription's pool: one EmitterWorker (one, for ordered delivery)."""
+
+    async def init(self, store_id: str, definition: Definition,
+                   cell: SubscriberCell) -> supervisor.Spec:
+        name = emitter_name(store_id, definition.key)
+
+        async def start() -> otp.Pid | None:
+            return await gen_server.start_link(EmitterWorker, store_id, definition, cell,
+                                               name=name)
+
+        return supervisor.Spec([supervisor.ChildSpec(id=EmitterWorker, start=start,
+                                                     shutdown=10.0)],
+                               strategy="one_for_one", intensity=5, period=10)
