@@ -11,5 +11,6 @@ SUITES: tuple[str, ...] = (
     "benchmarks.bench_otp_supervision",
     "benchmarks.bench_storage",
     "benchmarks.bench_gateway",
+    "benchmarks.bench_subscriptions",
 )
 """Benchmark modules, in the order they run."""

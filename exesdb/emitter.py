@@ -39,6 +39,7 @@ from .naming import partition_name
 from .pubsub_system import pubsub_name
 from .storage import writer as storage_writer
 from .store import backend_of, writer_name
+from .store_errors import StoreUnavailable
 from .subscriptions import Events, matcher, single_stream, topic
 
 __all__ = [
@@ -94,9 +95,14 @@ def notify_commit(store_id: str, last_position: int, streams: frozenset[str],
 @attrs.define
 class SubscriberCell:
     """The subscriber of a running subscription, shared by the tracker and the emitter, so
-    that an emitter restarted by its pool delivers to the current subscriber."""
+    that an emitter restarted by its pool delivers to the current subscriber.
+
+    ``waiting`` marks a persistent subscription whose subscriber died or detached: it
+    delivers nothing (and does not broadcast) until a new subscriber is saved.
+    """
 
     subscriber: otp.Pid | None
+    waiting: bool = False
 
 
 @attrs.frozen
@@ -124,6 +130,7 @@ class EmitterWorker(otp.GenServer):
     """Delivers one subscription's events; see the module docstring."""
 
     async def init(self, store_id: str, definition: Definition, cell: SubscriberCell) -> Any:
+        otp.trap_exits(True)  # so that its pool's shutdown runs terminate (stores the position)
         self.store_id = store_id
         self.cell = cell
         self.d = definition
@@ -143,8 +150,9 @@ class EmitterWorker(otp.GenServer):
         self._ref: otp.Ref | None = None
         self.started = False  # the stored position is loaded
         self.retrying = False  # the last read failed: the storage restarts
+        self.deadline: float | None = None  # when the timer work is due (see _timeout)
         pubsub.subscribe(pubsub_name(store_id, "system"), COMMITS)
-        self._follow(cell.subscriber)
+        self._follow(cell.subscriber, cell.waiting)
         return otp.Continue("start")
 
     # -- events ----------------------------------------------------------------------------
@@ -166,6 +174,11 @@ class EmitterWorker(otp.GenServer):
             self._retry(exc)
 
     async def handle_info(self, msg: Any) -> Any:
+        if msg is otp.TIMEOUT:
+            self.deadline = None
+            await self._on_timer()
+            return self._idle()
+        await self._timer_if_due()
         if type(msg) is Committed:
             if not self.started:
                 pass  # _start reads everything once the storage is back
@@ -174,30 +187,43 @@ class EmitterWorker(otp.GenServer):
             elif self.caught_up and self.stream is None:
                 self.next = max(self.next, msg.last_position + 1)  # nothing for us in it
         elif type(msg) is otp.Down and msg.pid == self.subscriber:
-            self.subscriber = None
-            self.waiting = True  # until save_subscription names a new subscriber
+            self._ref = None
+            named = self.cell.subscriber, self.cell.waiting
+            self._follow(None, waiting=True)  # until save_subscription names a new one
+            if named[0] != msg.pid:  # the tracker named the next subscriber already
+                self.cell.subscriber, self.cell.waiting = named
             self._rewind()
-        elif msg is otp.TIMEOUT:
-            await self._save_position()
-            if not self.started:
-                await self._start()
-            elif self.retrying:
-                await self._pump_or_retry()
         else:
             return await super().handle_info(msg)
         return self._idle()
 
+    async def _on_timer(self) -> None:
+        """Store the position, and start (or read) again if the storage was restarting."""
+        await self._save_position()
+        if not self.started:
+            await self._start()
+        elif self.retrying:
+            await self._pump_or_retry()
+
+    async def _timer_if_due(self) -> None:
+        """Run the timer work if it is due: a steady flow of messages (commit
+        notifications, acks) would otherwise keep postponing the idle timeout."""
+        if self.deadline is not None and trio.current_time() >= self.deadline:
+            self.deadline = None
+            await self._on_timer()
+
     async def handle_call(self, request: Any, from_: gen_server.From) -> Any:
+        await self._timer_if_due()
         op = request[0]
         if op == "ack":
-            await self._ack(request[1])
+            error = await self._ack(request[1])
+            return otp.Reply(error, timeout=self._timeout())
         elif op == "subscriber":
             self._follow(request[1])
             self._rewind()
             await self._pump_or_retry()
         elif op == "detach":  # the subscriber stops listening: wait for a new one
-            self._follow(None)
-            self.waiting = True
+            self._follow(None, waiting=True)
             self._rewind()
         elif op == "state":
             return otp.Reply(EmitterState(self.d, self.subscriber, self.position,
@@ -211,12 +237,16 @@ class EmitterWorker(otp.GenServer):
         await self._save_position()
 
     # -- the loop ----------------------------------------------------------------------------
-    def _follow(self, subscriber: otp.Pid | None) -> None:
+    def _follow(self, subscriber: otp.Pid | None, waiting: bool = False) -> None:
+        """Deliver to ``subscriber`` (monitored), or wait for one; a persistent
+        subscription's cell records it, so that a restarted emitter does the same."""
         if self._ref is not None:
             otp.demonitor(self._ref, flush=True)
             self._ref = None
-        self.subscriber = self.cell.subscriber = subscriber
-        self.waiting = False
+        self.subscriber = subscriber
+        self.waiting = waiting and subscriber is None
+        if self.d.persistent:
+            self.cell.subscriber, self.cell.waiting = subscriber, self.waiting
         if subscriber is not None:
             self._ref = otp.monitor(subscriber)
 
@@ -229,9 +259,9 @@ class EmitterWorker(otp.GenServer):
     def _concerns(self, msg: Committed) -> bool:
         if self.stream is not None:
             return self.stream in msg.streams
-        if self.d.type == "by_event_type":
-            return self.d.selector in msg.types
-        return msg.last_position >= self.next
+        if self.d.type == "by_event_type" and self.d.selector not in msg.types:
+            return False
+        return msg.last_position >= self.next  # else read already
 
     async def _pump(self) -> None:
         """Read and deliver from ``next`` until caught up, blocked by unacknowledged
@@ -291,14 +321,18 @@ class EmitterWorker(otp.GenServer):
     def _pos(self, event: EventRecord) -> int:
         return event.event_number if self.stream is not None else event.position
 
-    async def _ack(self, position: int) -> None:
+    async def _ack(self, position: int) -> Exception | None:
+        """Acknowledge up to ``position``; the reply is None once the position is stored,
+        :class:`exesdb.StoreUnavailable` if it could not be (the storage restarting)."""
         delivered = self.delivered
         while delivered and delivered[0] <= position:
             delivered.popleft()
+        error = None
         if self.position is None or position > self.position:
             self.position = position
-            await self._save_position()
+            error = await self._save_position()
         await self._pump_or_retry()
+        return error
 
     async def _pump_or_retry(self) -> None:
         try:
@@ -312,10 +346,12 @@ class EmitterWorker(otp.GenServer):
         self.retrying = True
         log.debug("store %r: subscription %r: retrying: %s", self.store_id, self.d.name, exc)
 
-    async def _save_position(self) -> None:
+    async def _save_position(self) -> Exception | None:
+        """Store the position if it moved; return the error if it could not be stored
+        (it is tried again on the next timer)."""
         position = self.position
         if not self.d.persistent or position is None or position == self.saved:
-            return
+            return None
         try:
             await storage_writer.save_checkpoint(writer_name(self.store_id), self.d.name,
                                                  position)
@@ -323,11 +359,24 @@ class EmitterWorker(otp.GenServer):
         except (ExESDBError, otp.OTPError) as exc:  # the store restarts: store it later
             log.warning("store %r: subscription %r: position not stored: %s",
                         self.store_id, self.d.name, exc)
+            return StoreUnavailable(self.store_id, f"position not stored: {exc}")
+        return None
 
     def _timeout(self) -> float | None:
+        """Seconds until the timer work is due: :data:`RETRY` while the storage restarts,
+        :data:`CHECKPOINT_INTERVAL` while the position is not stored. The deadline is
+        kept across messages, so that they do not postpone it."""
         if self.retrying or not self.started:
-            return RETRY
-        return CHECKPOINT_INTERVAL if self.position != self.saved else None
+            interval = RETRY
+        elif self.position != self.saved:
+            interval = CHECKPOINT_INTERVAL
+        else:
+            self.deadline = None
+            return None
+        now = trio.current_time()
+        if self.deadline is None or self.deadline > now + interval:
+            self.deadline = now + interval
+        return max(self.deadline - now, 0.0)
 
     def _idle(self) -> Any:
         timeout = self._timeout()

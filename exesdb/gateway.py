@@ -348,7 +348,9 @@ async def subscribe(
     try:
         yield _receive_events(store_id, name, me)
     finally:
-        with trio.CancelScope(shield=True):
+        # A store that stopped or restarts meanwhile has nothing to undo (a transient
+        # subscription ends with the store): do not hide the loop's own outcome.
+        with trio.CancelScope(shield=True), contextlib.suppress(ExESDBError):
             if name == TRANSIENT:
                 await remove_subscription(store_id, type, selector, name, me)
             else:

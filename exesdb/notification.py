@@ -16,9 +16,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import weakref
 from typing import Any, Final
 
 import attrs
+import trio
 
 import otp
 from otp import gen_server, partition_supervisor, supervisor
@@ -72,24 +75,46 @@ class _Running:
 
 RETRY: Final = 0.1
 """Seconds between two attempts to start the emitters that could not start."""
+POOLS_STARTED: Final = "emitter pools started"
+"""What :class:`EmitterSystem` tells the tracker once the pools' supervisor runs."""
+
+_cells: weakref.WeakKeyDictionary[otp.Node, dict[tuple[str, str], dict[str, SubscriberCell]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _node_cells(opts: StoreOptions) -> dict[str, SubscriberCell]:
+    """The subscriber cells of the store's persistent subscriptions, by name, kept on the
+    node (not in a process), so that the subscriber of each (or its waiting for one)
+    outlives restarts of the tracker, of the emitters and of the whole store."""
+    node = otp._process.current_node()
+    stores = _cells.get(node)
+    if stores is None:
+        stores = _cells[node] = {}
+    return stores.setdefault((opts.store_id, os.fspath(opts.store_dir)), {})
 
 
 class LeaderTracker(StoreServer):
     """Keeps the store's subscriptions and, while this node leads, one emitter pool per
     subscription: it starts, updates and stops pools as subscriptions are saved and
     removed, starts again any pool that ended, and stands them all down when the node
-    stops leading. Persistent definitions are stored; transient ones live here, until their
-    subscriber dies. Requests come from the gateway (``("save", ...)``, ``("remove", ...)``,
-    ``("list",)``, ``("ack", ...)``) and the leader worker (``"activate"``,
-    ``"deactivate"``).
+    stops leading. Persistent definitions are stored, and their subscribers kept on the
+    node (so a restart of the store on the same node delivers to the same live subscriber,
+    or keeps waiting for one; on a fresh node a stored subscription starts without
+    subscriber, broadcasting); transient ones live here, until their subscriber dies.
+    Requests come from the gateway (``("save", ...)``, ``("remove", ...)``, ``("list",)``,
+    ``("ack", ...)``, ``("detach", ...)``) and the leader worker (``("activate",)``,
+    ``("deactivate",)``).
     """
 
     async def init(self, opts: StoreOptions) -> Any:
         await super().init(opts)
         otp.trap_exits(True)
         self.subs: dict[Any, _Running] = {}
+        self.cells = _node_cells(opts)
         self.active = False
         self.missing = False  # some pools could not start: try again after RETRY
+        self.retry_at: float | None = None  # when (see _retry_timeout)
         self.loaded = False
         return otp.Continue("load")
 
@@ -110,7 +135,8 @@ class LeaderTracker(StoreServer):
             if d.name not in self.subs:
                 definition = Definition(d.type, d.selector, d.name, d.start_from, d.name,
                                         True)
-                self.subs[d.name] = _Running(definition, SubscriberCell(None))
+                cell = self.cells.setdefault(d.name, SubscriberCell(None))
+                self.subs[d.name] = _Running(definition, cell)
         self.loaded = True
         await self._adopt()
 
@@ -141,25 +167,28 @@ class LeaderTracker(StoreServer):
                     running = self.subs[d.key] = _Running(d, SubscriberCell(state.subscriber))
                     if state.subscriber is not None:
                         running.watch = otp.monitor(state.subscriber)
-                running.cell.subscriber = state.subscriber
                 running.pool = pool
                 otp.link(pool)
 
     # -- requests ----------------------------------------------------------------------------
     async def handle_call(self, request: Any, from_: gen_server.From) -> Any:
+        await self._retry_if_due()
         op = request[0]
         if not self.loaded and op not in ("activate", "deactivate"):
             return otp.Reply(StoreUnavailable(self.store_id, "subscriptions are loading"),
-                             timeout=RETRY)
+                             timeout=self._retry_timeout())
         try:
             if op == "save":
                 await self._save(*request[1:])
             elif op == "remove":
                 await self._remove(*request[1:])
             elif op == "list":
-                return await self._list()
+                return otp.Reply(await self._list(), timeout=self._retry_timeout())
             elif op == "ack":
-                return self._ack(request[1], request[2], from_)
+                result = self._ack(request[1], request[2], from_)
+                if type(result) is otp.NoReply:
+                    return result
+                return otp.Reply(result, timeout=self._retry_timeout())
             elif op == "detach":
                 await self._detach(request[1], request[2])
             elif op == "health":
@@ -170,11 +199,14 @@ class LeaderTracker(StoreServer):
                 self.active = False
                 for running in self.subs.values():
                     await self._stop_pool(running)
-                return None
+                return otp.Reply(None, timeout=self._retry_timeout())
             else:
                 return await super().handle_call(request, from_)
         except ExESDBError as exc:
             return otp.Reply(exc, timeout=self._retry_timeout())
+        except otp.OTPError as exc:  # the writer or an emitter restarting
+            return otp.Reply(StoreUnavailable(self.store_id, str(exc)),
+                             timeout=self._retry_timeout())
         await self._reconcile()
         return otp.Reply(None, timeout=self._retry_timeout())
 
@@ -187,12 +219,15 @@ class LeaderTracker(StoreServer):
                     writer_name(self.store_id), name, type, selector, start_from,
                     timeout=self.opts.timeout_s)
                 definition = Definition(type, selector, name, start_from, name, True)
-                self.subs[name] = _Running(definition, SubscriberCell(subscriber))
-            elif running.pool is not None and otp.is_alive(running.pool):
-                await gen_server.call(emitter_name(self.store_id, name),
-                                      ("subscriber", subscriber), self.opts.timeout_s)
-            else:
-                running.cell.subscriber = subscriber
+                cell = self.cells[name] = SubscriberCell(subscriber)
+                self.subs[name] = _Running(definition, cell)
+                return
+            # An emitter restarting meanwhile reads the cell when it starts.
+            running.cell.subscriber, running.cell.waiting = subscriber, False
+            if running.pool is not None and otp.is_alive(running.pool):
+                with contextlib.suppress(otp.NoProc, otp.ServerExited):
+                    await gen_server.call(emitter_name(self.store_id, name),
+                                          ("subscriber", subscriber), self.opts.timeout_s)
             return
         key = transient_key(type, selector, subscriber)
         if key in self.subs:
@@ -209,8 +244,13 @@ class LeaderTracker(StoreServer):
             if running is None:
                 raise SubscriptionNotFound(self.store_id, name)
             await self._stop_pool(running)
-            await storage_writer.delete_subscription(writer_name(self.store_id), name,
-                                                     timeout=self.opts.timeout_s)
+            try:
+                await storage_writer.delete_subscription(writer_name(self.store_id), name,
+                                                         timeout=self.opts.timeout_s)
+            except BaseException:
+                self.subs[name] = running  # still stored: it runs again
+                raise
+            self.cells.pop(name, None)
             return
         canonical = canonical_selector(selector)
         for key, running in list(self.subs.items()):
@@ -272,6 +312,8 @@ class LeaderTracker(StoreServer):
         return report
 
     def _ack(self, name: str, event: EventRecord, from_: gen_server.From) -> Any:
+        if name == TRANSIENT:
+            return None  # nothing to acknowledge
         running = self.subs.get(name)
         if running is None:
             return SubscriptionNotFound(self.store_id, name)
@@ -289,11 +331,11 @@ class LeaderTracker(StoreServer):
         running = self.subs.get(name)
         if running is None or running.cell.subscriber != subscriber:
             return
+        running.cell.subscriber, running.cell.waiting = None, True
         if running.pool is not None and otp.is_alive(running.pool):
-            await gen_server.call(emitter_name(self.store_id, name), ("detach",),
-                                  self.opts.timeout_s)
-        else:
-            running.cell.subscriber = None
+            with contextlib.suppress(otp.NoProc, otp.ServerExited):
+                await gen_server.call(emitter_name(self.store_id, name), ("detach",),
+                                      self.opts.timeout_s)
 
     async def _ensure_default(self) -> None:
         if DEFAULT_NAME in self.subs:
@@ -305,7 +347,8 @@ class LeaderTracker(StoreServer):
                                                timeout=self.opts.timeout_s)
         definition = Definition("by_stream", "$all", DEFAULT_NAME, head + 1, DEFAULT_NAME,
                                 True)
-        self.subs[DEFAULT_NAME] = _Running(definition, SubscriberCell(None))
+        cell = self.cells[DEFAULT_NAME] = SubscriberCell(None)
+        self.subs[DEFAULT_NAME] = _Running(definition, cell)
 
     # -- pools -----------------------------------------------------------------------------
     async def _reconcile(self) -> None:
@@ -332,10 +375,26 @@ class LeaderTracker(StoreServer):
         self.missing = missing
 
     def _retry_timeout(self) -> float | None:
-        return RETRY if self.missing else None
+        """Seconds until the next attempt at what could not be done yet; the deadline is
+        kept across requests, so that a steady flow of them does not postpone it."""
+        if not self.missing:
+            self.retry_at = None
+            return None
+        now = trio.current_time()
+        if self.retry_at is None:
+            self.retry_at = now + RETRY
+        return max(self.retry_at - now, 0.0)
+
+    async def _retry_if_due(self) -> None:
+        if self.retry_at is not None and trio.current_time() >= self.retry_at:
+            self.retry_at = None
+            if not self.loaded:
+                await self._load()
+            await self._reconcile()
 
     def _idle(self) -> Any:
-        return otp.NoReply(timeout=RETRY) if self.missing else None
+        timeout = self._retry_timeout()
+        return otp.NoReply(timeout=timeout) if timeout is not None else None
 
     async def _start_pool(self, running: _Running) -> otp.Pid:
         d = running.definition
@@ -378,8 +437,9 @@ class LeaderTracker(StoreServer):
             for running in self.subs.values():
                 if running.pool == msg.pid:
                     running.pool = None
-        elif msg is not otp.TIMEOUT:
+        elif msg != POOLS_STARTED and msg is not otp.TIMEOUT:
             return await super().handle_info(msg)
+        self.retry_at = None
         if not self.loaded:
             await self._load()
         await self._reconcile()
@@ -407,9 +467,8 @@ class LeaderWorker(StoreServer):
     async def init(self, opts: StoreOptions) -> Any:
         await super().init(opts)
         self.active = False
-        return otp.Continue("check_leadership")
-
-    async def handle_continue(self, arg: Any) -> Any:
+        # In init, so that when start_store returns the store leads: its default
+        # subscription is created (at its end) and its emitters run.
         if await is_leader(self.store_id, self.opts.timeout_s):
             await self._activate()
         return None
@@ -420,8 +479,8 @@ class LeaderWorker(StoreServer):
             return True
         if request == "deactivate":
             self.active = False
-            await gen_server.call(genserver_name(LeaderTracker, self.store_id), "deactivate",
-                                  self.opts.timeout_s)
+            await gen_server.call(genserver_name(LeaderTracker, self.store_id),
+                                  ("deactivate",), self.opts.timeout_s)
             log.info("store %r: this node no longer leads", self.store_id)
             store_log(self.store_id, logging.INFO, "this node no longer leads the store")
             return True
@@ -460,14 +519,19 @@ def emitter_pools_name(store_id: str) -> Any:
 
 
 class EmitterSystem(StoreSupervisor):
-    """one_for_one: the partitioned dynamic supervisor of the store's emitter pools."""
+    """one_for_one: the partitioned dynamic supervisor of the store's emitter pools. Once
+    it runs, it tells the tracker, which starts the pools at once."""
 
     async def init(self, opts: StoreOptions) -> supervisor.Spec:
         name = emitter_pools_name(opts.store_id)
+        tracker = genserver_name(LeaderTracker, opts.store_id)
 
         async def start() -> otp.Pid | None:
-            return await partition_supervisor.start_link(partitions=PARTITIONS, name=name,
-                                                         intensity=100, period=5)
+            pid = await partition_supervisor.start_link(partitions=PARTITIONS, name=name,
+                                                        intensity=100, period=5)
+            with contextlib.suppress(otp.NoProc):
+                otp.send(tracker, POOLS_STARTED)
+            return pid
 
         return supervisor.Spec([ChildSpec(id=(child_spec_id(EmitterSystem, opts.store_id),
                                               "pools"), start=start, type="supervisor")])

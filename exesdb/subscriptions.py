@@ -87,8 +87,9 @@ class Subscription:
 
 
 def validate(type: object, selector: object, name: object, start_from: object) -> Any:
-    """Check a subscription's definition; return the selector to keep (a plain dict for
-    mappings). Raises :class:`exesdb.InvalidArgument` naming the field and the rule."""
+    """Check a subscription's definition; return the selector to keep (plain dicts and
+    lists for mappings and tuples, as it reads back once stored). Raises
+    :class:`exesdb.InvalidArgument` naming the field and the rule."""
     if type not in TYPES:
         raise InvalidArgument(f"type: must be one of {', '.join(TYPES)}, got {type!r}")
     check_name(name, "name")
@@ -117,15 +118,18 @@ def validate(type: object, selector: object, name: object, start_from: object) -
                 f"(fields: {', '.join(sorted(_FIELDS))})"
             )
     try:
-        _canonical(plain)
+        json.dumps(plain, sort_keys=True)  # no default: every value must be JSON's own
     except (TypeError, ValueError) as exc:
         raise InvalidArgument(f"selector: must be JSON-compatible ({exc})") from None
     return plain
 
 
 def _plain(value: Any) -> Any:
+    """Mappings as dicts and tuples as lists, as the selector reads back once stored."""
     if isinstance(value, Mapping):
         return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
     return value
 
 
