@@ -71,6 +71,7 @@ class _Running:
     cell: SubscriberCell
     pool: otp.Pid | None = None
     watch: otp.Ref | None = None  # monitor of a transient subscription's subscriber
+    with_subscriber: bool = False  # stored: it delivers to a subscriber, or waits for one
 
 
 RETRY: Final = 0.1
@@ -135,8 +136,12 @@ class LeaderTracker(StoreServer):
             if d.name not in self.subs:
                 definition = Definition(d.type, d.selector, d.name, d.start_from, d.name,
                                         True)
-                cell = self.cells.setdefault(d.name, SubscriberCell(None))
-                self.subs[d.name] = _Running(definition, cell)
+                # A subscription that delivers to a subscriber waits for one after a
+                # restart of the node, rather than broadcast past what was not acked.
+                cell = self.cells.setdefault(
+                    d.name, SubscriberCell(None, waiting=d.with_subscriber))
+                self.subs[d.name] = _Running(definition, cell,
+                                             with_subscriber=d.with_subscriber)
         self.loaded = True
         await self._adopt()
 
@@ -217,11 +222,18 @@ class LeaderTracker(StoreServer):
             if running is None:
                 await storage_writer.save_subscription(
                     writer_name(self.store_id), name, type, selector, start_from,
-                    timeout=self.opts.timeout_s)
+                    subscriber is not None, timeout=self.opts.timeout_s)
                 definition = Definition(type, selector, name, start_from, name, True)
                 cell = self.cells[name] = SubscriberCell(subscriber)
-                self.subs[name] = _Running(definition, cell)
+                self.subs[name] = _Running(definition, cell,
+                                           with_subscriber=subscriber is not None)
                 return
+            if (subscriber is not None) != running.with_subscriber:  # store the new mode
+                d = running.definition
+                await storage_writer.save_subscription(
+                    writer_name(self.store_id), name, d.type, d.selector, d.start_from,
+                    subscriber is not None, timeout=self.opts.timeout_s)
+                running.with_subscriber = subscriber is not None
             # An emitter restarting meanwhile reads the cell when it starts.
             running.cell.subscriber, running.cell.waiting = subscriber, False
             if running.pool is not None and otp.is_alive(running.pool):

@@ -120,12 +120,13 @@ class Backend(abc.ABC):
         _raise_or_return((await self.write([DeleteCheckpoint(name)]))[0])
 
     async def save_subscription(
-        self, name: str, type: str, selector: str | Mapping[str, Any], start_from: int
+        self, name: str, type: str, selector: str | Mapping[str, Any], start_from: int,
+        with_subscriber: bool = False,
     ) -> None:
         """Store the definition of the persistent subscription ``name``, replacing any,
         without touching its checkpoint; durable when it returns. See
         :class:`~exesdb.storage.SaveSubscription` for the arguments."""
-        op = SaveSubscription(name, type, selector, start_from)
+        op = SaveSubscription(name, type, selector, start_from, with_subscriber)
         _raise_or_return((await self.write([op]))[0])
 
     async def delete_subscription(self, name: str) -> None:

@@ -32,12 +32,15 @@ SUBSCRIPTION_TYPES: Final = ("by_stream", "by_event_type", "by_event_pattern",
 class SubscriptionDefinition:
     """A stored persistent subscription: ``name``, ``type`` (one of
     :data:`SUBSCRIPTION_TYPES`), ``selector`` (a str, or a JSON mapping for pattern and
-    payload subscriptions) and ``start_from`` (where it started when created)."""
+    payload subscriptions), ``start_from`` (where it started when created) and
+    ``with_subscriber``: whether it delivers to a subscriber process (so that, with none,
+    it waits for one rather than broadcast)."""
 
     name: str
     type: str
     selector: str | dict[str, Any] = attrs.field(hash=False)
     start_from: int
+    with_subscriber: bool = False
 
 
 def check_subscription_type(value: object, field: str = "type") -> str:

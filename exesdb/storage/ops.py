@@ -171,13 +171,19 @@ def _start_from(value: object) -> int:
     return start_from
 
 
+def _is_bool(_: Any, attribute: Any, value: Any) -> None:
+    if type(value) is not bool:
+        raise InvalidArgument(f"{attribute.name}: must be True or False, got {value!r}")
+
+
 @attrs.frozen
 class SaveSubscription:
     """Store the definition of the persistent subscription ``name`` (replacing any): its
     ``type`` (``"by_stream"``, ``"by_event_type"``, ``"by_event_pattern"`` or
     ``"by_event_payload"``), ``selector`` (a str, or a JSON-compatible mapping with str
-    keys) and ``start_from`` (an int >= 0). The checkpoint (position) of ``name`` is left
-    as it is. Result: None.
+    keys), ``start_from`` (an int >= 0) and ``with_subscriber`` (it delivers to a
+    subscriber process). The checkpoint (position) of ``name`` is left as it is. Result:
+    None.
 
     ``selector`` holds the selector as it reads back (a copy, tuples as lists) and
     ``selector_json`` its stored text (see :mod:`exesdb.storage.definitions`).
@@ -187,6 +193,7 @@ class SaveSubscription:
     type: str = attrs.field(converter=check_subscription_type)
     selector: str | Mapping[str, Any] = attrs.field(hash=False)
     start_from: int = attrs.field(converter=_start_from)
+    with_subscriber: bool = attrs.field(default=False, validator=_is_bool)
     selector_json: str = attrs.field(init=False, repr=False, eq=False, hash=False)
 
     def __attrs_post_init__(self) -> None:

@@ -231,21 +231,25 @@ def verify_checkpoint(name: str, position: int, crc: int) -> None:
         raise StorageError(f"corrupt checkpoint record {name!r}: checksum mismatch")
 
 
-def subscription_crc(name: str, type: str, selector: str, start_from: int) -> int:
-    """The checksum of a subscription definition row (``selector`` its stored JSON text)."""
+def subscription_crc(name: str, type: str, selector: str, start_from: int,
+                     with_subscriber: int = 0) -> int:
+    """The checksum of a subscription definition row (``selector`` its stored JSON text,
+    ``with_subscriber`` 0 or 1)."""
     raw_name = name.encode()
     raw_type = type.encode()
     crc = _crc32(_SUBSCRIPTION.pack(start_from, len(raw_name), len(raw_type)))
-    return _crc32(selector.encode(), _crc32(raw_type, _crc32(raw_name, crc)))
+    crc = _crc32(selector.encode(), _crc32(raw_type, _crc32(raw_name, crc)))
+    return _crc32(b"\x01" if with_subscriber else b"\x00", crc)
 
 
-def decode_subscription(name: str, type: str, selector: str, start_from: int, crc: int
-                        ) -> SubscriptionDefinition:
+def decode_subscription(name: str, type: str, selector: str, start_from: int,
+                        with_subscriber: int, crc: int) -> SubscriptionDefinition:
     """The :class:`~exesdb.storage.SubscriptionDefinition` of a row, verified against its
     checksum."""
     if (_type_of(name) is not str or _type_of(type) is not str
             or _type_of(selector) is not str or _type_of(start_from) is not int
-            or subscription_crc(name, type, selector, start_from) != crc):
+            or with_subscriber not in (0, 1)
+            or subscription_crc(name, type, selector, start_from, with_subscriber) != crc):
         raise StorageError(f"corrupt subscription definition {name!r}: checksum mismatch")
     try:
         decoded = json.loads(selector)
@@ -253,7 +257,7 @@ def decode_subscription(name: str, type: str, selector: str, start_from: int, cr
         raise StorageError(
             f"corrupt subscription definition {name!r}: its selector is not JSON"
         ) from None
-    return SubscriptionDefinition(name, type, decoded, start_from)
+    return SubscriptionDefinition(name, type, decoded, start_from, bool(with_subscriber))
 
 
 def meta_crc(key: str, value: str) -> int:

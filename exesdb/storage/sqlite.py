@@ -234,10 +234,11 @@ class _Batch:
             conn.execute("DELETE FROM checkpoints WHERE name = ?", (op.name,))
         elif type(op) is SaveSubscription:
             conn.execute(
-                "INSERT OR REPLACE INTO subscriptions(name, type, selector, start_from, crc) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (op.name, op.type, op.selector_json, op.start_from,
-                 records.subscription_crc(op.name, op.type, op.selector_json, op.start_from)),
+                "INSERT OR REPLACE INTO subscriptions(name, type, selector, start_from, "
+                "with_subscriber, crc) VALUES (?, ?, ?, ?, ?, ?)",
+                (op.name, op.type, op.selector_json, op.start_from, int(op.with_subscriber),
+                 records.subscription_crc(op.name, op.type, op.selector_json, op.start_from,
+                                          int(op.with_subscriber))),
             )
         elif type(op) is DeleteSubscription:
             conn.execute("DELETE FROM subscriptions WHERE name = ?", (op.name,))
@@ -619,8 +620,8 @@ class _Engine:
             if not self._has_subscriptions(conn):
                 return None
             row = conn.execute(
-                "SELECT name, type, selector, start_from, crc FROM subscriptions "
-                "WHERE name = ?", (name,),
+                "SELECT name, type, selector, start_from, with_subscriber, crc "
+                "FROM subscriptions WHERE name = ?", (name,),
             ).fetchone()
             return None if row is None else records.decode_subscription(*row)
 
@@ -631,7 +632,8 @@ class _Engine:
             if not self._has_subscriptions(conn):
                 return []
             rows = conn.execute(
-                "SELECT name, type, selector, start_from, crc FROM subscriptions ORDER BY name"
+                "SELECT name, type, selector, start_from, with_subscriber, crc "
+                "FROM subscriptions ORDER BY name"
             ).fetchall()
             return [records.decode_subscription(*row) for row in rows]
 

@@ -63,7 +63,8 @@ _SCHEMA_V1: Final = (  # version 1, as it was: migrations start from it
 
 _SUBSCRIPTIONS: Final = """CREATE TABLE subscriptions(
         name TEXT PRIMARY KEY, type TEXT NOT NULL, selector TEXT NOT NULL,
-        start_from INTEGER NOT NULL, crc INTEGER NOT NULL) WITHOUT ROWID"""
+        start_from INTEGER NOT NULL, with_subscriber INTEGER NOT NULL,
+        crc INTEGER NOT NULL) WITHOUT ROWID"""
 
 _MIGRATIONS: Final = {
     # version -> the statements that bring a store of that version to the next one

@@ -244,12 +244,14 @@ async def save_subscription(
     type: str,
     selector: str | Mapping[str, Any],
     start_from: int,
+    with_subscriber: bool = False,
     *,
     timeout: float | None = DEFAULT_TIMEOUT,
 ) -> None:
     """Store a persistent subscription's definition through ``writer`` (see
     :meth:`exesdb.storage.Backend.save_subscription`); durable when it returns."""
-    await submit(writer, SaveSubscription(name, type, selector, start_from), timeout)
+    await submit(writer, SaveSubscription(name, type, selector, start_from, with_subscriber),
+                 timeout)
 
 
 async def delete_subscription(

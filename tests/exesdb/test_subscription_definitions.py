@@ -586,3 +586,19 @@ async def test_last_position_through_the_writer(backend):
         assert backend.last_position == 1
         await writer.append(pid, "b", NO_STREAM, new_events(1))
         assert backend.last_position == 2
+
+
+async def test_with_subscriber_is_stored_and_part_of_the_checksum(backend):
+    await backend.save_subscription("p", "by_stream", "$all", 0, with_subscriber=True)
+    await backend.save_subscription("q", "by_stream", "$all", 0)
+    stored = {d.name: d.with_subscriber for d in await backend.list_subscriptions()}
+    assert stored == {"p": True, "q": False}
+    assert (await backend.read_subscription("p")).with_subscriber is True
+
+
+def test_with_subscriber_must_be_a_bool():
+    from exesdb import InvalidArgument
+    from exesdb.storage import SaveSubscription
+
+    with pytest.raises(InvalidArgument, match=r"^with_subscriber: must be True or False"):
+        SaveSubscription("p", "by_stream", "$all", 0, with_subscriber=1)  # type: ignore[arg-type]

@@ -922,3 +922,40 @@ async def test_leaving_subscribe_after_the_store_stopped_raises_nothing(tmp_path
             async for _event in events:
                 await exesdb.stop_store("gone")
                 break
+
+
+async def test_after_a_node_restart_a_subscription_with_a_subscriber_waits_for_one(tmp_path):
+    async with otp.node():
+        me = otp.self()
+        await start_store(store_id="s", data_dir=tmp_path)
+        await gateway.append_events("s", "x", [NewEvent("E", {"n": n}) for n in range(3)])
+        await gateway.save_subscription("s", "by_stream", "$all", name="p", subscriber=me)
+        batch = await otp.receive(match=is_events("p"), timeout=WAIT)
+        await gateway.ack_event("s", "p", me, batch.events[0])
+    async with otp.node():  # a new node: no process remembers the old subscriber
+        me = otp.self()
+        await start_store(store_id="s", data_dir=tmp_path)
+        await gateway.append_events("s", "x", [NewEvent("E", {"n": 3})])
+        await trio.sleep(QUIET)  # time enough for a (wrong) broadcast to move it on
+        [sub] = [s for s in await gateway.get_subscriptions("s") if s.name == "p"]
+        assert (sub.subscriber, sub.position) == (None, 0)
+        await gateway.save_subscription("s", "by_stream", "$all", name="p", subscriber=me)
+        got: list[int] = []
+        while len(got) < 3:
+            batch = await otp.receive(match=is_events("p"), timeout=WAIT)
+            got.extend(e.data["n"] for e in batch.events)
+        assert got == [1, 2, 3]  # everything after the last ack, nothing lost
+
+
+async def test_a_persistent_subscription_saved_without_subscriber_broadcasts_after_restart(
+        tmp_path):
+    async with otp.node():
+        await start_store(store_id="s", data_dir=tmp_path)
+        await gateway.save_subscription("s", "by_stream", "$all", name="feed")
+    async with otp.node():
+        await start_store(store_id="s", data_dir=tmp_path)
+        name = await gateway.pubsub("s")
+        otp.pubsub.subscribe(name, "s:$feed")
+        await gateway.append_events("s", "x", [NewEvent("E", {"n": 1})])
+        batch = await otp.receive(match=is_events("feed"), timeout=WAIT)
+        assert [e.data["n"] for e in batch.events] == [1]
