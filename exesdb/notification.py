@@ -53,6 +53,8 @@ __all__ = [
     "LeaderWorker",
     "NotificationSystem",
     "SubscriptionHealthMonitor",
+    "activate",
+    "deactivate",
     "emitter_pools_name",
     "health",
 ]
@@ -509,6 +511,18 @@ class LeaderWorker(StoreServer):
             self.active = True
             log.info("store %r: this node leads", self.store_id)
             store_log(self.store_id, logging.INFO, "this node leads the store")
+
+
+async def activate(store_id: str, timeout: float = 5.0) -> None:
+    """ExESDB's ``LeaderWorker.activate(store)``: this node leads ``store_id`` (the default
+    subscription is created, every subscription's emitters start). Idempotent; in
+    ``single`` mode it has run when the store started."""
+    await gen_server.call(genserver_name(LeaderWorker, store_id), "activate", timeout)
+
+
+async def deactivate(store_id: str, timeout: float = 5.0) -> None:
+    """This node no longer leads ``store_id``: every emitter pool stands down."""
+    await gen_server.call(genserver_name(LeaderWorker, store_id), "deactivate", timeout)
 
 
 async def is_active(store_id: str, timeout: float = 5.0) -> bool:

@@ -27,7 +27,7 @@ from exesdb import (
 )
 from exesdb.emitter import MAX_IN_FLIGHT, emitter_name, pool_name
 from exesdb.naming import genserver_name
-from exesdb.notification import LeaderWorker, health, transient_key
+from exesdb.notification import health, transient_key
 from exesdb.pubsub_system import pubsub_name
 from exesdb.storage import SQLiteBackend
 from exesdb.subscriptions import topic
@@ -667,14 +667,17 @@ async def _no_subscriber(store: str, name: str) -> bool:
 async def test_a_node_that_stops_leading_stands_its_emitters_down(store):
     await gateway.save_subscription(store, "by_stream", "$all", name="p",
                                     subscriber=otp.self())
-    worker = genserver_name(LeaderWorker, store)
+    from exesdb.notification import activate, deactivate, is_active
+
     assert otp.whereis(pool_name(store, "p")) is not None
-    assert await otp.gen_server.call(worker, "deactivate") is True
+    await deactivate(store)
+    assert not await is_active(store)
     assert otp.whereis(pool_name(store, "p")) is None
     assert otp.whereis(pool_name(store, "all-events")) is None
     await gateway.append_events(store, "x", [NewEvent("E", {})])
     await quiet("p")
-    assert await otp.gen_server.call(worker, "activate") is True
+    await activate(store)  # ExESDB's LeaderWorker.activate(store)
+    assert await is_active(store)
     assert otp.whereis(pool_name(store, "p")) is not None
     [event] = await take(1, "p")
     assert event.stream_id == "x"
