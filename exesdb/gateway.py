@@ -68,7 +68,7 @@ __all__ = [
     "subscribe",
 ]
 
-_ALL = "$all"  # the reader key of the store-wide order; stream ids never start with "$"
+_ALL = "$all"  # the reader key of the store-wide order; no stream is named "$all"
 _STREAMS = "$streams"
 _rotation = itertools.count()
 

@@ -47,7 +47,9 @@ def _is_int(value: object) -> bool:
 
 
 def check_stream_id(stream_id: object, field: str = "stream_id") -> str:
-    """A stream id: a str of 1 to 1024 characters not starting with ``$`` (reserved)."""
+    """A stream id: a str of 1 to 1024 characters other than ``$all`` (the name of the
+    store-wide stream). Ids starting with ``$`` are system streams, as in KurrentDB:
+    ``$$<id>`` holds the metadata of stream ``<id>`` (see :mod:`exesdb.grpc.metadata`)."""
     if type(stream_id) is not str:
         if not isinstance(stream_id, str):
             raise InvalidArgument(f"{field}: must be a str, got {_kind(stream_id)}")
@@ -58,10 +60,9 @@ def check_stream_id(stream_id: object, field: str = "stream_id") -> str:
         raise InvalidArgument(
             f"{field}: must be at most {MAX_STREAM_ID_LENGTH} characters, got {len(stream_id)}"
         )
-    if stream_id[0] == "$":
+    if stream_id == "$all":
         raise InvalidArgument(
-            f"{field}: must not start with '$' (reserved for system streams such as $all), "
-            f"got {stream_id[:40]!r}"
+            f"{field}: must not be '$all' (the store-wide stream: read it with read_all)"
         )
     return stream_id
 

@@ -21,7 +21,7 @@ def raises(message: str):
 STREAM_ID_CASES = [
     ("", "stream_id: must not be empty"),
     ("x" * 1025, "stream_id: must be at most 1024 characters, got 1025"),
-    ("$all", "stream_id: must not start with '$' (reserved"),
+    ("$all", "stream_id: must not be '$all' (the store-wide stream"),
     (42, "stream_id: must be a str, got int"),
 ]
 
@@ -220,8 +220,8 @@ async def test_checkpoints_reject_bad_names_and_positions(backend):
 async def test_the_writer_rejects_invalid_input_in_the_caller(backend):
     async with otp.node():
         pid = await writer.start_link(backend)
-        with raises("stream_id: must not start with '$'"):
-            await writer.append(pid, "$x", ANY, [NewEvent("T", 1)])
+        with raises("stream_id: must not be '$all'"):
+            await writer.append(pid, "$all", ANY, [NewEvent("T", 1)])
         with raises("events: must not be empty"):
             await writer.append(pid, "s", ANY, [])
         with raises("expected_version: must be"):

@@ -1,0 +1,142 @@
+"""What a gRPC method handler sees: the call, its status codes and its errors.
+
+The server (:mod:`exesdb.grpc.server`) speaks HTTP/2 and gRPC's framing; the services
+(:mod:`exesdb.grpc.streams_service` and the others) are written against this module
+only. A service is a mapping from method paths (``"/event_store.client.streams.Streams/
+Read"``) to :class:`Method` entries; a handler is ``async def handler(call) -> None``:
+
+* it takes the request messages with :meth:`Call.receive` (None once the client has
+  half-closed its side) or :meth:`Call.receive_one` (unary requests), already decoded as
+  the method's request type;
+* it sends response messages with :meth:`Call.send`, which waits while the client's
+  HTTP/2 flow-control window is full (so a client that never reads holds up only its own
+  call, never the server);
+* it ends the call with status OK by returning, or with another status by raising
+  :class:`RpcError`. Any other exception ends the call with ``INTERNAL`` and is logged:
+  that is a bug in the handler, never an answer to bad input.
+
+A handler runs in its own trio task, cancelled when the client cancels the call
+(RST_STREAM), when its deadline (``grpc-timeout``) passes (the client then gets
+``DEADLINE_EXCEEDED``), or when the server stops (``UNAVAILABLE``).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal, Protocol
+
+import attrs
+
+__all__ = ["Call", "Handler", "Kind", "Method", "RpcError", "Service", "StatusCode", "User"]
+
+
+class StatusCode(enum.IntEnum):
+    """The gRPC status codes (https://grpc.github.io/grpc/core/md_doc_statuscodes.html)."""
+
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    OUT_OF_RANGE = 11
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    DATA_LOSS = 15
+    UNAUTHENTICATED = 16
+
+
+class RpcError(Exception):
+    """Ends a call with ``code`` and ``message`` (sent as ``grpc-status`` and
+    ``grpc-message``). ``trailers`` are extra trailing metadata (for example KurrentDB's
+    ``exception: stream-deleted``); ``details`` a serialized rich status
+    (``grpc-status-details-bin``), for clients that unpack one."""
+
+    def __init__(
+        self,
+        code: StatusCode,
+        message: str,
+        trailers: Mapping[str, str] | None = None,
+        details: bytes | None = None,
+    ) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+        self.trailers = dict(trailers or {})
+        self.details = details
+
+
+@attrs.frozen
+class User:
+    """An authenticated user: its name and the groups it belongs to (``$admins`` may do
+    everything; see :mod:`exesdb.grpc.auth`)."""
+
+    name: str
+    groups: frozenset[str] = frozenset()
+
+    @property
+    def is_admin(self) -> bool:
+        """True for a member of ``$admins``."""
+        return "$admins" in self.groups
+
+
+class Call(Protocol):
+    """One RPC, as its handler sees it."""
+
+    @property
+    def method(self) -> str:
+        """The method path, e.g. ``"/event_store.client.streams.Streams/Append"``."""
+
+    @property
+    def metadata(self) -> Mapping[str, str]:
+        """The request's custom headers (lower-case names; pseudo-headers, ``te``,
+        ``content-type``, ``grpc-*`` and ``authorization`` left out)."""
+
+    @property
+    def user(self) -> User | None:
+        """Who made the call: None when the server has no users file (everyone may do
+        everything) ; otherwise the authenticated user (the server refuses calls with
+        missing or wrong credentials before the handler runs)."""
+
+    @property
+    def peer(self) -> str:
+        """The client's address, ``"host:port"``."""
+
+    async def receive(self) -> Any | None:
+        """The next request message, or None once the client has half-closed. Raises
+        :class:`RpcError` (``INVALID_ARGUMENT``) for a message that does not decode,
+        (``RESOURCE_EXHAUSTED``) for one over the server's maximum message size."""
+
+    async def receive_one(self) -> Any:
+        """The single request message of a unary or server-streaming call (raises
+        :class:`RpcError` ``INVALID_ARGUMENT`` if there is none)."""
+
+    async def send(self, message: Any) -> None:
+        """Send one response message (headers go out before the first); waits while the
+        client's flow-control window is full."""
+
+
+Handler = Callable[[Call], Awaitable[None]]
+Kind = Literal["unary", "client_stream", "server_stream", "bidi"]
+
+
+@attrs.frozen
+class Method:
+    """A method a service serves: request and response message classes, its kind (for
+    documentation and the server features service) and its handler."""
+
+    request_type: type[Any]
+    response_type: type[Any]
+    kind: Kind
+    handler: Handler
+
+
+Service = Mapping[str, Method]
+"""Method path -> :class:`Method`."""
