@@ -1,0 +1,724 @@
+"""One HTTP/2 connection of the gRPC server (:mod:`exesdb.grpc.server`) and its calls.
+
+A :class:`Connection` owns one accepted byte stream and an ``h2`` state machine. Its
+task reads the socket and feeds h2; a writer task flushes whatever h2 has buffered, once
+per wakeup (so the output of many calls goes out in one socket write, always in h2's
+order); every call runs its handler in one task of the connection's nursery. h2 itself
+is only touched from the trio thread, between awaits, so it needs no lock.
+
+Flow control: outbound, :meth:`ServerCall.send` waits on its own stream's window (a
+client that never reads blocks only that call); inbound, received bytes are
+acknowledged only as the handler consumes messages, so a client sending faster than its
+handler reads is held back by its stream window, not buffered without limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import ssl
+from collections.abc import Mapping
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+import trio
+
+from exesdb.grpc._auth_cache import BasicAuth
+from exesdb.grpc._wire import RESPONSE_HEADERS, Headers, parse_timeout, status_trailers
+from exesdb.grpc.rpc import Method, RpcError, StatusCode, User
+
+__all__ = ["Connection", "ServerCall"]
+
+logger = logging.getLogger("exesdb.grpc")
+
+STREAM_WINDOW = 1 << 20
+"""Our initial per-stream receive window (HTTP/2 SETTINGS_INITIAL_WINDOW_SIZE)."""
+CONNECTION_WINDOW = 8 << 20
+"""Our connection-level receive window."""
+MAX_FRAME_SIZE = 1 << 20
+"""The largest frame the client may send us."""
+MAX_CONCURRENT_STREAMS = 1000
+MAX_HEADER_LIST_SIZE = 64 << 10
+READ_SIZE = 256 << 10
+YIELD_BYTES = 64 << 10
+"""A sending handler yields to the other tasks once this much output awaits the writer."""
+GRACE_SECONDS = 2.0
+"""How long a closing connection waits to flush its last frames."""
+
+_H2_CONFIG = h2.config.H2Configuration(
+    client_side=False,
+    header_encoding=None,
+    validate_outbound_headers=False,
+    normalize_outbound_headers=False,
+    validate_inbound_headers=True,
+)
+_EXPECTED_ERRORS = (
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    trio.TooSlowError,
+    OSError,
+    ssl.SSLError,
+)
+_OK_TRAILERS = status_trailers(StatusCode.OK, "")
+_SKIPPED_METADATA = frozenset({b"te", b"content-type", b"authorization"})
+
+
+class _CallEnded(Exception):
+    """The stream is gone (reset by the client or closed); the handler is being
+    cancelled."""
+
+
+class ServerCall:
+    """One RPC as its handler sees it: implements :class:`exesdb.grpc.rpc.Call`.
+
+    Messages are framed as gRPC length-prefixed messages over the stream's DATA; the
+    response headers go out before the first message (or, for a call that fails before
+    any, a Trailers-Only response ends it).
+    """
+
+    def __init__(
+        self,
+        connection: Connection,
+        stream_id: int,
+        method_path: str,
+        method: Method,
+        metadata: dict[str, str],
+        authorization: str | None,
+        deadline: float,
+    ) -> None:
+        self._conn = connection
+        self._stream_id = stream_id
+        self._method_path = method_path
+        self._method = method
+        self._metadata = metadata
+        self._authorization = authorization
+        self._user: User | None = None
+        self.scope = trio.CancelScope(deadline=deadline)
+        # inbound
+        self._buf = bytearray()
+        self._pos = 0
+        self._acked_ahead = 0  # bytes at the front of the buffer already acknowledged
+        self._remote_ended = False
+        self._recv_event = trio.Event()
+        self._recv_lock = trio.Lock()
+        # outbound
+        self._send_lock = trio.Lock()
+        self._window_event = trio.Event()
+        self._headers_sent = False
+        self._partial = False  # a message is half sent (waiting for window, or cancelled)
+        self._sent = 0  # how much of the half-sent message went out
+        # state
+        self._reset = False  # the client reset the stream
+        self._closed = False  # we sent the trailers (or gave up on the stream)
+        self._shutdown = False  # the server is stopping
+
+    # -- the Call protocol --------------------------------------------------------------
+
+    @property
+    def method(self) -> str:
+        """The method path, e.g. ``"/event_store.client.streams.Streams/Append"``."""
+        return self._method_path
+
+    @property
+    def metadata(self) -> Mapping[str, str]:
+        """The request's custom headers (see :class:`exesdb.grpc.rpc.Call`)."""
+        return self._metadata
+
+    @property
+    def user(self) -> User | None:
+        """The authenticated user, None when the server has no authenticator."""
+        return self._user
+
+    @property
+    def peer(self) -> str:
+        """The client's address, ``"host:port"``."""
+        return self._conn.peer
+
+    async def receive(self) -> Any | None:
+        """The next request message, or None once the client has half-closed."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        await _acquire(self._recv_lock)
+        try:
+            while True:
+                payload = self._next_payload()
+                if payload is not None:
+                    return self._decode(payload)
+                if self._reset:
+                    await trio.lowlevel.checkpoint()
+                    raise RpcError(StatusCode.CANCELLED, "call cancelled by the client")
+                if self._remote_ended:
+                    if self._pos < len(self._buf):
+                        raise RpcError(
+                            StatusCode.INVALID_ARGUMENT,
+                            "the request ended inside a message "
+                            f"({self._method.request_type.__name__})",
+                        )
+                    return None
+                # The next message is incomplete: let the rest of it in.
+                self._ack_buffered()
+                self._recv_event = trio.Event()
+                await self._recv_event.wait()
+        finally:
+            self._recv_lock.release()
+
+    async def receive_one(self) -> Any:
+        """The single request message of a unary or server-streaming call."""
+        message = await self.receive()
+        if message is None:
+            raise RpcError(
+                StatusCode.INVALID_ARGUMENT,
+                f"missing request message ({self._method.request_type.__name__})",
+            )
+        return message
+
+    async def send(self, message: Any) -> None:
+        """Send one response message; waits while the stream's window is full."""
+        data: bytes = message.SerializeToString()
+        frame = b"\x00" + len(data).to_bytes(4, "big") + data
+        conn = self._conn
+        await trio.lowlevel.checkpoint_if_cancelled()
+        await _acquire(self._send_lock)
+        try:
+            if self._reset or self._closed:
+                await trio.lowlevel.checkpoint()
+                raise RpcError(StatusCode.CANCELLED, "the call is over")
+            try:
+                self._send_frame(frame)
+                while self._partial:
+                    conn.kick()
+                    self._window_event = trio.Event()
+                    conn.blocked.add(self)
+                    try:
+                        await self._window_event.wait()
+                    finally:
+                        conn.blocked.discard(self)
+                    if self._reset or self._closed:
+                        raise _CallEnded
+                    self._send_frame(frame)
+            except (h2.exceptions.ProtocolError, _CallEnded):
+                await trio.lowlevel.checkpoint()
+                raise RpcError(StatusCode.CANCELLED, "the call is over") from None
+        finally:
+            self._send_lock.release()
+        conn.unflushed += len(frame)
+        conn.kick()
+        if conn.unflushed >= YIELD_BYTES:
+            # A handler sending fast must not starve the connection's reader and writer.
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def _send_frame(self, frame: bytes) -> None:
+        """Hand as much of ``frame`` (from ``self._sent``) to h2 as the windows allow;
+        ``self._partial`` stays True while some of it is left."""
+        h2conn = self._conn.h2
+        sid = self._stream_id
+        if not self._headers_sent:
+            self._headers_sent = True
+            h2conn.send_headers(sid, RESPONSE_HEADERS)
+        total = len(frame)
+        pos = self._sent if self._partial else 0
+        self._partial = True
+        while pos < total:
+            window = h2conn.local_flow_control_window(sid)
+            if window <= 0:
+                self._sent = pos
+                return
+            size = min(window, h2conn.max_outbound_frame_size, total - pos)
+            if size == total:
+                h2conn.send_data(sid, frame)
+            else:
+                h2conn.send_data(sid, frame[pos : pos + size])
+            pos += size
+        self._partial = False
+
+    # -- inbound ------------------------------------------------------------------------
+
+    def _next_payload(self) -> bytearray | None:
+        buf = self._buf
+        pos = self._pos
+        available = len(buf) - pos
+        if available < 5:
+            return None
+        flag = buf[pos]
+        if flag:
+            if flag == 1:
+                raise RpcError(StatusCode.UNIMPLEMENTED, "compression not supported")
+            raise RpcError(StatusCode.INTERNAL, f"invalid message flag {flag}")
+        length = int.from_bytes(buf[pos + 1 : pos + 5], "big")
+        limit = self._conn.max_message_size
+        if length > limit:
+            raise RpcError(
+                StatusCode.RESOURCE_EXHAUSTED,
+                f"request message larger than max ({length} vs. {limit})",
+            )
+        end = pos + 5 + length
+        if len(buf) < end:
+            return None
+        payload = buf[pos + 5 : end]
+        self._consumed(5 + length)
+        if end == len(buf):
+            buf.clear()
+            self._pos = 0
+        elif end > 65536 and end > len(buf) // 2:
+            del buf[:end]
+            self._pos = 0
+        else:
+            self._pos = end
+        return payload
+
+    def _decode(self, payload: bytearray) -> Any:
+        request_type = self._method.request_type
+        try:
+            return request_type.FromString(payload)
+        except Exception as e:
+            name = getattr(getattr(request_type, "DESCRIPTOR", None), "full_name", None)
+            raise RpcError(
+                StatusCode.INVALID_ARGUMENT,
+                f"cannot decode the request message ({name or request_type.__name__}): {e}",
+            ) from None
+
+    def _consumed(self, size: int) -> None:
+        if self._acked_ahead >= size:
+            self._acked_ahead -= size
+        else:
+            self._conn.acknowledge(self._stream_id, size - self._acked_ahead)
+            self._acked_ahead = 0
+
+    def _ack_buffered(self) -> None:
+        unacked = len(self._buf) - self._pos - self._acked_ahead
+        if unacked > 0:
+            self._conn.acknowledge(self._stream_id, unacked)
+            self._acked_ahead += unacked
+
+    def data_received(self, data: bytes, flow_controlled_length: int) -> None:
+        """Reader: DATA arrived for this call."""
+        if self._closed:
+            self._conn.acknowledge(self._stream_id, flow_controlled_length)
+            return
+        self._buf += data
+        padding = flow_controlled_length - len(data)
+        if padding:
+            self._conn.acknowledge(self._stream_id, padding)
+        self._recv_event.set()
+
+    def remote_ended(self) -> None:
+        """Reader: the client half-closed the stream."""
+        self._remote_ended = True
+        self._recv_event.set()
+
+    def reset(self) -> None:
+        """Reader: the client reset the stream (or the connection is gone)."""
+        self._reset = True
+        self._recv_event.set()
+        self._window_event.set()
+        self.scope.cancel()
+
+    def window_opened(self) -> None:
+        """Reader: the peer granted more send window."""
+        self._window_event.set()
+
+    def shutdown(self) -> None:
+        """The server is stopping: cancel the handler; the call ends with UNAVAILABLE."""
+        self._shutdown = True
+        self.scope.cancel()
+
+    # -- running ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run the handler (after authentication) and end the call with its status."""
+        try:
+            await self._run()
+        finally:
+            self._release()
+
+    async def _run(self) -> None:
+        code = StatusCode.OK
+        message = ""
+        trailers: Mapping[str, str] | None = None
+        details: bytes | None = None
+        with self.scope:
+            try:
+                auth = self._conn.auth
+                if auth is not None:
+                    self._user = await auth.user(self._authorization)
+                    if self._user is None:
+                        raise RpcError(StatusCode.UNAUTHENTICATED, "invalid credentials")
+                await self._method.handler(self)
+            except RpcError as e:
+                code, message, trailers, details = e.code, e.message, e.trailers, e.details
+            except Exception as e:
+                rpc_error = _rpc_error_in(e)
+                if rpc_error is not None:
+                    code, message = rpc_error.code, rpc_error.message
+                    trailers, details = rpc_error.trailers, rpc_error.details
+                else:
+                    logger.exception("handler of %s failed", self._method_path)
+                    code, message = StatusCode.INTERNAL, "internal error"
+        if self.scope.cancelled_caught:
+            if self._reset:
+                return
+            if self._shutdown:
+                code, message = StatusCode.UNAVAILABLE, "server shutting down"
+            else:
+                code, message = StatusCode.DEADLINE_EXCEEDED, "deadline exceeded"
+            trailers = details = None
+        if self._reset:
+            return
+        if code is StatusCode.OK and not message and not trailers and details is None:
+            self._finish(_OK_TRAILERS)
+        else:
+            self._finish(status_trailers(code, message, trailers, details))
+
+    def _finish(self, trailers: Headers) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        h2conn = self._conn.h2
+        try:
+            if self._partial:
+                # A status after half a message would be read as a broken message.
+                h2conn.reset_stream(self._stream_id, h2.errors.ErrorCodes.CANCEL)
+            else:
+                if self._headers_sent:
+                    h2conn.send_headers(self._stream_id, trailers, end_stream=True)
+                else:
+                    headers = RESPONSE_HEADERS + trailers
+                    h2conn.send_headers(self._stream_id, headers, end_stream=True)
+                if not self._remote_ended:
+                    # The client is still sending: tell it to stop (HTTP/2 8.1).
+                    h2conn.reset_stream(self._stream_id, h2.errors.ErrorCodes.NO_ERROR)
+        except h2.exceptions.ProtocolError:
+            pass  # the stream or the connection is already gone
+        self._conn.kick()
+
+    def fail_early(self, code: StatusCode, message: str, status: bytes = b"200") -> None:
+        """End a call that never ran (bad request) with a Trailers-Only response."""
+        headers: Headers = [(b":status", status), *RESPONSE_HEADERS[1:]]
+        self._closed = True
+        try:
+            self._conn.h2.send_headers(
+                self._stream_id, headers + status_trailers(code, message), end_stream=True
+            )
+            if not self._remote_ended:
+                self._conn.h2.reset_stream(self._stream_id, h2.errors.ErrorCodes.NO_ERROR)
+        except h2.exceptions.ProtocolError:
+            pass
+        self._conn.kick()
+
+    def _release(self) -> None:
+        self._closed = True
+        # Give back the connection window held by data nobody will read.
+        unacked = len(self._buf) - self._pos - self._acked_ahead
+        self._buf.clear()
+        self._pos = 0
+        self._acked_ahead = 0
+        if unacked > 0:
+            self._conn.acknowledge(self._stream_id, unacked)
+        self._conn.call_finished(self._stream_id)
+
+
+async def _acquire(lock: trio.Lock) -> None:
+    """Take ``lock``, without yielding when it is free (the common case)."""
+    if lock.locked():
+        await lock.acquire()
+    else:
+        lock.acquire_nowait()
+
+
+def _rpc_error_in(error: BaseException) -> RpcError | None:
+    """The first RpcError inside an exception group (a handler's nursery), if any."""
+    if isinstance(error, RpcError):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _rpc_error_in(inner)
+            if found is not None:
+                return found
+    return None
+
+
+class Connection:
+    """One client connection: reads, dispatches calls, writes. See the module doc."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        peer: str,
+        services: Mapping[str, Method],
+        max_message_size: int,
+        auth: BasicAuth | None,
+    ) -> None:
+        self.stream = stream
+        self.peer = peer
+        self.services = services
+        self.max_message_size = max_message_size
+        self.auth = auth
+        self.h2 = h2.connection.H2Connection(config=_H2_CONFIG)
+        self.calls: dict[int, ServerCall] = {}
+        self.blocked: set[ServerCall] = set()
+        self.unflushed = 0  # bytes of messages handed to h2 since the writer last took them
+        self.scope = trio.CancelScope(shield=True)
+        self._reader_scope = trio.CancelScope()
+        self._wake = trio.Event()
+        self._idle = trio.Event()
+        self._idle.set()
+        self._writer_stop = False
+        self._writer_done = trio.Event()
+        self._shutting_down = False
+        self._broken = False
+        self._started = False
+        self._nursery: trio.Nursery | None = None
+        self.closed = trio.Event()
+
+    # -- helpers used by calls ----------------------------------------------------------
+
+    def kick(self) -> None:
+        """Ask the writer to flush what h2 has buffered."""
+        self._wake.set()
+
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        """Give ``size`` consumed bytes back to the client's windows."""
+        try:
+            self.h2.acknowledge_received_data(size, stream_id)
+        except h2.exceptions.ProtocolError:
+            return
+        self._wake.set()
+
+    def call_finished(self, stream_id: int) -> None:
+        """A call's task is over."""
+        self.calls.pop(stream_id, None)
+        if not self.calls:
+            self._idle.set()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """The server is stopping: end every call with UNAVAILABLE, send GOAWAY, close."""
+        self._shutting_down = True
+        if not self._started:
+            self.scope.cancel()  # still in the TLS handshake: nothing to say goodbye to
+        self._reader_scope.cancel()
+        for call in list(self.calls.values()):
+            call.shutdown()
+
+    async def run(self) -> None:
+        """Serve the connection until the client closes it, it breaks, or shutdown."""
+        try:
+            with self.scope:
+                await self._run()
+        except _EXPECTED_ERRORS:
+            logger.debug("connection from %s failed", self.peer, exc_info=True)
+        except Exception:
+            logger.exception("connection from %s failed unexpectedly", self.peer)
+        finally:
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(GRACE_SECONDS):
+                    await trio.aclose_forcefully(self.stream)
+            self.closed.set()
+
+    async def _run(self) -> None:
+        if isinstance(self.stream, trio.SSLStream):
+            with trio.fail_after(10):
+                await self.stream.do_handshake()
+        self._started = True
+        # Our settings from the first SETTINGS frame on (h2 applies initial values at
+        # once, except the frame and header size limits, set by hand).
+        self.h2.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+                h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE,
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_SIZE,
+            },
+        )
+        self.h2.max_inbound_frame_size = MAX_FRAME_SIZE
+        self.h2.decoder.max_header_list_size = MAX_HEADER_LIST_SIZE
+        self.h2.initiate_connection()
+        self.h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._write_loop)
+            self._wake.set()
+            with self._reader_scope:
+                await self._read_loop()
+            if self._broken:
+                nursery.cancel_scope.cancel()
+                return
+            # Orderly end (shutdown, GOAWAY or a protocol error): let the calls queue
+            # their trailers, then GOAWAY and flush.
+            for call in list(self.calls.values()):
+                if self._shutting_down:
+                    call.shutdown()
+                else:
+                    call.reset()
+            with trio.move_on_after(GRACE_SECONDS):
+                await self._idle.wait()
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self.h2.close_connection()
+            self._writer_stop = True
+            self._wake.set()
+            with trio.move_on_after(GRACE_SECONDS):
+                await self._writer_done.wait()
+            nursery.cancel_scope.cancel()
+
+    async def _read_loop(self) -> None:
+        stream = self.stream
+        h2conn = self.h2
+        while True:
+            try:
+                data = await stream.receive_some(READ_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                logger.debug("connection from %s broken", self.peer, exc_info=True)
+                self._broken = True
+                return
+            if not data:
+                self._broken = True
+                return
+            try:
+                events = h2conn.receive_data(data)
+            except h2.exceptions.ProtocolError as e:
+                logger.debug("HTTP/2 protocol error from %s: %s", self.peer, e)
+                with contextlib.suppress(h2.exceptions.ProtocolError):
+                    h2conn.close_connection(error_code=h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                self._wake.set()
+                return
+            for event in events:
+                if self._dispatch(event):
+                    self._wake.set()
+                    return
+            self._wake.set()
+
+    def _dispatch(self, event: h2.events.Event) -> bool:
+        """Handle one h2 event; True when the connection is over."""
+        if isinstance(event, h2.events.DataReceived):
+            sid = event.stream_id
+            call = self.calls.get(sid)
+            if call is not None:
+                call.data_received(event.data, event.flow_controlled_length)
+            else:
+                self.acknowledge(sid, event.flow_controlled_length)
+        elif isinstance(event, h2.events.RequestReceived):
+            self._request(event)
+        elif isinstance(event, h2.events.StreamEnded):
+            call = self.calls.get(event.stream_id)
+            if call is not None:
+                call.remote_ended()
+        elif isinstance(event, h2.events.WindowUpdated):
+            if event.stream_id:
+                call = self.calls.get(event.stream_id)
+                if call is not None:
+                    call.window_opened()
+            else:
+                for call in self.blocked:
+                    call.window_opened()
+        elif isinstance(event, h2.events.StreamReset):
+            call = self.calls.get(event.stream_id)
+            if call is not None:
+                call.reset()
+        elif isinstance(event, h2.events.RemoteSettingsChanged):
+            if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+                for call in self.blocked:
+                    call.window_opened()
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            logger.debug("GOAWAY from %s: %s", self.peer, event.error_code)
+            return True
+        return False
+
+    def _request(self, event: h2.events.RequestReceived) -> None:
+        sid = event.stream_id
+        path = ""
+        http_method = b""
+        content_type = b""
+        timeout: bytes | None = None
+        authorization: str | None = None
+        metadata: dict[str, str] = {}
+        for name, value in event.headers or ():
+            if name[:1] == b":":
+                if name == b":path":
+                    path = bytes(value).decode("utf-8", "replace")
+                elif name == b":method":
+                    http_method = bytes(value)
+            elif name == b"content-type":
+                content_type = bytes(value)
+            elif name == b"grpc-timeout":
+                timeout = bytes(value)
+            elif name == b"authorization":
+                authorization = bytes(value).decode("latin-1")
+            elif name[:5] == b"grpc-" or name in _SKIPPED_METADATA:
+                continue
+            else:
+                key = bytes(name).decode("latin-1")
+                text = bytes(value).decode("latin-1")
+                metadata[key] = f"{metadata[key]},{text}" if key in metadata else text
+        method = self.services.get(path)
+        deadline = math.inf
+        error: tuple[StatusCode, str, bytes] | None = None
+        if http_method != b"POST":
+            error = (StatusCode.INTERNAL, f"HTTP method {http_method!r} not allowed", b"405")
+        elif not (
+            content_type == b"application/grpc"
+            or content_type.startswith((b"application/grpc+proto", b"application/grpc;"))
+        ):
+            error = (StatusCode.INTERNAL, f"invalid content-type {content_type!r}", b"415")
+        elif method is None:
+            error = (StatusCode.UNIMPLEMENTED, f"unknown method {path}", b"200")
+        elif timeout is not None:
+            try:
+                deadline = trio.current_time() + parse_timeout(timeout.decode("latin-1"))
+            except ValueError as e:
+                error = (StatusCode.INVALID_ARGUMENT, str(e), b"200")
+        call = ServerCall(
+            self,
+            sid,
+            path,
+            method if method is not None else _NO_METHOD,
+            metadata,
+            authorization,
+            deadline,
+        )
+        if event.stream_ended is not None:
+            call.remote_ended()
+        if error is not None or self._shutting_down or self._nursery is None:
+            if error is None:
+                error = (StatusCode.UNAVAILABLE, "server shutting down", b"200")
+            call.fail_early(*error)
+            return
+        self.calls[sid] = call
+        self._idle = trio.Event()
+        self._nursery.start_soon(call.run)
+
+    async def _write_loop(self) -> None:
+        stream = self.stream
+        h2conn = self.h2
+        try:
+            while True:
+                if not self._writer_stop:
+                    await self._wake.wait()
+                self._wake = trio.Event()
+                data = h2conn.data_to_send()
+                self.unflushed = 0
+                if data:
+                    await stream.send_all(data)
+                elif self._writer_stop:
+                    return
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            logger.debug("cannot write to %s", self.peer, exc_info=True)
+            self._broken = True
+            self._reader_scope.cancel()
+            for call in list(self.calls.values()):
+                call.reset()
+        finally:
+            self._writer_done.set()
+
+
+async def _no_handler(call: Any) -> None:  # pragma: no cover - never run
+    raise RpcError(StatusCode.UNIMPLEMENTED, "no handler")
+
+
+_NO_METHOD = Method(object, object, "unary", _no_handler)
