@@ -1,0 +1,409 @@
+"""Conversions between exesdb's event model and the KurrentDB Streams protocol messages.
+
+Pure functions, no I/O. Guarantees:
+
+* Request fields are checked here: anything a client may send wrong (a missing or
+  malformed stream name, id, expected state or required event metadata) raises
+  :class:`~exesdb.grpc.rpc.RpcError` ``INVALID_ARGUMENT`` naming the field, never
+  another exception.
+* Event data and metadata go to the store as the client's bytes, unchanged, and come back
+  as the stored bytes: a record appended in-process with JSON data reads back as the
+  compact JSON encoding the store kept (:mod:`exesdb.payload`).
+* Errors map as KurrentDB's server maps them, so the clients raise their usual
+  exceptions: a wrong expected version of an append is an ``AppendResp``
+  (``wrong_expected_version``, with the current revision) or, in a batch append, an
+  error status with a ``WrongExpectedVersion`` detail; of a delete a
+  ``FAILED_PRECONDITION`` whose message carries the versions; a hard-deleted stream
+  ``FAILED_PRECONDITION`` "... is deleted." with the ``exception: stream-deleted``
+  trailer; an unavailable store ``UNAVAILABLE``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Final, Protocol
+
+from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2
+
+from .. import payload
+from ..constants import ANY, MAX_EVENT_SIZE, NO_STREAM, STREAM_EXISTS, ExpectedVersion
+from ..errors import (
+    ExESDBError,
+    InvalidArgument,
+    StorageError,
+    StreamDeleted,
+    WrongExpectedVersion,
+)
+from ..events import EventRecord, NewEvent
+from ..store_errors import StoreNotFound, StoreUnavailable
+from ..validation import check_stream_id
+from .protos import code_pb2, shared_pb2, status_pb2, streams_pb2
+from .rpc import RpcError, StatusCode
+
+__all__ = [
+    "MAX_APPEND_SIZE",
+    "MAX_EVENT_APPEND_SIZE",
+    "AppendTooLarge",
+    "EventTooLarge",
+    "append_success",
+    "bad_request",
+    "batch_error_status",
+    "batch_success",
+    "delete_error",
+    "event_payload",
+    "expected_version",
+    "new_event",
+    "read_event",
+    "rpc_error",
+    "set_timestamp",
+    "stream_deleted",
+    "stream_name",
+    "stream_not_found",
+    "uuid_from_proto",
+    "uuid_to_proto",
+    "wrong_expected_version",
+]
+
+MAX_EVENT_APPEND_SIZE: Final = MAX_EVENT_SIZE
+"""The largest event (data plus custom metadata, in bytes) an append accepts."""
+MAX_APPEND_SIZE: Final = 64 * 1024 * 1024
+"""The most bytes (data plus custom metadata of all its events) one append accepts."""
+
+# KurrentDB's numbers for the expected states, as its error messages show them.
+_NET_ANY: Final = -2
+_NET_NO_STREAM: Final = -1
+_NET_STREAM_EXISTS: Final = -4
+_EXPECTED_FIELDS: Final = ("expected_stream_revision", "expected_stream_position")
+_INT64: Final = 1 << 63
+
+
+class AppendTooLarge(InvalidArgument):
+    """An append over :data:`MAX_APPEND_SIZE` bytes; ``.limit`` is the limit it broke."""
+
+    limit: int = MAX_APPEND_SIZE
+
+    def __init__(self, size: int, message: str = "") -> None:
+        super().__init__(message or f"append: its events are {size} bytes, over the maximum "
+                                    f"append size of {self.limit} bytes")
+        self.size = size
+
+
+class EventTooLarge(AppendTooLarge):
+    """A proposed event whose data plus custom metadata exceed
+    :data:`MAX_EVENT_APPEND_SIZE`."""
+
+    limit = MAX_EVENT_APPEND_SIZE
+
+    def __init__(self, event_id: str, size: int) -> None:
+        super().__init__(size, f"event {event_id}: data plus metadata are {size} bytes, over "
+                               f"the maximum event size of {self.limit} bytes")
+        self.event_id = event_id
+
+
+class _Proposed(Protocol):
+    """An ``AppendReq.ProposedMessage`` or a ``BatchAppendReq.ProposedMessage``."""
+
+    @property
+    def id(self) -> shared_pb2.UUID: ...
+    @property
+    def metadata(self) -> Any: ...
+    @property
+    def custom_metadata(self) -> bytes: ...
+    @property
+    def data(self) -> bytes: ...
+
+
+def bad_request(message: str) -> RpcError:
+    """``INVALID_ARGUMENT`` with ``message``."""
+    return RpcError(StatusCode.INVALID_ARGUMENT, message)
+
+
+# -- request fields -------------------------------------------------------------------------
+
+
+def stream_name(identifier: shared_pb2.StreamIdentifier,
+                field: str = "stream_identifier") -> str:
+    """The stream id a ``StreamIdentifier`` names (UTF-8, 1 to 1024 characters, not
+    ``$all``)."""
+    try:
+        name = identifier.stream_name.decode()
+    except UnicodeDecodeError:
+        raise bad_request(f"{field}: the stream name is not valid UTF-8") from None
+    try:
+        return check_stream_id(name, field)
+    except InvalidArgument as exc:
+        raise bad_request(str(exc)) from None
+
+
+def expected_version(options: _message.Message) -> ExpectedVersion:
+    """The expected version of append, batch append, delete or tombstone ``options``:
+    ``any`` -> ``ANY``, ``no_stream`` -> ``NO_STREAM``, ``stream_exists`` ->
+    ``STREAM_EXISTS``, a revision -> that int."""
+    for oneof in _EXPECTED_FIELDS:
+        if oneof in options.DESCRIPTOR.oneofs_by_name:
+            break
+    else:  # pragma: no cover - every caller passes one of the four options messages
+        raise TypeError(f"no expected-version field in {type(options).__name__}")
+    which = options.WhichOneof(oneof)
+    if which is None:
+        raise bad_request(
+            f"options.{oneof}: required (one of any, no_stream, stream_exists or a revision)"
+        )
+    if which == "any":
+        return ANY
+    if which == "no_stream":
+        return NO_STREAM
+    if which == "stream_exists":
+        return STREAM_EXISTS
+    revision = int(getattr(options, which))
+    if revision >= _INT64:
+        raise bad_request(f"options.{which}: must be below 2**63, got {revision}")
+    return revision
+
+
+def uuid_from_proto(value: shared_pb2.UUID, field: str = "id") -> uuid.UUID:
+    """The UUID of a protocol ``UUID``, in its string or structured form."""
+    which = value.WhichOneof("value")
+    if which == "string":
+        try:
+            return uuid.UUID(value.string)
+        except ValueError:
+            raise bad_request(f"{field}: not a UUID: {value.string[:80]!r}") from None
+    if which == "structured":
+        msb = value.structured.most_significant_bits & 0xFFFF_FFFF_FFFF_FFFF
+        lsb = value.structured.least_significant_bits & 0xFFFF_FFFF_FFFF_FFFF
+        return uuid.UUID(int=msb << 64 | lsb)
+    raise bad_request(f"{field}: required")
+
+
+def uuid_to_proto(value: uuid.UUID, structured: bool = False) -> shared_pb2.UUID:
+    """The protocol form of ``value``: its string, or (``structured``) its two halves as
+    signed 64-bit ints, most significant first."""
+    if not structured:
+        return shared_pb2.UUID(string=str(value))
+    msb, lsb = value.int >> 64, value.int & 0xFFFF_FFFF_FFFF_FFFF
+    return shared_pb2.UUID(structured=shared_pb2.UUID.Structured(
+        most_significant_bits=msb - (1 << 64) if msb >= _INT64 else msb,
+        least_significant_bits=lsb - (1 << 64) if lsb >= _INT64 else lsb,
+    ))
+
+
+def new_event(proposed: _Proposed) -> NewEvent:
+    """The event a proposed message describes: its ``metadata`` map must hold ``type``
+    and ``content-type``; ``data`` is kept as bytes, ``custom_metadata`` too (None when
+    empty). Raises :class:`EventTooLarge` for data plus metadata over
+    :data:`MAX_EVENT_APPEND_SIZE`, :class:`~exesdb.grpc.rpc.RpcError` ``INVALID_ARGUMENT`` for
+    anything else wrong."""
+    event_id = uuid_from_proto(proposed.id, "proposed_message.id")
+    metadata = proposed.metadata
+    event_type = metadata.get("type")
+    if event_type is None:
+        raise bad_request("Required Metadata Property 'type' is missing")
+    content_type = metadata.get("content-type")
+    if content_type is None:
+        raise bad_request("Required Metadata Property 'content-type' is missing")
+    data = proposed.data
+    custom = proposed.custom_metadata
+    size = len(data) + len(custom)
+    if size > MAX_EVENT_APPEND_SIZE:
+        raise EventTooLarge(str(event_id), size)
+    try:
+        return NewEvent(event_type, data=data, metadata=custom or None, event_id=event_id,
+                        content_type=content_type)
+    except InvalidArgument as exc:
+        raise bad_request(f"proposed_message: {exc}") from None
+
+
+# -- responses ------------------------------------------------------------------------------
+
+
+def event_payload(value: Any, optional: bool = True) -> bytes:
+    """The stored bytes of a record's metadata (or, not ``optional``, data): bytes as
+    they are, absent metadata (None) as empty, a JSON value as the compact JSON the store
+    encoded it to. Data is never absent: pass ``optional=False`` so that data None reads
+    as JSON ``null``."""
+    if type(value) is bytes:
+        return value
+    if value is None and optional:
+        return b""
+    return payload.encode(value, "data")[1]
+
+
+def set_timestamp(target: timestamp_pb2.Timestamp, epoch_us: int) -> None:
+    """Set the ``Timestamp`` field ``target`` (of a message of this package's pool) to
+    ``epoch_us`` microseconds after the Unix epoch."""
+    seconds, micros = divmod(epoch_us, 1_000_000)
+    target.seconds = seconds
+    target.nanos = micros * 1000
+
+
+def read_event(record: EventRecord, structured_uuid: bool = False) -> streams_pb2.ReadResp:
+    """The ``ReadResp`` carrying ``record``: ``stream_revision`` is its event number,
+    commit and prepare positions its ``$all`` position; the metadata map holds ``type``,
+    ``content-type`` and ``created`` (100 ns ticks since the Unix epoch, which the
+    clients read back as the commit time)."""
+    position = record.position
+    recorded = streams_pb2.ReadResp.ReadEvent.RecordedEvent(
+        id=uuid_to_proto(record.event_id, structured_uuid),
+        stream_identifier=shared_pb2.StreamIdentifier(stream_name=record.stream_id.encode()),
+        stream_revision=record.event_number,
+        prepare_position=position,
+        commit_position=position,
+        metadata={
+            "type": record.event_type,
+            "content-type": record.content_type,
+            "created": str(record.created_epoch * 10),
+        },
+        custom_metadata=event_payload(record.metadata),
+        data=event_payload(record.data, optional=False),
+    )
+    return streams_pb2.ReadResp(
+        event=streams_pb2.ReadResp.ReadEvent(event=recorded, commit_position=position)
+    )
+
+
+def stream_not_found(stream_id: str) -> streams_pb2.ReadResp:
+    """The ``ReadResp`` saying ``stream_id`` has no visible events (missing or
+    soft-deleted)."""
+    return streams_pb2.ReadResp(stream_not_found=streams_pb2.ReadResp.StreamNotFound(
+        stream_identifier=shared_pb2.StreamIdentifier(stream_name=stream_id.encode())))
+
+
+def append_success(version: int, position: int | None) -> streams_pb2.AppendResp:
+    """A successful ``AppendResp``: the stream's new revision and the ``$all`` position
+    of its last event (``no_position`` when unknown)."""
+    success = streams_pb2.AppendResp.Success(current_revision=version)
+    if position is None:
+        success.no_position.SetInParent()
+    else:
+        success.position.commit_position = position
+        success.position.prepare_position = position
+    return streams_pb2.AppendResp(success=success)
+
+
+def wrong_expected_version(exc: WrongExpectedVersion) -> streams_pb2.AppendResp:
+    """The ``AppendResp`` of a failed expected-version check: the current revision (or
+    ``current_no_stream``) and the expected form, in both the current and the 20.6.0
+    fields."""
+    wev = streams_pb2.AppendResp.WrongExpectedVersion()
+    expected = exc.expected
+    if expected is ANY:
+        wev.expected_any.SetInParent()
+        wev.any_20_6_0.SetInParent()
+    elif expected is STREAM_EXISTS:
+        wev.expected_stream_exists.SetInParent()
+        wev.stream_exists_20_6_0.SetInParent()
+    elif expected == NO_STREAM:
+        wev.expected_no_stream.SetInParent()
+        wev.expected_revision_20_6_0 = (1 << 64) - 1
+    else:
+        wev.expected_revision = expected
+        wev.expected_revision_20_6_0 = expected
+    if exc.actual < 0:
+        wev.current_no_stream.SetInParent()
+        wev.no_stream_20_6_0.SetInParent()
+    else:
+        wev.current_revision = exc.actual
+        wev.current_revision_20_6_0 = exc.actual
+    return streams_pb2.AppendResp(wrong_expected_version=wev)
+
+
+def _status(code: int, message: str, detail: _message.Message) -> status_pb2.Status:
+    status = status_pb2.Status(code=code, message=message)  # type: ignore[arg-type]
+    status.details.Pack(detail)
+    return status
+
+
+def batch_error_status(exc: ExESDBError, stream_id: str) -> status_pb2.Status:
+    """The error status of a failed batch append, with the detail the clients unpack:
+    ``WrongExpectedVersion`` (``ALREADY_EXISTS``), ``StreamDeleted`` (``NOT_FOUND``),
+    ``MaximumAppendSizeExceeded`` (with the limit broken) or ``BadRequest``
+    (``INVALID_ARGUMENT``), or ``Unknown`` with the error's message for an unavailable
+    store."""
+    if isinstance(exc, WrongExpectedVersion):
+        detail = shared_pb2.WrongExpectedVersion()
+        if exc.actual < 0:
+            detail.current_no_stream.SetInParent()
+        else:
+            detail.current_stream_revision = exc.actual
+        expected = exc.expected
+        if expected is ANY:
+            detail.expected_any.SetInParent()
+        elif expected is STREAM_EXISTS:
+            detail.expected_stream_exists.SetInParent()
+        elif expected == NO_STREAM:
+            detail.expected_no_stream.SetInParent()
+        else:
+            detail.expected_stream_position = expected
+        return _status(code_pb2.ALREADY_EXISTS, "WrongExpectedVersion", detail)
+    if isinstance(exc, StreamDeleted):
+        return _status(code_pb2.NOT_FOUND, "StreamDeleted", shared_pb2.StreamDeleted(
+            stream_identifier=shared_pb2.StreamIdentifier(stream_name=stream_id.encode())))
+    if isinstance(exc, AppendTooLarge):
+        return _status(code_pb2.INVALID_ARGUMENT, "MaximumAppendSizeExceeded",
+                       shared_pb2.MaximumAppendSizeExceeded(maxAppendSize=exc.limit))
+    if isinstance(exc, InvalidArgument):
+        return _status(code_pb2.INVALID_ARGUMENT, "BadRequest",
+                       shared_pb2.BadRequest(message=str(exc)))
+    return _status(code_pb2.UNAVAILABLE, str(exc), shared_pb2.Unknown())
+
+
+def batch_success(version: int, position: int | None) -> streams_pb2.BatchAppendResp.Success:
+    """The success of a batch append: the stream's revision and its last event's
+    position (``no_position`` when unknown)."""
+    success = streams_pb2.BatchAppendResp.Success(current_revision=version)
+    if position is None:
+        success.no_position.SetInParent()
+    else:
+        success.position.commit_position = position
+        success.position.prepare_position = position
+    return success
+
+
+def stream_deleted(stream_id: str) -> RpcError:
+    """KurrentDB's error for a hard-deleted (tombstoned) stream."""
+    return RpcError(StatusCode.FAILED_PRECONDITION, f"Event stream '{stream_id}' is deleted.",
+                    {"exception": "stream-deleted", "stream-name": stream_id})
+
+
+def _net_version(expected: Any) -> int:
+    if expected is ANY:
+        return _NET_ANY
+    if expected is STREAM_EXISTS:
+        return _NET_STREAM_EXISTS
+    return int(expected)
+
+
+def delete_error(exc: WrongExpectedVersion) -> RpcError:
+    """KurrentDB's error for a delete or tombstone whose expected version failed: the
+    clients parse the stream and both versions from its message (and take an actual
+    version of -1 as "stream not found")."""
+    expected = _net_version(exc.expected)
+    return RpcError(
+        StatusCode.FAILED_PRECONDITION,
+        f"Delete failed due to WrongExpectedVersion. Stream: {exc.stream_id}, "
+        f"Expected version: {expected}, Actual version: {exc.actual}",
+        {"exception": "wrong-expected-version", "stream-name": exc.stream_id,
+         "expected-version": str(expected), "actual-version": str(exc.actual)},
+    )
+
+
+def rpc_error(exc: ExESDBError) -> RpcError:
+    """The call-ending error for ``exc``: a stream deleted as :func:`stream_deleted`, a
+    wrong expected version as :func:`delete_error`, invalid input ``INVALID_ARGUMENT``,
+    a store not running or restarting or a storage failure ``UNAVAILABLE``."""
+    if isinstance(exc, StreamDeleted):
+        return stream_deleted(exc.stream_id)
+    if isinstance(exc, WrongExpectedVersion):
+        return delete_error(exc)
+    if isinstance(exc, AppendTooLarge):
+        return RpcError(StatusCode.INVALID_ARGUMENT,
+                        f"Maximum Append Size of {exc.limit} Exceeded.",
+                        {"exception": "maximum-append-size-exceeded",
+                         "maximum-append-size": str(exc.limit)})
+    if isinstance(exc, InvalidArgument):
+        return bad_request(str(exc))
+    if isinstance(exc, StoreNotFound | StoreUnavailable | StorageError):
+        return RpcError(StatusCode.UNAVAILABLE, str(exc))
+    return RpcError(StatusCode.UNAVAILABLE, f"{type(exc).__name__}: {exc}")

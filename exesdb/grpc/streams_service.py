@@ -1,0 +1,556 @@
+"""The KurrentDB ``Streams`` gRPC service of a store: read, append, batch append, delete,
+tombstone and catch-up subscriptions, on :mod:`exesdb.gateway`.
+
+Behaviour, as KurrentDB's:
+
+* Append (client streaming: options first, then the proposed events) and BatchAppend
+  (bidirectional: one response per final request of a correlation id) append with the
+  expected state given (``any``, ``no_stream``, ``stream_exists`` or a revision);
+  re-sending events whose ids are already there is idempotent (the storage's rule).
+  Events keep the client's bytes; an event over 16 MiB or an append over
+  :data:`~exesdb.grpc.convert.MAX_APPEND_SIZE` bytes is refused (``INVALID_ARGUMENT``,
+  or a ``MaximumAppendSizeExceeded`` batch error) and writes nothing.
+* Delete (soft) and Tombstone (hard) with an expected state; they answer the ``$all``
+  head position at the time of the delete (exesdb writes no delete record).
+* Read a stream forwards or backwards from its start, its end or a revision (included),
+  at most ``count`` events, honouring the stream's metadata (:mod:`exesdb.grpc.metadata`);
+  a stream without visible events answers ``stream_not_found``, a hard-deleted one the
+  stream-deleted error.
+* Read ``$all`` forwards from a position (included) or backwards from a position
+  (excluded), with an optional filter on event type or stream name (prefixes or a
+  regular expression) applied here.
+* A catch-up subscription (``subscription`` count option) to a stream or to ``$all``
+  answers with a confirmation, then the events after its start point (a revision or
+  position is excluded), ``caught_up`` once it has read everything stored, then the
+  events committed later. It is one loop that always reads the storage and, once caught
+  up, waits on the store's :class:`~exesdb.grpc.commits.CommitSignal`, so there is no gap
+  and no duplicate at the switch. A filtered ``$all`` subscription also sends a
+  checkpoint (the last position scanned) every ``max * checkpointIntervalMultiplier``
+  events scanned. Sending waits for the client's flow-control window, so a slow
+  subscriber holds up only its own call.
+* Errors never end a call with ``INTERNAL``: bad input is ``INVALID_ARGUMENT``, a store
+  that is not running or restarting ``UNAVAILABLE`` (see :mod:`exesdb.grpc.convert`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any, Final
+
+import attrs
+
+from .. import gateway
+from ..constants import END, End, ExpectedVersion
+from ..errors import ExESDBError, InvalidArgument, StreamDeleted, WrongExpectedVersion
+from ..events import EventRecord, NewEvent
+from ..storage.rules import check_delete
+from . import convert, metadata
+from .commits import CommitSignal
+from .convert import bad_request
+from .protos import shared_pb2, streams_pb2
+from .rpc import Call, Method, RpcError, Service, StatusCode
+
+__all__ = ["BATCH", "DEFAULT_WINDOW", "SERVICE", "service"]
+
+SERVICE: Final = "event_store.client.streams.Streams"
+"""The service's full name."""
+BATCH: Final = 500
+"""Events read from the storage at a time."""
+DEFAULT_WINDOW: Final = 32
+"""The filter window (events) of a filtered subscription that gives none."""
+
+_MAX_INT64: Final = (1 << 63) - 1
+_MAX_PENDING: Final = 2 * convert.MAX_APPEND_SIZE  # bytes in a call's unfinished batches
+_Options = streams_pb2.ReadReq.Options
+_now = _dt.datetime.now
+
+
+def _utcnow() -> _dt.datetime:
+    return _now(_dt.UTC)
+
+
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    """Turn the store's errors into the protocol's."""
+    try:
+        yield
+    except ExESDBError as exc:
+        raise convert.rpc_error(exc) from None
+
+
+@attrs.frozen
+class _EventFilter:
+    """An ``$all`` filter: on the event type or the stream id, prefixes or a regex."""
+
+    by_stream: bool
+    prefixes: tuple[str, ...]
+    regex: re.Pattern[str] | None
+    window: int
+    checkpoint_interval: int
+
+    def matches(self, record: EventRecord) -> bool:
+        subject = record.stream_id if self.by_stream else record.event_type
+        if self.regex is not None:
+            return self.regex.search(subject) is not None
+        return subject.startswith(self.prefixes)
+
+
+def _event_filter(options: _Options.FilterOptions) -> _EventFilter:
+    which = options.WhichOneof("filter")
+    if which is None:
+        raise bad_request("filter: one of stream_identifier or event_type is required")
+    expression = getattr(options, which)
+    regex = None
+    if expression.regex:
+        try:
+            regex = re.compile(expression.regex)
+        except (re.error, RecursionError, OverflowError) as exc:
+            raise bad_request(f"filter.{which}.regex: not a valid regular expression "
+                              f"({exc})") from None
+    window = options.max if options.WhichOneof("window") == "max" and options.max else 0
+    window = window or DEFAULT_WINDOW
+    multiplier = options.checkpointIntervalMultiplier or 1
+    return _EventFilter(which == "stream_identifier", tuple(expression.prefix), regex,
+                        window, window * multiplier)
+
+
+def _position(value: int) -> int:
+    """A client position or revision the storage can take (uint64 values above int64
+    mean "beyond the end")."""
+    return min(value, _MAX_INT64)
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _checkpoint(position: int) -> streams_pb2.ReadResp:
+    checkpoint = streams_pb2.ReadResp.Checkpoint(commit_position=position,
+                                                 prepare_position=position)
+    convert.set_timestamp(checkpoint.timestamp, _now_us())
+    return streams_pb2.ReadResp(checkpoint=checkpoint)
+
+
+def _caught_up(stream_revision: int | None, position: int | None) -> streams_pb2.ReadResp:
+    caught_up = streams_pb2.ReadResp.CaughtUp()
+    convert.set_timestamp(caught_up.timestamp, _now_us())
+    if stream_revision is not None and stream_revision >= 0:
+        caught_up.stream_revision = stream_revision
+    if position is not None and position >= 0:
+        caught_up.position.commit_position = position
+        caught_up.position.prepare_position = position
+    return streams_pb2.ReadResp(caught_up=caught_up)
+
+
+def _confirmation() -> streams_pb2.ReadResp:
+    return streams_pb2.ReadResp(confirmation=streams_pb2.ReadResp.SubscriptionConfirmation(
+        subscription_id=str(uuid.uuid4())))
+
+
+class _Streams:
+    """The handlers of one store's Streams service."""
+
+    def __init__(self, store_id: str, commits: CommitSignal) -> None:
+        self.store_id = store_id
+        self.commits = commits
+
+    # -- append ------------------------------------------------------------------------
+
+    async def _position_of(self, stream_id: str, version: int) -> int | None:
+        """The ``$all`` position of event ``version`` of the stream (None if gone)."""
+        if version < 0:
+            return None
+        records = await gateway.get_events(self.store_id, stream_id, version, 1)
+        if records and records[0].event_number == version:
+            return records[0].position
+        return None
+
+    async def _append(self, stream_id: str, expected: ExpectedVersion,
+                      events: list[NewEvent]) -> int:
+        """Append (an empty append only checks the expected version); return the
+        stream's version."""
+        if events:
+            return await gateway.append_events(self.store_id, stream_id, events, expected)
+        version = await gateway.get_version(self.store_id, stream_id)
+        check_delete(stream_id, expected, version, 0, False)
+        return version
+
+    async def append(self, call: Call) -> None:
+        """``Append``: options, then the proposed events, until the client half-closes."""
+        first = await call.receive()
+        if first is None or first.WhichOneof("content") != "options":
+            raise bad_request("Append: the first request must carry the options")
+        stream_id = convert.stream_name(first.options.stream_identifier,
+                                        "options.stream_identifier")
+        expected = convert.expected_version(first.options)
+        events: list[NewEvent] = []
+        size = 0
+        with _store_errors():
+            while (request := await call.receive()) is not None:
+                if request.WhichOneof("content") != "proposed_message":
+                    raise bad_request("Append: every request after the first must carry a "
+                                      "proposed_message")
+                events.append(convert.new_event(request.proposed_message))
+                size += _size(request.proposed_message)
+                if size > convert.MAX_APPEND_SIZE:
+                    raise convert.AppendTooLarge(size)
+            try:
+                version = await self._append(stream_id, expected, events)
+            except WrongExpectedVersion as exc:
+                await call.send(convert.wrong_expected_version(exc))
+                return
+            position = await self._position_of(stream_id, version)
+        if version < 0:
+            response = streams_pb2.AppendResp(success=streams_pb2.AppendResp.Success(
+                no_stream=shared_pb2.Empty(), no_position=shared_pb2.Empty()))
+        else:
+            response = convert.append_success(version, position)
+        await call.send(response)
+
+    async def batch_append(self, call: Call) -> None:
+        """``BatchAppend``: requests grouped by correlation id; each final one is
+        appended and answered (success, or an error status for that batch alone)."""
+        pending: dict[uuid.UUID, _Batch] = {}
+        while (request := await call.receive()) is not None:
+            correlation = convert.uuid_from_proto(request.correlation_id, "correlation_id")
+            batch = pending.get(correlation)
+            if request.HasField("options"):
+                batch = pending[correlation] = _Batch(request.options)
+            if batch is None:
+                raise bad_request(f"BatchAppend: correlation id {correlation}: the first "
+                                  "request must carry the options")
+            batch.add(request.proposed_messages)
+            if sum(b.size for b in pending.values()) > _MAX_PENDING:
+                raise RpcError(StatusCode.RESOURCE_EXHAUSTED,
+                               f"BatchAppend: the unfinished batches hold over {_MAX_PENDING} "
+                               "bytes")
+            if not request.is_final:
+                continue
+            del pending[correlation]
+            response = await self._batch_result(batch)
+            response.correlation_id.CopyFrom(request.correlation_id)
+            await call.send(response)
+
+    async def _batch_result(self, batch: _Batch) -> streams_pb2.BatchAppendResp:
+        response = batch.response()
+        if batch.error is not None:
+            response.error.CopyFrom(convert.batch_error_status(batch.error, batch.stream_id))
+            return response
+        assert batch.expected is not None
+        with _store_errors():
+            try:
+                version = await self._append(batch.stream_id, batch.expected, batch.events)
+            except (WrongExpectedVersion, StreamDeleted, InvalidArgument) as exc:
+                response.error.CopyFrom(convert.batch_error_status(exc, batch.stream_id))
+                return response
+            position = await self._position_of(batch.stream_id, version)
+        if version < 0:
+            response.success.no_stream.SetInParent()
+            response.success.no_position.SetInParent()
+        else:
+            response.success.CopyFrom(convert.batch_success(version, position))
+        return response
+
+    # -- delete ------------------------------------------------------------------------
+
+    async def _delete(self, call: Call, hard: bool) -> int | None:
+        request = await call.receive_one()
+        stream_id = convert.stream_name(request.options.stream_identifier,
+                                        "options.stream_identifier")
+        expected = convert.expected_version(request.options)
+        with _store_errors():
+            await gateway.delete_stream(self.store_id, stream_id, expected, hard)
+            last = await gateway.read_all(self.store_id, END, 1, "backward")
+        return last[0].position if last else None
+
+    async def delete(self, call: Call) -> None:
+        """``Delete``: a soft delete (the stream reads as missing; appending continues
+        its numbering). Answers the ``$all`` head position at the delete."""
+        position = await self._delete(call, hard=False)
+        response = streams_pb2.DeleteResp()
+        if position is None:
+            response.no_position.SetInParent()
+        else:
+            response.position.commit_position = position
+            response.position.prepare_position = position
+        await call.send(response)
+
+    async def tombstone(self, call: Call) -> None:
+        """``Tombstone``: a hard delete (the stream can never be read or written
+        again). Answers the ``$all`` head position at the delete."""
+        position = await self._delete(call, hard=True)
+        response = streams_pb2.TombstoneResp()
+        if position is None:
+            response.no_position.SetInParent()
+        else:
+            response.position.commit_position = position
+            response.position.prepare_position = position
+        await call.send(response)
+
+    # -- read --------------------------------------------------------------------------
+
+    async def read(self, call: Call) -> None:
+        """``Read``: a read of a stream or of ``$all``, or a catch-up subscription."""
+        options = (await call.receive_one()).options
+        structured = options.uuid_option.WhichOneof("content") == "structured"
+        send = _Sender(call, structured)
+        which = options.WhichOneof("stream_option")
+        if which is None:
+            raise bad_request("options: one of stream or all is required")
+        count_option = options.WhichOneof("count_option")
+        if count_option is None:
+            raise bad_request("options: one of count or subscription is required")
+        if options.read_direction not in (_Options.Forwards, _Options.Backwards):
+            raise bad_request(f"options.read_direction: unknown value {options.read_direction}")
+        backwards = options.read_direction == _Options.Backwards
+        subscribe = count_option == "subscription"
+        if subscribe and backwards:
+            raise bad_request("options: a subscription reads forwards only")
+        filtered = options.WhichOneof("filter_option") == "filter"
+        with _store_errors():
+            if which == "stream":
+                if filtered:
+                    raise bad_request("options.filter: only a read of $all takes a filter")
+                stream_id = convert.stream_name(options.stream.stream_identifier,
+                                                "options.stream.stream_identifier")
+                start = self._stream_start(options.stream)
+                if subscribe:
+                    await self._subscribe_stream(send, stream_id, start)
+                else:
+                    await self._read_stream(send, stream_id, start, backwards, options.count)
+                return
+            event_filter = _event_filter(options.filter) if filtered else None
+            start_all = self._all_start(options.all)
+            if subscribe:
+                await self._subscribe_all(send, start_all, event_filter)
+            else:
+                await self._read_all(send, start_all, backwards, options.count, event_filter)
+
+    @staticmethod
+    def _stream_start(options: _Options.StreamOptions) -> int | str:
+        which = options.WhichOneof("revision_option")
+        if which is None:
+            raise bad_request("options.stream: one of revision, start or end is required")
+        return _position(options.revision) if which == "revision" else which
+
+    @staticmethod
+    def _all_start(options: _Options.AllOptions) -> int | str:
+        which = options.WhichOneof("all_option")
+        if which is None:
+            raise bad_request("options.all: one of position, start or end is required")
+        return _position(options.position.commit_position) if which == "position" else which
+
+    async def _read_stream(self, send: _Sender, stream_id: str, start: int | str,
+                           backwards: bool, count: int) -> None:
+        meta = await metadata.fetch(self.store_id, stream_id)
+        version = (await gateway.get_version(self.store_id, stream_id)
+                   if meta.restricts else -1)
+        lowest = metadata.first_visible(meta, version)
+        sent = 0
+        if count and not backwards and start != "end":
+            next_: int = max(0 if start == "start" else int(start), lowest)
+            while sent < count:
+                want = min(BATCH, count - sent)
+                batch = await gateway.get_events(self.store_id, stream_id, next_, want)
+                for record in metadata.visible(batch, meta, _utcnow(), version):
+                    await send.event(record)
+                    sent += 1
+                if len(batch) < want:
+                    break
+                next_ = batch[-1].event_number + 1
+        elif count and backwards and start != "start":
+            top: int | End = END if start == "end" else int(start)
+            while sent < count:
+                want = min(BATCH, count - sent)
+                batch = await gateway.get_events(self.store_id, stream_id, top, want,
+                                                 "backward")
+                for record in metadata.visible(batch, meta, _utcnow(), version):
+                    await send.event(record)
+                    sent += 1
+                if len(batch) < want or batch[-1].event_number <= lowest:
+                    break
+                top = batch[-1].event_number - 1
+        if sent == 0 and await gateway.get_version(self.store_id, stream_id) < 0:
+            await send.message(convert.stream_not_found(stream_id))
+
+    async def _read_all(self, send: _Sender, start: int | str, backwards: bool, count: int,
+                        event_filter: _EventFilter | None) -> None:
+        direction: Any = "backward" if backwards else "forward"
+        if backwards:
+            if start == "start" or start == 0:
+                return
+            next_: int | End = END if start == "end" else int(start) - 1
+        else:
+            if start == "end":
+                return
+            next_ = 0 if start == "start" else int(start)
+        matches = event_filter.matches if event_filter is not None else None
+        sent = 0
+        while sent < count:
+            want = BATCH if matches is not None else min(BATCH, count - sent)
+            batch = await gateway.read_all(self.store_id, next_, want, direction)
+            for record in batch:
+                if matches is None or matches(record):
+                    await send.event(record)
+                    sent += 1
+                    if sent == count:
+                        return
+            if len(batch) < want:
+                return
+            last = batch[-1].position
+            if backwards and last == 0:
+                return
+            next_ = last - 1 if backwards else last + 1
+
+    # -- subscriptions -----------------------------------------------------------------
+
+    async def _subscribe_stream(self, send: _Sender, stream_id: str,
+                                start: int | str) -> None:
+        if start == "end":
+            next_ = await gateway.get_version(self.store_id, stream_id) + 1
+        else:
+            next_ = 0 if start == "start" else int(start) + 1
+        meta = await metadata.fetch(self.store_id, stream_id)
+        version = (await gateway.get_version(self.store_id, stream_id)
+                   if meta.restricts else -1)
+        next_ = max(next_, metadata.first_visible(meta, version))
+        await send.message(_confirmation())
+        caught_up = False
+        seen = -1  # the $all position of the last event read
+        while True:
+            head = self.commits.head
+            batch = await gateway.get_events(self.store_id, stream_id, next_, BATCH)
+            if batch:
+                version = max(version, batch[-1].event_number)
+                for record in metadata.visible(batch, meta, _utcnow(), version):
+                    await send.event(record)
+                next_ = batch[-1].event_number + 1
+                seen = max(seen, batch[-1].position)
+            if len(batch) < BATCH:
+                if not caught_up:
+                    caught_up = True
+                    await send.message(_caught_up(next_ - 1, None))
+                await self.commits.wait_past(max(head, seen))
+
+    async def _subscribe_all(self, send: _Sender, start: int | str,
+                             event_filter: _EventFilter | None) -> None:
+        if start == "end":
+            last = await gateway.read_all(self.store_id, END, 1, "backward")
+            next_ = last[0].position + 1 if last else 0
+        else:
+            next_ = 0 if start == "start" else int(start) + 1
+        await send.message(_confirmation())
+        matches: Callable[[EventRecord], bool] | None = None
+        interval = 0
+        if event_filter is not None:
+            matches, interval = event_filter.matches, event_filter.checkpoint_interval
+        caught_up = False
+        scanned = 0
+        while True:
+            head = self.commits.head
+            batch = await gateway.read_all(self.store_id, next_, BATCH)
+            for record in batch:
+                if matches is None:
+                    await send.event(record)
+                    continue
+                if matches(record):
+                    await send.event(record)
+                scanned += 1
+                if scanned >= interval:
+                    scanned = 0
+                    await send.message(_checkpoint(record.position))
+            if batch:
+                next_ = batch[-1].position + 1
+            if len(batch) < BATCH:
+                if not caught_up:
+                    caught_up = True
+                    await send.message(_caught_up(None, next_ - 1))
+                await self.commits.wait_past(max(head, next_ - 1))
+
+
+@attrs.define
+class _Sender:
+    """Sends the read responses of one call."""
+
+    call: Call
+    structured: bool
+
+    async def event(self, record: EventRecord) -> None:
+        await self.call.send(convert.read_event(record, self.structured))
+
+    async def message(self, response: streams_pb2.ReadResp) -> None:
+        await self.call.send(response)
+
+
+def _size(proposed: Any) -> int:
+    return len(proposed.data) + len(proposed.custom_metadata)
+
+
+class _Batch:
+    """The requests of one batch append (one correlation id) received so far; the first
+    error found (an over-size batch included) stops taking events and is answered when
+    the batch is final. ``size`` counts the bytes of the events kept."""
+
+    def __init__(self, options: streams_pb2.BatchAppendReq.Options) -> None:
+        self.options = options
+        self.events: list[NewEvent] = []
+        self.size = 0
+        self.error: ExESDBError | None = None
+        self.stream_id = options.stream_identifier.stream_name.decode(errors="replace")
+        self.expected: ExpectedVersion | None = None
+        try:
+            self.stream_id = convert.stream_name(options.stream_identifier,
+                                                 "options.stream_identifier")
+            self.expected = convert.expected_version(options)
+        except RpcError as exc:
+            self.error = InvalidArgument(exc.message)
+
+    def add(self, proposed: Any) -> None:
+        if self.error is not None:
+            return
+        try:
+            for message in proposed:
+                self.events.append(convert.new_event(message))
+                self.size += _size(message)
+                if self.size > convert.MAX_APPEND_SIZE:
+                    raise convert.AppendTooLarge(self.size)
+        except convert.AppendTooLarge as exc:
+            self.error = exc
+        except RpcError as exc:
+            self.error = InvalidArgument(exc.message)
+        if self.error is not None:
+            self.events, self.size = [], 0
+
+    def response(self) -> streams_pb2.BatchAppendResp:
+        response = streams_pb2.BatchAppendResp()
+        response.stream_identifier.CopyFrom(self.options.stream_identifier)
+        which = self.options.WhichOneof("expected_stream_position")
+        if which == "stream_position":
+            response.stream_position = self.options.stream_position
+        elif which is not None:
+            getattr(response, which).SetInParent()
+        return response
+
+
+def service(store_id: str, commits: CommitSignal) -> Service:
+    """The method table of the Streams service of store ``store_id``; catch-up
+    subscriptions wait for commits on ``commits``."""
+    streams = _Streams(store_id, commits)
+    path = f"/{SERVICE}/"
+    return {
+        path + "Read": Method(streams_pb2.ReadReq, streams_pb2.ReadResp, "server_stream",
+                              streams.read),
+        path + "Append": Method(streams_pb2.AppendReq, streams_pb2.AppendResp,
+                                "client_stream", streams.append),
+        path + "BatchAppend": Method(streams_pb2.BatchAppendReq, streams_pb2.BatchAppendResp,
+                                     "bidi", streams.batch_append),
+        path + "Delete": Method(streams_pb2.DeleteReq, streams_pb2.DeleteResp, "unary",
+                                streams.delete),
+        path + "Tombstone": Method(streams_pb2.TombstoneReq, streams_pb2.TombstoneResp,
+                                   "unary", streams.tombstone),
+    }
