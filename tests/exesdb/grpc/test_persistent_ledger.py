@@ -1,0 +1,241 @@
+"""The bookkeeping of a persistent subscription group (:class:`exesdb.grpc.groups.Ledger`),
+without I/O: dispatch per strategy, acks, nacks, timeouts, retries and parking, and the
+checkpoint, which never passes an event that is not done."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exesdb.grpc.groups import Ledger
+
+
+def ledger(max_retry_count: int = 10, timeout: float = 0.0,
+           strategy: str = "RoundRobin") -> Ledger:
+    return Ledger(max_retry_count, timeout, strategy)
+
+
+def feed(book: Ledger, keys: list[int], unwanted: frozenset[int] = frozenset()) -> None:
+    for key in keys:
+        book.receive(key, f"id{key}", key, f"stream-{key % 3}", key not in unwanted, key)
+
+
+def ids(assignments: list) -> list:
+    return [entry.ack_id for _, entry in assignments]
+
+
+def test_events_go_in_order_to_a_consumer_with_free_slots_only():
+    book = ledger()
+    feed(book, [0, 1, 2, 3])
+    book.connect(1, buffer_size=2)
+    assert ids(book.dispatch(0.0)) == ["id0", "id1"]
+    assert book.dispatch(0.0) == []
+    book.ack(["id0"])
+    assert ids(book.dispatch(0.0)) == ["id2"]
+
+
+def test_round_robin_alternates_between_consumers():
+    book = ledger(strategy="RoundRobin")
+    feed(book, [0, 1, 2, 3])
+    book.connect(1, 10)
+    book.connect(2, 10)
+    assert [cid for cid, _ in book.dispatch(0.0)] == [1, 2, 1, 2]
+
+
+def test_dispatch_to_single_fills_the_first_consumer_before_the_next():
+    book = ledger(strategy="DispatchToSingle")
+    feed(book, [0, 1, 2])
+    book.connect(1, 2)
+    book.connect(2, 10)
+    assert [cid for cid, _ in book.dispatch(0.0)] == [1, 1, 2]
+
+
+def test_pinned_sends_a_stream_to_the_same_consumer():
+    book = ledger(strategy="Pinned")
+    feed(book, list(range(12)))
+    book.connect(1, 100)
+    book.connect(2, 100)
+    owners: dict[str, set[int]] = {}
+    for cid, entry in book.dispatch(0.0):
+        owners.setdefault(entry.stream_id, set()).add(cid)
+    assert all(len(cids) == 1 for cids in owners.values())
+
+
+def test_the_checkpoint_stops_before_the_first_event_not_acked():
+    book = ledger()
+    feed(book, [10, 20, 30])
+    book.connect(1, 10)
+    book.dispatch(0.0)
+    book.ack(["id10", "id30"])
+    assert book.safe_key == 10
+    book.ack(["id20"])
+    assert book.safe_key == 30
+    assert book.since_checkpoint == 3
+
+
+def test_filtered_out_events_do_not_hold_the_checkpoint_back():
+    book = ledger()
+    feed(book, [1, 2, 3], unwanted=frozenset({1, 2}))
+    assert book.safe_key == 2
+    book.connect(1, 10)
+    assert ids(book.dispatch(0.0)) == ["id3"]
+
+
+def test_nack_retry_sends_the_event_again_with_its_retry_count_ahead_of_new_ones():
+    book = ledger()
+    feed(book, [0, 1])
+    book.connect(1, 1)
+    [(_, first)] = book.dispatch(0.0)
+    assert first.ack_id == "id0"
+    assert book.nack(["id0"], "retry") == []
+    (_, again), = book.dispatch(0.0)
+    assert (again.ack_id, again.retry_count) == ("id0", 1)
+
+
+def test_nack_skip_counts_as_done_and_nack_park_hands_the_event_back_to_park():
+    book = ledger()
+    feed(book, [0, 1])
+    book.connect(1, 10)
+    book.dispatch(0.0)
+    book.nack(["id0"], "skip")
+    assert book.safe_key == 0
+    [parked] = book.nack(["id1"], "park", "bad data")
+    assert (parked.ack_id, parked.reason, book.safe_key) == ("id1", "bad data", 0)
+    book.parked(parked)
+    assert book.safe_key == 1
+
+
+def test_an_event_past_its_message_timeout_is_sent_again_then_parked_past_max_retries():
+    book = ledger(max_retry_count=1, timeout=5.0)
+    feed(book, [0])
+    book.connect(1, 10)
+    book.dispatch(0.0)
+    assert book.next_deadline() == 5.0
+    assert book.expire(4.9) == []
+    assert book.expire(5.0) == []
+    (_, again), = book.dispatch(5.0)
+    assert again.retry_count == 1
+    [parked] = book.expire(10.0)
+    assert parked.ack_id == "id0"
+    assert book.dispatch(10.0) == []
+
+
+def test_a_consumer_leaving_hands_its_events_in_flight_to_the_others():
+    book = ledger()
+    feed(book, [0, 1])
+    book.connect(1, 10)
+    book.dispatch(0.0)
+    book.connect(2, 10)
+    assert book.disconnect(1) == []
+    assert {(cid, e.ack_id, e.retry_count) for cid, e in book.dispatch(0.0)} == {
+        (2, "id0", 1), (2, "id1", 1)}
+
+
+def test_a_replayed_parked_event_goes_first_and_never_moves_the_checkpoint():
+    book = ledger()
+    feed(book, [5])
+    book.add_replayed("link", "parked", "s")
+    book.connect(1, 10)
+    assert ids(book.dispatch(0.0)) == ["link", "id5"]
+    book.ack(["link"])
+    assert book.safe_key is None
+
+
+def test_an_event_whose_id_is_in_flight_waits_until_it_is_done():
+    book = ledger()
+    book.receive(0, "same", 0, "s", True)
+    book.receive(1, "same", 1, "s", True)
+    book.connect(1, 10)
+    assert [e.key for _, e in book.dispatch(0.0)] == [0]
+    book.ack(["same"])
+    assert [e.key for _, e in book.dispatch(0.0)] == [1]
+
+
+# -- the property ----------------------------------------------------------------------------
+
+ops = st.lists(st.one_of(
+    st.tuples(st.just("connect"), st.integers(1, 3), st.integers(1, 4)),
+    st.tuples(st.just("disconnect"), st.integers(1, 3)),
+    st.tuples(st.just("ack"), st.integers(0, 30)),
+    st.tuples(st.just("nack"), st.integers(0, 30),
+              st.sampled_from(["unknown", "park", "retry", "skip", "stop"])),
+    st.tuples(st.just("tick"), st.floats(0.0, 3.0)),
+    st.tuples(st.just("park_done"),),
+    st.tuples(st.just("arrive"), st.integers(1, 4), st.booleans()),
+), max_size=80)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=ops, max_retry=st.integers(0, 3),
+       strategy=st.sampled_from(["RoundRobin", "DispatchToSingle", "Pinned"]))
+def test_the_checkpoint_never_passes_an_event_not_done_and_every_event_ends_done(
+        ops, max_retry, strategy):
+    book = ledger(max_retry, timeout=1.0, strategy=strategy)
+    now = 0.0
+    next_key = 0
+    keys: list[int] = []
+    done: set[int] = set()
+    parking: list = []
+
+    def check() -> None:
+        open_keys = [e.key for e in book.window if e.state != "done"]
+        if book.safe_key is not None:
+            assert all(k > book.safe_key for k in open_keys)
+            assert all(k in done or any(e.key == k and e.state == "done" for e in book.window)
+                       for k in keys if k <= book.safe_key)
+        for cid, slot in book.consumers.items():
+            assert len(slot.in_flight) <= slot.buffer_size
+            assert all(e.consumer == cid and e.state == "flight" for e in slot.in_flight.values())
+
+    for op in ops:
+        kind = op[0]
+        if kind == "connect" and op[1] not in book.consumers:
+            book.connect(op[1], op[2])
+        elif kind == "disconnect":
+            parking += book.disconnect(op[1])
+        elif kind == "ack":
+            entry = book.flight.get(f"id{op[1]}")
+            book.ack([f"id{op[1]}"])
+            if entry is not None:
+                done.add(entry.key)
+        elif kind == "nack":
+            entry = book.flight.get(f"id{op[1]}")
+            parking += book.nack([f"id{op[1]}"], op[2])
+            if entry is not None and op[2] == "skip":
+                done.add(entry.key)
+        elif kind == "tick":
+            now += op[1]
+            parking += book.expire(now)
+        elif kind == "park_done":
+            for entry in parking:
+                book.parked(entry)
+                done.add(entry.key)
+            parking = []
+        else:
+            for _ in range(op[1]):
+                book.receive(next_key, f"id{next_key}", next_key, f"s{next_key % 2}", op[2],
+                             next_key)
+                keys.append(next_key)
+                if not op[2]:
+                    done.add(next_key)
+                next_key += 1
+        book.dispatch(now)
+        check()
+
+    # Drain: one consumer acks everything it gets; parking completes.
+    book.connect(99, 5)
+    for _ in range(10_000):
+        for entry in parking:
+            book.parked(entry)
+            done.add(entry.key)
+        parking = []
+        sent = book.dispatch(now)
+        if not sent and not book.flight:
+            break
+        done.update(e.key for _, e in sent)
+        book.ack([e.ack_id for _, e in sent])
+        for cid in [c for c in book.consumers if c != 99]:
+            parking += book.disconnect(cid)
+        check()
+    assert not book.window
+    assert book.safe_key == (keys[-1] if keys else None)
