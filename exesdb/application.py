@@ -14,17 +14,24 @@ import otp
 from otp import registry, supervisor
 
 from .naming import REGISTRY
-from .options import resolve_options
+from .options import StoreOptions, resolve_options
 from .system import System
 
 __all__ = ["application"]
 
 
-def application(store_ids: Sequence[str], **options: Any) -> otp.application.Application:
+def application(
+    store_ids: Sequence[str | StoreOptions], **options: Any
+) -> otp.application.Application:
     """The exesdb application running ``store_ids`` with ``options`` (each missing option
     from its ``EX_ESDB_<KEY>`` variable). Options are checked here, before anything starts.
+
+    An entry of ``store_ids`` may instead be a store's resolved :class:`StoreOptions`
+    (its own options, ``options`` ignored for it): stores with different settings, for
+    example each its own gRPC port.
     """
-    stores = [resolve_options(options, store_id=store_id) for store_id in store_ids]
+    stores = [s if isinstance(s, StoreOptions) else resolve_options(options, store_id=s)
+              for s in store_ids]
     if len({s.store_id for s in stores}) != len(stores):
         raise ValueError(f"store ids must be distinct, got {list(store_ids)!r}")
 

@@ -1,10 +1,14 @@
-"""The command line: ``python -m exesdb start | streams | read | info``.
+"""The command line: ``python -m exesdb start | streams | read | info | user``.
 
 ``start`` runs the exesdb application with one store per ``--store-id`` until SIGINT or
 SIGTERM, then stops every store in order and exits 0, with every acknowledged event on
 disk. ``streams``, ``read`` and ``info`` only read: they open a store's file read-only, so
 they work beside a running server or without one. ``--json`` prints JSON Lines (one
 object per stream or event; one object for ``info``).
+
+``start`` also runs each store's gRPC gateway (the KurrentDB protocol, see
+:mod:`exesdb.grpc`) on its own port (2113, 2114, ... by default; ``--no-grpc`` for none).
+``user add|remove|list`` manages the gateway's users file.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import getpass
 import json
 import logging
 import os
@@ -27,15 +32,24 @@ import otp
 from otp.supervisor import StartChildError
 
 from .constants import END
-from .errors import ExESDBError
+from .errors import ExESDBError, InvalidArgument
 from .events import EventRecord
-from .options import ENV_PREFIX, default_data_dir, resolve_options, validate_store_id
+from .options import (
+    ENV_PREFIX,
+    StoreOptions,
+    default_data_dir,
+    resolve_options,
+    validate_store_id,
+)
 from .storage import SQLiteBackend
 from .system import check_startable, root_cause
 
 __all__ = ["main"]
 
 log = logging.getLogger("exesdb")
+
+DEFAULT_GRPC_PORT = 2113
+"""The gRPC port ``start`` listens on by default (KurrentDB's)."""
 
 
 def _store_ids(values: list[str] | None) -> list[str]:
@@ -77,6 +91,41 @@ def _parser() -> argparse.ArgumentParser:
         help=f"single (one node) or cluster; default ${ENV_PREFIX}DB_TYPE, else single",
     )
     start.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    grpc = start.add_argument_group(
+        "gRPC gateway (the KurrentDB protocol)",
+        "Each store listens on its own port, so a client picks the store by the address "
+        "it connects to.")
+    grpc.add_argument(
+        "--grpc-host", default=None, metavar="HOST",
+        help=f"the address to listen on; default ${ENV_PREFIX}GRPC_HOST, else 127.0.0.1. "
+             "An address that is not loopback needs --tls-cert and --tls-key, or --insecure",
+    )
+    grpc.add_argument(
+        "--grpc-port", type=_port, action="append", default=None, metavar="PORT",
+        help=f"the first store's port; store i of several --store-id listens on PORT+i "
+             f"(or repeat it: one port per --store-id); 0 picks free ports; default "
+             f"${ENV_PREFIX}GRPC_PORT, else {DEFAULT_GRPC_PORT}",
+    )
+    grpc.add_argument("--no-grpc", action="store_true",
+                      help="no gRPC listener (only embedded use through exesdb.gateway)")
+    grpc.add_argument(
+        "--tls-cert", default=None, metavar="FILE",
+        help=f"PEM certificate chain to serve TLS with (needs --tls-key); default "
+             f"${ENV_PREFIX}TLS_CERT_FILE",
+    )
+    grpc.add_argument(
+        "--tls-key", default=None, metavar="FILE",
+        help=f"PEM private key of --tls-cert; default ${ENV_PREFIX}TLS_KEY_FILE",
+    )
+    grpc.add_argument(
+        "--users-file", default=None, metavar="FILE",
+        help=f"users with hashed passwords (see 'user add'): every call then needs their "
+             f"credentials; default ${ENV_PREFIX}USERS_FILE, else no authentication",
+    )
+    grpc.add_argument(
+        "--insecure", action="store_true", default=None,
+        help=f"allow a non-loopback --grpc-host without TLS; default ${ENV_PREFIX}INSECURE",
+    )
 
     streams = commands.add_parser("streams", help="list a store's streams (read-only)")
     common(streams, several=False)
@@ -94,7 +143,46 @@ def _parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="a store's size and contents (read-only)")
     common(info, several=False)
     info.add_argument("--json", action="store_true", help="one JSON object")
+    _user_parser(commands)
     return parser
+
+
+def _user_parser(commands: Any) -> None:
+    user = commands.add_parser(
+        "user", help="manage the gRPC gateway's users file",
+        description="Add, remove and list the users of a users file (see exesdb.grpc.auth: "
+                    "passwords are stored as salted scrypt hashes). A user may use a store "
+                    "if it is in the group $admins or in the group named after the store id.",
+    )
+    actions = user.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def users_file(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--users-file", default=None, metavar="FILE",
+                         help=f"the users file; default ${ENV_PREFIX}USERS_FILE")
+
+    add = actions.add_parser("add", help="add a user, or replace its password and groups")
+    users_file(add)
+    add.add_argument("name", help="the user name")
+    add.add_argument("--group", action="append", default=[], metavar="GROUP",
+                     help="a group of the user ($admins, or a store id); repeat for several")
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read the password from the first line of stdin (else a prompt)")
+    remove = actions.add_parser("remove", help="remove a user")
+    users_file(remove)
+    remove.add_argument("name", help="the user name")
+    listing = actions.add_parser("list", help="list the users and their groups")
+    users_file(listing)
+    listing.add_argument("--json", action="store_true", help="one JSON object per user")
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 65535, got {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
@@ -104,6 +192,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     try:
         if args.command == "start":
             return _start(args)
+        if args.command == "user":
+            return _user(args, out)
         return trio.run(_read_only, args, out)
     except ExESDBError as exc:
         print(f"exesdb: {exc}", file=sys.stderr)
@@ -121,17 +211,13 @@ def _start(args: argparse.Namespace) -> int:
     store_ids = [validate_store_id(s) for s in _store_ids(args.store_id)]
     if not store_ids:
         raise ExESDBError(f"give --store-id (or set {ENV_PREFIX}STORE_ID)")
-    options: dict[str, Any] = {}
-    if args.data_dir is not None:
-        options["data_dir"] = args.data_dir
-    if args.db_type is not None:
-        options["db_type"] = args.db_type
-    app = application(store_ids, **options)
+    stores = _start_options(args, store_ids)
+    app = application(stores)
 
     async def run() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            for store_id in store_ids:  # fail before anything starts, as start_store does
-                await check_startable(resolve_options(options, store_id=store_id))
+            for opts in stores:  # fail before anything starts, as start_store does
+                await check_startable(opts)
             try:
                 top = await otp.application.start(app)
             except StartChildError as exc:
@@ -148,6 +234,48 @@ def _start(args: argparse.Namespace) -> int:
 
     otp.run(run)
     return 0
+
+
+def _start_options(args: argparse.Namespace, store_ids: list[str]) -> list[StoreOptions]:
+    """Each store's options: the command line's, then ``EX_ESDB_<KEY>``; store ``i``
+    listens on the gRPC port + ``i`` (0: each a free port), none with ``--no-grpc``."""
+    options: dict[str, Any] = {}
+    for key, value in [("data_dir", args.data_dir), ("db_type", args.db_type),
+                       ("grpc_host", args.grpc_host), ("tls_cert_file", args.tls_cert),
+                       ("tls_key_file", args.tls_key), ("users_file", args.users_file),
+                       ("insecure", args.insecure)]:
+        if value is not None:
+            options[key] = value
+    environ = {k: v for k, v in os.environ.items() if k != ENV_PREFIX + "GRPC_PORT"}
+    ports = _grpc_ports(args, store_ids)
+    return [resolve_options(options, store_id=store_id, environ=environ, grpc_port=port)
+            for store_id, port in zip(store_ids, ports, strict=True)]
+
+
+def _grpc_ports(args: argparse.Namespace, store_ids: list[str]) -> list[int | None]:
+    """Each store's gRPC port (None: no listener)."""
+    count = len(store_ids)
+    if args.no_grpc:
+        return [None] * count
+    given: list[int] = args.grpc_port or []
+    if len(given) > 1:
+        if len(given) != count:
+            raise InvalidArgument(
+                f"grpc_port: give one --grpc-port (store i listens on PORT+i) or one per "
+                f"--store-id, got {len(given)} for {count} store{'s' if count > 1 else ''}")
+        return list(given)
+    if given:
+        base = given[0]
+    else:
+        raw = os.environ.get(ENV_PREFIX + "GRPC_PORT", "")
+        base = DEFAULT_GRPC_PORT
+        if raw:  # read and checked as resolve_options does
+            base = resolve_options(store_id=store_ids[0],
+                                   environ={ENV_PREFIX + "GRPC_PORT": raw}).grpc_port or 0
+    if base and base + count - 1 > 65535:
+        raise InvalidArgument(
+            f"grpc_port: {base} + {count - 1} (one port per store) is over 65535")
+    return [base + i if base else 0 for i in range(count)]
 
 
 async def tree_lines(sup: otp.Pid, depth: int = 0) -> list[str]:
@@ -172,6 +300,41 @@ def _label(child_id: Any) -> str:
             extra = f" {' '.join(map(str, rest[1:]))}" if len(rest) > 1 else ""
             return f"{head.__qualname__}[{rest[0]}]{extra}"
     return getattr(child_id, "__qualname__", None) or str(child_id)
+
+
+# -- user ------------------------------------------------------------------------------------
+
+
+def _user(args: argparse.Namespace, out: TextIO) -> int:
+    from .grpc import auth
+
+    path = args.users_file or os.environ.get(ENV_PREFIX + "USERS_FILE")
+    if not path:
+        raise InvalidArgument(f"users_file: give --users-file (or set {ENV_PREFIX}USERS_FILE)")
+    if args.action == "add":
+        password = _read_password(args.password_stdin)
+        new = auth.add_user(path, args.name, password, args.group)
+        print(f"{'added' if new else 'updated'} {args.name} "
+              f"(groups: {', '.join(args.group) or 'none'}) in {path}", file=out)
+    elif args.action == "remove":
+        auth.remove_user(path, args.name)
+        print(f"removed {args.name} from {path}", file=out)
+    else:
+        for name, groups in auth.user_groups(auth.load_users(path)).items():
+            if args.json:
+                print(json.dumps({"name": name, "groups": list(groups)}), file=out)
+            else:
+                print(f"{name}\t{','.join(groups)}", file=out)
+    return 0
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    password = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != password:
+        raise InvalidArgument("password: the two entries differ")
+    return password
 
 
 # -- read-only commands ----------------------------------------------------------------------

@@ -99,10 +99,15 @@ def _worker_spec(opts: StoreOptions, index: int) -> supervisor.ChildSpec:
 
 
 class GatewaySystem(StoreSupervisor):
-    """one_for_one, 15 restarts in 60 s: ``gateway_pool_size`` gateway workers."""
+    """one_for_one, 15 restarts in 60 s: ``gateway_pool_size`` gateway workers, then, when
+    ``grpc_port`` is set, the store's gRPC gateway (:class:`exesdb.grpc.listener.GrpcSystem`:
+    the persistent subscription groups and the listener). One for one: a restart of the
+    gRPC gateway leaves the gateway workers, and the other way round."""
 
     async def init(self, opts: StoreOptions) -> supervisor.Spec:
-        return supervisor.Spec(
-            [_worker_spec(opts, i) for i in range(opts.gateway_pool_size)],
-            strategy="one_for_one", intensity=15, period=60,
-        )
+        children = [_worker_spec(opts, i) for i in range(opts.gateway_pool_size)]
+        if opts.grpc_port is not None:
+            from .grpc.listener import GrpcSystem  # here: the gRPC services import the gateway
+
+            children.append(GrpcSystem.child_spec(opts))
+        return supervisor.Spec(children, strategy="one_for_one", intensity=15, period=60)

@@ -5,10 +5,18 @@ Names and units are ExESDB's: ``timeout``, ``writer_idle_ms``, ``reader_idle_ms`
 arguments is read from its environment variable (``EX_ESDB_STORE_ID``,
 ``EX_ESDB_DATA_DIR``, ...); anything invalid raises :class:`exesdb.InvalidArgument`
 naming the option and the rule, before anything is created or written.
+
+The gRPC gateway (:mod:`exesdb.grpc`) options: ``grpc_port`` (None: no listener, the
+embedded default; 0: a free port), ``grpc_host`` (``127.0.0.1`` by default; an address
+that is not loopback is refused unless ``tls_cert_file`` and ``tls_key_file`` are given or
+``insecure`` is true), ``users_file`` (basic-credential users, see
+:mod:`exesdb.grpc.auth`; without it every client may do everything). That the files exist
+is checked by :func:`check_grpc_files` (blocking: run it in a thread or before trio).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,8 +27,8 @@ import attrs
 from .errors import InvalidArgument
 from .validation import check_store_id
 
-__all__ = ["DEFAULTS", "ENV_PREFIX", "StoreOptions", "default_data_dir", "resolve_options",
-           "validate_store_id"]
+__all__ = ["DEFAULTS", "ENV_PREFIX", "StoreOptions", "check_grpc_files", "default_data_dir",
+           "is_loopback", "resolve_options", "validate_store_id"]
 
 ENV_PREFIX: Final = "EX_ESDB_"
 
@@ -83,6 +91,39 @@ def _check_bool(_: Any, attribute: Any, value: Any) -> None:
         raise InvalidArgument(f"{attribute.name}: must be true or false, got {value!r}")
 
 
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and the loopback addresses (``127.0.0.0/8``, ``::1``)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_host(_: Any, attribute: Any, value: Any) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidArgument(f"grpc_host: must be a host name or address, got {value!r}")
+
+
+def _check_port(_: Any, attribute: Any, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise InvalidArgument(
+            f"grpc_port: must be a port from 0 (a free one) to 65535, or None (no listener), "
+            f"got {value!r}")
+
+
+def _check_file_option(_: Any, attribute: Any, value: Any) -> None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise InvalidArgument(f"{attribute.name}: must be a file path, got {value!r}")
+
+
+def _to_file(value: Any) -> Any:
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
 @attrs.frozen
 class StoreOptions:
     """The settings of one store. Build it with :func:`resolve_options`."""
@@ -100,6 +141,38 @@ class StoreOptions:
     store_tags: tuple[str, ...] = attrs.field(default=(), converter=_to_tags)
     durable: bool = attrs.field(default=True, validator=_check_bool)
     """Acknowledge writes only once fsynced (the default); False trades that for speed."""
+    grpc_host: str = attrs.field(default="127.0.0.1", validator=_check_host)
+    """The address the gRPC gateway listens on (loopback unless TLS or ``insecure``)."""
+    grpc_port: int | None = attrs.field(default=None, validator=_check_port)
+    """The gRPC gateway's port: None for no listener, 0 for a free port (picked again
+    whenever the listener restarts; :func:`exesdb.grpc.address` tells the current one)."""
+    tls_cert_file: str | None = attrs.field(default=None, converter=_to_file,
+                                            validator=_check_file_option)
+    """The PEM certificate (chain) the gateway serves TLS with; needs ``tls_key_file``."""
+    tls_key_file: str | None = attrs.field(default=None, converter=_to_file,
+                                           validator=_check_file_option)
+    """The PEM private key of ``tls_cert_file``."""
+    users_file: str | None = attrs.field(default=None, converter=_to_file,
+                                         validator=_check_file_option)
+    """The users file (:mod:`exesdb.grpc.auth`): every call then needs credentials."""
+    insecure: bool = attrs.field(default=False, validator=_check_bool)
+    """Allow a non-loopback ``grpc_host`` without TLS (plain text on the network)."""
+
+    def __attrs_post_init__(self) -> None:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            missing, given = (("tls_key_file", "tls_cert_file") if self.tls_key_file is None
+                              else ("tls_cert_file", "tls_key_file"))
+            raise InvalidArgument(f"{missing}: required with {given} (TLS needs both "
+                                  "tls_cert_file and tls_key_file, or neither)")
+        if not is_loopback(self.grpc_host) and self.tls_cert_file is None and not self.insecure:
+            raise InvalidArgument(
+                f"grpc_host: listening on {self.grpc_host} needs TLS (tls_cert_file and "
+                "tls_key_file) or insecure=True")
+
+    @property
+    def tls(self) -> bool:
+        """True when the gRPC gateway serves TLS."""
+        return self.tls_cert_file is not None
 
     @property
     def store_dir(self) -> Path:
@@ -123,7 +196,8 @@ DEFAULTS: Final = {f.name for f in attrs.fields(StoreOptions)}
 """The option names."""
 
 _INTS: Final = {"timeout", "writer_idle_ms", "reader_idle_ms", "persistence_interval",
-                "gateway_pool_size"}
+                "gateway_pool_size", "grpc_port"}
+_BOOLS: Final = {"durable", "insecure"}
 
 
 def _from_env(name: str, raw: str) -> Any:
@@ -134,13 +208,14 @@ def _from_env(name: str, raw: str) -> Any:
             raise InvalidArgument(
                 f"{name}: {ENV_PREFIX}{name.upper()} must be a whole number, got {raw!r}"
             ) from None
-    if name == "durable":
+    if name in _BOOLS:
         lowered = raw.strip().lower()
         if lowered in ("1", "true", "yes", "on"):
             return True
         if lowered in ("0", "false", "no", "off"):
             return False
-        raise InvalidArgument(f"durable: {ENV_PREFIX}DURABLE must be true or false, got {raw!r}")
+        raise InvalidArgument(
+            f"{name}: {ENV_PREFIX}{name.upper()} must be true or false, got {raw!r}")
     return raw
 
 
@@ -170,3 +245,19 @@ def resolve_options(
             f"store_id: required (give store_id= or set {ENV_PREFIX}STORE_ID)"
         )
     return StoreOptions(**values)
+
+
+def check_grpc_files(opts: StoreOptions) -> None:
+    """Raise :class:`InvalidArgument` naming the option if ``tls_cert_file``,
+    ``tls_key_file`` or ``users_file`` is given but is not a readable file.
+
+    Blocking (it looks at the file system): call it in a thread or before trio runs.
+    """
+    for name in ("tls_cert_file", "tls_key_file", "users_file"):
+        path = getattr(opts, name)
+        if path is None:
+            continue
+        if not os.path.isfile(path):
+            raise InvalidArgument(f"{name}: {path} does not exist or is not a file")
+        if not os.access(path, os.R_OK):
+            raise InvalidArgument(f"{name}: {path} is not readable")

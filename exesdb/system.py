@@ -27,7 +27,7 @@ from .errors import ExESDBError
 from .gateway_system import GatewaySystem
 from .naming import REGISTRY, child_spec_id, ensure_registry, genserver_name
 from .notification import NotificationSystem
-from .options import StoreOptions, resolve_options, validate_store_id
+from .options import StoreOptions, check_grpc_files, resolve_options, validate_store_id
 from .persistence import PersistenceSystem
 from .processes import StoreSupervisor
 from .pubsub_system import LoggingSystem, PubSubSystem
@@ -114,12 +114,14 @@ async def start_store(
 
 async def check_startable(opts: StoreOptions) -> None:
     """Fail now, before anything starts, if the store cannot start: it runs on this node
-    (:class:`exesdb.StoreAlreadyStarted`), its directory cannot be created
-    (:class:`exesdb.InvalidArgument`) or another store holds it (:class:`exesdb.StoreLocked`).
+    (:class:`exesdb.StoreAlreadyStarted`), a TLS or users file it names is missing or its
+    directory cannot be created (:class:`exesdb.InvalidArgument`) or another store holds
+    it (:class:`exesdb.StoreLocked`).
     """
     running = otp.whereis(system_name(opts.store_id)) if otp.whereis(REGISTRY) else None
     if running is not None:
         raise StoreAlreadyStarted(opts.store_id, running)
+    await trio.to_thread.run_sync(check_grpc_files, opts)
     fd = await lock_store_dir(opts.store_id, opts.store_dir)
     await trio.to_thread.run_sync(os.close, fd)
 

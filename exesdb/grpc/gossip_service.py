@@ -1,0 +1,104 @@
+"""The Gossip and ServerFeatures services: a one-node cluster and the methods it serves.
+
+* ``Gossip.Read`` answers one member, this node: alive, in state ``Leader``, with the
+  address and port it listens on and an instance id (a fresh UUID per listener). Clients
+  that discover (``kurrentdb+discover://``, ``esdb+discover://``) connect to the leader;
+  a single member is never redirected, so a wildcard listening address (``0.0.0.0``,
+  ``::``) is advertised as the loopback address.
+* ``ServerFeatures.GetSupportedMethods`` lists every method the listener serves, service
+  and method names lower-cased as KurrentDB lists them (``event_store.client.streams.
+  streams`` / ``read``), with the server version :data:`SERVER_VERSION`, the KurrentDB
+  protocol level this gateway matches. Persistent subscription methods carry the
+  features ``stream`` and ``all`` (groups on ``$all`` are supported).
+
+Neither service touches a store's data, so they need no store permission (the server
+still refuses wrong credentials).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Final
+
+from .protos import gossip_pb2, serverfeatures_pb2, shared_pb2
+from .rpc import Call, Method, Service
+
+__all__ = [
+    "GOSSIP_READ",
+    "SERVER_FEATURES",
+    "SERVER_VERSION",
+    "advertised_host",
+    "gossip",
+    "server_features",
+]
+
+SERVER_VERSION: Final = "24.10.0"
+"""The KurrentDB version whose client protocol this gateway serves."""
+
+GOSSIP_READ: Final = "/event_store.client.gossip.Gossip/Read"
+SERVER_FEATURES: Final = (
+    "/event_store.client.server_features.ServerFeatures/GetSupportedMethods")
+
+_PERSISTENT_SERVICE: Final = "event_store.client.persistent_subscriptions.persistentsubscriptions"
+_PERSISTENT_FEATURES: Final = ("stream", "all")
+_PERSISTENT_WITH_FEATURES: Final = frozenset({"create", "update", "delete", "read"})
+
+
+def advertised_host(host: str) -> str:
+    """The address gossip advertises for a listener on ``host`` (loopback for a
+    wildcard address)."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host in ("::", "[::]"):
+        return "::1"
+    return host
+
+
+def gossip(endpoint: Callable[[], tuple[str, int]], instance_id: uuid.UUID) -> Service:
+    """The Gossip service of one node; ``endpoint()`` gives the listening address."""
+
+    async def read(call: Call) -> None:
+        await call.receive_one()
+        host, port = endpoint()
+        member = gossip_pb2.MemberInfo(
+            instance_id=shared_pb2.UUID(string=str(instance_id)),
+            time_stamp=time.time_ns() // 100,
+            state=gossip_pb2.MemberInfo.VNodeState.Leader,
+            is_alive=True,
+            http_end_point=gossip_pb2.EndPoint(address=advertised_host(host), port=port),
+        )
+        await call.send(gossip_pb2.ClusterInfo(members=[member]))
+
+    return {GOSSIP_READ: Method(shared_pb2.Empty, gossip_pb2.ClusterInfo, "unary", read)}
+
+
+def _split(path: str) -> tuple[str, str]:
+    service, _, method = path.lstrip("/").partition("/")
+    return service.lower(), method.lower()
+
+
+def server_features(paths: Iterable[str]) -> Service:
+    """The ServerFeatures service listing the methods ``paths`` (``"/package.Service/
+    Method"``) and itself."""
+    listed = sorted({_split(p) for p in [*paths, SERVER_FEATURES]})
+    answer = serverfeatures_pb2.SupportedMethods(
+        methods=[
+            serverfeatures_pb2.SupportedMethod(
+                service_name=service, method_name=method,
+                features=list(_PERSISTENT_FEATURES)
+                if service == _PERSISTENT_SERVICE and method in _PERSISTENT_WITH_FEATURES
+                else [],
+            )
+            for service, method in listed
+        ],
+        event_store_server_version=SERVER_VERSION,
+    )
+
+    async def get_supported_methods(call: Call) -> None:
+        await call.receive_one()
+        await call.send(answer)
+
+    return {SERVER_FEATURES: Method(shared_pb2.Empty, serverfeatures_pb2.SupportedMethods,
+                                    "unary", get_supported_methods)}
