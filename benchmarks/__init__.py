@@ -12,5 +12,6 @@ SUITES: tuple[str, ...] = (
     "benchmarks.bench_storage",
     "benchmarks.bench_gateway",
     "benchmarks.bench_subscriptions",
+    "benchmarks.bench_grpc",
 )
 """Benchmark modules, in the order they run."""

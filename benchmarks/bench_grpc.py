@@ -1,0 +1,214 @@
+"""The network gateway: appends and reads over KurrentDB's gRPC protocol with the real
+``kurrentdbclient``, beside the same work through the in-process API in the same run.
+
+The server is ``python -m exesdb start`` in a subprocess (its own store, durable); the
+clients are ``AsyncKurrentDBClient`` instances, one connection each, in this process.
+The in-process floor is a store started in this process and driven by as many trio
+tasks through :mod:`exesdb.gateway`.
+
+Targets: 50 concurrent clients appending single events reach >= 20,000 events/s; reads
+reach >= 50,000 events/s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+import otp
+from exesdb import NewEvent, gateway
+from exesdb.system import start_store, stop_store
+
+from ._report import Result, now
+
+__all__ = ["run"]
+
+APPENDS = 2_000  # single events per measurement, shared among the clients
+BATCHES = 60  # 100-event batches per measurement
+BATCH = 100
+READ_STREAM_EVENTS = 1_000
+READS = 40  # whole-stream reads per measurement
+_LISTENING = re.compile(r"listening on (\S+):(\d+)")
+
+
+def _start_server(data_dir: Path) -> tuple[subprocess.Popen[str], int]:
+    """``python -m exesdb start`` with a free port; returns it once it listens."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exesdb", "start", "--store-id", "bench", "--data-dir",
+         str(data_dir), "--grpc-port", "0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 30
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        match = _LISTENING.search(line)
+        if match:
+            # keep reading its log so the server never blocks on a full pipe
+            threading.Thread(target=_drain, args=(proc.stderr,), daemon=True).start()
+            return proc, int(match.group(2))
+    proc.kill()
+    raise RuntimeError("the exesdb server did not start:\n" + "".join(seen))
+
+
+def _drain(stream: Any) -> None:
+    for _ in stream:
+        pass
+
+
+def _stop_server(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# -- over the network ----------------------------------------------------------------------
+
+
+async def _grpc_rates(port: int) -> dict[str, float]:
+    from kurrentdbclient import AsyncKurrentDBClient, StreamState
+    from kurrentdbclient import NewEvent as KNewEvent
+
+    uri = f"kurrentdb://127.0.0.1:{port}?Tls=false"
+    clients = [AsyncKurrentDBClient(uri) for _ in range(50)]
+    for client in clients:
+        await client.connect()
+    rates: dict[str, float] = {}
+
+    def event(i: int) -> Any:
+        return KNewEvent(type="Placed", data=b'{"i": %d}' % i)
+
+    async def timed(n_clients: int, per_client: int, work: Callable[[Any, int, int],
+                    Awaitable[int]]) -> float:
+        async def one(c: int) -> int:
+            total = 0
+            for i in range(per_client):
+                total += await work(clients[c], c, i)
+            return total
+
+        start = time.perf_counter()
+        counts = await asyncio.gather(*(one(c) for c in range(n_clients)))
+        return sum(counts) / (time.perf_counter() - start)
+
+    async def append_one(client: Any, c: int, i: int) -> int:
+        await client.append_to_stream(f"single-{c}", events=event(i),
+                                      current_version=StreamState.ANY)
+        return 1
+
+    async def append_batch(client: Any, c: int, i: int) -> int:
+        await client.append_to_stream(f"batch-{c}", events=[event(j) for j in range(BATCH)],
+                                      current_version=StreamState.ANY)
+        return BATCH
+
+    async def read_stream(client: Any, c: int, i: int) -> int:
+        return len(await client.get_stream("to-read"))
+
+    await clients[0].append_to_stream(
+        "to-read", events=[event(i) for i in range(READ_STREAM_EVENTS)],
+        current_version=StreamState.NO_STREAM)
+    for n in (1, 50):
+        rates[f"append1-{n}"] = await timed(n, max(1, APPENDS // n), append_one)
+        rates[f"batch-{n}"] = await timed(n, max(1, BATCHES // n), append_batch)
+        rates[f"read-{n}"] = await timed(n, max(1, READS // n), read_stream)
+    for client in clients:
+        await client.close()
+    return rates
+
+
+# -- in process ------------------------------------------------------------------------------
+
+
+async def _in_process_rates(root: Path) -> dict[str, float]:
+    rates: dict[str, float] = {}
+    async with otp.node():
+        await start_store(store_id="floor", data_dir=root)
+
+        async def timed(n_clients: int, per_client: int,
+                        work: Callable[[int, int], Awaitable[int]]) -> float:
+            total = 0
+
+            async def one(c: int) -> None:
+                nonlocal total
+                for i in range(per_client):
+                    total += await work(c, i)
+
+            start = now()
+            async with trio.open_nursery() as nursery:
+                for c in range(n_clients):
+                    nursery.start_soon(one, c)
+            return total / (now() - start)
+
+        async def append_one(c: int, i: int) -> int:
+            await gateway.append_events("floor", f"single-{c}",
+                                        [NewEvent("Placed", b'{"i": %d}' % i)])
+            return 1
+
+        async def append_batch(c: int, i: int) -> int:
+            await gateway.append_events(
+                "floor", f"batch-{c}",
+                [NewEvent("Placed", b'{"i": %d}' % j) for j in range(BATCH)])
+            return BATCH
+
+        async def read_stream(c: int, i: int) -> int:
+            return len(await gateway.get_events("floor", "to-read", 0, READ_STREAM_EVENTS))
+
+        await gateway.append_events(
+            "floor", "to-read", [NewEvent("Placed", b"{}") for _ in range(READ_STREAM_EVENTS)])
+        for n in (1, 50):
+            rates[f"append1-{n}"] = await timed(n, max(1, APPENDS // n), append_one)
+            rates[f"batch-{n}"] = await timed(n, max(1, BATCHES // n), append_batch)
+            rates[f"read-{n}"] = await timed(n, max(1, READS // n), read_stream)
+        await stop_store("floor")
+    return rates
+
+
+def run() -> list[Result]:
+    """Measure both, each in a temporary directory."""
+    root = Path(tempfile.mkdtemp(prefix="exesdb-bench-grpc-"))
+    logging.getLogger("exesdb").setLevel(logging.WARNING)
+    try:
+        floor = trio.run(_in_process_rates, root / "floor")
+        proc, port = _start_server(root / "server")
+        try:
+            grpc = asyncio.run(_grpc_rates(port))
+        finally:
+            _stop_server(proc)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    targets = {"append1-50": ">= 20,000 events/s", "read-50": ">= 50,000 events/s"}
+    labels = {"append1": "append 1 event", "batch": f"append {BATCH}-event batches",
+              "read": f"read a {READ_STREAM_EVENTS}-event stream"}
+    out = []
+    for key in ("append1-1", "append1-50", "batch-1", "batch-50", "read-1", "read-50"):
+        kind, n = key.split("-")
+        out.append(Result(f"gRPC {labels[kind]}, {n} client(s)", grpc[key], "events/s",
+                          floor[key], targets.get(key, "(floor: the in-process API)")))
+    return out
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    from ._report import render_table
+
+    print(render_table(run()))
