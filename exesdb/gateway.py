@@ -135,7 +135,7 @@ async def append_events(
                                            opts.timeout_s)
     except (otp.NoProc, otp.ServerExited, otp.CallTimeout) as exc:
         raise StoreUnavailable(store_id, str(exc)) from None
-    if type(result) is int:
+    if isinstance(result, int):
         return result
     raise result
 

@@ -36,7 +36,7 @@ from .naming import REGISTRY, child_spec_id, genserver_name
 from .options import StoreOptions
 from .processes import StoreServer, StoreSupervisor
 from .pubsub_system import store_log
-from .storage import Append, Backend, SQLiteBackend, Writer
+from .storage import Appended, Backend, SQLiteBackend, Writer
 from .storage import writer as storage_writer
 from .store_errors import StoreLocked, StoreUnavailable
 
@@ -157,7 +157,7 @@ def _committed(store_id: str, backend: Backend, ops: list[Any], results: list[An
     streams: set[str] = set()
     types: set[str] = set()
     for op, result in zip(ops, results, strict=True):
-        if type(op) is Append and type(result) is int:
+        if type(result) is Appended:  # events were written (not a re-send)
             streams.add(op.stream_id)
             types.update(event.event_type for event in op.events)
     if streams:

@@ -16,6 +16,7 @@ from .backend import Backend
 from .definitions import SubscriptionDefinition
 from .ops import (
     Append,
+    Appended,
     DeleteCheckpoint,
     DeleteSnapshot,
     DeleteStream,
@@ -30,6 +31,7 @@ from .writer import Writer
 
 __all__ = [
     "Append",
+    "Appended",
     "Backend",
     "DeleteCheckpoint",
     "DeleteSnapshot",

@@ -29,6 +29,7 @@ from .records import encode_snapshot
 
 __all__ = [
     "Append",
+    "Appended",
     "DeleteCheckpoint",
     "DeleteSnapshot",
     "DeleteStream",
@@ -76,12 +77,29 @@ class Append:
     """Append ``events`` to ``stream_id`` if ``expected_version`` holds.
 
     Result: the stream's new version (the number of the last event written, or of the
-    original events for an idempotent re-send).
+    original events for an idempotent re-send); an :class:`Appended` when it wrote.
     """
 
     stream_id: str = attrs.field(converter=check_stream_id)
     expected_version: ExpectedVersion = attrs.field(converter=check_expected_version)
     events: tuple[NewEvent, ...] = attrs.field(converter=_events)
+
+
+class Appended(int):
+    """The result of an :class:`Append` that wrote its events: the stream's new version
+    (this int), and ``position``, the ``$all`` position of the last event written.
+
+    An idempotent re-send writes nothing and results in a plain int (the version)."""
+
+    position: int
+
+    def __new__(cls, version: int, position: int) -> Appended:
+        self = super().__new__(cls, version)
+        self.position = position
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Appended, (int(self), self.position))
 
 
 @attrs.frozen

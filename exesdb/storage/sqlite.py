@@ -49,6 +49,7 @@ from .backend import Backend
 from .definitions import SubscriptionDefinition
 from .ops import (
     Append,
+    Appended,
     DeleteCheckpoint,
     DeleteSnapshot,
     DeleteStream,
@@ -193,7 +194,7 @@ class _Batch:
                 known.setdefault(event._encoded[0], []).append((key, number))
         self.position = position
         stream.last += len(events)
-        return stream.last
+        return Appended(stream.last, position - 1)
 
     def _delete(self, op: DeleteStream) -> None:
         stream_id = op.stream_id
@@ -732,6 +733,7 @@ class SQLiteBackend(Backend):
         """Use :meth:`open`."""
         self._engine = engine
         self._writes = WorkerThread(f"exesdb writer {engine.path}")
+        self._read_limiter = trio.CapacityLimiter(_IDLE_READERS)
         self._closed = False
 
     @classmethod
@@ -751,6 +753,11 @@ class SQLiteBackend(Backend):
         else:
             engine = await trio.to_thread.run_sync(_Engine.open, Path(directory), durable)
         return cls(engine)
+
+    async def _reading(self, fn: Callable[..., T], *args: Any) -> T:
+        # At most _IDLE_READERS reads at once, so each finds a pooled connection instead
+        # of opening (and then closing) one of its own under load.
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._read_limiter)
 
     @property
     def path(self) -> Path:
@@ -786,9 +793,7 @@ class SQLiteBackend(Backend):
         start = check_start(start_version, "start_version")
         count = check_count(count)
         direction = check_direction(direction)
-        return await trio.to_thread.run_sync(
-            self._engine.read_stream, stream_id, start, count, direction
-        )
+        return await self._reading(self._engine.read_stream, stream_id, start, count, direction)
 
     async def read_all(
         self,
@@ -802,19 +807,17 @@ class SQLiteBackend(Backend):
         direction = check_direction(direction)
         if filter is not None and not isinstance(filter, Filter):
             raise InvalidArgument(f"filter: must be an exesdb.Filter or None, got {filter!r}")
-        return await trio.to_thread.run_sync(
-            self._engine.read_all, start, count, direction, filter
-        )
+        return await self._reading(self._engine.read_all, start, count, direction, filter)
 
     async def stream_version(self, stream_id: str) -> int:
         stream_id = check_stream_id(stream_id)
-        return await trio.to_thread.run_sync(self._engine.stream_version, stream_id)
+        return await self._reading(self._engine.stream_version, stream_id)
 
     async def list_streams(self) -> list[str]:
-        return await trio.to_thread.run_sync(self._engine.list_streams)
+        return await self._reading(self._engine.list_streams)
 
     async def head_position(self) -> int:
-        return await trio.to_thread.run_sync(self._engine.head_position)
+        return await self._reading(self._engine.head_position)
 
     async def read_snapshot(
         self, source_uuid: str, stream_uuid: str, version: int | None = None
@@ -823,9 +826,7 @@ class SQLiteBackend(Backend):
         stream_uuid = check_name(stream_uuid, "stream_uuid")
         if version is not None:
             version = check_version(version)
-        return await trio.to_thread.run_sync(
-            self._engine.read_snapshot, source_uuid, stream_uuid, version
-        )
+        return await self._reading(self._engine.read_snapshot, source_uuid, stream_uuid, version)
 
     async def list_snapshots(
         self, source_uuid: str | None = None, stream_uuid: str | None = None
@@ -834,23 +835,21 @@ class SQLiteBackend(Backend):
             source_uuid = check_name(source_uuid, "source_uuid")
         if stream_uuid is not None:
             stream_uuid = check_name(stream_uuid, "stream_uuid")
-        return await trio.to_thread.run_sync(
-            self._engine.list_snapshots, source_uuid, stream_uuid
-        )
+        return await self._reading(self._engine.list_snapshots, source_uuid, stream_uuid)
 
     async def read_checkpoint(self, name: str) -> int | None:
         name = check_name(name, "name")
-        return await trio.to_thread.run_sync(self._engine.read_checkpoint, name)
+        return await self._reading(self._engine.read_checkpoint, name)
 
     async def list_checkpoints(self) -> dict[str, int]:
-        return await trio.to_thread.run_sync(self._engine.list_checkpoints)
+        return await self._reading(self._engine.list_checkpoints)
 
     async def read_subscription(self, name: str) -> SubscriptionDefinition | None:
         name = check_name(name, "name")
-        return await trio.to_thread.run_sync(self._engine.read_subscription, name)
+        return await self._reading(self._engine.read_subscription, name)
 
     async def list_subscriptions(self) -> list[SubscriptionDefinition]:
-        return await trio.to_thread.run_sync(self._engine.list_subscriptions)
+        return await self._reading(self._engine.list_subscriptions)
 
     @property
     def last_position(self) -> int:
@@ -860,7 +859,7 @@ class SQLiteBackend(Backend):
         return self._engine.last_position
 
     async def stats(self) -> dict[str, int]:
-        return await trio.to_thread.run_sync(self._engine.stats)
+        return await self._reading(self._engine.stats)
 
     async def flush(self) -> None:
         await self._writes.run(self._engine.flush)

@@ -179,7 +179,7 @@ async def append(
     :meth:`exesdb.storage.Backend.append`); return the new version once durable."""
     result = await otp.gen_server.call(writer, Append(stream_id, expected_version, events),
                                        timeout)
-    if type(result) is int:
+    if isinstance(result, int):
         return result
     raise result
 

@@ -48,6 +48,7 @@ def test_exesdb_gateway_public_names_are_pinned():
 def test_exesdb_storage_public_names_are_pinned():
     assert sorted(exesdb.storage.__all__) == [
         "Append",
+        "Appended",
         "Backend",
         "DeleteCheckpoint",
         "DeleteSnapshot",
