@@ -48,6 +48,7 @@ from .. import gateway
 from ..constants import END, End, ExpectedVersion
 from ..errors import ExESDBError, InvalidArgument, StreamDeleted, WrongExpectedVersion
 from ..events import EventRecord, NewEvent
+from ..storage.ops import Appended
 from ..storage.rules import check_delete
 from . import convert, metadata
 from .commits import CommitSignal
@@ -162,7 +163,10 @@ class _Streams:
     # -- append ------------------------------------------------------------------------
 
     async def _position_of(self, stream_id: str, version: int) -> int | None:
-        """The ``$all`` position of event ``version`` of the stream (None if gone)."""
+        """The ``$all`` position of event ``version`` of the stream (None if gone): the
+        append's own result when it wrote, else (a re-send, an empty append) a read."""
+        if type(version) is Appended:
+            return version.position
         if version < 0:
             return None
         records = await gateway.get_events(self.store_id, stream_id, version, 1)
