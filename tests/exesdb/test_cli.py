@@ -28,7 +28,9 @@ class Server:
     """``python -m exesdb start`` in a subprocess, stopped with SIGTERM."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "exesdb", "start", *args],
+        # --grpc-port 0: free ports, so these servers never collide with another on 2113
+        self.proc = subprocess.Popen([sys.executable, "-m", "exesdb", "start",
+                                      "--grpc-port", "0", *args],
                                      stderr=subprocess.PIPE, text=True, env=env)
         self.log: list[str] = []
         deadline = time.monotonic() + SERVE_TIMEOUT
