@@ -76,3 +76,28 @@ def test_every_error_is_an_exesdb_error():
                  "StoreNotFound", "StoreAlreadyStarted", "StoreLocked", "StoreUnavailable",
                  "SubscriptionNotFound"):
         assert issubclass(getattr(exesdb, name), exesdb.ExESDBError)
+
+
+def test_exesdb_grpc_public_names_are_pinned():
+    import exesdb.grpc
+    import exesdb.grpc.rpc
+    import exesdb.grpc.server
+
+    assert sorted(exesdb.grpc.__all__) == [
+        "ADMINS", "GrpcGateway", "GrpcListenError", "GrpcSystem", "RpcError",
+        "SERVER_VERSION", "StatusCode", "User", "Users", "address", "load_users", "may_use",
+    ]
+    assert sorted(exesdb.grpc.server.__all__) == [
+        "ServerCall", "ServerConfig", "TlsConfigError", "TlsFiles", "serve",
+    ]
+    assert sorted(exesdb.grpc.rpc.__all__) == [
+        "Call", "Handler", "Kind", "Method", "RpcError", "Service", "StatusCode", "User",
+    ]
+
+
+def test_importing_exesdb_grpc_leaves_protobufs_default_pool_alone():
+    import kurrentdbclient.protos.v1.streams_pb2 as client_streams
+
+    import exesdb.grpc.protos.streams_pb2 as own_streams
+
+    assert own_streams.DESCRIPTOR.pool is not client_streams.DESCRIPTOR.pool
