@@ -18,7 +18,7 @@ import contextlib
 import logging
 import math
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import h2.config
@@ -180,7 +180,21 @@ class ServerCall:
     async def send(self, message: Any) -> None:
         """Send one response message; waits while the stream's window is full."""
         data: bytes = message.SerializeToString()
-        frame = b"\x00" + len(data).to_bytes(4, "big") + data
+        await self._send_bytes(b"\x00" + len(data).to_bytes(4, "big") + data)
+
+    async def send_many(self, messages: Iterable[Any]) -> None:
+        """Send several response messages, in order, as one write: far cheaper per
+        message than :meth:`send` for the many small messages of a read."""
+        parts = []
+        for message in messages:
+            data = message.SerializeToString()
+            parts.append(b"\x00" + len(data).to_bytes(4, "big"))
+            parts.append(data)
+        if parts:
+            await self._send_bytes(b"".join(parts))
+
+    async def _send_bytes(self, frame: bytes) -> None:
+        """Send length-prefixed messages; waits while the stream's window is full."""
         conn = self._conn
         await trio.lowlevel.checkpoint_if_cancelled()
         await _acquire(self._send_lock)

@@ -23,7 +23,7 @@ A handler runs in its own trio task, cancelled when the client cancels the call
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Literal, Protocol
 
 import attrs
@@ -121,6 +121,10 @@ class Call(Protocol):
     async def send(self, message: Any) -> None:
         """Send one response message (headers go out before the first); waits while the
         client's flow-control window is full."""
+
+    async def send_many(self, messages: Iterable[Any]) -> None:
+        """Send several response messages in order, as :meth:`send` would one by one,
+        but in one write (for the many small messages of reads and subscriptions)."""
 
 
 Handler = Callable[[Call], Awaitable[None]]

@@ -39,7 +39,7 @@ import datetime as _dt
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
 
 import attrs
@@ -361,9 +361,7 @@ class _Streams:
             while sent < count:
                 want = min(BATCH, count - sent)
                 batch = await gateway.get_events(self.store_id, stream_id, next_, want)
-                for record in metadata.visible(batch, meta, _utcnow(), version):
-                    await send.event(record)
-                    sent += 1
+                sent += await send.events(metadata.visible(batch, meta, _utcnow(), version))
                 if len(batch) < want:
                     break
                 next_ = batch[-1].event_number + 1
@@ -373,9 +371,7 @@ class _Streams:
                 want = min(BATCH, count - sent)
                 batch = await gateway.get_events(self.store_id, stream_id, top, want,
                                                  "backward")
-                for record in metadata.visible(batch, meta, _utcnow(), version):
-                    await send.event(record)
-                    sent += 1
+                sent += await send.events(metadata.visible(batch, meta, _utcnow(), version))
                 if len(batch) < want or batch[-1].event_number <= lowest:
                     break
                 top = batch[-1].event_number - 1
@@ -398,12 +394,10 @@ class _Streams:
         while sent < count:
             want = BATCH if matches is not None else min(BATCH, count - sent)
             batch = await gateway.read_all(self.store_id, next_, want, direction)
-            for record in batch:
-                if matches is None or matches(record):
-                    await send.event(record)
-                    sent += 1
-                    if sent == count:
-                        return
+            chosen = batch if matches is None else [r for r in batch if matches(r)]
+            sent += await send.events(chosen[: count - sent])
+            if sent >= count:
+                return
             if len(batch) < want:
                 return
             last = batch[-1].position
@@ -431,8 +425,7 @@ class _Streams:
             batch = await gateway.get_events(self.store_id, stream_id, next_, BATCH)
             if batch:
                 version = max(version, batch[-1].event_number)
-                for record in metadata.visible(batch, meta, _utcnow(), version):
-                    await send.event(record)
+                await send.events(metadata.visible(batch, meta, _utcnow(), version))
                 next_ = batch[-1].event_number + 1
                 seen = max(seen, batch[-1].position)
             if len(batch) < BATCH:
@@ -458,16 +451,18 @@ class _Streams:
         while True:
             head = self.commits.head
             batch = await gateway.read_all(self.store_id, next_, BATCH)
-            for record in batch:
-                if matches is None:
-                    await send.event(record)
-                    continue
-                if matches(record):
-                    await send.event(record)
-                scanned += 1
-                if scanned >= interval:
-                    scanned = 0
-                    await send.message(_checkpoint(record.position))
+            if matches is None:
+                await send.events(batch)
+            else:
+                out: list[streams_pb2.ReadResp] = []
+                for record in batch:
+                    if matches(record):
+                        out.append(send.response(record))
+                    scanned += 1
+                    if scanned >= interval:
+                        scanned = 0
+                        out.append(_checkpoint(record.position))
+                await send.call.send_many(out)
             if batch:
                 next_ = batch[-1].position + 1
             if len(batch) < BATCH:
@@ -484,8 +479,15 @@ class _Sender:
     call: Call
     structured: bool
 
-    async def event(self, record: EventRecord) -> None:
-        await self.call.send(convert.read_event(record, self.structured))
+    def response(self, record: EventRecord) -> streams_pb2.ReadResp:
+        return convert.read_event(record, self.structured)
+
+    async def events(self, records: Iterable[EventRecord]) -> int:
+        """Send ``records`` in one write; return how many."""
+        structured = self.structured
+        responses = [convert.read_event(record, structured) for record in records]
+        await self.call.send_many(responses)
+        return len(responses)
 
     async def message(self, response: streams_pb2.ReadResp) -> None:
         await self.call.send(response)
