@@ -8,6 +8,11 @@ tasks through :mod:`exesdb.gateway`.
 
 Targets: 50 concurrent clients appending single events reach >= 20,000 events/s; reads
 reach >= 50,000 events/s.
+
+Beside the rates it reports the CPU time one event costs the client process and the
+server process (Linux: the server's from ``/proc``), for 50 clients: client and server
+share this machine's cores, so ``cores / (client + server CPU per event)`` bounds what
+any run here can reach.
 """
 
 from __future__ import annotations
@@ -86,7 +91,16 @@ def _stop_server(proc: subprocess.Popen[str]) -> None:
 # -- over the network ----------------------------------------------------------------------
 
 
-async def _grpc_rates(port: int) -> dict[str, float]:
+def _server_cpu(pid: int) -> float:
+    """CPU seconds the process ``pid`` has used (user + system); 0 where /proc is missing."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _grpc_rates(port: int, server_pid: int) -> dict[str, float]:
     from kurrentdbclient import AsyncKurrentDBClient, StreamState
     from kurrentdbclient import NewEvent as KNewEvent
 
@@ -95,6 +109,7 @@ async def _grpc_rates(port: int) -> dict[str, float]:
     for client in clients:
         await client.connect()
     rates: dict[str, float] = {}
+    cpu_used: dict[tuple[str, int], tuple[float, float]] = {}
 
     def event(i: int) -> Any:
         return KNewEvent(type="Placed", data=b'{"i": %d}' % i)
@@ -107,9 +122,12 @@ async def _grpc_rates(port: int) -> dict[str, float]:
                 total += await work(clients[c], c, i)
             return total
 
-        start = time.perf_counter()
+        start, cpu, server_cpu = time.perf_counter(), time.process_time(), _server_cpu(server_pid)
         counts = await asyncio.gather(*(one(c) for c in range(n_clients)))
-        return sum(counts) / (time.perf_counter() - start)
+        events = sum(counts)
+        cpu_used[work.__name__, n_clients] = (
+            (time.process_time() - cpu) / events, (_server_cpu(server_pid) - server_cpu) / events)
+        return events / (time.perf_counter() - start)
 
     async def append_one(client: Any, c: int, i: int) -> int:
         await client.append_to_stream(f"single-{c}", events=event(i),
@@ -133,6 +151,9 @@ async def _grpc_rates(port: int) -> dict[str, float]:
         rates[f"read-{n}"] = await timed(n, max(1, READS // n), read_stream)
     for client in clients:
         await client.close()
+    for (kind, n), (client_cpu, server_cpu) in cpu_used.items():
+        rates[f"cpu-client-{kind}-{n}"] = client_cpu
+        rates[f"cpu-server-{kind}-{n}"] = server_cpu
     return rates
 
 
@@ -146,18 +167,18 @@ async def _in_process_rates(root: Path) -> dict[str, float]:
 
         async def timed(n_clients: int, per_client: int,
                         work: Callable[[int, int], Awaitable[int]]) -> float:
-            total = 0
+            counts = [0] * n_clients
 
             async def one(c: int) -> None:
-                nonlocal total
                 for i in range(per_client):
-                    total += await work(c, i)
+                    done = await work(c, i)  # not "+= await": that reads the count first
+                    counts[c] += done
 
             start = now()
             async with trio.open_nursery() as nursery:
                 for c in range(n_clients):
                     nursery.start_soon(one, c)
-            return total / (now() - start)
+            return sum(counts) / (now() - start)
 
         async def append_one(c: int, i: int) -> int:
             await gateway.append_events("floor", f"single-{c}",
@@ -191,7 +212,7 @@ def run() -> list[Result]:
         floor = trio.run(_in_process_rates, root / "floor")
         proc, port = _start_server(root / "server")
         try:
-            grpc = asyncio.run(_grpc_rates(port))
+            grpc = asyncio.run(_grpc_rates(port, proc.pid))
         finally:
             _stop_server(proc)
     finally:
@@ -204,6 +225,10 @@ def run() -> list[Result]:
         kind, n = key.split("-")
         out.append(Result(f"gRPC {labels[kind]}, {n} client(s)", grpc[key], "events/s",
                           floor[key], targets.get(key, "(floor: the in-process API)")))
+    for work, label in (("append_one", "append 1 event"), ("read_stream", "read")):
+        for side in ("client", "server"):
+            out.append(Result(f"gRPC {label}, 50 clients: {side} CPU per event",
+                              grpc[f"cpu-{side}-{work}-50"] * 1e6, "us"))
     return out
 
 
