@@ -148,6 +148,15 @@ def _caught_up(stream_revision: int | None, position: int | None) -> streams_pb2
     return streams_pb2.ReadResp(caught_up=caught_up)
 
 
+def _set_position(response: Any, position: int | None) -> None:
+    """Set the ``position`` (or ``no_position``) of a delete or tombstone response."""
+    if position is None:
+        response.no_position.SetInParent()
+    else:
+        response.position.commit_position = position
+        response.position.prepare_position = position
+
+
 def _confirmation() -> streams_pb2.ReadResp:
     return streams_pb2.ReadResp(confirmation=streams_pb2.ReadResp.SubscriptionConfirmation(
         subscription_id=str(uuid.uuid4())))
@@ -275,25 +284,15 @@ class _Streams:
     async def delete(self, call: Call) -> None:
         """``Delete``: a soft delete (the stream reads as missing; appending continues
         its numbering). Answers the ``$all`` head position at the delete."""
-        position = await self._delete(call, hard=False)
         response = streams_pb2.DeleteResp()
-        if position is None:
-            response.no_position.SetInParent()
-        else:
-            response.position.commit_position = position
-            response.position.prepare_position = position
+        _set_position(response, await self._delete(call, hard=False))
         await call.send(response)
 
     async def tombstone(self, call: Call) -> None:
         """``Tombstone``: a hard delete (the stream can never be read or written
         again). Answers the ``$all`` head position at the delete."""
-        position = await self._delete(call, hard=True)
         response = streams_pb2.TombstoneResp()
-        if position is None:
-            response.no_position.SetInParent()
-        else:
-            response.position.commit_position = position
-            response.position.prepare_position = position
+        _set_position(response, await self._delete(call, hard=True))
         await call.send(response)
 
     # -- read --------------------------------------------------------------------------
