@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import os
 import secrets
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Final
 
@@ -249,9 +251,28 @@ def _read_entries(path: Path) -> list[UserEntry]:
     return parse_users(text, str(path))
 
 
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``<path>.lock`` (made beside the file, mode 0600), so
+    concurrent ``user add`` / ``user remove`` runs change the file one at a time."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise InvalidArgument(f"users_file: cannot write beside {path}: {exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _write_entries(path: Path, entries: Iterable[UserEntry]) -> None:
     """Replace the file atomically (a crash leaves the old or the new file), mode 0600."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as exc:
+        raise InvalidArgument(f"users_file: cannot write {path}: {exc}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(render_users(entries))
@@ -280,11 +301,12 @@ def add_user(path: str | os.PathLike[str], name: str, password: str,
     if not password:
         raise InvalidArgument("password: must not be empty")
     target = Path(path)
-    entries = _read_entries(target)
     entry = UserEntry(name, hash_password(password), group_list)
-    new = all(e.name != name for e in entries)
-    entries = [entry if e.name == name else e for e in entries] + ([entry] if new else [])
-    _write_entries(target, entries)
+    with _locked(target):
+        entries = _read_entries(target)
+        new = all(e.name != name for e in entries)
+        entries = [entry if e.name == name else e for e in entries] + ([entry] if new else [])
+        _write_entries(target, entries)
     return new
 
 
@@ -292,11 +314,12 @@ def remove_user(path: str | os.PathLike[str], name: str) -> None:
     """Remove user ``name`` from the users file; :class:`InvalidArgument` if it is not
     there."""
     target = Path(path)
-    entries = _read_entries(target)
-    kept = [e for e in entries if e.name != name]
-    if len(kept) == len(entries):
-        raise InvalidArgument(f"name: no user {name!r} in {target}")
-    _write_entries(target, kept)
+    with _locked(target):
+        entries = _read_entries(target)
+        kept = [e for e in entries if e.name != name]
+        if len(kept) == len(entries):
+            raise InvalidArgument(f"name: no user {name!r} in {target}")
+        _write_entries(target, kept)
 
 
 def user_groups(users: Users) -> Mapping[str, tuple[str, ...]]:

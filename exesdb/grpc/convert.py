@@ -315,6 +315,12 @@ def _status(code: int, message: str, detail: _message.Message) -> status_pb2.Sta
     return status
 
 
+def access_denied_status() -> status_pb2.Status:
+    """The error status of a batch append the caller may not make (``PERMISSION_DENIED``
+    with the ``AccessDenied`` detail)."""
+    return _status(code_pb2.PERMISSION_DENIED, "AccessDenied", shared_pb2.AccessDenied())
+
+
 def batch_error_status(exc: ExESDBError, stream_id: str) -> status_pb2.Status:
     """The error status of a failed batch append, with the detail the clients unpack:
     ``WrongExpectedVersion`` (``ALREADY_EXISTS``), ``StreamDeleted`` (``NOT_FOUND``),

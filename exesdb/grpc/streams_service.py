@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -53,10 +52,12 @@ from ..storage.rules import check_delete
 from . import convert, metadata
 from .commits import CommitSignal
 from .convert import bad_request
+from .groups import CONFIG_STREAM, parked_stream
+from .patterns import compile_filter
 from .protos import shared_pb2, streams_pb2
 from .rpc import Call, Method, RpcError, Service, StatusCode
 
-__all__ = ["BATCH", "DEFAULT_WINDOW", "SERVICE", "service"]
+__all__ = ["BATCH", "DEFAULT_WINDOW", "SERVICE", "service", "written_by_the_server"]
 
 SERVICE: Final = "event_store.client.streams.Streams"
 """The service's full name."""
@@ -65,6 +66,7 @@ BATCH: Final = 500
 DEFAULT_WINDOW: Final = 32
 """The filter window (events) of a filtered subscription that gives none."""
 
+_PARKED_PREFIX: Final = parked_stream("", "").split("::")[0]  # "$persistentsubscription-"
 _MAX_INT64: Final = (1 << 63) - 1
 _MAX_PENDING: Final = 2 * convert.MAX_APPEND_SIZE  # bytes in a call's unfinished batches
 _Options = streams_pb2.ReadReq.Options
@@ -90,14 +92,14 @@ class _EventFilter:
 
     by_stream: bool
     prefixes: tuple[str, ...]
-    regex: re.Pattern[str] | None
+    regex: Callable[[str], bool] | None  # compiled by exesdb.grpc.patterns: linear time
     window: int
     checkpoint_interval: int
 
     def matches(self, record: EventRecord) -> bool:
         subject = record.stream_id if self.by_stream else record.event_type
         if self.regex is not None:
-            return self.regex.search(subject) is not None
+            return self.regex(subject)
         return subject.startswith(self.prefixes)
 
 
@@ -109,10 +111,9 @@ def _event_filter(options: _Options.FilterOptions) -> _EventFilter:
     regex = None
     if expression.regex:
         try:
-            regex = re.compile(expression.regex)
-        except (re.error, RecursionError, OverflowError) as exc:
-            raise bad_request(f"filter.{which}.regex: not a valid regular expression "
-                              f"({exc})") from None
+            regex = compile_filter(expression.regex, f"filter.{which}.regex")
+        except InvalidArgument as exc:
+            raise bad_request(str(exc)) from None
     window = options.max if options.WhichOneof("window") == "max" and options.max else 0
     window = window or DEFAULT_WINDOW
     multiplier = options.checkpointIntervalMultiplier or 1
@@ -146,6 +147,20 @@ def _caught_up(stream_revision: int | None, position: int | None) -> streams_pb2
         caught_up.position.commit_position = position
         caught_up.position.prepare_position = position
     return streams_pb2.ReadResp(caught_up=caught_up)
+
+
+def written_by_the_server(stream_id: str) -> bool:
+    """True for the streams only the server writes: the persistent subscription groups'
+    configuration and parked-event streams, and their metadata streams. A client append,
+    delete or tombstone there is refused (``PERMISSION_DENIED``), whoever the client is."""
+    name = stream_id[2:] if stream_id.startswith("$$") else stream_id
+    return name == CONFIG_STREAM or name.startswith(_PARKED_PREFIX)
+
+
+def _check_writable(stream_id: str) -> None:
+    if written_by_the_server(stream_id):
+        raise RpcError(StatusCode.PERMISSION_DENIED,
+                       f"Access denied: {stream_id!r} is written by the server only")
 
 
 def _set_position(response: Any, position: int | None) -> None:
@@ -200,6 +215,7 @@ class _Streams:
             raise bad_request("Append: the first request must carry the options")
         stream_id = convert.stream_name(first.options.stream_identifier,
                                         "options.stream_identifier")
+        _check_writable(stream_id)
         expected = convert.expected_version(first.options)
         events: list[NewEvent] = []
         size = 0
@@ -255,6 +271,9 @@ class _Streams:
             response.error.CopyFrom(convert.batch_error_status(batch.error, batch.stream_id))
             return response
         assert batch.expected is not None
+        if written_by_the_server(batch.stream_id):
+            response.error.CopyFrom(convert.access_denied_status())
+            return response
         with _store_errors():
             try:
                 version = await self._append(batch.stream_id, batch.expected, batch.events)
@@ -275,6 +294,7 @@ class _Streams:
         request = await call.receive_one()
         stream_id = convert.stream_name(request.options.stream_identifier,
                                         "options.stream_identifier")
+        _check_writable(stream_id)
         expected = convert.expected_version(request.options)
         with _store_errors():
             await gateway.delete_stream(self.store_id, stream_id, expected, hard)
