@@ -124,7 +124,8 @@ class Call(Protocol):
 
     async def send_many(self, messages: Iterable[Any]) -> None:
         """Send several response messages in order, as :meth:`send` would one by one,
-        but in one write (for the many small messages of reads and subscriptions)."""
+        but in few writes of about 1 MiB each (for the many small messages of reads and
+        subscriptions)."""
 
 
 Handler = Callable[[Call], Awaitable[None]]
