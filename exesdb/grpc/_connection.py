@@ -7,16 +7,33 @@ order); every call runs its handler in one task of the connection's nursery. h2 
 is only touched from the trio thread, between awaits, so it needs no lock.
 
 Flow control: outbound, :meth:`ServerCall.send` waits on its own stream's window (a
-client that never reads blocks only that call); inbound, received bytes are
+client that never reads blocks only that call); inbound, a stream's received bytes are
 acknowledged only as the handler consumes messages, so a client sending faster than its
-handler reads is held back by its stream window, not buffered without limit.
+handler reads is held back by its stream window, not buffered without limit. The
+connection-level window is given back as soon as data arrives (as grpc-go does): the
+stream windows do the throttling, and a stream held back can never starve the
+connection's other streams of window.
+
+Memory: a message larger than what is already buffered needs its bytes acknowledged
+before they all arrive; a handler waiting for the rest of one first reserves the whole
+message from the connection's budget (``max_buffer``), in arrival order, and only then
+acknowledges. So one connection holds at most its budget in incomplete messages plus a
+stream window per stream (:data:`MAX_CONCURRENT_STREAMS` x :data:`STREAM_WINDOW`), and
+admitted messages always complete (no two half-admitted messages wait on each other).
+
+Liveness: a connection must finish its TLS handshake and send the HTTP/2 preface and
+SETTINGS within ``handshake_timeout``; after ``keepalive_interval`` seconds without
+receiving anything it is sent a PING, and is closed (its calls cancelled) when nothing
+comes back within ``keepalive_timeout``.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import math
+import os
 import ssl
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -29,7 +46,7 @@ import h2.exceptions
 import h2.settings
 import trio
 
-from exesdb.grpc._auth_cache import BasicAuth
+from exesdb.grpc._auth_cache import BasicAuth, LoginBackoff
 from exesdb.grpc._wire import RESPONSE_HEADERS, Headers, parse_timeout, status_trailers
 from exesdb.grpc.rpc import Method, RpcError, StatusCode, User
 
@@ -43,11 +60,15 @@ CONNECTION_WINDOW = 8 << 20
 """Our connection-level receive window."""
 MAX_FRAME_SIZE = 1 << 20
 """The largest frame the client may send us."""
-MAX_CONCURRENT_STREAMS = 1000
+MAX_CONCURRENT_STREAMS = 100
+"""The most calls one connection may have open at once."""
 MAX_HEADER_LIST_SIZE = 64 << 10
 READ_SIZE = 256 << 10
 YIELD_BYTES = 64 << 10
 """A sending handler yields to the other tasks once this much output awaits the writer."""
+SEND_MANY_CHUNK = 1 << 20
+""":meth:`ServerCall.send_many` serializes and sends this much at a time (at least one
+message)."""
 GRACE_SECONDS = 2.0
 """How long a closing connection waits to flush its last frames."""
 
@@ -104,6 +125,7 @@ class ServerCall:
         self._buf = bytearray()
         self._pos = 0
         self._acked_ahead = 0  # bytes at the front of the buffer already acknowledged
+        self._reserved = 0  # the connection budget held for the incomplete next message
         self._remote_ended = False
         self._recv_event = trio.Event()
         self._recv_lock = trio.Lock()
@@ -160,9 +182,11 @@ class ServerCall:
                             f"({self._method.request_type.__name__})",
                         )
                     return None
-                # The next message is incomplete: let the rest of it in.
-                self._ack_buffered()
+                # The next message is incomplete: let the rest of it in. (A fresh event
+                # first: data arriving while _make_room waits must wake the wait below.)
                 self._recv_event = trio.Event()
+                await self._make_room()
+                self._ack_buffered()
                 await self._recv_event.wait()
         finally:
             self._recv_lock.release()
@@ -183,13 +207,22 @@ class ServerCall:
         await self._send_bytes(b"\x00" + len(data).to_bytes(4, "big") + data)
 
     async def send_many(self, messages: Iterable[Any]) -> None:
-        """Send several response messages, in order, as one write: far cheaper per
-        message than :meth:`send` for the many small messages of a read."""
-        parts = []
+        """Send several response messages, in order, in writes of about
+        :data:`SEND_MANY_CHUNK` bytes: far cheaper per message than :meth:`send` for the
+        many small messages of a read, and never more than about a chunk (or one larger
+        message) serialized at once."""
+        parts: list[bytes] = []
+        size = 0
         for message in messages:
             data = message.SerializeToString()
             parts.append(b"\x00" + len(data).to_bytes(4, "big"))
             parts.append(data)
+            size += 5 + len(data)
+            if size >= SEND_MANY_CHUNK:
+                chunk = b"".join(parts)
+                parts.clear()
+                size = 0
+                await self._send_bytes(chunk)
         if parts:
             await self._send_bytes(b"".join(parts))
 
@@ -275,6 +308,9 @@ class ServerCall:
             return None
         payload = buf[pos + 5 : end]
         self._consumed(5 + length)
+        if self._reserved:
+            self._conn.release(self._reserved)
+            self._reserved = 0
         if end == len(buf):
             buf.clear()
             self._pos = 0
@@ -295,6 +331,25 @@ class ServerCall:
                 StatusCode.INVALID_ARGUMENT,
                 f"cannot decode the request message ({name or request_type.__name__}): {e}",
             ) from None
+
+    async def _make_room(self) -> None:
+        """Before acknowledging ahead of the handler for an incomplete message: reserve
+        the whole message from the connection's budget (waiting, unacknowledged, while
+        other messages hold it), or fail the call when it alone cannot fit."""
+        if self._reserved:
+            return
+        available = len(self._buf) - self._pos
+        if available < 5:
+            return  # a few bytes of a message's prefix: nothing worth reserving
+        size = 5 + int.from_bytes(self._buf[self._pos + 1 : self._pos + 5], "big")
+        budget = self._conn.max_buffer
+        if size > budget:
+            raise RpcError(
+                StatusCode.RESOURCE_EXHAUSTED,
+                f"request message larger than the connection's buffer ({size} vs. {budget})",
+            )
+        await self._conn.reserve(size)
+        self._reserved = size
 
     def _consumed(self, size: int) -> None:
         if self._acked_ahead >= size:
@@ -359,7 +414,7 @@ class ServerCall:
             try:
                 auth = self._conn.auth
                 if auth is not None:
-                    self._user = await auth.user(self._authorization)
+                    self._user = await auth.user(self._authorization, self._conn.login_backoff)
                     if self._user is None:
                         raise RpcError(StatusCode.UNAUTHENTICATED, "invalid credentials")
                 await self._method.handler(self)
@@ -426,6 +481,9 @@ class ServerCall:
 
     def _release(self) -> None:
         self._closed = True
+        if self._reserved:
+            self._conn.release(self._reserved)
+            self._reserved = 0
         # Give back the connection window held by data nobody will read.
         unacked = len(self._buf) - self._pos - self._acked_ahead
         self._buf.clear()
@@ -456,6 +514,55 @@ def _rpc_error_in(error: BaseException) -> RpcError | None:
     return None
 
 
+_PREFACE_LENGTH = 24
+"""``PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n``: what a client sends before its first frame."""
+
+
+class _FrameGuard:
+    """Follows the frame boundaries of the client's bytes to refuse a frame header that
+    announces more than :data:`MAX_FRAME_SIZE` as soon as the header arrives (h2 checks a
+    frame's length only once all of it is buffered, which a peer sending garbage need
+    never do: the connection would hang until the keepalive gave up on it)."""
+
+    __slots__ = ("_header", "_skip")
+
+    def __init__(self) -> None:
+        self._skip = _PREFACE_LENGTH  # bytes before the next frame header
+        self._header = bytearray()
+
+    def check(self, data: bytes | bytearray) -> bool:
+        """Take the next bytes from the client; False if they hold an oversize header."""
+        pos = 0
+        end = len(data)
+        while pos < end:
+            if self._skip:
+                step = min(self._skip, end - pos)
+                self._skip -= step
+                pos += step
+                continue
+            piece = data[pos : pos + 9 - len(self._header)]
+            self._header += piece
+            pos += len(piece)
+            if len(self._header) == 9:
+                length = int.from_bytes(self._header[:3], "big")
+                if length > MAX_FRAME_SIZE:
+                    return False
+                self._skip = length
+                self._header.clear()
+        return True
+
+
+class _Reservation:
+    """A call waiting for room in its connection's budget."""
+
+    __slots__ = ("event", "granted", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.granted = False
+        self.event = trio.Event()
+
+
 class Connection:
     """One client connection: reads, dispatches calls, writes. See the module doc."""
 
@@ -466,12 +573,30 @@ class Connection:
         services: Mapping[str, Method],
         max_message_size: int,
         auth: BasicAuth | None,
+        *,
+        keepalive_interval: float = 30.0,
+        keepalive_timeout: float = 20.0,
+        handshake_timeout: float = 10.0,
+        max_buffer: int = 64 << 20,
     ) -> None:
         self.stream = stream
         self.peer = peer
         self.services = services
         self.max_message_size = max_message_size
         self.auth = auth
+        self.login_backoff = LoginBackoff()
+        self.max_buffer = max_buffer
+        self.reserved = 0  # bytes of incomplete messages admitted (see ServerCall._make_room)
+        self._waiting: collections.deque[_Reservation] = collections.deque()
+        self._keepalive_interval = keepalive_interval
+        self._keepalive_timeout = keepalive_timeout
+        now = trio.current_time()
+        self._handshake_deadline = now + handshake_timeout
+        self._handshake_done = False  # the client's preface and SETTINGS arrived
+        self._last_received = now
+        self._frame_guard = _FrameGuard()
+        self._ping_data = b""
+        self._ping_ack: trio.Event | None = None
         self.h2 = h2.connection.H2Connection(config=_H2_CONFIG)
         self.calls: dict[int, ServerCall] = {}
         self.blocked: set[ServerCall] = set()
@@ -502,6 +627,37 @@ class Connection:
         except h2.exceptions.ProtocolError:
             return
         self._wake.set()
+
+    async def reserve(self, size: int) -> None:
+        """Take ``size`` bytes of the budget, waiting (first come, first served) until
+        they are free. Never more than the budget is taken at once."""
+        if not self._waiting and self.reserved + size <= self.max_buffer:
+            self.reserved += size
+            return
+        entry = _Reservation(size)
+        self._waiting.append(entry)
+        try:
+            await entry.event.wait()
+        except BaseException:
+            if entry.granted:
+                self.release(size)
+            else:
+                self._waiting.remove(entry)
+                self._grant()
+            raise
+
+    def release(self, size: int) -> None:
+        """Give back ``size`` bytes of the budget (to the calls waiting, in order)."""
+        self.reserved -= size
+        self._grant()
+
+    def _grant(self) -> None:
+        waiting = self._waiting
+        while waiting and self.reserved + waiting[0].size <= self.max_buffer:
+            entry = waiting.popleft()
+            entry.granted = True
+            self.reserved += entry.size
+            entry.event.set()
 
     def call_finished(self, stream_id: int) -> None:
         """A call's task is over."""
@@ -537,8 +693,11 @@ class Connection:
 
     async def _run(self) -> None:
         if isinstance(self.stream, trio.SSLStream):
-            with trio.fail_after(10):
+            with trio.move_on_at(self._handshake_deadline) as handshake:
                 await self.stream.do_handshake()
+            if handshake.cancelled_caught:
+                logger.debug("closing connection from %s: no TLS handshake in time", self.peer)
+                return
         self._started = True
         # Our settings from the first SETTINGS frame on (h2 applies initial values at
         # once, except the frame and header size limits, set by hand).
@@ -558,9 +717,19 @@ class Connection:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._write_loop)
+            nursery.start_soon(self._keepalive_loop)
             self._wake.set()
+            if not self._handshake_done:
+                self._reader_scope.deadline = self._handshake_deadline
             with self._reader_scope:
                 await self._read_loop()
+            if (
+                self._reader_scope.cancelled_caught
+                and not self._handshake_done
+                and not self._shutting_down
+            ):
+                logger.debug("closing connection from %s: no HTTP/2 preface in time", self.peer)
+                self._broken = True
             if self._broken:
                 nursery.cancel_scope.cancel()
                 return
@@ -594,6 +763,13 @@ class Connection:
             if not data:
                 self._broken = True
                 return
+            self._last_received = trio.current_time()
+            if not self._frame_guard.check(data):
+                logger.debug("HTTP/2 frame over %d bytes from %s", MAX_FRAME_SIZE, self.peer)
+                with contextlib.suppress(h2.exceptions.ProtocolError):
+                    h2conn.close_connection(error_code=h2.errors.ErrorCodes.FRAME_SIZE_ERROR)
+                self._wake.set()
+                return
             try:
                 events = h2conn.receive_data(data)
             except h2.exceptions.ProtocolError as e:
@@ -606,6 +782,11 @@ class Connection:
                 if self._dispatch(event):
                     self._wake.set()
                     return
+            # The connection window comes back at once: the stream windows throttle.
+            deficit = CONNECTION_WINDOW - h2conn.inbound_flow_control_window
+            if deficit >= CONNECTION_WINDOW // 8:
+                with contextlib.suppress(h2.exceptions.ProtocolError):
+                    h2conn.increment_flow_control_window(deficit)
             self._wake.set()
 
     def _dispatch(self, event: h2.events.Event) -> bool:
@@ -635,7 +816,13 @@ class Connection:
             call = self.calls.get(event.stream_id)
             if call is not None:
                 call.reset()
+        elif isinstance(event, h2.events.PingAckReceived):
+            if self._ping_ack is not None and event.ping_data == self._ping_data:
+                self._ping_ack.set()
         elif isinstance(event, h2.events.RemoteSettingsChanged):
+            if not self._handshake_done:
+                self._handshake_done = True
+                self._reader_scope.deadline = math.inf
             if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
                 for call in self.blocked:
                     call.window_opened()
@@ -706,6 +893,42 @@ class Connection:
         self.calls[sid] = call
         self._idle = trio.Event()
         self._nursery.start_soon(call.run)
+
+    async def _keepalive_loop(self) -> None:
+        """After ``keepalive_interval`` seconds of receiving nothing, PING the client;
+        when nothing at all (neither the ACK nor anything else) arrives within
+        ``keepalive_timeout`` seconds, close the connection. One PING at a time."""
+        interval = self._keepalive_interval
+        timeout = self._keepalive_timeout
+        while True:
+            while True:
+                quiet_until = self._last_received + interval
+                if quiet_until <= trio.current_time():
+                    break
+                await trio.sleep_until(quiet_until)
+            ack = self._ping_ack = trio.Event()
+            self._ping_data = os.urandom(8)
+            try:
+                self.h2.ping(self._ping_data)
+            except h2.exceptions.ProtocolError:
+                return  # the connection is closing
+            self._wake.set()
+            sent = trio.current_time()
+            while not ack.is_set():
+                with trio.move_on_at(max(sent, self._last_received) + timeout):
+                    await ack.wait()
+                if not ack.is_set() and self._last_received + timeout <= trio.current_time():
+                    logger.debug(
+                        "closing connection from %s: no answer to PING in %s s",
+                        self.peer,
+                        timeout,
+                    )
+                    self._broken = True
+                    self._reader_scope.cancel()
+                    for call in list(self.calls.values()):
+                        call.reset()
+                    return
+            self._ping_ack = None
 
     async def _write_loop(self) -> None:
         stream = self.stream

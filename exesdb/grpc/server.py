@@ -11,8 +11,13 @@ Guarantees: one connection or one call can never take the server down (a handler
 ends its call with ``INTERNAL`` and is logged; a broken connection ends its calls); a
 client that does not read holds up only its own call (HTTP/2 flow control per stream);
 a client that sends faster than its handler reads is throttled, not buffered without
-bound; when :func:`serve` is cancelled, every in-flight call ends with ``UNAVAILABLE``,
-every connection gets GOAWAY and is closed.
+bound (per connection: at most :attr:`ServerConfig.max_connection_buffer` in incomplete
+messages plus a stream window for each of its at most 100 calls); a peer that never
+completes its handshake, sends garbage or stops answering PINGs is disconnected (its
+calls cancelled); password checks run on a few threads of their own, and a connection
+whose logins fail waits longer and longer between checks; when :func:`serve` is
+cancelled, every in-flight call ends with ``UNAVAILABLE``, every connection gets GOAWAY
+and is closed.
 
 Connection handling is in :mod:`exesdb.grpc._connection`, wire formats in
 :mod:`exesdb.grpc._wire`, credential checks in :mod:`exesdb.grpc._auth_cache`.
@@ -56,6 +61,20 @@ class ServerConfig:
     the largest request message accepted (larger ones end their call with
     ``RESOURCE_EXHAUSTED``); ``authenticator`` (username, password -> User, or None for
     wrong credentials), when set, makes every call need ``authorization: Basic ...``.
+
+    Dead and idle peers: a connection that has not completed its TLS handshake and sent
+    the HTTP/2 preface and SETTINGS within ``handshake_timeout`` seconds is closed; once
+    a connection has received nothing for ``keepalive_interval`` seconds the server
+    sends it a PING (one at a time, only after such silence), and if neither the PING's
+    ACK nor anything else arrives within ``keepalive_timeout`` seconds the connection is
+    closed and its calls cancelled.
+
+    Memory: ``max_connection_buffer`` bounds the bytes one connection may hold in
+    request messages still arriving (beyond the HTTP/2 stream windows): once it is
+    spoken for, the connection's other incomplete messages are not acknowledged, so
+    HTTP/2 flow control holds their senders back until it frees up (they are delayed,
+    not failed); a message that alone is larger fails its call with
+    ``RESOURCE_EXHAUSTED``. Other connections are never affected.
     """
 
     host: str = "127.0.0.1"
@@ -67,6 +86,12 @@ class ServerConfig:
         default=32 * 1024 * 1024, validator=attrs.validators.ge(1)
     )
     authenticator: Callable[[str, str], User | None] | None = None
+    keepalive_interval: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
+    keepalive_timeout: float = attrs.field(default=20.0, validator=attrs.validators.gt(0))
+    handshake_timeout: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
+    max_connection_buffer: int = attrs.field(
+        default=64 * 1024 * 1024, validator=attrs.validators.ge(1)
+    )
 
 
 class TlsConfigError(ValueError):
@@ -132,8 +157,17 @@ class _Server:
         stream: trio.abc.Stream = socket_stream
         if self.ssl_context is not None:
             stream = trio.SSLStream(socket_stream, self.ssl_context, server_side=True)
+        config = self.config
         conn = Connection(
-            stream, peer, self.services, self.config.max_receive_message_size, self.auth
+            stream,
+            peer,
+            self.services,
+            config.max_receive_message_size,
+            self.auth,
+            keepalive_interval=config.keepalive_interval,
+            keepalive_timeout=config.keepalive_timeout,
+            handshake_timeout=config.handshake_timeout,
+            max_buffer=config.max_connection_buffer,
         )
         self.connections.add(conn)
         self.no_connections = trio.Event()
