@@ -13,11 +13,21 @@ A group ``G`` on stream ``S`` (or on ``$all``) is:
   checkpoint (``exesdb.gateway.ack_event``, cumulative) only up to the last event before
   which everything is acked, skipped, filtered out or parked (:class:`Ledger`);
 * its settings, kept durably with every other group's as the last event (type
-  ``PersistentConfig1``, JSON) of the system stream :data:`CONFIG_STREAM`;
+  ``PersistentConfig1``, JSON) of the system stream :data:`CONFIG_STREAM`; settings that
+  do not read never make the manager remove a group or its checkpoint (see
+  :class:`GroupManager`);
 * its parked events: links (type ``$>``, data ``"<number>@<stream>"``) appended to
   ``$persistentsubscription-<S>::<G>-parked``; how far they were replayed is that
   stream's truncate-before (``{"$tb": n}`` in ``$$$persistentsubscription-<S>::<G>-parked``),
-  as KurrentDB keeps it.
+  as KurrentDB keeps it. A replayed parked event leaves the parked stream (the
+  truncate-before passes it) only once it is acked, skipped or parked again, so a stop
+  or a crash during a replay loses none: they are still parked, to be replayed again;
+* its filter (``$all`` only): a regex matched in time linear in the subject (RE2, see
+  :mod:`exesdb.grpc.patterns`), or prefixes.
+
+A consumer acks and nacks only the events in flight to itself: other ids are ignored (so
+one consumer cannot settle what another holds). A consumer whose call ends, however it
+ends, leaves at once: its slot is free and its events in flight go to the others.
 
 :class:`PersistentGroups` (a store supervisor, rest_for_one: a dynamic supervisor of the
 group processes, then :class:`GroupManager`) runs them; the manager serialises creations,
@@ -38,11 +48,10 @@ import heapq
 import itertools
 import json
 import logging
-import re
 import uuid
 import zlib
 from collections import deque
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any, Final, Literal
 
 import attrs
@@ -54,7 +63,7 @@ from otp.supervisor import ChildSpec
 
 from .. import gateway
 from ..constants import END
-from ..errors import ExESDBError, StreamDeleted
+from ..errors import ExESDBError, InvalidArgument, StreamDeleted
 from ..events import EventRecord, NewEvent
 from ..naming import child_spec_id, genserver_name, partition_name
 from ..options import StoreOptions
@@ -62,6 +71,7 @@ from ..processes import StoreServer, StoreSupervisor
 from ..store_errors import SubscriptionNotFound
 from ..subscriptions import Events
 from .convert import rpc_error
+from .patterns import compile_filter
 from .rpc import RpcError, StatusCode
 
 __all__ = [
@@ -190,33 +200,66 @@ class GroupSettings:
                            f"got {self.consumer_strategy!r}")
         return self
 
+    @classmethod
+    def from_json(cls, data: Any, field: str = "settings") -> GroupSettings:
+        """The settings stored as ``attrs.asdict`` made them: every field type-checked
+        (bools bool, numbers int, the strategy a str; a missing one takes its default,
+        an unknown one is ignored) and in range. Raises ``ValueError`` naming the field
+        (``settings.<name>``) otherwise."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{field}: must be an object, got {type(data).__name__}")
+        values: dict[str, Any] = {}
+        for attribute in attrs.fields(cls):
+            if attribute.name not in data:
+                continue
+            value = data[attribute.name]
+            expected = type(attribute.default)
+            if expected is bool:
+                ok = type(value) is bool
+            elif expected is int:
+                ok = type(value) is int and -2**63 <= value < 2**63
+            else:
+                ok = type(value) is str
+            if not ok:
+                raise ValueError(f"{field}.{attribute.name}: must be {expected.__name__}, "
+                                 f"got {value!r}")
+            values[attribute.name] = value
+        try:
+            return cls(**values).check()
+        except RpcError as exc:
+            raise ValueError(f"{field}.{exc.message}") from None
+
 
 @attrs.frozen
 class GroupFilter:
     """A ``$all`` group's server-side filter: on the stream id or the event type, by
-    regular expression (searched, as .NET's ``Regex.IsMatch``) or by prefixes."""
+    regular expression (RE2 syntax, searched as .NET's ``Regex.IsMatch`` does, in time
+    linear in the subject: see :mod:`exesdb.grpc.patterns`) or by prefixes. Building one
+    raises ``RpcError(INVALID_ARGUMENT)`` naming ``filter.regex`` for a pattern RE2 does
+    not take, ``filter`` when it has neither a regex nor prefixes."""
 
     on: Literal["stream", "event_type"]
     regex: str = ""
     prefixes: tuple[str, ...] = ()
     window: int = 0
     checkpoint_multiplier: int = 0
-    _compiled: re.Pattern[str] | None = attrs.field(default=None, eq=False, repr=False)
+    _compiled: Callable[[str], bool] | None = attrs.field(default=None, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if self.regex:
             try:
-                object.__setattr__(self, "_compiled", re.compile(self.regex))
-            except re.error as exc:
-                raise _invalid(f"filter.regex: not a valid regular expression: {exc}") from None
+                object.__setattr__(self, "_compiled",
+                                   compile_filter(self.regex, "filter.regex"))
+            except InvalidArgument as exc:
+                raise _invalid(str(exc)) from None
         elif not self.prefixes:
             raise _invalid("filter: needs a regex or at least one prefix")
 
     def matches(self, event: EventRecord) -> bool:
-        """True when ``event`` passes the filter."""
+        """True when ``event`` passes the filter (in time linear in the subject)."""
         value = event.stream_id if self.on == "stream" else event.event_type
         if self._compiled is not None:
-            return self._compiled.search(value) is not None
+            return self._compiled(value)
         return value.startswith(self.prefixes)
 
     def as_json(self) -> dict[str, Any]:
@@ -225,10 +268,28 @@ class GroupFilter:
                 "window": self.window, "checkpoint_multiplier": self.checkpoint_multiplier}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> GroupFilter:
-        """The filter stored as :meth:`as_json` made it."""
-        return cls(data["on"], data.get("regex", ""), tuple(data.get("prefixes", ())),
-                   int(data.get("window", 0)), int(data.get("checkpoint_multiplier", 0)))
+    def from_json(cls, data: Any, field: str = "filter") -> GroupFilter:
+        """The filter stored as :meth:`as_json` made it, every field type-checked; raises
+        ``ValueError`` naming the field (``filter.<name>``) otherwise."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{field}: must be an object, got {type(data).__name__}")
+        on = data.get("on")
+        if on not in ("stream", "event_type"):
+            raise ValueError(f"{field}.on: must be 'stream' or 'event_type', got {on!r}")
+        regex = data.get("regex", "")
+        if type(regex) is not str:
+            raise ValueError(f"{field}.regex: must be str, got {regex!r}")
+        prefixes = data.get("prefixes", [])
+        if not isinstance(prefixes, list) or not all(type(p) is str for p in prefixes):
+            raise ValueError(f"{field}.prefixes: must be a list of str, got {prefixes!r}")
+        window, multiplier = data.get("window", 0), data.get("checkpoint_multiplier", 0)
+        for name, value in (("window", window), ("checkpoint_multiplier", multiplier)):
+            if type(value) is not int:
+                raise ValueError(f"{field}.{name}: must be int, got {value!r}")
+        try:
+            return cls(on, regex, tuple(prefixes), window, multiplier)
+        except RpcError as exc:
+            raise ValueError(exc.message) from None
 
 
 StartSpec = Literal["start", "end"] | int
@@ -265,14 +326,71 @@ class GroupConfig:
                 "filter": self.filter.as_json() if self.filter is not None else None}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> GroupConfig:
-        """The group stored as :meth:`as_json` made it."""
-        names = {a.name for a in attrs.fields(GroupSettings)}
-        settings = GroupSettings(**{k: v for k, v in data["settings"].items() if k in names})
+    def from_json(cls, data: Any) -> GroupConfig:
+        """The group stored as :meth:`as_json` made it (a decoded JSON value), every
+        field type-checked, so that a group that reads is one its process can run.
+        Raises ``ValueError`` naming the bad field otherwise."""
+        if not isinstance(data, dict):
+            raise ValueError(f"group: must be an object, got {type(data).__name__}")
+        stream, group = data.get("stream"), data.get("group")
+        if type(stream) is not str or not stream:
+            raise ValueError(f"stream: must be a non-empty str, got {stream!r}")
+        if type(group) is not str or not group:
+            raise ValueError(f"group: must be a non-empty str, got {group!r}")
+        settings = GroupSettings.from_json(data.get("settings", {}))
+        start = data.get("start", "start")
+        if not (start in ("start", "end") or (type(start) is int and 0 <= start < 2**63)):
+            raise ValueError(f"start: must be 'start', 'end' or an int >= 0, got {start!r}")
+        start_from = data.get("start_from", 0)
+        if type(start_from) is not int or not 0 <= start_from < 2**63:
+            raise ValueError(f"start_from: must be an int >= 0, got {start_from!r}")
         raw_filter = data.get("filter")
-        return cls(data["stream"], data["group"], settings, data.get("start", "start"),
-                   int(data.get("start_from", 0)),
-                   GroupFilter.from_json(raw_filter) if raw_filter else None)
+        if raw_filter is not None and stream != ALL:
+            raise ValueError("filter: only a group on $all has one")
+        return cls(stream, group, settings, start, start_from,
+                   GroupFilter.from_json(raw_filter) if raw_filter is not None else None)
+
+
+def _read_config_event(event: EventRecord) -> tuple[list[Any], set[str]]:
+    """The stored groups (raw) of a :data:`CONFIG_STREAM` event, and the exesdb
+    subscriptions it records as being deleted (only from an event the server wrote: a
+    decoded JSON value, where a client's event reads as bytes). Raises ``ValueError``
+    naming what does not read."""
+    data = event.data
+    written_here = not isinstance(data, bytes | bytearray)
+    if not written_here:
+        try:
+            data = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"data: not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"data: must be an object, got {type(data).__name__}")
+    raws = data.get("groups")
+    if not isinstance(raws, list):
+        raise ValueError(f"groups: must be a list, got {type(raws).__name__}")
+    deleted = data.get("deleted", [])
+    if not written_here or not isinstance(deleted, list):
+        deleted = []
+    return raws, {name for name in deleted if isinstance(name, str)
+                  and name.startswith(PREFIX)}
+
+
+def _raw_name(raw: Any) -> str | None:
+    """The exesdb subscription a stored group that does not read names, if it does."""
+    if isinstance(raw, dict) and type(raw.get("stream")) is str \
+            and type(raw.get("group")) is str:
+        return subscription_name(raw["stream"], raw["group"])
+    return None
+
+
+def _describe(raw: Any) -> str:
+    name = _raw_name(raw)
+    return repr(name) if name is not None else repr(raw)[:200]
+
+
+def _same_start(a: StartSpec, b: StartSpec) -> bool:
+    """True when two start positions are the same (``"start"`` is position 0)."""
+    return (0 if a == "start" else a) == (0 if b == "start" else b)
 
 
 def _invalid(message: str) -> RpcError:
@@ -376,9 +494,12 @@ class Ledger:
             self._advance()
         return True
 
-    def add_replayed(self, ack_id: Hashable, item: Any, stream_id: str) -> None:
-        """A parked event to deliver again, ahead of new events."""
-        self.retry.append(Entry(ack_id, None, item, stream_id))
+    def add_replayed(self, ack_id: Hashable, item: Any, stream_id: str) -> Entry:
+        """A parked event to deliver again, ahead of new events; returns its entry, whose
+        state becomes ``"done"`` once it is acked, skipped or parked again."""
+        entry = Entry(ack_id, None, item, stream_id)
+        self.retry.append(entry)
+        return entry
 
     # -- consumers -----------------------------------------------------------------------------
     def connect(self, cid: int, buffer_size: int) -> None:
@@ -447,22 +568,26 @@ class Ledger:
         return None
 
     # -- outcomes ------------------------------------------------------------------------------
-    def ack(self, ids: Iterable[Hashable]) -> None:
-        """The events with these ids are processed (unknown ids are ignored)."""
+    def ack(self, ids: Iterable[Hashable], cid: int | None = None) -> None:
+        """The events with these ids are processed. Only ids in flight count (to consumer
+        ``cid`` when given): others are ignored, so a consumer cannot settle an event it
+        does not hold (one waiting, or in flight to another consumer)."""
         for ack_id in ids:
-            entry = self._take(ack_id)
+            entry = self._take(ack_id, cid)
             if entry is not None:
                 self._done(entry)
 
-    def nack(self, ids: Iterable[Hashable], action: NackAction, reason: str = "") -> list[Entry]:
+    def nack(self, ids: Iterable[Hashable], action: NackAction, reason: str = "",
+             cid: int | None = None) -> list[Entry]:
         """The events with these ids failed: ``park`` (returned, to be parked), ``skip``
         (done), ``retry`` or ``unknown`` (sent again, or parked once over the retry
-        count). ``stop`` changes nothing here (the group ends that consumer)."""
+        count). ``stop`` changes nothing here (the group ends that consumer). As for
+        :meth:`ack`, ids not in flight (to ``cid`` when given) are ignored."""
         to_park: list[Entry] = []
         if action == "stop":
             return to_park
         for ack_id in ids:
-            entry = self._take(ack_id)
+            entry = self._take(ack_id, cid)
             if entry is None:
                 continue
             if action == "skip":
@@ -504,10 +629,11 @@ class Ledger:
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
-    def _take(self, ack_id: Hashable) -> Entry | None:
-        entry = self.flight.pop(ack_id, None)
-        if entry is None:
+    def _take(self, ack_id: Hashable, cid: int | None = None) -> Entry | None:
+        entry = self.flight.get(ack_id)
+        if entry is None or (cid is not None and entry.consumer != cid):
             return None
+        del self.flight[ack_id]
         slot = self.consumers.get(entry.consumer) if entry.consumer is not None else None
         if slot is not None:
             slot.in_flight.pop(ack_id, None)
@@ -635,6 +761,12 @@ class PersistentGroup(otp.GenServer):
         self.park_retry_at: float | None = None
         self.parked_last = -1  # the last event number of the parked stream
         self.replayed_before = 0  # the parked stream's truncate-before
+        self.replay_next = 0  # the next parked event to queue for a replay
+        # the parked events queued for a replay, in order, with their entries (None for a
+        # link whose event is gone): the truncate-before passes one once it is done
+        self.replaying: deque[tuple[int, Entry | None]] = deque()
+        self.replay_done_before = 0  # the truncate-before the replayed events done allow
+        self.replay_retry_at: float | None = None
         self.deleted = False
         self.total = 0
         return otp.Continue("start")
@@ -660,6 +792,7 @@ class PersistentGroup(otp.GenServer):
                     self.checkpoint = sub.position
             self.parked_last = await gateway.get_version(self.store_id, self.parked_stream)
             self.replayed_before = await self._read_truncate_before()
+            self.replay_next = self.replayed_before
             await gateway.save_subscription(self.store_id, "by_stream", selector, self.name,
                                             config.start_from, otp.self())
         except ExESDBError as exc:
@@ -741,10 +874,10 @@ class PersistentGroup(otp.GenServer):
                 consumer.waiting = from_
                 return await self._settle(no_reply=True)
         elif op == "ack":
-            self.ledger.ack(request[2])
+            self.ledger.ack(request[2], request[1])
         elif op == "nack":
             _, cid, ids, action, reason = request
-            self.ledger.nack(ids, action, reason)
+            self.ledger.nack(ids, action, reason, cid)
             if action == "stop":
                 await self._drop_consumer(cid, _STOP)
         elif op == "connect":
@@ -800,10 +933,11 @@ class PersistentGroup(otp.GenServer):
 
     # -- replay of parked events --------------------------------------------------------------
     async def _replay(self, stop_at: int | None) -> Any:
-        """Queue the parked events from the replay point (at most ``stop_at`` of them)
-        ahead of new ones, and move the replay point past them."""
-        start = self.replayed_before
-        last = start - 1
+        """Queue the parked events not queued yet (at most ``stop_at`` of them) ahead of
+        new ones. They stay in the parked stream: its truncate-before passes each only once
+        it is acked, skipped or parked again (:meth:`_pass_replayed`), so that a stop or a
+        crash before then leaves it parked, to be replayed again."""
+        start = self.replay_next
         queued = 0
         try:
             while stop_at is None or queued < stop_at:
@@ -811,24 +945,46 @@ class PersistentGroup(otp.GenServer):
                 batch = await gateway.get_events(self.store_id, self.parked_stream, start,
                                                  count)
                 for link in batch:
-                    last = link.event_number
+                    if link.event_number < self.replay_next:
+                        continue
                     target = await self._resolve(link)
+                    entry = None
                     if target is not None:
-                        self.ledger.add_replayed(link.event_id, (target, link),
-                                                 target.stream_id)
+                        entry = self.ledger.add_replayed(link.event_id, (target, link),
+                                                         target.stream_id)
+                    self.replaying.append((link.event_number, entry))
+                    self.replay_next = link.event_number + 1
                     queued += 1
                     if stop_at is not None and queued >= stop_at:
                         break
                 if len(batch) < count:
                     break
                 start = batch[-1].event_number + 1
-            if last >= self.replayed_before:
-                await gateway.append_events(self.store_id, f"${self.parked_stream}", [
-                    NewEvent("$metadata", {"$tb": last + 1})])
-                self.replayed_before = last + 1
         except ExESDBError as exc:
             return _unavailable(str(exc))
         return None
+
+    async def _pass_replayed(self) -> None:
+        """Move the parked stream's truncate-before past the replayed events that are
+        done (up to the first that is not)."""
+        replaying = self.replaying
+        while replaying and (replaying[0][1] is None or replaying[0][1].state == "done"):
+            self.replay_done_before = replaying.popleft()[0] + 1
+        before = self.replay_done_before
+        if before <= self.replayed_before or self.deleted or (
+                self.replay_retry_at is not None
+                and trio.current_time() < self.replay_retry_at):
+            return
+        try:
+            await gateway.append_events(self.store_id, f"${self.parked_stream}",
+                                        [NewEvent("$metadata", {"$tb": before})])
+        except ExESDBError as exc:
+            log.warning("store %r: group %r: replayed parked events not marked yet: %s",
+                        self.store_id, self.name, exc)
+            self.replay_retry_at = trio.current_time() + RETRY
+            return
+        self.replay_retry_at = None
+        self.replayed_before = before
 
     # -- the loop ----------------------------------------------------------------------------
     async def _settle(self, reply: Any = None, no_reply: bool = False) -> Any:
@@ -839,6 +995,7 @@ class PersistentGroup(otp.GenServer):
             await self._start()
         self.ledger.expire(now)
         await self._park()
+        await self._pass_replayed()
         for cid, entry in self.ledger.dispatch(now):
             event, link = entry.item
             self.consumers[cid].outbox.append((event, link, entry.retry_count))
@@ -856,7 +1013,8 @@ class PersistentGroup(otp.GenServer):
     def _timeout(self) -> float | None:
         now = trio.current_time()
         due = [t for t in (self.ledger.next_deadline(), self.start_retry_at,
-                           self.checkpoint_retry_at, self.park_retry_at) if t is not None]
+                           self.checkpoint_retry_at, self.park_retry_at,
+                           self.replay_retry_at) if t is not None]
         settings = self.config.settings
         if self.ledger.since_checkpoint and self.ledger.since_checkpoint >= max(
                 1, settings.min_checkpoint_count):
@@ -946,12 +1104,22 @@ class PersistentGroup(otp.GenServer):
 class GroupManager(StoreServer):
     """Keeps the store's groups: creates, updates and deletes them one at a time (the
     settings durably in :data:`CONFIG_STREAM` first), and starts a :class:`PersistentGroup`
-    for each stored group when it starts (removing exesdb subscriptions of groups whose
-    deletion was interrupted). Replies are values or :class:`RpcError` instances."""
+    for each stored group when it starts. Replies are values or :class:`RpcError`
+    instances.
+
+    What it reads at start never removes anything it cannot account for: the settings are
+    the last event of :data:`CONFIG_STREAM` that reads (events that do not, or groups in it
+    that do not, are logged as errors and skipped; a group it skips is not started but its
+    settings are written back with every later change, its exesdb subscription, checkpoint
+    and parked events kept). An exesdb subscription of a group those settings do not name
+    is looked for in earlier settings (and restarted from them, logged), or else kept
+    untouched and logged; the only ones removed are those the server itself recorded as
+    being deleted (a deletion interrupted between its two steps)."""
 
     async def init(self, opts: StoreOptions) -> Any:
         await super().init(opts)
         self.groups: dict[tuple[str, str], GroupConfig] = {}
+        self.unreadable: list[Any] = []  # stored groups that do not read: kept as they are
         self.loaded = False
         return otp.Continue("load")
 
@@ -968,33 +1136,97 @@ class GroupManager(StoreServer):
     async def _load(self) -> Any:
         store_id = self.store_id
         try:
-            events = await gateway.get_events(store_id, CONFIG_STREAM, END, 1, "backward")
-            groups: dict[tuple[str, str], GroupConfig] = {}
-            if events:
-                try:
-                    for raw in events[0].data["groups"]:
-                        config = GroupConfig.from_json(raw)
-                        groups[config.key] = config
-                except (KeyError, TypeError, ValueError, RpcError) as exc:
-                    log.error("store %r: the persistent subscription settings in %s do not "
-                              "read (%s): starting without groups", store_id, CONFIG_STREAM,
-                              exc)
-                    groups = {}
-            names = {subscription_name(*key) for key in groups}
+            groups, unreadable, deleting, recovered = await self._read_config()
             for sub in await gateway.get_subscriptions(store_id):
-                if sub.name.startswith(PREFIX) and sub.name not in names:
+                if sub.name in deleting:  # the deletion was interrupted: finish it
                     with contextlib.suppress(SubscriptionNotFound):
                         await gateway.remove_subscription(store_id, sub.type, sub.selector,
                                                           sub.name)
+            self.groups, self.unreadable = groups, unreadable
+            if recovered:  # write the repaired settings, so that the next start reads them
+                await self._save(groups)
         except ExESDBError as exc:
             log.debug("store %r: persistent subscription groups not loaded yet: %s",
                       store_id, exc)
             return otp.NoReply(timeout=RETRY)
-        self.groups = groups
         for config in groups.values():
             await self._start_group(config)
         self.loaded = True
         return None
+
+    async def _config_events(self) -> Any:
+        """The events of :data:`CONFIG_STREAM`, newest first (none when it is deleted)."""
+        position: Any = END
+        while True:
+            try:
+                batch = await gateway.get_events(self.store_id, CONFIG_STREAM, position, 100,
+                                                 "backward")
+            except StreamDeleted:
+                log.error("store %r: %s is deleted: no persistent subscription settings "
+                          "read", self.store_id, CONFIG_STREAM)
+                return
+            for event in batch:
+                yield event
+            if len(batch) < 100 or batch[-1].event_number <= 0:
+                return
+            position = batch[-1].event_number - 1
+
+    async def _read_config(self) -> tuple[dict[tuple[str, str], GroupConfig], list[Any],
+                                          set[str], bool]:
+        """``(groups, unreadable, deleting, recovered)``: the groups of the last settings
+        that read, the stored groups in them that do not (raw), the exesdb subscriptions
+        whose deletion the server recorded, and whether the settings must be written
+        again (events after the last that reads, or groups taken from earlier ones)."""
+        store_id = self.store_id
+        pending = {sub.name for sub in await gateway.get_subscriptions(store_id)
+                   if sub.name.startswith(PREFIX)}
+        groups: dict[tuple[str, str], GroupConfig] = {}
+        unreadable: list[Any] = []
+        deleting: set[str] = set()
+        current = True  # still looking for the current settings
+        recovered = False
+        async for event in self._config_events():
+            try:
+                raws, deleted = _read_config_event(event)
+            except ValueError as exc:
+                log.error("store %r: event %d of %s does not read as persistent subscription "
+                          "settings (%s): skipped", store_id, event.event_number,
+                          CONFIG_STREAM, exc)
+                recovered = recovered or current  # the settings read are written again
+                continue
+            for raw in raws:
+                try:
+                    config = GroupConfig.from_json(raw)
+                except ValueError as exc:
+                    if current:
+                        log.error("store %r: the settings of group %s in %s do not read "
+                                  "(%s): it is not started; its subscription, checkpoint "
+                                  "and parked events are kept", store_id, _describe(raw),
+                                  CONFIG_STREAM, exc)
+                        unreadable.append(raw)
+                        pending.discard(_raw_name(raw))
+                    continue
+                name = subscription_name(*config.key)
+                if current:
+                    groups[config.key] = config
+                elif name in pending and config.key not in groups:
+                    log.warning("store %r: group %r is not in the last settings of %s but "
+                                "its subscription exists: started with its settings of "
+                                "event %d", store_id, name, CONFIG_STREAM, event.event_number)
+                    groups[config.key] = config
+                    recovered = True
+                pending.discard(name)
+            if current:
+                deleting = deleted & pending
+                pending -= deleting
+                current = False
+            if not pending:
+                break
+        for name in sorted(pending):
+            log.error("store %r: no settings of group %r read from %s: it is not started; "
+                      "its subscription and checkpoint are kept", store_id, name,
+                      CONFIG_STREAM)
+        return groups, unreadable, deleting, recovered
 
     async def _start_group(self, config: GroupConfig) -> None:
         name = group_name(self.store_id, *config.key)
@@ -1016,8 +1248,14 @@ class GroupManager(StoreServer):
         with contextlib.suppress(otp.OTPError):
             await dynamic_supervisor.terminate_child(_groups_sup_name(self.store_id), pid)
 
-    async def _save(self, groups: dict[tuple[str, str], GroupConfig]) -> None:
-        data = {"version": 1, "groups": [c.as_json() for c in groups.values()]}
+    async def _save(self, groups: dict[tuple[str, str], GroupConfig],
+                    deleting: Iterable[str] = ()) -> None:
+        """Store ``groups`` (with the stored groups that do not read, as they are) and
+        the exesdb subscriptions about to be removed (so that a start finishes that)."""
+        names = {subscription_name(*key) for key in groups}
+        self.unreadable = [raw for raw in self.unreadable if _raw_name(raw) not in names]
+        data = {"version": 1, "groups": [c.as_json() for c in groups.values()]
+                + self.unreadable, "deleted": sorted(deleting)}
         await gateway.append_events(self.store_id, CONFIG_STREAM,
                                     [NewEvent(CONFIG_EVENT_TYPE, data)])
         self.groups = groups
@@ -1060,14 +1298,12 @@ class GroupManager(StoreServer):
         if config is None:
             raise _not_found(*key)
         if op == "update":
-            config = attrs.evolve(config, settings=request[2])
-            await self._save({**self.groups, key: config})
-            await self._call_group(key, ("settings", config.settings))
-            return None
+            return await self._update(config, request[2], request[3])
         if op == "delete":
             await self._call_group(key, ("drop",))
             await self._stop_group(key)
-            await self._save({k: c for k, c in self.groups.items() if k != key})
+            await self._save({k: c for k, c in self.groups.items() if k != key},
+                             deleting=[subscription_name(*key)])
             with contextlib.suppress(SubscriptionNotFound):
                 await gateway.remove_subscription(
                     self.store_id, "by_stream", ALL if config.is_all else f"${config.stream}",
@@ -1091,6 +1327,39 @@ class GroupManager(StoreServer):
         if op == "replay":
             return await self._call_group(key, ("replay", request[2]))
         raise ValueError(f"GroupManager: unknown request {request!r}")
+
+    async def _update(self, config: GroupConfig, settings: GroupSettings,
+                      start: StartSpec | None) -> None:
+        key = config.key
+        config = attrs.evolve(config, settings=settings)
+        if start is None or _same_start(start, config.start):
+            await self._save({**self.groups, key: config})
+            await self._call_group(key, ("settings", config.settings))
+            return
+        moved = attrs.evolve(config, start=start)
+        if await self._position(key) is not None:  # it goes on from its checkpoint
+            await self._save({**self.groups, key: moved})
+            await self._call_group(key, ("settings", moved.settings))
+            return
+        moved = attrs.evolve(moved, start_from=await self._resolve_start(moved))
+        await self._stop_group(key)  # an orderly stop checkpoints what was acknowledged
+        if await self._position(key) is not None:
+            moved = attrs.evolve(moved, start_from=config.start_from)
+        else:  # nothing acknowledged: the group starts over from the new position
+            with contextlib.suppress(SubscriptionNotFound):
+                await gateway.remove_subscription(
+                    self.store_id, "by_stream", ALL if config.is_all else f"${config.stream}",
+                    subscription_name(*key))
+        await self._save({**self.groups, key: moved})
+        await self._start_group(moved)
+
+    async def _position(self, key: tuple[str, str]) -> int | None:
+        """The stored position (checkpoint) of a group's exesdb subscription, if any."""
+        name = subscription_name(*key)
+        for sub in await gateway.get_subscriptions(self.store_id):
+            if sub.name == name:
+                return sub.position
+        return None
 
     async def _resolve_start(self, config: GroupConfig) -> int:
         """The exesdb start (inclusive) of a new group."""
@@ -1125,7 +1394,7 @@ class GroupManager(StoreServer):
         try:
             info: GroupInfo = await gen_server.call(group_name(self.store_id, *config.key),
                                                     ("info",), CALL_TIMEOUT)
-            return info
+            return attrs.evolve(info, config=config)  # the settings as stored
         except (otp.NoProc, otp.ServerExited, otp.CallTimeout):
             return GroupInfo(config, "NotReady")
 
@@ -1165,10 +1434,17 @@ async def create_group(store_id: str, config: GroupConfig) -> None:
     await _manager(store_id, ("create", config))
 
 
-async def update_group(store_id: str, stream: str, group: str, settings: GroupSettings) -> None:
-    """Change a group's settings (``NOT_FOUND`` if there is no such group); its consumers
-    stay connected and the new settings apply from the next event."""
-    await _manager(store_id, ("update", (stream, group), settings))
+async def update_group(store_id: str, stream: str, group: str, settings: GroupSettings,
+                       start: StartSpec | None = None) -> None:
+    """Change a group's settings (``NOT_FOUND`` if there is no such group); its
+    consumers stay connected and the new settings apply from the next event.
+
+    ``start`` (None: unchanged) is stored and reported, and, as KurrentDB does (a group
+    starts from its start position only when it has no checkpoint), it moves where the
+    group reads from only while nothing of it was acknowledged yet: then the group
+    restarts there (its consumers are dropped, ``UNAVAILABLE``); once it has a checkpoint
+    it goes on from that."""
+    await _manager(store_id, ("update", (stream, group), settings, start))
 
 
 async def delete_group(store_id: str, stream: str, group: str) -> None:

@@ -8,7 +8,13 @@ the field; an unknown group with ``NOT_FOUND``, a group created twice with
 ("Maximum subscriptions reached ..."), a store that is not ready with ``UNAVAILABLE``, as
 KurrentDB's server does (so the clients raise their usual exceptions). ``Read`` sends the
 subscription confirmation (``"<stream>::<group>"``), then the events the group gives this
-consumer, while it takes the client's acks and nacks; a nack ``stop`` ends the call (OK).
+consumer, while it takes the client's acks and nacks (of the events in flight to this
+consumer: others' ids are ignored); a nack ``stop`` ends the call (OK). A filter's regex
+is RE2 syntax, matched in linear time (``INVALID_ARGUMENT`` naming ``filter...regex``
+otherwise). ``Update`` takes the settings and the start position (see
+:func:`exesdb.grpc.groups.update_group`). ``RestartSubsystem`` is for admins when the
+server has users (``PERMISSION_DENIED`` "Access denied" otherwise). Event data that is
+JSON ``null`` is sent as ``null``, as the Streams service does.
 """
 
 from __future__ import annotations
@@ -118,21 +124,23 @@ def _filter(options: Any) -> GroupFilter | None:
         raise bad_request(f"options.all.{exc.message}") from None
 
 
-def _create_config(request: persistent_pb2.CreateReq) -> GroupConfig:
-    options = request.options
-    settings = options.settings
+_DEPRECATED_END: Final = 2**64 - 1
+"""The revision older clients send in ``settings.revision`` for "from the end"."""
+
+
+def _source_and_start(options: Any, required: bool = True) -> tuple[str, Any]:
+    """The stream (or ``$all``) and the start position (``"start"``, ``"end"`` or a
+    revision / commit position) of a ``CreateReq`` or ``UpdateReq`` options message; a
+    start not given is ``INVALID_ARGUMENT`` when ``required``, else None (an update that
+    leaves it as it is)."""
     which = options.WhichOneof("stream_option")
     start: Any
-    group_filter = None
     if which == "all":
-        stream = ALL
         all_options = options.all
         position = all_options.WhichOneof("all_option")
-        if position == "start":
-            start = "start"
-        elif position == "end":
-            start = "end"
-        elif position == "position":
+        if position in ("start", "end"):
+            return ALL, position
+        if position == "position":
             commit = all_options.position.commit_position
             prepare = all_options.position.prepare_position
             if prepare > commit:
@@ -140,28 +148,43 @@ def _create_config(request: persistent_pb2.CreateReq) -> GroupConfig:
                                   "greater than the commit position")
             if commit >= 2**63:
                 raise bad_request(f"options.all.position: must be below 2**63, got {commit}")
-            start = int(commit)
-        else:
-            raise bad_request("options.all.all_option: required (start, end or a position)")
-        group_filter = _filter(all_options)
-    elif which == "stream":
+            return ALL, int(commit)
+        if not required:
+            return ALL, None
+        raise bad_request("options.all.all_option: required (start, end or a position)")
+    if which == "stream":
         stream = stream_name(options.stream.stream_identifier, "options.stream.stream_identifier")
         revision = options.stream.WhichOneof("revision_option")
         if revision in ("start", "end"):
-            start = revision
-        elif revision == "revision":
+            return stream, revision
+        if revision == "revision":
             if options.stream.revision >= 2**63:
                 raise bad_request(f"options.stream.revision: must be below 2**63, got "
                                   f"{options.stream.revision}")
-            start = int(options.stream.revision)
-        else:
-            raise bad_request("options.stream.revision_option: required (start, end or a "
-                              "revision)")
-    elif options.HasField("stream_identifier"):  # the deprecated form
+            return stream, int(options.stream.revision)
+        if not required:
+            return stream, None
+        raise bad_request("options.stream.revision_option: required (start, end or a "
+                          "revision)")
+    if options.HasField("stream_identifier"):  # the deprecated form
         stream = stream_name(options.stream_identifier, "options.stream_identifier")
-        start = int(settings.revision)
-    else:
-        raise bad_request("options.stream_option: required (a stream or all)")
+        revision = int(options.settings.revision)
+        if revision == _DEPRECATED_END:
+            start = "end"
+        elif revision >= 2**63:
+            raise bad_request(f"settings.revision: must be below 2**63, got {revision}")
+        else:
+            start = revision
+        return stream, start
+    raise bad_request("options.stream_option: required (a stream or all)")
+
+
+def _create_config(request: persistent_pb2.CreateReq) -> GroupConfig:
+    options = request.options
+    settings = options.settings
+    stream, start = _source_and_start(options)
+    group_filter = _filter(options.all) if options.WhichOneof("stream_option") == "all" \
+        else None
     group = _group(options.group_name, stream)
     strategy = settings.consumer_strategy or _STRATEGY_NAMES.get(
         settings.named_consumer_strategy, str(settings.named_consumer_strategy))
@@ -188,7 +211,7 @@ def _recorded(record: EventRecord,
         metadata={"type": record.event_type, "content-type": record.content_type,
                   "created": str(record.created_epoch * 10)},
         custom_metadata=event_payload(record.metadata),
-        data=event_payload(record.data),
+        data=event_payload(record.data, optional=False),
     )
 
 
@@ -280,21 +303,13 @@ def service(store_id: str) -> Service:
     async def update(call: Call) -> None:
         request = await call.receive_one()
         options = request.options
-        if options.WhichOneof("stream_option") == "stream":
-            stream = stream_name(options.stream.stream_identifier,
-                                 "options.stream.stream_identifier")
-        elif options.WhichOneof("stream_option") == "all":
-            stream = ALL
-        elif options.HasField("stream_identifier"):
-            stream = stream_name(options.stream_identifier, "options.stream_identifier")
-        else:
-            raise bad_request("options.stream_option: required (a stream or all)")
+        stream, start = _source_and_start(options, required=False)
         group = _group(options.group_name, stream)
         settings = options.settings
         strategy = _STRATEGY_NAMES.get(settings.named_consumer_strategy,
                                        str(settings.named_consumer_strategy))
         await _guard(groups.update_group(store_id, stream, group,
-                                         _settings(settings, strategy)))
+                                         _settings(settings, strategy), start))
         await call.send(persistent_pb2.UpdateResp())
 
     async def delete(call: Call) -> None:
@@ -336,6 +351,8 @@ def service(store_id: str) -> Service:
 
     async def restart_subsystem(call: Call) -> None:
         await call.receive_one()
+        if call.user is not None and not call.user.is_admin:  # KurrentDB: admins only
+            raise RpcError(StatusCode.PERMISSION_DENIED, "Access denied")
         await _guard(groups.restart_groups(store_id))
         await call.send(shared_pb2.Empty())
 

@@ -388,3 +388,84 @@ def test_groups_whose_names_would_share_a_subscription_cannot_both_exist(client)
     client.create_subscription_to_stream("b::c", base)
     with pytest.raises(AlreadyExistsError):
         client.create_subscription_to_stream("c", f"{base}::b")
+
+
+def test_replayed_parked_events_stay_parked_until_done_across_restart_subsystem(client, stub,
+                                                                              stream):
+    append(client, stream, 2)
+    client.create_subscription_to_stream("g", stream)
+    with client.read_subscription_to_stream("g", stream, timeout=READ_DEADLINE) as sub:
+        first, second = take(sub, 2)
+        sub.nack(first, "park")
+        sub.ack(second)
+        eventually(lambda: client.get_subscription_info("g", stream).parked_message_count == 1)
+    client.replay_parked_events("g", stream)  # queued in the group, no consumer yet
+    stub.RestartSubsystem(shared_pb2.Empty(), timeout=READ_DEADLINE)
+    eventually(lambda: client.get_subscription_info("g", stream).status == "Live")
+    assert client.get_subscription_info("g", stream).parked_message_count == 1
+    client.replay_parked_events("g", stream)
+    with client.read_subscription_to_stream("g", stream, timeout=READ_DEADLINE) as sub:
+        [replayed] = take(sub, 1)
+        assert (replayed.id, replayed.stream_position) == (first.id, 0)
+        sub.ack(replayed)
+        eventually(lambda: client.get_subscription_info("g", stream)
+                   .parked_message_count == 0)
+
+
+def test_update_moves_the_start_of_a_group_with_nothing_acknowledged(client, stream):
+    append(client, stream, 5)
+    client.create_subscription_to_stream("g", stream)
+    client.update_subscription_to_stream("g", stream, stream_position=3)
+    assert client.get_subscription_info("g", stream).start_from == "3"
+    with client.read_subscription_to_stream("g", stream, timeout=READ_DEADLINE) as sub:
+        events = take(sub, 2)
+        assert [e.stream_position for e in events] == [3, 4]
+        for event in events:
+            sub.ack(event)
+
+
+def test_update_of_the_start_keeps_a_checkpointed_group_where_it_is(client, stream):
+    append(client, stream, 4)
+    client.create_subscription_to_stream("g", stream, min_checkpoint_count=1,
+                                         checkpoint_after=0.1)
+    with client.read_subscription_to_stream("g", stream, timeout=READ_DEADLINE) as sub:
+        for event in take(sub, 2):
+            sub.ack(event)
+        eventually(lambda: client.get_subscription_info("g", stream)
+                   .last_checkpointed_event_position == "1")
+    client.update_subscription_to_stream("g", stream, from_end=True)
+    assert client.get_subscription_info("g", stream).start_from == "-1"
+    with client.read_subscription_to_stream("g", stream, timeout=READ_DEADLINE) as sub:
+        assert [e.stream_position for e in take(sub, 2)] == [2, 3]
+
+
+def test_update_without_a_start_keeps_where_the_group_reads_from(client, stream):
+    append(client, stream, 3)
+    client.create_subscription_to_stream("g", stream, stream_position=1)
+    client.update_subscription_to_stream("g", stream, max_retry_count=3)  # resends "1"
+    info = client.get_subscription_info("g", stream)
+    assert (info.start_from, info.max_retry_count) == ("1", 3)
+    with client.read_subscription_to_stream("g", stream, timeout=READ_DEADLINE) as sub:
+        assert [e.stream_position for e in take(sub, 2)] == [1, 2]
+
+
+def test_a_consumer_cannot_ack_or_nack_events_in_flight_to_another(client, stream):
+    client.create_subscription_to_stream("g", stream, consumer_strategy="RoundRobin",
+                                         message_timeout=600)
+    one = client.read_subscription_to_stream("g", stream, timeout=READ_DEADLINE)
+    two = client.read_subscription_to_stream("g", stream, timeout=READ_DEADLINE)
+    eventually(lambda: len(client.get_subscription_info("g", stream).connections) == 2)
+    append(client, stream, 2)
+    [mine], [theirs] = take(one, 1), take(two, 1)
+    one.ack(theirs)  # ignored: it is in flight to the other consumer
+    one.nack(theirs, "skip")
+    one.ack(mine)
+    eventually(lambda: client.get_subscription_info("g", stream)
+               .total_in_flight_messages == 1)
+    two.stop()  # what it held goes back, to the other consumer
+    [again] = take(one, 1)
+    assert (again.id, again.retry_count) == (theirs.id, 1)
+    one.ack(again)
+    eventually(lambda: client.get_subscription_info("g", stream)
+               .total_in_flight_messages == 0)
+    one.stop()

@@ -1,13 +1,16 @@
 """The bookkeeping of a persistent subscription group (:class:`exesdb.grpc.groups.Ledger`),
 without I/O: dispatch per strategy, acks, nacks, timeouts, retries and parking, and the
-checkpoint, which never passes an event that is not done."""
+checkpoint, which never passes an event that is not done; and the reading of stored group
+settings (:meth:`exesdb.grpc.groups.GroupConfig.from_json`), which type-checks every
+field."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exesdb.grpc.groups import Ledger
+from exesdb.grpc.groups import GroupConfig, GroupSettings, Ledger
 
 
 def ledger(max_retry_count: int = 10, timeout: float = 0.0,
@@ -239,3 +242,66 @@ def test_the_checkpoint_never_passes_an_event_not_done_and_every_event_ends_done
         check()
     assert not book.window
     assert book.safe_key == (keys[-1] if keys else None)
+
+
+def test_a_consumer_settles_only_the_events_in_flight_to_itself():
+    book = ledger(strategy="RoundRobin")
+    feed(book, [0, 1])
+    book.connect(1, 10)
+    book.connect(2, 10)
+    assert [(cid, e.ack_id) for cid, e in book.dispatch(0.0)] == [(1, "id0"), (2, "id1")]
+    book.ack(["id1"], cid=1)
+    assert book.nack(["id1"], "park", cid=1) == []
+    book.nack(["id1"], "skip", cid=1)
+    assert set(book.flight) == {"id0", "id1"}
+    book.ack(["id1"], cid=2)
+    assert set(book.flight) == {"id0"}
+
+
+# -- the stored settings -----------------------------------------------------------------------
+
+
+def stored(**changes: object) -> dict:
+    config = GroupConfig("orders", "g", GroupSettings()).as_json()
+    for path, value in changes.items():
+        *parents, last = path.split("__")
+        target = config
+        for parent in parents:
+            target = target[parent]
+        target[last] = value
+    return config
+
+
+def test_stored_settings_read_back_as_they_were_written():
+    config = GroupConfig("$all", "g", GroupSettings(max_retry_count=3), "end", 7)
+    assert GroupConfig.from_json(config.as_json()) == config
+
+
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"settings__max_retry_count": "ten"}, "settings.max_retry_count"),
+    ({"settings__resolve_links": 1}, "settings.resolve_links"),
+    ({"settings__message_timeout_ms": 1.5}, "settings.message_timeout_ms"),
+    ({"settings__consumer_strategy": None}, "settings.consumer_strategy"),
+    ({"settings__consumer_strategy": "Lottery"}, "settings.consumer_strategy"),
+    ({"settings__live_buffer_size": 0}, "settings.live_buffer_size"),
+    ({"settings": []}, "settings"),
+    ({"stream": 5}, "stream"),
+    ({"group": ""}, "group"),
+    ({"start": "middle"}, "start"),
+    ({"start_from": -1}, "start_from"),
+    ({"filter": {"on": "stream", "regex": "(?=x)"}}, "filter"),
+])
+def test_a_wrongly_typed_stored_setting_is_a_value_error_naming_it(changes, field):
+    with pytest.raises(ValueError, match=f"^{field}"):
+        GroupConfig.from_json(stored(**changes))
+
+
+def test_a_stored_filter_is_type_checked_field_by_field():
+    base = {"stream": "$all", "group": "g", "settings": {}}
+    for bad, field in [({"on": "nothing"}, "filter.on"),
+                       ({"on": "stream", "regex": 3}, "filter.regex"),
+                       ({"on": "stream", "prefixes": "ab"}, "filter.prefixes"),
+                       ({"on": "stream", "prefixes": ["a"], "window": "1"}, "filter.window"),
+                       ({"on": "stream", "regex": "(?=x)"}, "filter.regex")]:
+        with pytest.raises(ValueError, match=f"^{field}"):
+            GroupConfig.from_json({**base, "filter": bad})
