@@ -57,12 +57,15 @@ from .patterns import compile_filter
 from .protos import shared_pb2, streams_pb2
 from .rpc import Call, Method, RpcError, Service, StatusCode
 
-__all__ = ["BATCH", "DEFAULT_WINDOW", "SERVICE", "service", "written_by_the_server"]
+__all__ = ["BATCH", "BATCH_BYTES", "DEFAULT_WINDOW", "SERVICE", "service",
+           "written_by_the_server"]
 
 SERVICE: Final = "event_store.client.streams.Streams"
 """The service's full name."""
 BATCH: Final = 500
-"""Events read from the storage at a time."""
+"""Events read from storage at a time (at most) for reads and subscriptions."""
+BATCH_BYTES: Final = 4 * 1024 * 1024
+"""About how many bytes of events a read batch holds: large events make batches smaller."""
 DEFAULT_WINDOW: Final = 32
 """The filter window (events) of a filtered subscription that gives none."""
 
@@ -378,7 +381,7 @@ class _Streams:
         if count and not backwards and start != "end":
             next_: int = max(0 if start == "start" else int(start), lowest)
             while sent < count:
-                want = min(BATCH, count - sent)
+                want = min(send.batch_size, count - sent)
                 batch = await gateway.get_events(self.store_id, stream_id, next_, want)
                 sent += await send.events(metadata.visible(batch, meta, _utcnow(), version))
                 if len(batch) < want:
@@ -387,7 +390,7 @@ class _Streams:
         elif count and backwards and start != "start":
             top: int | End = END if start == "end" else int(start)
             while sent < count:
-                want = min(BATCH, count - sent)
+                want = min(send.batch_size, count - sent)
                 batch = await gateway.get_events(self.store_id, stream_id, top, want,
                                                  "backward")
                 sent += await send.events(metadata.visible(batch, meta, _utcnow(), version))
@@ -411,7 +414,8 @@ class _Streams:
         matches = event_filter.matches if event_filter is not None else None
         sent = 0
         while sent < count:
-            want = BATCH if matches is not None else min(BATCH, count - sent)
+            size = send.batch_size
+            want = size if matches is not None else min(size, count - sent)
             batch = await gateway.read_all(self.store_id, next_, want, direction)
             chosen = batch if matches is None else [r for r in batch if matches(r)]
             sent += await send.events(chosen[: count - sent])
@@ -441,13 +445,14 @@ class _Streams:
         seen = -1  # the $all position of the last event read
         while True:
             head = self.commits.head
-            batch = await gateway.get_events(self.store_id, stream_id, next_, BATCH)
+            want = send.batch_size
+            batch = await gateway.get_events(self.store_id, stream_id, next_, want)
             if batch:
                 version = max(version, batch[-1].event_number)
                 await send.events(metadata.visible(batch, meta, _utcnow(), version))
                 next_ = batch[-1].event_number + 1
                 seen = max(seen, batch[-1].position)
-            if len(batch) < BATCH:
+            if len(batch) < want:
                 if not caught_up:
                     caught_up = True
                     await send.message(_caught_up(next_ - 1, None))
@@ -469,7 +474,8 @@ class _Streams:
         scanned = 0
         while True:
             head = self.commits.head
-            batch = await gateway.read_all(self.store_id, next_, BATCH)
+            want = send.batch_size
+            batch = await gateway.read_all(self.store_id, next_, want)
             if matches is None:
                 await send.events(batch)
             else:
@@ -481,10 +487,12 @@ class _Streams:
                     if scanned >= interval:
                         scanned = 0
                         out.append(_checkpoint(record.position))
-                await send.call.send_many(out)
+                if out:
+                    send.sized(out)
+                    await send.call.send_many(out)
             if batch:
                 next_ = batch[-1].position + 1
-            if len(batch) < BATCH:
+            if len(batch) < want:
                 if not caught_up:
                     caught_up = True
                     await send.message(_caught_up(None, next_ - 1))
@@ -498,15 +506,26 @@ class _Sender:
     call: Call
     structured: bool
 
+    batch_size: int = BATCH
+    """How many events to read next: :data:`BATCH`, fewer once events are large, so a
+    batch holds about :data:`BATCH_BYTES`."""
+
     def response(self, record: EventRecord) -> streams_pb2.ReadResp:
         return convert.read_event(record, self.structured)
 
     async def events(self, records: Iterable[EventRecord]) -> int:
-        """Send ``records`` in one write; return how many."""
+        """Send ``records`` in few writes; return how many."""
         structured = self.structured
         responses = [convert.read_event(record, structured) for record in records]
-        await self.call.send_many(responses)
+        if responses:
+            self.sized(responses)
+            await self.call.send_many(responses)
         return len(responses)
+
+    def sized(self, responses: list[streams_pb2.ReadResp]) -> None:
+        """Fit :attr:`batch_size` to the size of the events just sent."""
+        per_event = max(1, sum(r.ByteSize() for r in responses) // len(responses))
+        self.batch_size = max(1, min(BATCH, BATCH_BYTES // per_event))
 
     async def message(self, response: streams_pb2.ReadResp) -> None:
         await self.call.send(response)

@@ -526,3 +526,18 @@ def test_an_event_id_that_is_not_a_uuid_is_a_bad_request(client, stream):
                                 current_version=StreamState.ANY)
     assert client.get_current_version(stream) is StreamState.NO_STREAM
 
+
+
+def test_large_events_are_read_and_subscribed_in_smaller_batches_without_loss(client, stream):
+    big = [bytes([i]) * (1024 * 1024) for i in range(12)]  # 12 MiB: batches of about 4
+    for chunk in (big[:4], big[4:8], big[8:]):
+        client.append_to_stream(stream, events=[NewEvent(type="Big", data=d) for d in chunk],
+                                current_version=StreamState.ANY)
+    assert [e.data for e in client.get_stream(stream)] == big
+    assert [e.data for e in client.get_stream(stream, backwards=True)] == big[::-1]
+    subscription = client.subscribe_to_stream(stream, timeout=10)
+    try:
+        received = [next(subscription).data for _ in range(12)]
+    finally:
+        subscription.stop()
+    assert received == big
