@@ -1,6 +1,7 @@
 """One HTTP/2 connection of the gRPC server (:mod:`exesdb.grpc.server`) and its calls.
 
-A :class:`Connection` owns one accepted byte stream and an ``h2`` state machine. Its
+A :class:`Connection` owns one accepted byte stream and an HTTP/2 state machine
+(:class:`exesdb.grpc._h2lite.H2Connection`, with ``h2``'s interface and events). Its
 task reads the socket and feeds h2; a writer task flushes whatever h2 has buffered, once
 per wakeup (so the output of many calls goes out in one socket write, always in h2's
 order); every call runs its handler in one task of the connection's nursery. h2 itself
@@ -39,7 +40,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import h2.config
-import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
@@ -47,6 +47,7 @@ import h2.settings
 import trio
 
 from exesdb.grpc._auth_cache import BasicAuth, LoginBackoff
+from exesdb.grpc._h2lite import H2Connection
 from exesdb.grpc._wire import RESPONSE_HEADERS, Headers, parse_timeout, status_trailers
 from exesdb.grpc.rpc import Method, RpcError, StatusCode, User
 
@@ -597,7 +598,7 @@ class Connection:
         self._frame_guard = _FrameGuard()
         self._ping_data = b""
         self._ping_ack: trio.Event | None = None
-        self.h2 = h2.connection.H2Connection(config=_H2_CONFIG)
+        self.h2 = H2Connection(config=_H2_CONFIG)
         self.calls: dict[int, ServerCall] = {}
         self.blocked: set[ServerCall] = set()
         self.unflushed = 0  # bytes of messages handed to h2 since the writer last took them

@@ -1,4 +1,5 @@
-"""The gRPC server of the network gateway: gRPC over HTTP/2 on trio, with ``h2``.
+"""The gRPC server of the network gateway: gRPC over HTTP/2 on trio (HTTP/2 by
+:mod:`exesdb.grpc._h2lite`, a lean server-side subset of ``h2``'s state machine).
 
 :func:`serve` listens on one address and serves a mapping of method paths to
 :class:`exesdb.grpc.rpc.Method` entries the way grpcio clients expect (HTTP/2 with
