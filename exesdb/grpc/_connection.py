@@ -208,14 +208,14 @@ class ServerCall:
         await self._send_bytes(b"\x00" + len(data).to_bytes(4, "big") + data)
 
     async def send_many(self, messages: Iterable[Any]) -> None:
-        """Send several response messages, in order, in writes of about
-        :data:`SEND_MANY_CHUNK` bytes: far cheaper per message than :meth:`send` for the
-        many small messages of a read, and never more than about a chunk (or one larger
-        message) serialized at once."""
+        """Send several response messages (or their serialized bytes), in order, in
+        writes of about :data:`SEND_MANY_CHUNK` bytes: far cheaper per message than
+        :meth:`send` for the many small messages of a read, and never more than about a
+        chunk (or one larger message) serialized at once."""
         parts: list[bytes] = []
         size = 0
         for message in messages:
-            data = message.SerializeToString()
+            data = message if type(message) is bytes else message.SerializeToString()
             parts.append(b"\x00" + len(data).to_bytes(4, "big"))
             parts.append(data)
             size += 5 + len(data)

@@ -20,6 +20,7 @@ Pure functions, no I/O. Guarantees:
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any, Final, Protocol
 
@@ -261,6 +262,79 @@ def read_event(record: EventRecord, structured_uuid: bool = False) -> streams_pb
     return streams_pb2.ReadResp(
         event=streams_pb2.ReadResp.ReadEvent(event=recorded, commit_position=position)
     )
+
+
+def _varint(value: int) -> bytes:
+    """``value`` (>= 0, < 2**64) as a protobuf varint."""
+    if value < 0x80:
+        return _SMALL_VARINTS[value]
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_SMALL_VARINTS: Final = [bytes([i]) for i in range(0x80)]
+
+
+def _field(tag: bytes, payload: bytes) -> bytes:
+    """A length-delimited field: its tag byte, the payload's length, the payload."""
+    return tag + _varint(len(payload)) + payload
+
+
+def read_event_bytes(record: EventRecord, structured_uuid: bool = False) -> bytes:
+    """The serialized ``ReadResp`` of :func:`read_event`, written directly (cheaper than
+    building the message objects; the same fields and values, proto3 defaults left out as
+    protobuf does)."""
+    position = record.position
+    event_id = record.event_id
+    if structured_uuid:
+        msb, lsb = event_id.int >> 64, event_id.int & 0xFFFF_FFFF_FFFF_FFFF
+        halves = (b"\x08" + _varint(msb) if msb else b"") + (
+            b"\x10" + _varint(lsb) if lsb else b"")  # int64 halves: two's complement varints
+        uuid_field = _field(b"\x0a", _field(b"\x0a", halves))
+    else:
+        uuid_field = _UUID_STRING_PREFIX + str(event_id).encode()
+    name = record.stream_id.encode()
+    created = str(record.created_epoch * 10).encode()
+    parts = [
+        uuid_field,
+        _field(b"\x12", b"\x1a" + _varint(len(name)) + name),
+        b"\x18" + _varint(record.event_number) if record.event_number else b"",
+        b"\x20" + _varint(position) + b"\x28" + _varint(position) if position else b"",
+        _type_entry(record.event_type),
+        _content_type_entry(record.content_type),
+        _field(b"\x32", b"\x0a\x07created\x12" + _varint(len(created)) + created),
+    ]
+    custom = event_payload(record.metadata)
+    if custom:
+        parts.append(_field(b"\x3a", custom))
+    data = event_payload(record.data, optional=False)
+    if data:
+        parts.append(_field(b"\x42", data))
+    recorded = b"".join(parts)
+    # commit_position sits in a oneof there: present even when 0
+    read_event_field = _field(b"\x0a", recorded) + b"\x18" + _varint(position)
+    return _field(b"\x0a", read_event_field)
+
+
+# A string UUID's field (tag, length 36, then the 36 characters follow)
+_UUID_STRING_PREFIX: Final = b"\x0a\x26\x12\x24"
+
+
+@functools.lru_cache(maxsize=1024)
+def _type_entry(event_type: str) -> bytes:
+    """The metadata map entry ``type`` -> ``event_type``, serialized."""
+    return _field(b"\x32", _field(b"\x0a", b"type") + _field(b"\x12", event_type.encode()))
+
+
+@functools.lru_cache(maxsize=64)
+def _content_type_entry(content_type: str) -> bytes:
+    """The metadata map entry ``content-type`` -> ``content_type``, serialized."""
+    return _field(b"\x32", _field(b"\x0a", b"content-type")
+                  + _field(b"\x12", content_type.encode()))
 
 
 def stream_not_found(stream_id: str) -> streams_pb2.ReadResp:

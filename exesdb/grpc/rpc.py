@@ -125,7 +125,8 @@ class Call(Protocol):
     async def send_many(self, messages: Iterable[Any]) -> None:
         """Send several response messages in order, as :meth:`send` would one by one,
         but in few writes of about 1 MiB each (for the many small messages of reads and
-        subscriptions)."""
+        subscriptions). An item may be a message's serialized bytes instead of the
+        message."""
 
 
 Handler = Callable[[Call], Awaitable[None]]

@@ -479,7 +479,7 @@ class _Streams:
             if matches is None:
                 await send.events(batch)
             else:
-                out: list[streams_pb2.ReadResp] = []
+                out: list[Any] = []
                 for record in batch:
                     if matches(record):
                         out.append(send.response(record))
@@ -510,21 +510,25 @@ class _Sender:
     """How many events to read next: :data:`BATCH`, fewer once events are large, so a
     batch holds about :data:`BATCH_BYTES`."""
 
-    def response(self, record: EventRecord) -> streams_pb2.ReadResp:
-        return convert.read_event(record, self.structured)
+    def response(self, record: EventRecord) -> bytes:
+        """The serialized ``ReadResp`` carrying ``record``."""
+        return convert.read_event_bytes(record, self.structured)
 
     async def events(self, records: Iterable[EventRecord]) -> int:
         """Send ``records`` in few writes; return how many."""
         structured = self.structured
-        responses = [convert.read_event(record, structured) for record in records]
+        encode = convert.read_event_bytes
+        responses = [encode(record, structured) for record in records]
         if responses:
             self.sized(responses)
             await self.call.send_many(responses)
         return len(responses)
 
-    def sized(self, responses: list[streams_pb2.ReadResp]) -> None:
-        """Fit :attr:`batch_size` to the size of the events just sent."""
-        per_event = max(1, sum(r.ByteSize() for r in responses) // len(responses))
+    def sized(self, responses: list[Any]) -> None:
+        """Fit :attr:`batch_size` to the size of the responses just sent (messages or
+        their bytes)."""
+        total = sum(len(r) if type(r) is bytes else r.ByteSize() for r in responses)
+        per_event = max(1, total // len(responses))
         self.batch_size = max(1, min(BATCH, BATCH_BYTES // per_event))
 
     async def message(self, response: streams_pb2.ReadResp) -> None:

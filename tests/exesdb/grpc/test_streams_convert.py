@@ -260,3 +260,24 @@ def test_a_hard_deleted_stream_is_failed_precondition_is_deleted_with_its_traile
 ])
 def test_store_errors_map_to_their_status_codes(error, code):
     assert convert.rpc_error(error).code is code
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.text(max_size=8),
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=6)
+_records = st.builds(
+    EventRecord,
+    stream_id=st.text(min_size=1, max_size=40), event_number=st.integers(0, 2**62),
+    event_id=st.uuids(), event_type=st.text(min_size=1, max_size=30),
+    data=st.binary(max_size=300) | _json, metadata=st.none() | st.binary(max_size=50) | _json,
+    content_type=st.sampled_from(["application/json", "application/octet-stream"]),
+    created=st.just(dt.datetime(2026, 1, 1, tzinfo=dt.UTC)),
+    created_epoch=st.integers(0, 2**55), position=st.integers(0, 2**62),
+)
+
+
+@given(_records, st.booleans())
+def test_the_directly_written_read_response_is_the_message_read_event_builds(record,
+                                                                              structured):
+    written = streams_pb2.ReadResp.FromString(convert.read_event_bytes(record, structured))
+    assert written == convert.read_event(record, structured)
