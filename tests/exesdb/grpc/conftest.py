@@ -26,7 +26,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+import trustme
 from kurrentdbclient import KurrentDBClient
+
+from exesdb.grpc.server import TlsFiles
 
 START_TIMEOUT = 60.0
 """Seconds a server may take to start listening."""
@@ -229,3 +232,16 @@ def client(server: Server) -> Iterator[KurrentDBClient]:
         yield kurrent
     finally:
         kurrent.close()
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[bytes, TlsFiles]]:
+    """A test CA's certificate (PEM) and a server certificate and key it issued for
+    127.0.0.1 and localhost, as files."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    directory = tmp_path_factory.mktemp("tls")
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    yield ca.cert_pem.bytes(), TlsFiles(str(cert_file), str(key_file))

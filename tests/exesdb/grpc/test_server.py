@@ -21,7 +21,6 @@ import h2.connection
 import h2.events
 import pytest
 import trio
-import trustme
 
 from exesdb.grpc.protos import shared_pb2
 from exesdb.grpc.rpc import Call, Method, RpcError, StatusCode, User
@@ -432,17 +431,6 @@ async def test_right_credentials_make_the_user_the_calls_user(auth_port: int) ->
             ]
 
     assert await _in_thread(client) == ["admin"] * 3
-
-
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[bytes, TlsFiles]]:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    directory = tmp_path_factory.mktemp("tls")
-    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
-    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
-    cert.private_key_pem.write_to_path(str(key_file))
-    yield ca.cert_pem.bytes(), TlsFiles(str(cert_file), str(key_file))
 
 
 async def test_tls_serves_calls_over_a_secure_channel(

@@ -17,7 +17,7 @@ import itertools
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -27,7 +27,6 @@ import h2.events
 import pytest
 import trio
 import trio.testing
-import trustme
 
 import exesdb.grpc._auth_cache as auth_cache
 from exesdb.grpc._connection import SEND_MANY_CHUNK, STREAM_WINDOW, ServerCall
@@ -280,17 +279,6 @@ async def test_a_connection_without_the_http2_preface_is_closed_after_the_handsh
     async with H2Client.connect(port) as client:  # the server keeps serving
         outcome = await client.outcome(await client.call("/test.Limits/Size", Msg(message="ab")))
         assert outcome[b"grpc-status"] == b"0"
-
-
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[bytes, TlsFiles]]:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    directory = tmp_path_factory.mktemp("tls")
-    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
-    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
-    cert.private_key_pem.write_to_path(str(key_file))
-    yield ca.cert_pem.bytes(), TlsFiles(str(cert_file), str(key_file))
 
 
 async def test_a_tls_connection_without_a_tls_handshake_is_closed_after_the_handshake_timeout(
