@@ -346,14 +346,16 @@ class H2Connection:
         self._out.append(_frame(_PING, 0, 0, bytes(opaque_data)))
 
     def data_to_send(self, amount: int | None = None) -> bytes:
-        """Everything queued since the last call (``amount`` is not supported)."""
-        if amount is not None:
-            raise NotImplementedError("data_to_send(amount)")
+        """The bytes queued since the last call, in order: all of them, or at most
+        ``amount`` (the rest stays queued for the next call), as h2's does."""
         out = self._out
         if not out:
             return b""
         data = b"".join(out)
         out.clear()
+        if amount is not None and len(data) > amount:
+            out.append(data[amount:])
+            data = data[:amount]
         return data
 
     def clear_outbound_data_buffer(self) -> None:

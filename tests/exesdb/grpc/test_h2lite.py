@@ -178,6 +178,15 @@ def test_the_servers_settings_frame_is_h2s() -> None:
     assert make_server().data_to_send() == make_server(lite=False).data_to_send()
 
 
+def test_data_to_send_with_an_amount_hands_out_the_queue_in_pieces_in_order() -> None:
+    whole = make_server(lite=False).data_to_send()
+    server = make_server()
+    pieces = [server.data_to_send(5) for _ in range(len(whole) // 5 + 1)]
+    assert all(len(p) <= 5 for p in pieces)
+    assert b"".join(pieces) == whole
+    assert server.data_to_send() == b""
+
+
 def test_the_settings_exchange_gives_h2s_events_both_ways() -> None:
     server = make_server()
     client = make_client()
