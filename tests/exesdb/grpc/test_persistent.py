@@ -327,7 +327,7 @@ def test_deleting_a_group_drops_its_consumers_with_not_found(client, stream):
 
 
 @pytest.fixture
-def stub(server) -> Any:
+def grpc_stub(server) -> Any:
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
     try:
         yield persistent_pb2_grpc.PersistentSubscriptionsStub(channel)  # type: ignore[no-untyped-call]
@@ -335,27 +335,27 @@ def stub(server) -> Any:
         channel.close()
 
 
-def test_restart_subsystem_keeps_the_groups(client, stub, stream):
+def test_restart_subsystem_keeps_the_groups(client, grpc_stub, stream):
     append(client, stream, 2)
     client.create_subscription_to_stream("g", stream)
     with client.read_subscription_to_stream("g", stream, timeout=READ_DEADLINE) as sub:
         sub.ack(take(sub, 1)[0])
         eventually(lambda: client.get_subscription_info("g", stream)
                    .total_in_flight_messages == 1)
-    stub.RestartSubsystem(shared_pb2.Empty(), timeout=READ_DEADLINE)
+    grpc_stub.RestartSubsystem(shared_pb2.Empty(), timeout=READ_DEADLINE)
     with client.read_subscription_to_stream("g", stream, timeout=READ_DEADLINE) as sub:
         [event] = take(sub, 1)
         assert event.stream_position == 1
 
 
-def test_a_read_that_does_not_start_with_options_is_invalid_argument(stub):
+def test_a_read_that_does_not_start_with_options_is_invalid_argument(grpc_stub):
     ack = persistent_pb2.ReadReq(ack=persistent_pb2.ReadReq.Ack(id=b"x"))
     with pytest.raises(grpc.RpcError) as caught:
-        list(stub.Read(iter([ack]), timeout=READ_DEADLINE))
+        list(grpc_stub.Read(iter([ack]), timeout=READ_DEADLINE))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_an_ack_with_a_malformed_id_is_invalid_argument(client, stub, stream):
+def test_an_ack_with_a_malformed_id_is_invalid_argument(client, grpc_stub, stream):
     client.create_subscription_to_stream("g", stream)
     options = persistent_pb2.ReadReq.Options(
         stream_identifier=shared_pb2.StreamIdentifier(stream_name=stream.encode()),
@@ -365,7 +365,7 @@ def test_an_ack_with_a_malformed_id_is_invalid_argument(client, stub, stream):
                 persistent_pb2.ReadReq(ack=persistent_pb2.ReadReq.Ack(
                     id=b"x", ids=[shared_pb2.UUID(string="not-a-uuid")]))]
     with pytest.raises(grpc.RpcError) as caught:
-        list(stub.Read(iter(requests), timeout=READ_DEADLINE))
+        list(grpc_stub.Read(iter(requests), timeout=READ_DEADLINE))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "ack.ids" in caught.value.details()
 
@@ -390,7 +390,7 @@ def test_groups_whose_names_would_share_a_subscription_cannot_both_exist(client)
         client.create_subscription_to_stream("c", f"{base}::b")
 
 
-def test_replayed_parked_events_stay_parked_until_done_across_restart_subsystem(client, stub,
+def test_replayed_parked_events_stay_parked_until_done_across_restart_subsystem(client, grpc_stub,
                                                                               stream):
     append(client, stream, 2)
     client.create_subscription_to_stream("g", stream)
@@ -400,7 +400,7 @@ def test_replayed_parked_events_stay_parked_until_done_across_restart_subsystem(
         sub.ack(second)
         eventually(lambda: client.get_subscription_info("g", stream).parked_message_count == 1)
     client.replay_parked_events("g", stream)  # queued in the group, no consumer yet
-    stub.RestartSubsystem(shared_pb2.Empty(), timeout=READ_DEADLINE)
+    grpc_stub.RestartSubsystem(shared_pb2.Empty(), timeout=READ_DEADLINE)
     eventually(lambda: client.get_subscription_info("g", stream).status == "Live")
     assert client.get_subscription_info("g", stream).parked_message_count == 1
     client.replay_parked_events("g", stream)

@@ -126,8 +126,8 @@ def with_users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def restart_subsystem(server: Server, user: str, password: str) -> Any:
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        stub = persistent_pb2_grpc.PersistentSubscriptionsStub(channel)  # type: ignore[no-untyped-call]
-        return stub.RestartSubsystem(shared_pb2.Empty(), timeout=READ_DEADLINE,
+        grpc_stub = persistent_pb2_grpc.PersistentSubscriptionsStub(channel)  # type: ignore[no-untyped-call]
+        return grpc_stub.RestartSubsystem(shared_pb2.Empty(), timeout=READ_DEADLINE,
                                      metadata=[("authorization", f"Basic {token}")])
 
 

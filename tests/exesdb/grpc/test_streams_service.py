@@ -39,8 +39,8 @@ TIMEOUT = 10.0
 
 
 @pytest.fixture(scope="module")
-def stub(server: Any) -> Iterator[streams_pb2_grpc.StreamsStub]:
-    """A raw stub, for requests the client library never makes."""
+def grpc_stub(server: Any) -> Iterator[streams_pb2_grpc.StreamsStub]:
+    """A raw grpc_stub, for requests the client library never makes."""
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
     try:
         yield streams_pb2_grpc.StreamsStub(channel)  # type: ignore[no-untyped-call]
@@ -384,24 +384,24 @@ def test_max_age_hides_the_older_events(server, client, stream):
     assert types_of(client.get_stream(stream)) == ["New"]
 
 
-def test_delete_and_tombstone_answer_the_all_position_at_the_delete(client, stub, stream):
+def test_delete_and_tombstone_answer_the_all_position_at_the_delete(client, grpc_stub, stream):
     position = client.append_to_stream(stream, events=events("A"),
                                        current_version=StreamState.ANY)
     delete = client_streams_pb2.DeleteReq()
     delete.options.stream_identifier.stream_name = stream.encode()
     delete.options.revision = 0
-    response = stub.Delete(delete)
+    response = grpc_stub.Delete(delete)
     assert response.position.commit_position >= position
     tombstone = client_streams_pb2.TombstoneReq()
     tombstone.options.stream_identifier.stream_name = stream.encode()
     tombstone.options.no_stream.SetInParent()
-    assert stub.Tombstone(tombstone).position.commit_position >= position
+    assert grpc_stub.Tombstone(tombstone).position.commit_position >= position
 
 
 # -- the raw protocol ------------------------------------------------------------------------
 
 
-def test_batch_append_takes_interleaved_chunks_and_answers_each_correlation_id(stub, stream):
+def test_batch_append_takes_interleaved_chunks_and_answers_each_correlation_id(grpc_stub, stream):
     def chunk(correlation: str, name: str, final: bool, *types: str,
               options: bool = False) -> client_streams_pb2.BatchAppendReq:
         request = client_streams_pb2.BatchAppendReq(is_final=final)
@@ -416,7 +416,7 @@ def test_batch_append_takes_interleaved_chunks_and_answers_each_correlation_id(s
         return request
 
     one, two = str(uuid.uuid4()), str(uuid.uuid4())
-    responses = list(stub.BatchAppend(iter([
+    responses = list(grpc_stub.BatchAppend(iter([
         chunk(one, f"{stream}-1", False, "A", options=True),
         chunk(two, f"{stream}-2", False, "X", options=True),
         chunk(one, "", True, "B"),
@@ -427,14 +427,14 @@ def test_batch_append_takes_interleaved_chunks_and_answers_each_correlation_id(s
     assert responses[0].stream_identifier.stream_name == f"{stream}-1".encode()
 
 
-def test_the_structured_uuid_option_reads_structured_event_ids(client, stub, stream):
+def test_the_structured_uuid_option_reads_structured_event_ids(client, grpc_stub, stream):
     event = events("A")[0]
     client.append_to_stream(stream, events=[event], current_version=StreamState.ANY)
     req = _options(count=10)
     req.options.stream.stream_identifier.stream_name = stream.encode()
     req.options.stream.start.SetInParent()
     req.options.uuid_option.structured.SetInParent()
-    (response,) = list(stub.Read(req))
+    (response,) = list(grpc_stub.Read(req))
     structured = response.event.event.id.structured
     value = ((structured.most_significant_bits & (2**64 - 1)) << 64
              | structured.least_significant_bits & (2**64 - 1))
@@ -457,47 +457,47 @@ def _invalid(call: Any) -> str:
     return info.value.details()
 
 
-def test_a_read_without_a_stream_option_is_invalid(stub):
-    assert "stream or all" in _invalid(lambda: stub.Read(_options(count=1)))
+def test_a_read_without_a_stream_option_is_invalid(grpc_stub):
+    assert "stream or all" in _invalid(lambda: grpc_stub.Read(_options(count=1)))
 
 
-def test_a_backwards_subscription_is_invalid(stub, stream):
+def test_a_backwards_subscription_is_invalid(grpc_stub, stream):
     req = _options(read_direction=client_streams_pb2.ReadReq.Options.Backwards,
                    subscription=client_streams_pb2.ReadReq.Options.SubscriptionOptions())
     req.options.stream.stream_identifier.stream_name = stream.encode()
     req.options.stream.start.SetInParent()
-    assert "forwards" in _invalid(lambda: stub.Read(req))
+    assert "forwards" in _invalid(lambda: grpc_stub.Read(req))
 
 
-def test_a_bad_filter_regex_is_invalid(stub):
+def test_a_bad_filter_regex_is_invalid(grpc_stub):
     req = _options(count=1)
     req.options.all.start.SetInParent()
     req.options.filter.event_type.regex = "(unclosed"
-    assert "regular expression" in _invalid(lambda: stub.Read(req))
+    assert "regular expression" in _invalid(lambda: grpc_stub.Read(req))
 
 
-def test_reading_the_name_all_as_a_stream_is_invalid(stub):
+def test_reading_the_name_all_as_a_stream_is_invalid(grpc_stub):
     req = _options(count=1)
     req.options.stream.stream_identifier.stream_name = b"$all"
     req.options.stream.start.SetInParent()
-    assert "$all" in _invalid(lambda: stub.Read(req))
+    assert "$all" in _invalid(lambda: grpc_stub.Read(req))
 
 
-def test_an_append_without_options_or_event_type_is_invalid(stub, stream):
+def test_an_append_without_options_or_event_type_is_invalid(grpc_stub, stream):
     proposed = client_streams_pb2.AppendReq.ProposedMessage(
         data=b"{}", metadata={"content-type": "application/json"})
     proposed.id.string = str(uuid.uuid4())
-    assert "options" in _invalid(lambda: stub.Append(iter([
+    assert "options" in _invalid(lambda: grpc_stub.Append(iter([
         client_streams_pb2.AppendReq(proposed_message=proposed)])))
     options = client_streams_pb2.AppendReq.Options()
     options.stream_identifier.stream_name = stream.encode()
     options.any.SetInParent()
-    assert "'type'" in _invalid(lambda: stub.Append(iter([
+    assert "'type'" in _invalid(lambda: grpc_stub.Append(iter([
         client_streams_pb2.AppendReq(options=options),
         client_streams_pb2.AppendReq(proposed_message=proposed)])))
 
 
-def test_an_append_over_the_maximum_total_size_is_invalid_and_writes_nothing(client, stub,
+def test_an_append_over_the_maximum_total_size_is_invalid_and_writes_nothing(client, grpc_stub,
                                                                           stream):
     options = client_streams_pb2.AppendReq.Options()
     options.stream_identifier.stream_name = stream.encode()
@@ -512,7 +512,7 @@ def test_an_append_over_the_maximum_total_size_is_invalid_and_writes_nothing(cli
             proposed.id.string = str(uuid.uuid4())
             yield client_streams_pb2.AppendReq(proposed_message=proposed)
 
-    assert "Maximum Append Size of 67108864" in _invalid(lambda: stub.Append(requests()))
+    assert "Maximum Append Size of 67108864" in _invalid(lambda: grpc_stub.Append(requests()))
     assert client.get_current_version(stream) is StreamState.NO_STREAM
 
 
