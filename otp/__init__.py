@@ -9,7 +9,16 @@ trio program that embeds ``otp``). The behaviour follows Erlang/OTP and Elixir; 
 differ, Elixir's choice.
 """
 
-from . import application, dynamic_supervisor, gen_server, partition_supervisor, supervisor
+from . import (
+    application,
+    dynamic_supervisor,
+    gen_server,
+    partition_supervisor,
+    pubsub,
+    registry,
+    supervisor,
+)
+from ._child_spec import ChildSpec
 from ._errors import (
     AlreadyStarted,
     CallTimeout,
@@ -55,7 +64,7 @@ from ._terms import (
     shutdown,
 )
 from .gen_server import Continue, GenServer, Ignore, NoReply, Reply, Stop
-from .supervisor import ChildSpec, Supervisor
+from .supervisor import Supervisor
 
 __all__ = [
     "KILL",
@@ -119,6 +128,3 @@ __all__ = [
     "unregister",
     "whereis",
 ]
-
-# Last: they build on everything above.
-from . import pubsub, registry

@@ -1,18 +1,22 @@
-"""What every kind of supervisor shares: child specs, the errors, shutting a child down,
-restart intensity, and the nursery that keeps children inside their supervisor."""
+"""What every kind of supervisor shares: the errors, reading child specs, shutting a child
+down, restart intensity, and the nursery that keeps children inside their supervisor.
+
+:class:`otp.ChildSpec` itself is defined in :mod:`otp._child_spec`, below
+:mod:`otp.gen_server`.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Final, Literal, TypeAlias
+from typing import Any, Final
 
-import attrs
 import trio
 
+from ._child_spec import ChildSpec, ShutdownValue
 from ._errors import InitError, OTPError
 from ._messages import Exit
 from ._node import await_exit
@@ -23,66 +27,12 @@ from ._terms import KILL, SHUTDOWN
 
 __all__ = [
     "AlreadyPresent",
-    "ChildSpec",
     "NotFound",
     "Running",
     "StartChildError",
 ]
 
 log: Final = logging.getLogger("otp.supervisor")
-
-Restart: TypeAlias = Literal["permanent", "transient", "temporary"]
-ChildType: TypeAlias = Literal["worker", "supervisor"]
-ShutdownValue: TypeAlias = "float | Literal['brutal_kill', 'infinity']"
-
-_RESTARTS: Final = ("permanent", "transient", "temporary")
-_TYPES: Final = ("worker", "supervisor")
-
-
-def _check_restart(_: Any, attribute: Any, value: Any) -> None:
-    if value not in _RESTARTS:
-        raise ValueError(f"restart must be one of {_RESTARTS}, got {value!r}")
-
-
-def _check_type(_: Any, attribute: Any, value: Any) -> None:
-    if value not in _TYPES:
-        raise ValueError(f"type must be 'worker' or 'supervisor', got {value!r}")
-
-
-def _check_start(_: Any, attribute: Any, value: Any) -> None:
-    if not callable(value):
-        raise TypeError(f"start must be an async callable returning a pid or None, got {value!r}")
-
-
-@attrs.frozen
-class ChildSpec:
-    """How a supervisor starts, restarts and stops one child.
-
-    ``start`` is an async callable that starts a process linked to the caller and returns
-    its pid, or None to be ignored. ``restart``: ``"permanent"`` (always restarted),
-    ``"transient"`` (only after an abnormal exit) or ``"temporary"`` (never; forgotten when
-    it ends). ``shutdown``: seconds to wait after the ``SHUTDOWN`` signal before a kill,
-    ``"brutal_kill"`` or ``"infinity"``; it defaults to 5.0 for workers and
-    ``"infinity"`` for supervisors. ``type``: ``"worker"`` or ``"supervisor"``.
-    """
-
-    id: Any
-    start: Callable[..., Awaitable[Pid | None]] = attrs.field(validator=_check_start)
-    restart: Restart = attrs.field(default="permanent", validator=_check_restart)
-    shutdown: ShutdownValue | None = None
-    type: ChildType = attrs.field(default="worker", validator=_check_type)
-
-    def __attrs_post_init__(self) -> None:
-        if self.shutdown is None:
-            default = "infinity" if self.type == "supervisor" else 5.0
-            object.__setattr__(self, "shutdown", default)
-        elif self.shutdown not in ("brutal_kill", "infinity") and not (
-            isinstance(self.shutdown, int | float) and self.shutdown >= 0
-        ):
-            raise ValueError(
-                "shutdown must be seconds >= 0, 'brutal_kill' or 'infinity', "
-                f"got {self.shutdown!r}"
-            )
 
 
 def as_child_spec(child: Any) -> ChildSpec:

@@ -31,13 +31,14 @@ from __future__ import annotations
 
 import logging
 from contextlib import AbstractAsyncContextManager, nullcontext
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import Any, ClassVar, Final
 
 import attrs
 import outcome
 import trio
 from trio.lowlevel import wait_task_rescheduled
 
+from ._child_spec import ChildSpec
 from ._errors import (
     CallTimeout,
     InitError,
@@ -61,9 +62,6 @@ from ._process import (
     spawn_process,
 )
 from ._terms import NORMAL, TIMEOUT
-
-if TYPE_CHECKING:
-    from .supervisor import ChildSpec
 
 __all__ = [
     "Continue",
@@ -243,8 +241,6 @@ class GenServer:
         (``restart``, ``shutdown``, ``type``). Extra positional arguments a supervisor
         passes to ``start`` come before ``args``.
         """
-        from .supervisor import ChildSpec
-
         async def start(*extra: Any) -> Pid | None:
             return await start_link(cls, *extra, *args, name=name)
 

@@ -14,10 +14,10 @@ import zlib
 from typing import Any
 
 from . import dynamic_supervisor, supervisor
+from ._child_spec import ChildSpec
 from ._errors import NoProc
 from ._names import Name, resolve
 from ._process import Pid, current
-from ._supervision import ChildSpec
 from .supervisor import count_children, stop, which_children
 
 __all__ = [

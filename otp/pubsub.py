@@ -26,14 +26,12 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import registry
+from ._child_spec import ChildSpec
 from ._names import Name, Via
 from ._process import Pid, current
-
-if TYPE_CHECKING:
-    from .supervisor import ChildSpec
 
 __all__ = [
     "broadcast",

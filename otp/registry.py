@@ -32,8 +32,9 @@ A registry is addressed by the local name it was started with, or by its pid. Ex
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
 
+from ._child_spec import ChildSpec
 from ._errors import AlreadyStarted, NoProc, NotInProcess, OTPError
 from ._names import Name, Via
 from ._names import lookup as _lookup_process
@@ -41,9 +42,6 @@ from ._process import DEAD, Pid, _current, _Process, current, current_node
 from .gen_server import GenServer
 from .gen_server import start as _start_unlinked
 from .gen_server import start_link as _start_server
-
-if TYPE_CHECKING:
-    from .supervisor import ChildSpec
 
 __all__ = [
     "AlreadyRegistered",
@@ -301,8 +299,6 @@ def child_spec(*, keys: Keys, name: str | Via, id: Any = None) -> ChildSpec:
     The id defaults to ``name``. The registry is a ``"worker"``; a dynamic supervisor's
     extra arguments, if any, are ignored.
     """
-    from .supervisor import ChildSpec
-
     kind = _check_keys(keys)
 
     async def start(*_extra: Any) -> Pid:

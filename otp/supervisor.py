@@ -33,6 +33,7 @@ from typing import Any, ClassVar, Literal, TypeAlias
 import attrs
 
 from . import gen_server
+from ._child_spec import ChildSpec
 from ._errors import AlreadyStarted, InitError
 from ._messages import Exit
 from ._names import Name
@@ -41,7 +42,6 @@ from ._process import Pid, current
 from ._supervision import (
     AlreadyPresent,
     Child,
-    ChildSpec,
     NotFound,
     RestartIntensity,
     Running,

@@ -14,12 +14,13 @@ import trio.testing
 
 from .. import gen_server
 from .. import supervisor as sup_api
+from .._child_spec import ChildSpec
 from .._errors import AlreadyStarted, OTPError, ReceiveTimeout
 from .._messages import Down, Exit
 from .._primitives import exit as send_exit
 from .._primitives import is_alive, monitor, receive, trap_exits
 from .._process import Pid
-from .._supervision import AlreadyPresent, ChildSpec, NotFound, Running, StartChildError
+from .._supervision import AlreadyPresent, NotFound, Running, StartChildError
 from .._terms import KILL, NORMAL, SHUTDOWN, Ref
 from ._model import Ambiguous, Model, Step, compare_exits
 from ._tree import Path, StartFn, Sup, Worker, as_own
