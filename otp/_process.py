@@ -1,9 +1,11 @@
-"""Processes: the pid handle, the per-process state and its life cycle.
+"""Processes: the pid handle, the per-process state and its life cycle; the node.
 
 A process is a trio task with a mailbox, links, monitors and an exit reason. This module
 holds the state and the two transitions the rest of ``otp`` builds on: starting a process
-(:func:`spawn_process`) and ending one (``_Process.finish``), which releases its names,
-then signals its links and monitors, in that order, without a checkpoint in between.
+(:func:`spawn_process`) and ending one (``_Process.finish``), which releases its local
+name, runs its exit hooks (:func:`on_exit`), then signals its links and monitors, in that
+order, without a checkpoint in between. It also holds what :mod:`otp.lowlevel` publishes:
+:func:`current_node`, :func:`on_exit` and :class:`NodeVar`.
 """
 
 from __future__ import annotations
@@ -15,17 +17,19 @@ import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 from heapq import heapify, heappop, heappush
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 import outcome
 import trio
 from trio.lowlevel import Abort, Task, current_task, reschedule
 
-from ._errors import NotInProcess, ProcessExited
+from ._errors import NoProc, NotInProcess, ProcessExited
 from ._messages import Down, Exit
 from ._terms import KILLED, NORMAL, is_normal_exit
 
-__all__ = ["Node", "Pid"]
+__all__ = ["Node", "NodeVar", "Pid", "current_node", "on_exit"]
+
+T = TypeVar("T")
 
 log: Final = logging.getLogger("otp")
 
@@ -69,9 +73,84 @@ class Node:
         self._ids = itertools.count(0)
         self.main: Pid | None = None
         self.timers = _Timers(nursery)
+        self._vars: dict[NodeVar[Any], Any] = {}
+        """The values of the :class:`NodeVar` set in this node: they go with the node."""
 
     def __repr__(self) -> str:
         return f"<otp.Node with {len(self.processes)} processes>"
+
+
+class _NoDefault:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<no default>"
+
+
+_NO_DEFAULT: Final = _NoDefault()
+
+
+class NodeVar(Generic[T]):
+    """One value per otp node, like :class:`trio.lowlevel.RunVar` is one per ``trio.run``.
+
+    For state that belongs to a node rather than to a process: tables that several
+    processes share, and that must outlive any one of them but not the node. The values are
+    kept on the :class:`otp.Node` itself, so two nodes in one OS process never see each
+    other's, and a node's values go away with it.
+
+    :meth:`get` returns the current node's value. In a node where it was never set, it
+    stores and returns ``factory()`` if a ``factory`` was given (so each node gets its
+    own), else returns ``default`` if one was given (without storing it), else raises
+    ``LookupError``. Both methods need a node: they raise :class:`otp.NotInProcess`
+    outside any process or node task. ``name`` only serves ``repr``.
+    """
+
+    __slots__ = ("_default", "_factory", "name")
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        default: T | _NoDefault = _NO_DEFAULT,
+        factory: Callable[[], T] | None = None,
+    ) -> None:
+        self.name = name
+        self._default = default
+        self._factory = factory
+
+    def get(self) -> T:
+        """The current node's value (see the class docstring for a node that has none)."""
+        proc = _current.get(None)
+        node = proc.node if proc is not None else current_node()
+        try:
+            return node._vars[self]  # type: ignore[no-any-return]
+        except KeyError:
+            return self._missing(node)
+
+    def set(self, value: T) -> None:
+        """Make ``value`` the current node's value."""
+        proc = _current.get(None)
+        node = proc.node if proc is not None else current_node()
+        node._vars[self] = value
+
+    def _get_in(self, node: Node) -> T:
+        """The value in ``node``, which need not be the current node (for otp's own use)."""
+        try:
+            return node._vars[self]  # type: ignore[no-any-return]
+        except KeyError:
+            return self._missing(node)
+
+    def _missing(self, node: Node) -> T:
+        if self._factory is not None:
+            value = node._vars[self] = self._factory()
+            return value
+        default = self._default
+        if isinstance(default, _NoDefault):
+            raise LookupError(self)
+        return default
+
+    def __repr__(self) -> str:
+        return f"<NodeVar {self.name!r}>"
 
 
 class _Waiter:
@@ -274,7 +353,7 @@ class _Process:
         self.monitors: dict[Any, Any] | None = None  # key -> watcher _Process or _Waiter
         self.watching: dict[Any, _Process] | None = None  # my monitors: ref -> target
         self.name: Any = None
-        self.exit_hooks: list[Callable[[Pid, Any], None]] | None = None
+        self.exit_hooks: list[Callable[[Any], object]] | None = None  # see on_exit
         self.exit_reason: Any = None
         self.self_exit = False
         self.scope = trio.CancelScope()
@@ -356,7 +435,9 @@ class _Process:
         self.finish(self.exit_reason if self.state == EXITING else reason)
 
     def finish(self, reason: Any) -> None:
-        """Record the exit: release names, then signal links, then monitors. Never awaits."""
+        """Record the exit: release the local name, run the exit hooks, then signal links,
+        then monitors. Never awaits. A hook that raises is logged and changes nothing else
+        (a BaseException such as KeyboardInterrupt is raised once all of it is done)."""
         if self.state == DEAD:
             return
         self.state = DEAD
@@ -369,10 +450,17 @@ class _Process:
         if type(name) is str and node.names.get(name) is self:
             del node.names[name]
         hooks = self.exit_hooks
+        interrupt: BaseException | None = None
         if hooks is not None:
             self.exit_hooks = None
             for hook in hooks:
-                hook(pid, reason)
+                try:
+                    hook(reason)
+                except Exception:
+                    log.exception("process %r: exit hook %r raised", pid, hook)
+                except BaseException as exc:  # KeyboardInterrupt...: raised once done
+                    if interrupt is None:
+                        interrupt = exc
         watching = self.watching
         if watching is not None:
             self.watching = None
@@ -405,6 +493,8 @@ class _Process:
         self._waiting = None
         node.processes.pop(pid._id, None)
         pid._proc = None
+        if interrupt is not None:
+            raise interrupt
 
 
 _CREDIT: Final = 32  # receives served from the mailbox between two schedule points
@@ -444,7 +534,10 @@ def current_or_none() -> _Process | None:
 
 
 def current_node() -> Node:
-    """The node of the current process or task; raises :class:`NotInProcess` outside one."""
+    """The node of the current process, or of the current task inside ``otp.node()``.
+
+    Raises :class:`otp.NotInProcess` outside any process or node.
+    """
     proc = _current.get(None)
     if proc is not None:
         return proc.node
@@ -454,6 +547,30 @@ def current_node() -> Node:
         raise NotInProcess(
             "no otp node is running in this task (use otp.run or otp.node)"
         ) from None
+
+
+def on_exit(pid: Pid, fn: Callable[[Any], object]) -> None:
+    """Call ``fn(reason)`` when the process ``pid`` ends, however it ends (killed too).
+
+    The hooks of a process run in the order they were added, synchronously, when it ends:
+    after its local name is released and before its exit signals reach its links and
+    monitors (so no process can observe the exit before they ran). A hook must not block;
+    what it returns is ignored. A hook that raises is logged (logger ``"otp"``, with the
+    traceback) and stops nothing: the other hooks run, and the process's links,
+    monitors, names and exit signals are released and sent as usual.
+
+    Raises :class:`otp.NoProc` if the process has already ended (its hooks have run, or
+    are running). A process that is exiting but has not ended yet (it accepted an exit
+    signal and is unwinding) still takes hooks, and runs them when it ends.
+    """
+    proc = pid._proc
+    if proc is None or proc.state == DEAD:
+        raise NoProc(pid)
+    hooks = proc.exit_hooks
+    if hooks is None:
+        proc.exit_hooks = [fn]
+    else:
+        hooks.append(fn)
 
 
 def link_pair(a: _Process, b: _Process) -> None:

@@ -19,7 +19,7 @@ import attrs
 
 from . import supervisor
 from ._errors import AlreadyStarted, NoProc
-from ._process import Node, Pid, current_node
+from ._process import Node, Pid, current_node, on_exit
 
 __all__ = ["Application", "get_env", "start", "stop", "which_applications"]
 
@@ -84,10 +84,7 @@ async def start(app: Application) -> Pid | None:
         raise TypeError(f"{app.name}: start returned {pid!r}, not a pid or None")
     table[app.name] = _Running(app, pid)
     if pid is not None and pid._proc is not None:
-        proc = pid._proc
-        if proc.exit_hooks is None:
-            proc.exit_hooks = []
-        proc.exit_hooks.append(lambda _pid, _reason: _forget(table, app.name, pid))
+        on_exit(pid, lambda _reason: _forget(table, app.name, pid))
     return pid
 
 

@@ -8,6 +8,7 @@ every process and every run (not Python's salted ``hash()``).
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import zlib
@@ -17,7 +18,7 @@ from . import dynamic_supervisor, supervisor
 from ._child_spec import ChildSpec
 from ._errors import NoProc
 from ._names import Name, resolve
-from ._process import Pid, current
+from ._process import Pid, current, on_exit
 from .supervisor import count_children, stop, which_children
 
 __all__ = [
@@ -81,9 +82,7 @@ def _partition_spec(index: int, count: int, options: dict[str, Any]) -> ChildSpe
         table = _partitions.get(me.pid)
         if table is None:
             table = _partitions[me.pid] = [None] * count
-            if me.exit_hooks is None:
-                me.exit_hooks = []
-            me.exit_hooks.append(_forget)
+            on_exit(me.pid, functools.partial(_forget, me.pid))
         pid = await dynamic_supervisor.start_link(**options)
         table[index] = pid
         return pid
@@ -91,7 +90,7 @@ def _partition_spec(index: int, count: int, options: dict[str, Any]) -> ChildSpe
     return ChildSpec(id=index, start=start, type="supervisor")
 
 
-def _forget(pid: Pid, reason: Any) -> None:
+def _forget(pid: Pid, _reason: Any) -> None:
     _partitions.pop(pid, None)
 
 

@@ -31,6 +31,7 @@ A registry is addressed by the local name it was started with, or by its pid. Ex
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Hashable
 from typing import Any, Final, Literal, TypeAlias
 
@@ -38,7 +39,7 @@ from ._child_spec import ChildSpec
 from ._errors import AlreadyStarted, NoProc, NotInProcess, OTPError
 from ._names import Name, Via
 from ._names import lookup as _lookup_process
-from ._process import DEAD, Pid, _current, _Process, current, current_node
+from ._process import Pid, _current, _Process, current, current_node, on_exit
 from .gen_server import GenServer
 from .gen_server import start as _start_unlinked
 from .gen_server import start_link as _start_server
@@ -130,12 +131,7 @@ class _Table:
         pid = proc.pid
         owned = self.by_pid.get(pid)
         if owned is None:
-            if proc.state == DEAD:
-                raise NoProc(pid)
-            hooks = proc.exit_hooks
-            if hooks is None:
-                hooks = proc.exit_hooks = []
-            hooks.append(self.process_exited)
+            on_exit(pid, functools.partial(self.process_exited, pid))  # NoProc if dead
             owned = self.by_pid[pid] = []
         return owned
 
@@ -184,7 +180,8 @@ class _Table:
             owned[:] = [k for k in owned if k != key]
 
     def process_exited(self, pid: Pid, reason: Any) -> None:
-        """The exit hook of a registered process: drop all its entries (never raises)."""
+        """The exit hook of the registered process ``pid``: drop all its entries (never
+        raises)."""
         if self.closed:
             return
         owned = self.by_pid.pop(pid, None)
@@ -209,7 +206,7 @@ class _Table:
                     if not per_pid:
                         del duplicate[key]
 
-    def close(self, pid: Pid, reason: Any) -> None:
+    def close(self, reason: Any) -> None:
         """The exit hook of the registry process: forget the table."""
         self.closed = True
         _tables.pop(self.owner, None)
@@ -256,10 +253,7 @@ class _Registry(GenServer):
         (kind,) = args
         me = current()
         table = _Table(me, kind)
-        hooks = me.exit_hooks
-        if hooks is None:
-            hooks = me.exit_hooks = []
-        hooks.append(table.close)
+        on_exit(me.pid, table.close)
         _tables[me] = table
 
 
