@@ -10,7 +10,6 @@ application in OTP stops its node).
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -19,7 +18,7 @@ import attrs
 
 from . import supervisor
 from ._errors import AlreadyStarted, NoProc
-from ._process import Node, Pid, current_node, on_exit
+from ._process import NodeVar, Pid, on_exit
 
 __all__ = ["Application", "get_env", "start", "stop", "which_applications"]
 
@@ -55,15 +54,12 @@ class _Running:
     pid: Pid | None
 
 
-_running: weakref.WeakKeyDictionary[Node, dict[str, _Running]] = weakref.WeakKeyDictionary()
+_running: NodeVar[dict[str, _Running]] = NodeVar("otp.application.running", factory=dict)
+"""The applications running on the node, by name, in start order."""
 
 
 def _table() -> dict[str, _Running]:
-    node = current_node()
-    table = _running.get(node)
-    if table is None:
-        table = _running[node] = {}
-    return table
+    return _running.get()
 
 
 async def start(app: Application) -> Pid | None:

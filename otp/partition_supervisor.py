@@ -18,7 +18,7 @@ from . import dynamic_supervisor, supervisor
 from ._child_spec import ChildSpec
 from ._errors import NoProc
 from ._names import Name, resolve
-from ._process import Pid, current, on_exit
+from ._process import NodeVar, Pid, current, on_exit
 from .supervisor import count_children, stop, which_children
 
 __all__ = [
@@ -31,8 +31,11 @@ __all__ = [
     "which_children",
 ]
 
-# partition supervisor pid -> the pid of each partition (None while it restarts)
-_partitions: dict[Pid, list[Pid | None]] = {}
+_partitions: NodeVar[dict[Pid, list[Pid | None]]] = NodeVar(
+    "otp.partition_supervisor.partitions", factory=dict
+)
+"""Per node: partition supervisor pid -> the pid of each partition (None while it
+restarts). An entry lives as long as its partition supervisor."""
 
 
 def partition_for(key: Any, partitions: int) -> int:
@@ -79,10 +82,11 @@ async def start_link(
 def _partition_spec(index: int, count: int, options: dict[str, Any]) -> ChildSpec:
     async def start() -> Pid | None:
         me = current()
-        table = _partitions.get(me.pid)
+        tables = _partitions.get()
+        table = tables.get(me.pid)
         if table is None:
-            table = _partitions[me.pid] = [None] * count
-            on_exit(me.pid, functools.partial(_forget, me.pid))
+            table = tables[me.pid] = [None] * count
+            on_exit(me.pid, functools.partial(_forget, tables, me.pid))
         pid = await dynamic_supervisor.start_link(**options)
         table[index] = pid
         return pid
@@ -90,8 +94,16 @@ def _partition_spec(index: int, count: int, options: dict[str, Any]) -> ChildSpe
     return ChildSpec(id=index, start=start, type="supervisor")
 
 
-def _forget(pid: Pid, _reason: Any) -> None:
-    _partitions.pop(pid, None)
+def _forget(tables: dict[Pid, list[Pid | None]], pid: Pid, _reason: Any) -> None:
+    tables.pop(pid, None)
+
+
+def _table_of(ps: Name) -> list[Pid | None]:
+    proc = resolve(ps)
+    table = _partitions._get_in(proc.node).get(proc.pid)
+    if table is None:
+        raise NoProc(ps)
+    return table
 
 
 async def start_child(ps: Name, key: Any, spec: Any) -> Pid | None:
@@ -100,10 +112,7 @@ async def start_child(ps: Name, key: Any, spec: Any) -> Pid | None:
     Returns and raises as :func:`otp.dynamic_supervisor.start_child`; raises
     :class:`otp.NoProc` if ``ps`` is not running or that partition is restarting.
     """
-    pid = resolve(ps).pid
-    table = _partitions.get(pid)
-    if table is None:
-        raise NoProc(ps)
+    table = _table_of(ps)
     partition = table[partition_for(key, len(table))]
     if partition is None or partition._proc is None:
         raise NoProc(f"partition {partition_for(key, len(table))} of {ps!r} is restarting")
@@ -112,7 +121,4 @@ async def start_child(ps: Name, key: Any, spec: Any) -> Pid | None:
 
 def partitions(ps: Name) -> list[Pid | None]:
     """The pid of each partition, in order (None for one that is restarting)."""
-    table = _partitions.get(resolve(ps).pid)
-    if table is None:
-        raise NoProc(ps)
-    return list(table)
+    return list(_table_of(ps))

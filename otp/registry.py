@@ -219,7 +219,9 @@ class _Table:
 _tables: Final[dict[_Process, _Table]] = {}
 """Every running registry's table, by the registry's process (one entry per live registry;
 keyed by the process state rather than the pid so that pids of different nodes can never
-collide, whatever equality pids have)."""
+collide, whatever equality pids have). Not an :class:`otp.lowlevel.NodeVar`: its entries
+belong to a process, not to a node, and go with it (its exit hook, which runs however it
+ends); and finding the node's table first would add a lookup to every registry call."""
 
 
 def _find(reg: Name) -> _Table | None:

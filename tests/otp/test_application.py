@@ -1,6 +1,7 @@
 """otp.application: start order, environment, stop."""
 
 import pytest
+import trio
 
 import otp
 from otp import application, gen_server
@@ -99,3 +100,23 @@ async def test_an_application_whose_tree_ended_is_no_longer_listed():
 def test_an_application_needs_a_name():
     with pytest.raises(ValueError, match="name must be a non-empty str"):
         application.Application("", lambda env: None)  # type: ignore[arg-type, return-value]
+
+
+async def test_two_nodes_side_by_side_each_run_their_own_applications():
+    listed = {}
+    both_started = trio.Event()
+    started = []
+
+    async def run_node(label):
+        async with otp.node():
+            await application.start(make_app("a", started))
+            if len(started) == 2:
+                both_started.set()
+            await both_started.wait()
+            listed[label] = [app.name for app in application.which_applications()]
+            await application.stop("a")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_node, 1)
+        nursery.start_soon(run_node, 2)
+    assert listed == {1: ["a"], 2: ["a"]}
