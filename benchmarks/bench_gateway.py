@@ -16,9 +16,8 @@ from pathlib import Path
 import trio
 
 import otp
-from exesdb import ANY, NewEvent, gateway
+from exesdb import ANY, NewEvent, gateway, start_store, stop_store
 from exesdb.storage import SQLiteBackend, writer
-from exesdb.system import start_store, stop_store
 
 from ._report import Result, now
 

@@ -35,8 +35,7 @@ from typing import Any
 import trio
 
 import otp
-from exesdb import NewEvent, gateway
-from exesdb.system import start_store, stop_store
+from exesdb import NewEvent, gateway, start_store, stop_store
 
 from ._report import Result, now
 

@@ -27,10 +27,9 @@ from typing import Any
 import trio
 
 import otp
-from exesdb import Events, NewEvent, gateway
-from exesdb.emitter import BATCH
-from exesdb.store import backend_of
-from exesdb.system import start_store, stop_store
+from exesdb import Events, NewEvent, gateway, start_store, stop_store
+from exesdb.systems.notification.emitters import BATCH
+from exesdb.systems.store import backend_of
 
 from ._report import Result, now
 

@@ -6,6 +6,19 @@ and use them through :mod:`exesdb.gateway`, store id first. The event model
 expected versions ``ANY``, ``NO_STREAM`` (-1) and ``STREAM_EXISTS``, the ``END`` start)
 and the errors, all subclasses of :class:`ExESDBError`. The storage engine is
 :mod:`exesdb.storage`; each store's supervision tree starts at :class:`System`.
+
+The package is built in layers, each importing only from its own layer or those below
+(``otp`` is below them all, and never imports ``exesdb``); a test enforces it:
+
+1. **values**: :mod:`.constants`, :mod:`.errors` (every exception), :mod:`.events`,
+   :mod:`.options`, :mod:`.naming`, :mod:`.validation`, :mod:`.payload`,
+   :mod:`.subscriptions`: plain data and rules, no processes;
+2. **storage**: :mod:`exesdb.storage`, the engine and its group-committing writer;
+3. **systems**: :mod:`exesdb.systems`, the processes of a store's supervision tree, its
+   folders laid out as the tree;
+4. **API**: :mod:`exesdb.gateway`, what a program calls;
+5. **front ends**: :mod:`exesdb.grpc` (KurrentDB's protocol), :mod:`.stores` (starting a
+   store with its front ends), :mod:`.application` and :mod:`.cli` (the command line).
 """
 
 from . import gateway
@@ -14,21 +27,20 @@ from .errors import (
     ExESDBError,
     InvalidArgument,
     StorageError,
-    StreamDeleted,
-    WrongExpectedVersion,
-)
-from .events import EventRecord, Filter, NewEvent, Snapshot
-from .options import StoreOptions
-from .store import StoreInfo
-from .store_errors import (
     StoreAlreadyStarted,
     StoreLocked,
     StoreNotFound,
     StoreUnavailable,
+    StreamDeleted,
     SubscriptionNotFound,
+    WrongExpectedVersion,
 )
+from .events import EventRecord, Filter, NewEvent, Snapshot
+from .options import StoreOptions
+from .stores import start_store, stop_store, store_child_spec
 from .subscriptions import Events, Subscription
-from .system import System, start_store, stop_store
+from .systems import System
+from .systems.store import StoreInfo
 
 __all__ = [
     "ANY",
@@ -58,4 +70,5 @@ __all__ = [
     "gateway",
     "start_store",
     "stop_store",
+    "store_child_spec",
 ]

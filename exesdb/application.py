@@ -15,7 +15,8 @@ from otp import registry, supervisor
 
 from .naming import REGISTRY
 from .options import StoreOptions, resolve_options
-from .system import System
+from .stores import FRONTENDS
+from .systems import System
 
 __all__ = ["application"]
 
@@ -37,7 +38,7 @@ def application(
 
     async def start(env: Mapping[str, Any]) -> otp.Pid | None:
         children = [registry.child_spec(keys="unique", name=REGISTRY)]
-        children += [System.child_spec(opts) for opts in stores]
+        children += [System.child_spec(opts, frontends=FRONTENDS) for opts in stores]
         return await supervisor.start_link(children, strategy="one_for_one",
                                            intensity=10, period=60, name="exesdb")
 

@@ -31,9 +31,11 @@ import trio
 import otp
 from otp.supervisor import StartChildError
 
+from .application import application
 from .constants import END
 from .errors import ExESDBError, InvalidArgument
 from .events import EventRecord
+from .grpc import auth
 from .options import (
     ENV_PREFIX,
     StoreOptions,
@@ -42,7 +44,7 @@ from .options import (
     validate_store_id,
 )
 from .storage import SQLiteBackend
-from .system import check_startable, root_cause
+from .systems import check_startable, root_cause
 
 __all__ = ["main"]
 
@@ -204,8 +206,6 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
 
 
 def _start(args: argparse.Namespace) -> int:
-    from .application import application
-
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     store_ids = [validate_store_id(s) for s in _store_ids(args.store_id)]
@@ -306,8 +306,6 @@ def _label(child_id: Any) -> str:
 
 
 def _user(args: argparse.Namespace, out: TextIO) -> int:
-    from .grpc import auth
-
     path = args.users_file or os.environ.get(ENV_PREFIX + "USERS_FILE")
     if not path:
         raise InvalidArgument(f"users_file: give --users-file (or set {ENV_PREFIX}USERS_FILE)")

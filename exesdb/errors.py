@@ -1,4 +1,4 @@
-"""The exceptions of ``exesdb``: every one subclasses :class:`ExESDBError`.
+"""The exceptions of ``exesdb``, in one module: every one subclasses :class:`ExESDBError`.
 
 Each exception carries its subject as attributes, pickles with them, and has a message
 that names what went wrong, so a caller can both branch on it and show it.
@@ -10,9 +10,16 @@ from typing import Any
 
 __all__ = [
     "ExESDBError",
+    "GrpcListenError",
     "InvalidArgument",
     "StorageError",
+    "StoreAlreadyStarted",
+    "StoreLocked",
+    "StoreNotFound",
+    "StoreUnavailable",
     "StreamDeleted",
+    "SubscriptionNotFound",
+    "TlsConfigError",
     "WrongExpectedVersion",
 ]
 
@@ -67,3 +74,76 @@ class StorageError(ExESDBError):
     A read that raises it returns no data. A write that raises it took no effect, unless
     its message says the outcome is unknown (the disk failed while making it durable).
     """
+
+
+
+class StoreNotFound(ExESDBError, LookupError):
+    """No store ``.store_id`` runs on this node."""
+
+    def __init__(self, store_id: str) -> None:
+        super().__init__(f"store {store_id!r} is not running on this node")
+        self.store_id = store_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.store_id,))
+
+
+class StoreAlreadyStarted(ExESDBError):
+    """The store ``.store_id`` already runs on this node (its System is ``.pid``)."""
+
+    def __init__(self, store_id: str, pid: Any = None) -> None:
+        super().__init__(f"store {store_id!r} is already running on this node")
+        self.store_id = store_id
+        self.pid = pid
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.store_id, self.pid))
+
+
+class StoreLocked(ExESDBError):
+    """The store's directory (``.path``) is held by another running store."""
+
+    def __init__(self, store_id: str, path: str) -> None:
+        super().__init__(f"store {store_id!r}: its directory {path} is held by another "
+                         "running store (another process, or this one)")
+        self.store_id = store_id
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.store_id, self.path))
+
+
+class StoreUnavailable(ExESDBError):
+    """Part of the store ``.store_id`` is restarting: the call may be retried."""
+
+    retryable = True
+
+    def __init__(self, store_id: str, detail: str = "") -> None:
+        message = f"store {store_id!r} is restarting; retry"
+        super().__init__(f"{message}: {detail}" if detail else message)
+        self.store_id = store_id
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.store_id, self.detail))
+
+
+class SubscriptionNotFound(ExESDBError, LookupError):
+    """No persistent subscription ``.name`` in store ``.store_id``."""
+
+    def __init__(self, store_id: str, name: str) -> None:
+        super().__init__(f"store {store_id!r} has no subscription {name!r}")
+        self.store_id = store_id
+        self.name = name
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.store_id, self.name))
+
+
+class TlsConfigError(ExESDBError, ValueError):
+    """The TLS certificate or key file cannot be loaded; the message names both files."""
+
+
+class GrpcListenError(ExESDBError):
+    """The store's gRPC listener could not listen (the port in use, not permitted, or
+    the TLS files unusable); the message names the store and the address."""

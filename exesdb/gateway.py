@@ -23,20 +23,19 @@ from typing import Any
 import trio
 
 import otp
+from otp.lowlevel import NodeVar
 
 from .constants import ANY, DEFAULT_COUNT, END, Direction, End, ExpectedVersion
-from .errors import ExESDBError, InvalidArgument
+from .errors import ExESDBError, InvalidArgument, StoreNotFound, StoreUnavailable
 from .events import EventRecord, Filter, NewEvent, Snapshot
-from .gateway_system import gateway_worker_name
 from .naming import REGISTRY
 from .options import StoreOptions, validate_store_id
-from .pubsub_system import pubsub_name
 from .storage.ops import Append, DeleteSnapshot, DeleteStream, RecordSnapshot
-from .store import Store, StoreInfo, registered_stores
-from .store import _node_stores as node_stores
-from .store_errors import StoreNotFound, StoreUnavailable
 from .subscriptions import TRANSIENT, Events, Subscription, validate
-from .system import system_name
+from .systems import system_name
+from .systems.gateway import gateway_worker_name
+from .systems.pubsub import pubsub_name
+from .systems.store import Store, StoreInfo, node_stores, registered_stores
 from .validation import (
     check_count,
     check_direction,
@@ -84,13 +83,15 @@ def _store(store_id: str) -> StoreOptions:
 
 
 # store id -> the last known pid of each gateway worker (checked alive before each use)
-_gateway_pids: dict[str, list[otp.Pid | None]] = {}
+_gateway_pids: NodeVar[dict[str, list[otp.Pid | None]]] = NodeVar("exesdb.gateway_pids",
+                                                                  factory=dict)
 
 
 def _gateway_worker(store_id: str, size: int) -> otp.Pid:
-    pids = _gateway_pids.get(store_id)
+    table = _gateway_pids.get()
+    pids = table.get(store_id)
     if pids is None or len(pids) != size:
-        pids = _gateway_pids[store_id] = [None] * size
+        pids = table[store_id] = [None] * size
     first = next(_rotation) % size
     for i in range(size):
         index = (first + i) % size
@@ -127,17 +128,8 @@ async def append_events(
     version (the number of the last event written). Raises
     :class:`exesdb.WrongExpectedVersion` or :class:`exesdb.StreamDeleted`."""
     op = Append(stream_id, expected_version, events)
-    # _request inlined: this is the hot path of the store
-    opts = _store(store_id)
-    worker = _gateway_worker(store_id, opts.gateway_pool_size)
-    try:
-        result = await otp.gen_server.call(worker, ("stream_writer", op.stream_id, op),
-                                           opts.timeout_s)
-    except (otp.NoProc, otp.ServerExited, otp.CallTimeout) as exc:
-        raise StoreUnavailable(store_id, str(exc)) from None
-    if isinstance(result, int):
-        return result
-    raise result
+    version: int = await _request(store_id, "stream_writer", op.stream_id, op)
+    return version
 
 
 async def get_events(

@@ -33,11 +33,12 @@ from ..errors import (
     ExESDBError,
     InvalidArgument,
     StorageError,
+    StoreNotFound,
+    StoreUnavailable,
     StreamDeleted,
     WrongExpectedVersion,
 )
 from ..events import EventRecord, NewEvent
-from ..store_errors import StoreNotFound, StoreUnavailable
 from ..validation import check_stream_id
 from .protos import code_pb2, shared_pb2, status_pb2, streams_pb2
 from .rpc import RpcError, StatusCode

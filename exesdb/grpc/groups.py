@@ -63,13 +63,12 @@ from otp.supervisor import ChildSpec
 
 from .. import gateway
 from ..constants import END
-from ..errors import ExESDBError, InvalidArgument, StreamDeleted
+from ..errors import ExESDBError, InvalidArgument, StreamDeleted, SubscriptionNotFound
 from ..events import EventRecord, NewEvent
 from ..naming import child_spec_id, genserver_name, partition_name
 from ..options import StoreOptions
-from ..processes import StoreServer, StoreSupervisor
-from ..store_errors import SubscriptionNotFound
 from ..subscriptions import Events
+from ..systems.processes import StoreServer, StoreSupervisor
 from .convert import rpc_error
 from .patterns import compile_filter
 from .rpc import RpcError, StatusCode

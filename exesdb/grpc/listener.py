@@ -10,7 +10,7 @@ With ``opts.grpc_port`` set, a store's GatewaySystem runs a :class:`GrpcSystem`
   authorisation check (:func:`authorised`: a user not allowed on the store gets
   ``PERMISSION_DENIED``, the protocol's access denied), plus Gossip and ServerFeatures
   (:mod:`exesdb.grpc.gossip_service`);
-* keeps the store's :class:`~exesdb.grpc.commits.CommitSignal` up to date from the
+* keeps the store's :class:`~exesdb.systems.commits.CommitSignal` up to date from the
   store's commit notifications (topic ``"$commits"`` of its system pub/sub);
 * runs :func:`exesdb.grpc.server.serve` in a linked process of its own and waits until it
   listens: a port that cannot be bound (in use, not permitted) fails the store's start
@@ -33,32 +33,27 @@ import attrs
 import trio
 
 import otp
-from otp import pubsub, registry, supervisor
+from otp import registry, supervisor
+from otp.supervisor import ChildSpec
 
-from ..emitter import COMMITS, Committed
-from ..errors import ExESDBError
+from ..errors import GrpcListenError, StoreUnavailable, TlsConfigError
 from ..naming import REGISTRY
 from ..options import StoreOptions, check_grpc_files
-from ..processes import StoreServer, StoreSupervisor
-from ..pubsub_system import pubsub_name
-from ..store import backend_of
-from ..store_errors import StoreUnavailable
+from ..systems.commits import commit_signal
+from ..systems.processes import StoreServer, StoreSupervisor
 from . import gossip_service
 from .auth import load_users, may_use
-from .commits import CommitSignal
+from .groups import PersistentGroups
+from .persistent_service import service as persistent_subscriptions
 from .rpc import Call, Method, RpcError, Service, StatusCode, User
-from .server import ServerConfig, TlsConfigError, TlsFiles, serve
+from .server import ServerConfig, TlsFiles, serve
+from .streams_service import service as streams
 
-__all__ = ["GrpcGateway", "GrpcListenError", "GrpcSystem", "address", "authorised"]
+__all__ = ["GrpcGateway", "GrpcListenError", "GrpcSystem", "address", "authorised", "frontend"]
 
 log: Final = logging.getLogger("exesdb.grpc")
 
 ACCESS_DENIED: Final = "Access denied"
-
-
-class GrpcListenError(ExESDBError):
-    """The store's gRPC listener could not listen (the port in use, not permitted, or
-    the TLS files unusable); the message names the store and the address."""
 
 
 def authorised(service: Service, store_id: str) -> Service:
@@ -119,8 +114,7 @@ class GrpcGateway(StoreServer):
         assert opts.grpc_port is not None, "GrpcGateway needs opts.grpc_port"
         otp.trap_exits(True)  # so that a shutdown runs terminate (stops the server first)
         self.serving: otp.Pid | None = None
-        pubsub.subscribe(pubsub_name(opts.store_id, "system"), COMMITS)
-        self.commits = self._commit_signal()  # after subscribing: no commit falls between
+        self.commits = commit_signal(opts.store_id)
         await trio.to_thread.run_sync(check_grpc_files, opts)
         users = await trio.to_thread.run_sync(load_users, opts.users_file) \
             if opts.users_file is not None else None
@@ -145,18 +139,7 @@ class GrpcGateway(StoreServer):
         log.info("exesdb.grpc: store %s listening on %s:%d%s", opts.store_id, host, port,
                  " (tls)" if opts.tls else "")
 
-    def _commit_signal(self) -> CommitSignal:
-        try:
-            head = backend_of(self.store_id).last_position
-        except StoreUnavailable:
-            head = -1
-        return CommitSignal(head)
-
     def _services(self, opts: StoreOptions) -> dict[str, Method]:
-        # imported here: the services import exesdb.grpc, which imports this module
-        from .persistent_service import service as persistent_subscriptions
-        from .streams_service import service as streams
-
         services: dict[str, Method] = {}
         services.update(authorised(streams(opts.store_id, self.commits), opts.store_id))
         services.update(authorised(persistent_subscriptions(opts.store_id), opts.store_id))
@@ -174,9 +157,6 @@ class GrpcGateway(StoreServer):
                             authenticator=authenticator)
 
     async def handle_info(self, msg: Any) -> Any:
-        if type(msg) is Committed:
-            self.commits.advance(msg.last_position)
-            return None
         if type(msg) is otp.Exit and msg.pid == self.serving:
             self.serving = None
             return otp.Stop(msg.reason)  # the server ended: start again
@@ -201,9 +181,13 @@ class GrpcSystem(StoreSupervisor):
     subscriptions used them; a restart of the listener alone leaves the groups)."""
 
     async def init(self, opts: StoreOptions) -> supervisor.Spec:
-        from .groups import PersistentGroups
-
         return supervisor.Spec(
             [PersistentGroups.child_spec(opts), GrpcGateway.child_spec(opts)],
             strategy="rest_for_one", intensity=5, period=30,
         )
+
+
+def frontend(opts: StoreOptions) -> ChildSpec | None:
+    """The store's gRPC gateway as a front end of its GatewaySystem
+    (:data:`exesdb.systems.Frontend`): a :class:`GrpcSystem` when ``grpc_port`` is set."""
+    return GrpcSystem.child_spec(opts) if opts.grpc_port is not None else None

@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 import attrs
 import trio
 
+from exesdb.errors import TlsConfigError
 from exesdb.grpc._auth_cache import BasicAuth
 from exesdb.grpc._connection import GRACE_SECONDS, Connection, ServerCall
 from exesdb.grpc.rpc import Method, User
@@ -93,10 +94,6 @@ class ServerConfig:
     max_connection_buffer: int = attrs.field(
         default=64 * 1024 * 1024, validator=attrs.validators.ge(1)
     )
-
-
-class TlsConfigError(ValueError):
-    """The TLS certificate or key file cannot be loaded."""
 
 
 def _ssl_context(tls: TlsFiles) -> ssl.SSLContext:

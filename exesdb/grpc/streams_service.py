@@ -23,7 +23,7 @@ Behaviour, as KurrentDB's:
   answers with a confirmation, then the events after its start point (a revision or
   position is excluded), ``caught_up`` once it has read everything stored, then the
   events committed later. It is one loop that always reads the storage and, once caught
-  up, waits on the store's :class:`~exesdb.grpc.commits.CommitSignal`, so there is no gap
+  up, waits on the store's :class:`~exesdb.systems.commits.CommitSignal`, so there is no gap
   and no duplicate at the switch. A filtered ``$all`` subscription also sends a
   checkpoint (the last position scanned) every ``max * checkpointIntervalMultiplier``
   events scanned. Sending waits for the client's flow-control window, so a slow
@@ -49,8 +49,8 @@ from ..errors import ExESDBError, InvalidArgument, StreamDeleted, WrongExpectedV
 from ..events import EventRecord, NewEvent
 from ..storage.ops import Appended
 from ..storage.rules import check_delete
+from ..systems.commits import CommitSignal
 from . import convert, metadata
-from .commits import CommitSignal
 from .convert import bad_request
 from .groups import CONFIG_STREAM, parked_stream
 from .patterns import compile_filter

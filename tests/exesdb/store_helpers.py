@@ -9,7 +9,7 @@ import trio
 
 import otp
 from exesdb import gateway
-from exesdb.store_errors import StoreUnavailable
+from exesdb.errors import StoreUnavailable
 
 
 async def tree(sup: otp.Pid) -> dict[Any, Any]:

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 import otp
-from exesdb import NewEvent, gateway
-from exesdb.system import start_store, stop_store
+from exesdb import NewEvent, gateway, start_store, stop_store
 
 SERVE_TIMEOUT = 30.0
 

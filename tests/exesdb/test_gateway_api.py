@@ -20,9 +20,9 @@ from exesdb import (
     StreamDeleted,
     WrongExpectedVersion,
     gateway,
+    start_store,
 )
-from exesdb.store_errors import StoreAlreadyStarted, StoreLocked, StoreNotFound
-from exesdb.system import start_store
+from exesdb.errors import StoreAlreadyStarted, StoreLocked, StoreNotFound
 
 
 @pytest.fixture
@@ -195,8 +195,8 @@ async def test_a_store_directory_held_by_another_os_process_raises_store_locked(
 
 async def test_calls_during_a_restart_complete_or_raise_a_retryable_error(tmp_path):
     """Appends retried after StoreUnavailable (same event ids) land exactly once."""
-    from exesdb.store_errors import StoreUnavailable
-    from exesdb.system import CoreSystem
+    from exesdb.errors import StoreUnavailable
+    from exesdb.systems import CoreSystem
 
     from .store_helpers import find, kill_and_wait, tree
 

@@ -17,7 +17,7 @@ from exesdb.naming import (
     partition_name,
 )
 from exesdb.options import StoreOptions, default_data_dir, resolve_options
-from exesdb.store import Store
+from exesdb.systems.store import Store
 
 
 def test_genserver_name_is_a_via_name_keyed_by_store_and_module():
@@ -30,7 +30,7 @@ def test_genserver_names_of_two_stores_differ():
 
 
 def test_genserver_name_without_a_store_is_the_dotted_module_name():
-    assert genserver_name(Store, None) == "exesdb.store.Store"
+    assert genserver_name(Store, None) == "exesdb.systems.store.Store"
 
 
 def test_child_spec_id_pairs_module_and_store():

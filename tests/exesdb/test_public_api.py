@@ -33,6 +33,16 @@ def test_exesdb_public_names_are_pinned():
         "gateway",
         "start_store",
         "stop_store",
+        "store_child_spec",
+    ]
+
+
+def test_exesdb_systems_public_names_are_pinned():
+    import exesdb.systems
+
+    assert sorted(exesdb.systems.__all__) == [
+        "CoreSystem", "Frontend", "System", "check_startable", "root_cause", "start_system",
+        "stop_store", "system_name",
     ]
 
 
@@ -76,6 +86,20 @@ def test_every_error_is_an_exesdb_error():
                  "StoreNotFound", "StoreAlreadyStarted", "StoreLocked", "StoreUnavailable",
                  "SubscriptionNotFound"):
         assert issubclass(getattr(exesdb, name), exesdb.ExESDBError)
+
+
+def test_every_exception_exesdb_defines_is_in_its_errors_module_and_an_exesdb_error():
+    import exesdb.errors
+    import exesdb.grpc.listener
+    import exesdb.grpc.server
+
+    defined = [cls for cls in vars(exesdb.errors).values()
+               if isinstance(cls, type) and issubclass(cls, BaseException)
+               and cls.__module__ == "exesdb.errors"]
+    assert sorted(c.__name__ for c in defined) == sorted(exesdb.errors.__all__)
+    assert all(issubclass(cls, exesdb.ExESDBError) for cls in defined)
+    assert exesdb.grpc.server.TlsConfigError is exesdb.errors.TlsConfigError
+    assert exesdb.grpc.listener.GrpcListenError is exesdb.errors.GrpcListenError
 
 
 def test_exesdb_grpc_public_names_are_pinned():

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import otp
-from exesdb import NewEvent, gateway
-from exesdb.store_errors import StoreNotFound, StoreUnavailable
-from exesdb.system import start_store, stop_store, system_name
+from exesdb import NewEvent, gateway, start_store, stop_store
+from exesdb.errors import StoreNotFound, StoreUnavailable
+from exesdb.systems import system_name
 from otp.testing import fault_reasons
 
 from .store_helpers import all_pids, until_available

@@ -7,10 +7,13 @@ import pytest
 import trio
 
 import otp
-from exesdb import NewEvent, gateway
-from exesdb.gateway_system import GatewaySystem, GatewayWorker
+from exesdb import NewEvent, gateway, start_store, stop_store
 from exesdb.naming import genserver_name, partition_name
-from exesdb.notification import (
+from exesdb.options import resolve_options
+from exesdb.storage import Writer
+from exesdb.systems import CoreSystem, System
+from exesdb.systems.gateway import GatewaySystem, GatewayWorker
+from exesdb.systems.notification import (
     EmitterSystem,
     LeaderSystem,
     LeaderTracker,
@@ -18,8 +21,7 @@ from exesdb.notification import (
     NotificationSystem,
     SubscriptionHealthMonitor,
 )
-from exesdb.options import resolve_options
-from exesdb.persistence import (
+from exesdb.systems.persistence import (
     PersistenceSystem,
     PersistenceWorker,
     Snapshots,
@@ -29,10 +31,8 @@ from exesdb.persistence import (
     SubscriptionsReader,
     SubscriptionsWriter,
 )
-from exesdb.pubsub_system import LoggingSystem, LogWorker, PubSubSystem
-from exesdb.storage import Writer
-from exesdb.store import Store, StoreCluster, StoreRegistry, StoreSystem
-from exesdb.system import CoreSystem, System, start_store, stop_store
+from exesdb.systems.pubsub import LoggingSystem, LogWorker, PubSubSystem
+from exesdb.systems.store import Store, StoreCluster, StoreRegistry, StoreSystem
 
 from .store_helpers import find, kill_and_wait, tree, until_available
 
@@ -213,7 +213,7 @@ async def test_a_killed_system_frees_name_and_lock_at_once(tmp_path):
 
 
 async def test_the_leader_worker_is_active_in_single_mode(tmp_path):
-    from exesdb.notification import is_active
+    from exesdb.systems.notification import is_active
     async with otp.node():
         await start_store(store_id="s", data_dir=tmp_path)
         assert await is_active("s")
@@ -222,14 +222,14 @@ async def test_the_leader_worker_is_active_in_single_mode(tmp_path):
 async def test_the_store_logs_through_its_logging_topic(tmp_path, caplog):
     import logging
 
-    from exesdb.notification import is_active
+    from exesdb.systems.notification import is_active
 
-    with caplog.at_level(logging.INFO, logger="exesdb.store.s"):
+    with caplog.at_level(logging.INFO, logger="exesdb.systems.store.s"):
         async with otp.node():
             await start_store(store_id="s", data_dir=tmp_path)
             assert await is_active("s")  # answered once the leader worker activated
             await until_available("s")
-    messages = [r.getMessage() for r in caplog.records if r.name == "exesdb.store.s"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "exesdb.systems.store.s"]
     assert any(m.startswith("storage open:") for m in messages)
     assert "this node leads the store" in messages
 
@@ -249,8 +249,8 @@ async def test_the_leader_tracker_loads_the_stored_subscriptions(tmp_path):
 
 
 async def test_the_health_monitor_reports_each_subscription_lag(tmp_path):
-    from exesdb.notification import health
     from exesdb.storage import SQLiteBackend
+    from exesdb.systems.notification import health
 
     backend = await SQLiteBackend.open(tmp_path / "s")
     await backend.append("x", -1, [NewEvent("E", {}) for _ in range(5)])

@@ -15,11 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import otp
-from exesdb import Events, ExESDBError, NewEvent, gateway
-from exesdb.emitter import emitter_name, pool_name
+from exesdb import Events, ExESDBError, NewEvent, gateway, start_store
 from exesdb.naming import genserver_name
-from exesdb.notification import LeaderTracker, LeaderWorker
-from exesdb.system import CoreSystem, start_store, system_name
+from exesdb.systems import CoreSystem, system_name
+from exesdb.systems.notification import LeaderTracker, LeaderWorker
+from exesdb.systems.notification.emitters import emitter_name, pool_name
 from otp.testing import Worker, fault_reasons, reasons_for
 
 STORE = "f"

@@ -24,14 +24,16 @@ from exesdb import (
     NewEvent,
     SubscriptionNotFound,
     gateway,
+    start_store,
+    stop_store,
 )
-from exesdb.emitter import MAX_IN_FLIGHT, emitter_name, pool_name
 from exesdb.naming import genserver_name
-from exesdb.notification import health, transient_key
-from exesdb.pubsub_system import pubsub_name
 from exesdb.storage import SQLiteBackend
 from exesdb.subscriptions import topic
-from exesdb.system import start_store, stop_store
+from exesdb.systems.notification import health
+from exesdb.systems.notification.emitters import MAX_IN_FLIGHT, emitter_name, pool_name
+from exesdb.systems.notification.leader import transient_key
+from exesdb.systems.pubsub import pubsub_name
 
 # Quiet periods: how long "nothing more arrives" is watched for.
 QUIET = 0.15
@@ -579,7 +581,7 @@ async def test_a_waiting_subscription_keeps_waiting_when_its_emitter_restarts(st
 
 
 async def test_a_subscriber_keeps_its_subscription_across_a_crash_of_the_store_core(store):
-    from exesdb.system import CoreSystem
+    from exesdb.systems import CoreSystem
 
     me = otp.self()
     await append_sample(store, rounds=1)
@@ -607,8 +609,8 @@ def _answers(store: str) -> Callable[[], Any]:
 
 
 async def test_a_broadcast_position_is_stored_under_a_steady_flow_of_appends(store):
-    from exesdb.emitter import CHECKPOINT_INTERVAL
-    from exesdb.store import backend_of
+    from exesdb.systems.notification.emitters import CHECKPOINT_INTERVAL
+    from exesdb.systems.store import backend_of
 
     otp.pubsub.subscribe(await gateway.pubsub(store), f"{store}:$b")
     await gateway.save_subscription(store, "by_stream", "$all", name="b")
@@ -667,7 +669,7 @@ async def _no_subscriber(store: str, name: str) -> bool:
 async def test_a_node_that_stops_leading_stands_its_emitters_down(store):
     await gateway.save_subscription(store, "by_stream", "$all", name="p",
                                     subscriber=otp.self())
-    from exesdb.notification import activate, deactivate, is_active
+    from exesdb.systems.notification import activate, deactivate, is_active
 
     assert otp.whereis(pool_name(store, "p")) is not None
     await deactivate(store)

@@ -17,10 +17,9 @@ from kurrentdbclient import KurrentDBClient, NewEvent, StreamState
 from kurrentdbclient.exceptions import NotFoundError
 
 import otp
-from exesdb import InvalidArgument, StoreUnavailable
+from exesdb import InvalidArgument, StoreUnavailable, start_store, stop_store
 from exesdb.grpc import address
 from exesdb.options import check_grpc_files, resolve_options
-from exesdb.system import start_store, stop_store
 
 from .conftest import Server, start_server
 

@@ -1,11 +1,11 @@
-"""exesdb.grpc.commits: waiting for the store's next commit."""
+"""exesdb.systems.commits: waiting for the store's next commit."""
 
 from __future__ import annotations
 
 import trio
 import trio.testing
 
-from exesdb.grpc.commits import CommitSignal
+from exesdb.systems.commits import CommitSignal
 
 
 async def test_wait_past_returns_at_once_when_the_head_is_already_past():

@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 
 from exesdb import ANY, NO_STREAM, STREAM_EXISTS, InvalidArgument, StreamDeleted, payload
 from exesdb import WrongExpectedVersion as StoreWrongVersion
+from exesdb.errors import StoreNotFound, StoreUnavailable
 from exesdb.events import EventRecord
 from exesdb.grpc import convert
 from exesdb.grpc.protos import code_pb2, shared_pb2, streams_pb2
 from exesdb.grpc.rpc import RpcError, StatusCode
-from exesdb.store_errors import StoreNotFound, StoreUnavailable
 
 # -- uuids -----------------------------------------------------------------------------------
 

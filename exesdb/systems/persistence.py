@@ -30,9 +30,9 @@ import otp
 from otp import gen_server, partition_supervisor, supervisor
 from otp.supervisor import ChildSpec, StartChildError
 
-from .errors import ExESDBError
-from .naming import child_spec_id, partition_name
-from .options import StoreOptions
+from ..errors import ExESDBError
+from ..naming import child_spec_id, partition_name
+from ..options import StoreOptions
 from .processes import StoreServer, StoreSupervisor
 from .store import backend_of, writer_name
 
@@ -51,7 +51,7 @@ __all__ = [
     "worker_for",
 ]
 
-log: Final = logging.getLogger("exesdb.persistence")
+log: Final = logging.getLogger("exesdb.systems.persistence")
 
 PARTITIONS: Final = max(1, min(os.cpu_count() or 1, 4))
 """Dynamic supervisors per worker kind and store."""

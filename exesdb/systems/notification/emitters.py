@@ -31,35 +31,40 @@ import attrs
 import trio
 
 import otp
-from otp import gen_server, pubsub, registry, supervisor
+from otp import gen_server, partition_supervisor, pubsub, registry, supervisor
+from otp.supervisor import ChildSpec
 
-from .errors import ExESDBError, StreamDeleted
-from .events import EventRecord, Filter
-from .naming import partition_name
-from .pubsub_system import pubsub_name
-from .storage import writer as storage_writer
-from .store import backend_of, writer_name
-from .store_errors import StoreUnavailable
-from .subscriptions import Events, matcher, single_stream, topic
+from ...errors import ExESDBError, StoreUnavailable, StreamDeleted
+from ...events import EventRecord, Filter
+from ...naming import child_spec_id, partition_name
+from ...options import StoreOptions
+from ...storage import writer as storage_writer
+from ...subscriptions import Events, matcher, single_stream, topic
+from ..commits import COMMITS, Committed
+from ..persistence import PARTITIONS
+from ..processes import StoreSupervisor
+from ..pubsub import pubsub_name
+from ..store import backend_of, writer_name
 
 __all__ = [
     "BATCH",
     "CHECKPOINT_INTERVAL",
-    "COMMITS",
     "MAX_IN_FLIGHT",
+    "POOLS_TOPIC",
     "RETRY",
-    "Committed",
     "Definition",
     "EmitterPool",
     "EmitterState",
+    "EmitterSystem",
     "EmitterWorker",
+    "PoolsStarted",
     "SubscriberCell",
     "emitter_name",
-    "notify_commit",
+    "emitter_pools_name",
     "pool_name",
 ]
 
-log: Final = logging.getLogger("exesdb.emitter")
+log: Final = logging.getLogger("exesdb.systems.notification.emitters")
 
 BATCH: Final = 1000
 """Events read from the storage at a time."""
@@ -69,29 +74,6 @@ CHECKPOINT_INTERVAL: Final = 0.2
 """Seconds between two stored positions of a subscription that broadcasts."""
 RETRY: Final = 0.1
 """Seconds before reading again when the storage was restarting."""
-COMMITS: Final = "$commits"
-"""The topic, on the store's system pub/sub, of the commit notifications."""
-
-
-@attrs.frozen
-class Committed:
-    """Sent after each write transaction: the last ``$all`` position, and the streams and
-    event types it appended to."""
-
-    last_position: int
-    streams: frozenset[str]
-    types: frozenset[str]
-
-
-def notify_commit(store_id: str, last_position: int, streams: frozenset[str],
-                  types: frozenset[str]) -> None:
-    """Tell the store's emitters that events were committed (does nothing if the store's
-    system pub/sub is not running)."""
-    with contextlib.suppress(otp.NoProc):
-        pubsub.broadcast(pubsub_name(store_id, "system"), COMMITS,
-                         Committed(last_position, streams, types))
-
-
 @attrs.define
 class SubscriberCell:
     """The subscriber of a running subscription, shared by the tracker and the emitter, so
@@ -413,3 +395,40 @@ class EmitterPool(supervisor.Supervisor):
         return supervisor.Spec([supervisor.ChildSpec(id=EmitterWorker, start=start,
                                                      shutdown=10.0)],
                                strategy="one_for_one", intensity=5, period=10)
+
+
+@attrs.frozen
+class PoolsStarted:
+    """Broadcast on the store's system pub/sub (topic :data:`POOLS_TOPIC`) once the
+    supervisor of the emitter pools runs."""
+
+    store_id: str
+
+
+POOLS_TOPIC: Final = "$emitter-pools"
+"""The topic of :class:`PoolsStarted` on the store's system pub/sub."""
+
+
+def emitter_pools_name(store_id: str) -> Any:
+    """The partitioned supervisor that runs the store's emitter pools."""
+    return partition_name(EmitterSystem, store_id, "pools")
+
+
+class EmitterSystem(StoreSupervisor):
+    """one_for_one: the partitioned dynamic supervisor of the store's emitter pools. Once
+    it runs, it says so on the store's system pub/sub (:class:`PoolsStarted`), and the
+    leader tracker starts the pools at once."""
+
+    async def init(self, opts: StoreOptions) -> supervisor.Spec:
+        name = emitter_pools_name(opts.store_id)
+        system = pubsub_name(opts.store_id, "system")
+
+        async def start() -> otp.Pid | None:
+            pid = await partition_supervisor.start_link(partitions=PARTITIONS, name=name,
+                                                        intensity=100, period=5)
+            with contextlib.suppress(otp.NoProc):
+                pubsub.broadcast(system, POOLS_TOPIC, PoolsStarted(opts.store_id))
+            return pid
+
+        return supervisor.Spec([ChildSpec(id=(child_spec_id(EmitterSystem, opts.store_id),
+                                              "pools"), start=start, type="supervisor")])

@@ -1,14 +1,10 @@
-"""NotificationSystem: leadership and the emitters that deliver events to subscribers.
+"""LeaderSystem: the store's subscriptions, and whether this node leads the store.
 
-``NotificationSystem`` (rest_for_one, 5 restarts in 30 s) runs ``LeaderSystem``
-(rest_for_one: :class:`LeaderTracker`, then :class:`LeaderWorker`), ``EmitterSystem``
-(one_for_one: a partitioned dynamic supervisor for the emitter pools) and
-:class:`SubscriptionHealthMonitor`.
-
+``LeaderSystem`` (rest_for_one) runs :class:`LeaderTracker`, then :class:`LeaderWorker`.
 :class:`LeaderWorker` activates when its node leads the store (always, in ``single``
 mode) and stands down when it stops leading; :class:`LeaderTracker` keeps the store's
-subscriptions. :class:`SubscriptionHealthMonitor` reports each subscription's lag (how far
-its stored position is behind the end of ``$all``).
+subscriptions and, while the node leads, one emitter pool per subscription
+(:mod:`exesdb.systems.notification.emitters`).
 """
 
 from __future__ import annotations
@@ -17,52 +13,48 @@ import contextlib
 import json
 import logging
 import os
-import weakref
 from typing import Any, Final
 
 import attrs
 import trio
 
 import otp
-from otp import gen_server, partition_supervisor, supervisor
-from otp.supervisor import ChildSpec
+from otp import gen_server, partition_supervisor, pubsub, supervisor
+from otp.lowlevel import NodeVar
 
-from .emitter import (
+from ...errors import ExESDBError, StoreUnavailable, SubscriptionNotFound
+from ...events import EventRecord
+from ...naming import genserver_name
+from ...options import StoreOptions
+from ...storage import writer as storage_writer
+from ...subscriptions import DEFAULT_NAME, TRANSIENT, Subscription, single_stream
+from ..processes import StoreServer, StoreSupervisor
+from ..pubsub import pubsub_name, store_log
+from ..store import backend_of, is_leader, writer_name
+from .emitters import (
+    POOLS_TOPIC,
     Definition,
     EmitterPool,
+    PoolsStarted,
     SubscriberCell,
     emitter_name,
+    emitter_pools_name,
     pool_name,
 )
-from .errors import ExESDBError
-from .events import EventRecord
-from .naming import child_spec_id, genserver_name, partition_name
-from .options import StoreOptions
-from .persistence import PARTITIONS
-from .processes import StoreServer, StoreSupervisor
-from .pubsub_system import store_log
-from .storage import writer as storage_writer
-from .store import backend_of, is_leader, writer_name
-from .store_errors import StoreUnavailable, SubscriptionNotFound
-from .subscriptions import DEFAULT_NAME, TRANSIENT, Subscription, single_stream
 
 __all__ = [
-    "EmitterSystem",
+    "RETRY",
     "LeaderSystem",
     "LeaderTracker",
     "LeaderWorker",
-    "NotificationSystem",
-    "SubscriptionHealthMonitor",
     "activate",
+    "canonical_selector",
     "deactivate",
-    "emitter_pools_name",
-    "health",
+    "is_active",
+    "transient_key",
 ]
 
-log: Final = logging.getLogger("exesdb.notification")
-
-HEALTH_INTERVAL: Final = 5.0
-"""Seconds between two health checks."""
+log: Final = logging.getLogger("exesdb.systems.notification")
 
 
 @attrs.define
@@ -78,23 +70,16 @@ class _Running:
 
 RETRY: Final = 0.1
 """Seconds between two attempts to start the emitters that could not start."""
-POOLS_STARTED: Final = "emitter pools started"
-"""What :class:`EmitterSystem` tells the tracker once the pools' supervisor runs."""
 
-_cells: weakref.WeakKeyDictionary[otp.Node, dict[tuple[str, str], dict[str, SubscriberCell]]] = (
-    weakref.WeakKeyDictionary()
-)
+_cells: NodeVar[dict[tuple[str, str], dict[str, SubscriberCell]]] = NodeVar(
+    "exesdb.subscriber_cells", factory=dict)
 
 
 def _node_cells(opts: StoreOptions) -> dict[str, SubscriberCell]:
     """The subscriber cells of the store's persistent subscriptions, by name, kept on the
     node (not in a process), so that the subscriber of each (or its waiting for one)
     outlives restarts of the tracker, of the emitters and of the whole store."""
-    node = otp._process.current_node()
-    stores = _cells.get(node)
-    if stores is None:
-        stores = _cells[node] = {}
-    return stores.setdefault((opts.store_id, os.fspath(opts.store_dir)), {})
+    return _cells.get().setdefault((opts.store_id, os.fspath(opts.store_dir)), {})
 
 
 class LeaderTracker(StoreServer):
@@ -115,6 +100,7 @@ class LeaderTracker(StoreServer):
         otp.trap_exits(True)
         self.subs: dict[Any, _Running] = {}
         self.cells = _node_cells(opts)
+        pubsub.subscribe(pubsub_name(opts.store_id, "system"), POOLS_TOPIC)
         self.active = False
         self.missing = False  # some pools could not start: try again after RETRY
         self.retry_at: float | None = None  # when (see _retry_timeout)
@@ -451,7 +437,7 @@ class LeaderTracker(StoreServer):
             for running in self.subs.values():
                 if running.pool == msg.pid:
                     running.pool = None
-        elif msg != POOLS_STARTED and msg is not otp.TIMEOUT:
+        elif type(msg) is not PoolsStarted and msg is not otp.TIMEOUT:
             return await super().handle_info(msg)
         self.retry_at = None
         if not self.loaded:
@@ -475,7 +461,7 @@ def transient_key(type: str, selector: Any, subscriber: otp.Pid | None) -> Any:
 
 
 class LeaderWorker(StoreServer):
-    """Active while this node leads the store: it asks :class:`~exesdb.store.StoreCluster`
+    """Active while this node leads the store: it asks :class:`~exesdb.systems.store.StoreCluster`
     when it starts, and ``activate`` / ``deactivate`` follow leadership changes."""
 
     async def init(self, opts: StoreOptions) -> Any:
@@ -537,95 +523,3 @@ class LeaderSystem(StoreSupervisor):
     async def init(self, opts: StoreOptions) -> supervisor.Spec:
         return supervisor.Spec([LeaderTracker.child_spec(opts), LeaderWorker.child_spec(opts)],
                                strategy="rest_for_one")
-
-
-def emitter_pools_name(store_id: str) -> Any:
-    """The partitioned supervisor that runs the store's emitter pools."""
-    return partition_name(EmitterSystem, store_id, "pools")
-
-
-class EmitterSystem(StoreSupervisor):
-    """one_for_one: the partitioned dynamic supervisor of the store's emitter pools. Once
-    it runs, it tells the tracker, which starts the pools at once."""
-
-    async def init(self, opts: StoreOptions) -> supervisor.Spec:
-        name = emitter_pools_name(opts.store_id)
-        tracker = genserver_name(LeaderTracker, opts.store_id)
-
-        async def start() -> otp.Pid | None:
-            pid = await partition_supervisor.start_link(partitions=PARTITIONS, name=name,
-                                                        intensity=100, period=5)
-            with contextlib.suppress(otp.NoProc):
-                otp.send(tracker, POOLS_STARTED)
-            return pid
-
-        return supervisor.Spec([ChildSpec(id=(child_spec_id(EmitterSystem, opts.store_id),
-                                              "pools"), start=start, type="supervisor")])
-
-
-class SubscriptionHealthMonitor(StoreServer):
-    """Checks every :data:`HEALTH_INTERVAL` s each subscription's lag (how far its position
-    is behind the end of ``$all``, or of its stream), whether its subscriber is alive, and
-    how many events it has in flight; logs the problems (a dead subscriber, a growing lag)
-    and keeps the report, which :func:`health` returns."""
-
-    async def init(self, opts: StoreOptions) -> Any:
-        await super().init(opts)
-        self.report: dict[str, dict[str, Any]] = {}
-        return otp.Continue("check")
-
-    async def handle_continue(self, arg: Any) -> Any:
-        await self._check()
-        return otp.NoReply(timeout=HEALTH_INTERVAL)
-
-    async def handle_info(self, msg: Any) -> Any:
-        if msg is otp.TIMEOUT:
-            await self._check()
-        return otp.NoReply(timeout=HEALTH_INTERVAL)
-
-    async def handle_call(self, request: Any, from_: gen_server.From) -> Any:
-        if request == "health":
-            await self._check()
-            return otp.Reply(dict(self.report), timeout=HEALTH_INTERVAL)
-        return await super().handle_call(request, from_)
-
-    async def _check(self) -> None:
-        try:
-            report = await gen_server.call(genserver_name(LeaderTracker, self.store_id),
-                                           ("health",), self.opts.timeout_s)
-        except (otp.OTPError, ExESDBError) as exc:
-            report = exc
-        if isinstance(report, Exception):  # the store is restarting: keep the last report
-            log.info("store %r: health check skipped: %s", self.store_id, report)
-            return
-        previous = self.report
-        self.report = report
-        for key, entry in report.items():
-            if entry["subscriber"] is not None and not entry["subscriber_alive"]:
-                log.warning("store %r: subscription %r: its subscriber is gone",
-                            self.store_id, key)
-            old = previous.get(key)
-            if entry["lag"] and old is not None and entry["lag"] > old["lag"]:
-                log.warning("store %r: subscription %r lags %d events (was %d)",
-                            self.store_id, key, entry["lag"], old["lag"])
-
-
-async def health(store_id: str, timeout: float = 5.0) -> dict[str, dict[str, Any]]:
-    """Each subscription's health, by name (transient ones by ``"transient:<type>:<selector>:
-    <subscriber>"``): ``position``, ``head`` (the end of ``$all``, or of the stream for a
-    single-stream subscription), ``lag`` (``head - position``), ``subscriber``,
-    ``subscriber_alive``, ``in_flight`` and ``running`` (its emitter runs)."""
-    report: dict[str, dict[str, Any]] = await gen_server.call(
-        genserver_name(SubscriptionHealthMonitor, store_id), "health", timeout)
-    return report
-
-
-class NotificationSystem(StoreSupervisor):
-    """rest_for_one, 5 restarts in 30 s: LeaderSystem, EmitterSystem, the health monitor."""
-
-    async def init(self, opts: StoreOptions) -> supervisor.Spec:
-        return supervisor.Spec(
-            [LeaderSystem.child_spec(opts), EmitterSystem.child_spec(opts),
-             SubscriptionHealthMonitor.child_spec(opts)],
-            strategy="rest_for_one", intensity=5, period=30,
-        )

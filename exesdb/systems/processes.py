@@ -15,8 +15,8 @@ import otp
 from otp import gen_server, supervisor
 from otp.supervisor import ChildSpec
 
-from .naming import child_spec_id, genserver_name
-from .options import StoreOptions
+from ..naming import child_spec_id, genserver_name
+from ..options import StoreOptions
 
 __all__ = ["StoreServer", "StoreSupervisor"]
 

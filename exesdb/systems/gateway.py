@@ -9,16 +9,16 @@ pool serves any number of concurrent callers, and the storage's group commit see
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-from typing import Any
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, TypeAlias
 
 import otp
 from otp import gen_server, supervisor
 
-from .errors import ExESDBError
-from .naming import genserver_name, partition_name
+from ..errors import ExESDBError, StoreUnavailable
+from ..naming import child_spec_id, genserver_name, partition_name
+from ..options import StoreOptions
 from .notification import LeaderTracker
-from .options import StoreOptions
 from .persistence import (
     Snapshots,
     SnapshotsReaderWorker,
@@ -29,9 +29,8 @@ from .persistence import (
     worker_for,
 )
 from .processes import StoreSupervisor
-from .store_errors import StoreUnavailable
 
-__all__ = ["GatewaySystem", "GatewayWorker", "gateway_worker_name"]
+__all__ = ["Frontend", "GatewaySystem", "GatewayWorker", "gateway_worker_name"]
 
 _NO_REPLY = otp.NoReply()
 _KNOWN_LIMIT = 10_000  # workers a gateway worker remembers before it starts over
@@ -98,16 +97,44 @@ def _worker_spec(opts: StoreOptions, index: int) -> supervisor.ChildSpec:
     return supervisor.ChildSpec(id=key, start=start, shutdown=10.0)
 
 
+Frontend: TypeAlias = Callable[[StoreOptions], supervisor.ChildSpec | None]
+"""A front end of the store (a network listener built on :mod:`exesdb.gateway`, such as
+:func:`exesdb.grpc.listener.frontend`): given the store's options, the child spec of its
+processes, or None when the options do not ask for it. The layers above the systems pass
+them in (:func:`exesdb.start_store`), so the systems never import them."""
+
+
 class GatewaySystem(StoreSupervisor):
-    """one_for_one, 15 restarts in 60 s: ``gateway_pool_size`` gateway workers, then, when
-    ``grpc_port`` is set, the store's gRPC gateway (:class:`exesdb.grpc.listener.GrpcSystem`:
-    the persistent subscription groups and the listener). One for one: a restart of the
-    gRPC gateway leaves the gateway workers, and the other way round."""
+    """one_for_one, 15 restarts in 60 s: ``gateway_pool_size`` gateway workers, then the
+    store's front ends (:data:`Frontend`: the gRPC gateway when ``grpc_port`` is set). One
+    for one: a restart of a front end leaves the gateway workers, and the other way round.
+    """
 
-    async def init(self, opts: StoreOptions) -> supervisor.Spec:
+    @classmethod
+    async def start_link(
+        cls, opts: StoreOptions, frontends: Sequence[Frontend] = ()
+    ) -> otp.Pid:
+        """Start the store's gateway system with ``frontends``."""
+        pid = await supervisor.start_link(cls, opts, tuple(frontends),
+                                          name=genserver_name(cls, opts.store_id))
+        assert pid is not None
+        return pid
+
+    @classmethod
+    def child_spec(  # type: ignore[override]
+        cls, opts: StoreOptions, frontends: Sequence[Frontend] = (), **overrides: Any
+    ) -> supervisor.ChildSpec:
+        """The child spec (type ``"supervisor"``) that starts it with ``frontends``."""
+
+        async def start(*_extra: Any) -> otp.Pid:
+            return await cls.start_link(opts, frontends)
+
+        return supervisor.ChildSpec(id=child_spec_id(cls, opts.store_id), start=start,
+                                    **{"type": "supervisor", **overrides})
+
+    async def init(
+        self, opts: StoreOptions, frontends: tuple[Frontend, ...] = ()
+    ) -> supervisor.Spec:
         children = [_worker_spec(opts, i) for i in range(opts.gateway_pool_size)]
-        if opts.grpc_port is not None:
-            from .grpc.listener import GrpcSystem  # here: the gRPC services import the gateway
-
-            children.append(GrpcSystem.child_spec(opts))
+        children += [spec for make in frontends if (spec := make(opts)) is not None]
         return supervisor.Spec(children, strategy="one_for_one", intensity=15, period=60)

@@ -10,8 +10,8 @@ from typing import Any, Final, Literal
 import otp
 from otp import pubsub, supervisor
 
-from .naming import child_spec_id, partition_name
-from .options import StoreOptions
+from ..naming import child_spec_id, partition_name
+from ..options import StoreOptions
 from .processes import StoreServer, StoreSupervisor
 
 __all__ = ["KINDS", "LogWorker", "LoggingSystem", "PubSubSystem", "pubsub_name", "store_log"]
@@ -49,11 +49,11 @@ def store_log(store_id: str, level: int, message: str) -> None:
 
 class LogWorker(StoreServer):
     """Subscribes to the store's logging topic and writes each line to the logger
-    ``exesdb.store.<store_id>``."""
+    ``exesdb.systems.store.<store_id>``."""
 
     async def init(self, opts: StoreOptions) -> None:
         await super().init(opts)
-        self.log = logging.getLogger(f"exesdb.store.{opts.store_id}")
+        self.log = logging.getLogger(f"exesdb.systems.store.{opts.store_id}")
         pubsub.subscribe(pubsub_name(opts.store_id, "logging"), f"{opts.store_id}:log")
 
     async def handle_info(self, msg: Any) -> Any:

@@ -20,25 +20,25 @@ import contextlib
 import fcntl
 import logging
 import os
-import weakref
 from pathlib import Path
 from typing import Any
 
 import attrs
 import trio
+from otp.lowlevel import NodeVar, on_exit
 
 import otp
 from otp import registry, supervisor
 from otp.supervisor import ChildSpec
 
-from .errors import InvalidArgument
-from .naming import REGISTRY, child_spec_id, genserver_name
-from .options import StoreOptions
+from ..errors import InvalidArgument, StoreLocked, StoreUnavailable
+from ..naming import REGISTRY, child_spec_id, genserver_name
+from ..options import StoreOptions
+from ..storage import Appended, Backend, SQLiteBackend, Writer
+from ..storage import writer as storage_writer
+from .commits import Committed, notify_commit, storage_opened
 from .processes import StoreServer, StoreSupervisor
-from .pubsub_system import store_log
-from .storage import Appended, Backend, SQLiteBackend, Writer
-from .storage import writer as storage_writer
-from .store_errors import StoreLocked, StoreUnavailable
+from .pubsub import store_log
 
 __all__ = [
     "Store",
@@ -49,6 +49,7 @@ __all__ = [
     "backend_of",
     "is_leader",
     "lock_store_dir",
+    "node_stores",
     "registered_stores",
     "writer_name",
 ]
@@ -106,9 +107,9 @@ class Store(StoreServer):
         otp.trap_exits(True)  # so that a supervisor's shutdown runs terminate
         self.lock_fd: int | None = await lock_store_dir(opts.store_id, opts.store_dir)
         self.backend: Backend | None = None
-        me = otp.self()
-        _add_exit_hook(me, self._release)
+        on_exit(otp.self(), self._release)
         self.backend = await SQLiteBackend.open(opts.store_dir, durable=opts.durable)
+        storage_opened(opts.store_id, self.backend.last_position)
         registry.update_value(REGISTRY, (opts.store_id, Store), lambda _: self.backend)
         store_log(opts.store_id, logging.INFO, f"storage open: {self.backend!r}")
 
@@ -117,7 +118,7 @@ class Store(StoreServer):
         if backend is not None:
             await backend.close()
 
-    def _release(self, pid: otp.Pid, reason: Any) -> None:
+    def _release(self, reason: Any) -> None:
         """Exit hook: runs however the process ends, before its exit is signalled."""
         backend, self.backend = self.backend, None
         if backend is not None:  # killed: close it off the trio thread, in the background
@@ -132,14 +133,6 @@ async def _close_quietly(backend: Backend) -> None:
         await backend.close()
 
 
-def _add_exit_hook(pid: otp.Pid, hook: Any) -> None:
-    proc = pid._proc
-    assert proc is not None
-    if proc.exit_hooks is None:
-        proc.exit_hooks = []
-    proc.exit_hooks.append(hook)
-
-
 def _writer_spec(opts: StoreOptions) -> ChildSpec:
     async def start() -> otp.Pid:
         backend = backend_of(opts.store_id)
@@ -151,9 +144,7 @@ def _writer_spec(opts: StoreOptions) -> ChildSpec:
 
 
 def _committed(store_id: str, backend: Backend, ops: list[Any], results: list[Any]) -> None:
-    """After each transaction: tell the store's emitters what it appended."""
-    from .emitter import notify_commit
-
+    """After each transaction: tell the store's readers what it appended."""
     streams: set[str] = set()
     types: set[str] = set()
     for op, result in zip(ops, results, strict=True):
@@ -161,7 +152,8 @@ def _committed(store_id: str, backend: Backend, ops: list[Any], results: list[An
             streams.add(op.stream_id)
             types.update(event.event_type for event in op.events)
     if streams:
-        notify_commit(store_id, backend.last_position, frozenset(streams), frozenset(types))
+        notify_commit(store_id, Committed(backend.last_position, frozenset(streams),
+                                          frozenset(types)))
 
 
 class StoreCluster(StoreServer):
@@ -194,22 +186,13 @@ class StoreInfo:
     status: str
 
 
-_stores: weakref.WeakKeyDictionary[otp.Node, dict[str, StoreOptions]] = (
-    weakref.WeakKeyDictionary()
-)
+_stores: NodeVar[dict[str, StoreOptions]] = NodeVar("exesdb.stores", factory=dict)
 
 
-_last: list[Any] = [None, None]  # the last (node, table) looked up: the gateway's hot path
-
-
-def _node_stores() -> dict[str, StoreOptions]:
-    node = otp._process.current_node()
-    if _last[0] is node:
-        table: dict[str, StoreOptions] = _last[1]
-        return table
-    table = _stores.get(node) or _stores.setdefault(node, {})
-    _last[:] = [node, table]
-    return table
+def node_stores() -> dict[str, StoreOptions]:
+    """The options of the stores registered on this node, by store id (the gateway's
+    check that a store runs)."""
+    return _stores.get()
 
 
 class StoreRegistry(StoreServer):
@@ -218,14 +201,14 @@ class StoreRegistry(StoreServer):
 
     async def init(self, opts: StoreOptions) -> None:
         await super().init(opts)
-        table = _node_stores()
+        table = node_stores()
         table[opts.store_id] = opts
-        _add_exit_hook(otp.self(), lambda _pid, _reason: table.pop(opts.store_id, None))
+        on_exit(otp.self(), lambda _reason: table.pop(opts.store_id, None))
 
 
 def registered_stores() -> list[StoreOptions]:
     """The options of every store registered on this node, sorted by store id."""
-    table = _node_stores()
+    table = node_stores()
     return [table[k] for k in sorted(table)]
 
 
