@@ -1,5 +1,6 @@
-"""What every kind of supervisor shares: the errors, reading child specs, shutting a child
-down, restart intensity, and the nursery that keeps children inside their supervisor.
+"""What every kind of supervisor shares: the errors, the requests their clients send,
+reading child specs, shutting a child down, restart intensity, and the nursery that keeps
+children inside their supervisor.
 
 :class:`otp.ChildSpec` itself is defined in :mod:`otp._child_spec`, below
 :mod:`otp.gen_server`.
@@ -12,13 +13,16 @@ import math
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
+import attrs
 import trio
 
+from . import gen_server
 from ._child_spec import ChildSpec, ShutdownValue
 from ._errors import InitError, OTPError
 from ._messages import Exit
+from ._names import Name
 from ._node import await_exit
 from ._primitives import exit as send_exit
 from ._primitives import unlink
@@ -84,6 +88,72 @@ class NotFound(OTPError, LookupError):
     def __init__(self, child_id: Any) -> None:
         super().__init__(f"no child {child_id!r}")
         self.child_id = child_id
+
+
+# -- the requests -------------------------------------------------------------------------
+# What the client functions of otp.supervisor and otp.dynamic_supervisor call a supervisor
+# with. which_children, count_children, start_child and terminate_child are served by both
+# kinds (each names the requests it serves in a union next to its server).
+
+
+@attrs.frozen
+class StartChild:
+    """Start a child from ``spec`` and keep it; answered with its pid (or None)."""
+
+    spec: ChildSpec
+
+
+@attrs.frozen
+class TerminateChild:
+    """Stop a child per its shutdown: ``child`` is its id (static) or its pid (dynamic)."""
+
+    child: Any
+
+
+@attrs.frozen
+class RestartChild:
+    """Start again the child ``child_id``, defined but not running (static only)."""
+
+    child_id: Any
+
+
+@attrs.frozen
+class DeleteChild:
+    """Forget the child ``child_id``, which is not running (static only)."""
+
+    child_id: Any
+
+
+@attrs.frozen
+class WhichChildren:
+    """Answered with ``(id, pid or None, type)`` for every child, in start order."""
+
+
+@attrs.frozen
+class CountChildren:
+    """Answered with the ``specs``, ``active``, ``supervisors`` and ``workers`` counts."""
+
+
+Request: TypeAlias = (
+    StartChild | TerminateChild | RestartChild | DeleteChild | WhichChildren | CountChildren
+)
+"""Every request a supervisor client sends."""
+
+
+@attrs.frozen
+class Raise:
+    """A supervisor's answer that makes its client raise ``error`` (the supervisor itself
+    carries on)."""
+
+    error: Exception
+
+
+async def call_supervisor(sup: Name, request: Request) -> Any:
+    """Call ``sup`` with ``request`` (no timeout); raise what it answers with :class:`Raise`."""
+    result = await gen_server.call(sup, request, timeout=None)
+    if type(result) is Raise:
+        raise result.error
+    return result
 
 
 class Child:

@@ -10,8 +10,9 @@ then each is waited for (and killed after its own ``shutdown`` time).
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias, assert_never
 
+import attrs
 import trio
 
 from . import gen_server
@@ -24,10 +25,16 @@ from ._primitives import trap_exits, unlink
 from ._process import Pid, current
 from ._supervision import (
     Child,
+    CountChildren,
     NotFound,
+    Raise,
     RestartIntensity,
+    StartChild,
     StartChildError,
+    TerminateChild,
+    WhichChildren,
     as_child_spec,
+    call_supervisor,
     log_child_exit,
     log_failed_start,
     log_give_up,
@@ -37,7 +44,7 @@ from ._supervision import (
     supervisor_nursery,
 )
 from ._terms import KILL, SHUTDOWN, is_normal_exit
-from .supervisor import _Raise, count_children, stop, which_children
+from .supervisor import count_children, stop, which_children
 
 __all__ = [
     "MaxChildren",
@@ -81,17 +88,25 @@ async def start_child(sup: Name, spec: Any) -> Pid | None:
     Raises :class:`MaxChildren` when full and :class:`otp.supervisor.StartChildError`
     (``child_id=None``) when its start fails.
     """
-    result = await gen_server.call(sup, ("start_child", as_child_spec(spec)), timeout=None)
-    if isinstance(result, _Raise):
-        raise result.error
-    return result  # type: ignore[no-any-return]
+    pid: Pid | None = await call_supervisor(sup, StartChild(as_child_spec(spec)))
+    return pid
 
 
 async def terminate_child(sup: Name, pid: Pid) -> None:
     """Stop the child ``pid`` per its shutdown and forget it; raises NotFound otherwise."""
-    result = await gen_server.call(sup, ("terminate_child", pid), timeout=None)
-    if isinstance(result, _Raise):
-        raise result.error
+    await call_supervisor(sup, TerminateChild(pid))
+
+
+_Request: TypeAlias = StartChild | TerminateChild | WhichChildren | CountChildren
+"""The requests a dynamic supervisor serves (children are added, never restarted or deleted
+by request)."""
+
+
+@attrs.frozen
+class _TryAgain:
+    """Cast to itself by a dynamic supervisor that failed to restart ``child``: retry it."""
+
+    child: Child
 
 
 class _DynamicSupervisor(gen_server.GenServer):
@@ -116,51 +131,58 @@ class _DynamicSupervisor(gen_server.GenServer):
         self.children.clear()
         await _shutdown_all(children)
 
-    async def handle_call(self, request: tuple[Any, ...], from_: gen_server.From) -> Any:
-        op = request[0]
-        if op == "which_children":
-            return [(None, c.pid, c.spec.type) for c in self.children.values()]
-        if op == "count_children":
-            kids = self.children.values()
-            return {
-                "specs": len(kids),
-                "active": len(kids),
-                "supervisors": sum(1 for c in kids if c.spec.type == "supervisor"),
-                "workers": sum(1 for c in kids if c.spec.type == "worker"),
-            }
-        if op == "start_child":
-            if self.max_children is not None and len(self.children) >= self.max_children:
-                return _Raise(MaxChildren(self.max_children))
-            try:
-                pid = await start_child_process(request[1], self.extra_args)
-            except StartChildError as exc:
-                return _Raise(StartChildError(None, exc.reason))
-            if pid is not None:
-                self.children[pid] = Child(request[1], pid)
-            return pid
-        if op == "terminate_child":
-            child = self.children.pop(request[1], None)
-            if child is None:
-                return _Raise(NotFound(request[1]))
-            await shutdown_child(request[1], child.spec.shutdown)
-            return None
-        raise ValueError(f"unknown dynamic supervisor request {request!r}")
+    async def handle_call(self, request: Any, from_: gen_server.From) -> Any:
+        if not isinstance(request, _Request):
+            raise ValueError(f"unknown dynamic supervisor request {request!r}")
+        match request:
+            case WhichChildren():
+                return [(None, c.pid, c.spec.type) for c in self.children.values()]
+            case CountChildren():
+                kids = self.children.values()
+                return {
+                    "specs": len(kids),
+                    "active": len(kids),
+                    "supervisors": sum(1 for c in kids if c.spec.type == "supervisor"),
+                    "workers": sum(1 for c in kids if c.spec.type == "worker"),
+                }
+            case StartChild(spec):
+                if self.max_children is not None and len(self.children) >= self.max_children:
+                    return Raise(MaxChildren(self.max_children))
+                try:
+                    pid = await start_child_process(spec, self.extra_args)
+                except StartChildError as exc:
+                    return Raise(StartChildError(None, exc.reason))
+                if pid is not None:
+                    self.children[pid] = Child(spec, pid)
+                return pid
+            case TerminateChild(pid):
+                child = self.children.pop(pid, None)
+                if child is None:
+                    return Raise(NotFound(pid))
+                await shutdown_child(pid, child.spec.shutdown)
+                return None
+            case _:
+                assert_never(request)
 
     async def handle_info(self, msg: Any) -> Any:
-        if type(msg) is not Exit:
-            return await super().handle_info(msg)
-        child = self.children.pop(msg.pid, None) if msg.pid is not None else None
-        if child is None:
-            return None
-        restart = child.spec.restart
-        if restart == "temporary" or (restart == "transient" and is_normal_exit(msg.reason)):
-            return None
-        return await self._restart(child, msg.reason)
+        match msg:
+            case Exit(pid, reason):
+                child = self.children.pop(pid, None) if pid is not None else None
+                if child is None:
+                    return None
+                restart = child.spec.restart
+                if restart == "temporary" or (restart == "transient" and is_normal_exit(reason)):
+                    return None
+                return await self._restart(child, reason)
+            case _:
+                return await super().handle_info(msg)
 
     async def handle_cast(self, msg: Any) -> Any:
-        if type(msg) is tuple and msg[0] == "try_again":
-            return await self._restart(msg[1], None)
-        return await super().handle_cast(msg)
+        match msg:
+            case _TryAgain(child):
+                return await self._restart(child, None)
+            case _:
+                return await super().handle_cast(msg)
 
     async def _restart(self, child: Child, reason: Any) -> Any:
         if not self.intensity.add():
@@ -172,7 +194,7 @@ class _DynamicSupervisor(gen_server.GenServer):
             pid = await start_child_process(child.spec, self.extra_args)
         except StartChildError as exc:
             log_failed_start(self.label, child.spec.id, exc.reason)
-            gen_server.cast(current().pid, ("try_again", child))
+            gen_server.cast(current().pid, _TryAgain(child))
             return None
         if pid is not None:
             child.pid = pid

@@ -28,7 +28,7 @@ Guarantees, as in OTP:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal, TypeAlias
+from typing import Any, ClassVar, Literal, TypeAlias, assert_never
 
 import attrs
 
@@ -42,11 +42,20 @@ from ._process import Pid, current
 from ._supervision import (
     AlreadyPresent,
     Child,
+    CountChildren,
+    DeleteChild,
     NotFound,
+    Raise,
+    Request,
+    RestartChild,
     RestartIntensity,
     Running,
+    StartChild,
     StartChildError,
+    TerminateChild,
+    WhichChildren,
     as_child_spec,
+    call_supervisor,
     log_child_exit,
     log_failed_start,
     log_give_up,
@@ -168,34 +177,36 @@ async def start_child(sup: Name, child: Any) -> Pid | None:
     :class:`AlreadyPresent` if one is defined but not running, and
     :class:`StartChildError` if its start fails (it is then not kept).
     """
-    pid: Pid | None = await _request(sup, ("start_child", as_child_spec(child)))
+    pid: Pid | None = await call_supervisor(sup, StartChild(as_child_spec(child)))
     return pid
 
 
 async def terminate_child(sup: Name, child_id: Any) -> None:
     """Stop the child ``child_id`` per its shutdown; its spec stays (unless temporary)."""
-    await _request(sup, ("terminate_child", child_id))
+    await call_supervisor(sup, TerminateChild(child_id))
 
 
 async def restart_child(sup: Name, child_id: Any) -> Pid | None:
     """Start again a child that is defined but not running; raises :class:`Running`."""
-    pid: Pid | None = await _request(sup, ("restart_child", child_id))
+    pid: Pid | None = await call_supervisor(sup, RestartChild(child_id))
     return pid
 
 
 async def delete_child(sup: Name, child_id: Any) -> None:
     """Forget a child that is not running; raises :class:`Running` or :class:`NotFound`."""
-    await _request(sup, ("delete_child", child_id))
+    await call_supervisor(sup, DeleteChild(child_id))
 
 
 async def which_children(sup: Name) -> list[tuple[Any, Pid | None, str]]:
     """``(id, pid or None, "worker" | "supervisor")`` for every child, in start order."""
-    return await _request(sup, ("which_children",))  # type: ignore[no-any-return]
+    children: list[tuple[Any, Pid | None, str]] = await call_supervisor(sup, WhichChildren())
+    return children
 
 
 async def count_children(sup: Name) -> dict[str, int]:
     """``specs``, ``active``, ``supervisors`` and ``workers``, counted as Erlang does."""
-    return await _request(sup, ("count_children",))  # type: ignore[no-any-return]
+    counts: dict[str, int] = await call_supervisor(sup, CountChildren())
+    return counts
 
 
 async def stop(sup: Name, reason: Any = NORMAL, timeout: float | None = None) -> None:
@@ -203,20 +214,10 @@ async def stop(sup: Name, reason: Any = NORMAL, timeout: float | None = None) ->
     await gen_server.stop(sup, reason, timeout)
 
 
-async def _request(sup: Name, request: tuple[Any, ...]) -> Any:
-    result = await gen_server.call(sup, request, timeout=None)
-    if isinstance(result, _Raise):
-        raise result.error
-    return result
-
-
-@attrs.frozen
-class _Raise:
-    error: Exception
-
-
 @attrs.frozen
 class _TryAgain:
+    """Cast to itself by a supervisor that failed to restart ``child_id``: retry it."""
+
     child_id: Any
 
 
@@ -268,32 +269,40 @@ class _StaticSupervisor(gen_server.GenServer):
         await shutdown_children(getattr(self, "children", []))
 
     # -- run-time requests ---------------------------------------------------------------
-    async def handle_call(self, request: tuple[Any, ...], from_: gen_server.From) -> Any:
-        op = request[0]
+    async def handle_call(self, request: Any, from_: gen_server.From) -> Any:
+        if not isinstance(request, Request):
+            raise ValueError(f"unknown supervisor request {request!r}")
         try:
-            if op == "which_children":
+            return await self._serve(request)
+        except (AlreadyStarted, AlreadyPresent, Running, NotFound, StartChildError) as exc:
+            return Raise(exc)
+
+    async def _serve(self, request: Request) -> Any:
+        """A static supervisor serves every :data:`Request`."""
+        match request:
+            case WhichChildren():
                 return [(c.spec.id, c.pid, c.spec.type) for c in self.children]
-            if op == "count_children":
+            case CountChildren():
                 return _count(self.children)
-            if op == "start_child":
-                return await self._start_child(request[1])
-            child = self._find(request[1])
-            if op == "terminate_child":
-                await self._terminate(child)
+            case StartChild(spec):
+                return await self._start_child(spec)
+            case TerminateChild(child_id):
+                await self._terminate(self._find(child_id))
                 return None
-            if op == "restart_child":
+            case RestartChild(child_id):
+                child = self._find(child_id)
                 if child.pid is not None:
                     raise Running(child.spec.id)
                 child.pid = await start_child_process(child.spec)
                 return child.pid
-            if op == "delete_child":
+            case DeleteChild(child_id):
+                child = self._find(child_id)
                 if child.pid is not None:
                     raise Running(child.spec.id)
                 self.children.remove(child)
                 return None
-        except (AlreadyStarted, AlreadyPresent, Running, NotFound, StartChildError) as exc:
-            return _Raise(exc)
-        raise ValueError(f"unknown supervisor request {request!r}")
+            case _:
+                assert_never(request)
 
     async def _start_child(self, spec: ChildSpec) -> Pid | None:
         for child in self.children:
@@ -320,17 +329,21 @@ class _StaticSupervisor(gen_server.GenServer):
 
     # -- children ending -----------------------------------------------------------------
     async def handle_info(self, msg: Any) -> Any:
-        if type(msg) is Exit:
-            return await self._child_exited(msg.pid, msg.reason)
-        return await super().handle_info(msg)
+        match msg:
+            case Exit(pid, reason):
+                return await self._child_exited(pid, reason)
+            case _:
+                return await super().handle_info(msg)
 
     async def handle_cast(self, msg: Any) -> Any:
-        if type(msg) is _TryAgain:
-            for child in self.children:
-                if child.spec.id == msg.child_id and child.pid is None:
-                    return await self._restart(child, None)
-            return None
-        return await super().handle_cast(msg)
+        match msg:
+            case _TryAgain(child_id):
+                for child in self.children:
+                    if child.spec.id == child_id and child.pid is None:
+                        return await self._restart(child, None)
+                return None
+            case _:
+                return await super().handle_cast(msg)
 
     async def _child_exited(self, pid: Pid | None, reason: Any) -> Any:
         child = next((c for c in self.children if c.pid is pid and pid is not None), None)
