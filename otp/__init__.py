@@ -2,7 +2,8 @@
 
 Processes with mailboxes, links, monitors and exit signals; gen_server; supervisors,
 dynamic and partitioned supervisors; a registry with via names; pub/sub; applications;
-and :mod:`otp.testing`, a property-test harness for supervision trees.
+:mod:`otp.testing`, a property-test harness for supervision trees; and
+:mod:`otp.lowlevel`, the hooks for libraries built on otp (exit hooks, per-node state).
 
 Run a node with :func:`otp.run` (a program) or ``async with otp.node():`` (a test, or a
 trio program that embeds ``otp``). The behaviour follows Erlang/OTP and Elixir; where they
@@ -13,6 +14,7 @@ from . import (
     application,
     dynamic_supervisor,
     gen_server,
+    lowlevel,
     partition_supervisor,
     pubsub,
     registry,
@@ -63,6 +65,7 @@ from ._terms import (
     make_ref,
     shutdown,
 )
+from ._util import fixup_module_metadata
 from .gen_server import Continue, GenServer, Ignore, NoReply, Reply, Stop
 from .supervisor import Supervisor
 
@@ -107,6 +110,7 @@ __all__ = [
     "is_alive",
     "is_normal_exit",
     "link",
+    "lowlevel",
     "make_ref",
     "monitor",
     "node",
@@ -128,3 +132,19 @@ __all__ = [
     "unregister",
     "whereis",
 ]
+
+# What the public modules export reports them as its module (otp first: it wins for what
+# it shares with a submodule), as trio does.
+fixup_module_metadata(__name__, globals())
+for _module in (
+    application,
+    dynamic_supervisor,
+    gen_server,
+    lowlevel,
+    partition_supervisor,
+    pubsub,
+    registry,
+    supervisor,
+):
+    fixup_module_metadata(_module.__name__, vars(_module))
+del _module, fixup_module_metadata

@@ -85,6 +85,7 @@ Limits: the model covers static supervisors (not dynamic or partition supervisor
 the tree), children that start successfully, and workers that exit when told to.
 """
 
+from .._util import fixup_module_metadata
 from ._driver import DriverTimeout, NodeDriver
 from ._live import (
     HarnessSupervisor,
@@ -143,3 +144,6 @@ __all__ = [
     "trees",
     "workers",
 ]
+
+fixup_module_metadata(__name__, globals())
+del fixup_module_metadata

@@ -1,9 +1,18 @@
-"""The public names of ``otp`` and ``otp.gen_server``: a change here is an API change."""
+"""The public names of ``otp``, ``otp.gen_server`` and ``otp.lowlevel``: a change here is
+an API change. And what they export reports the public module it is exported from."""
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import pkgutil
+from typing import Any
+
+import pytest
+
 import otp
-from otp import gen_server
+import otp.testing
+from otp import gen_server, lowlevel
 
 OTP_NAMES = [
     "AlreadyStarted", "Atom", "CallTimeout", "ChildSpec", "Continue", "Down", "Exit",
@@ -11,7 +20,7 @@ OTP_NAMES = [
     "NoProc", "NoReply", "Node", "NotInProcess", "OTPError", "Pid", "ProcessExited",
     "ReceiveTimeout", "Ref", "Reply", "SHUTDOWN", "ServerExited", "Shutdown", "Stop",
     "Supervisor", "TIMEOUT", "Via", "application", "demonitor", "dynamic_supervisor",
-    "exit", "gen_server", "is_alive", "is_normal_exit", "link", "make_ref", "monitor",
+    "exit", "gen_server", "is_alive", "is_normal_exit", "link", "lowlevel", "make_ref", "monitor",
     "node", "partition_supervisor", "pubsub", "receive", "register", "registry", "run",
     "self", "send", "shutdown", "spawn", "spawn_link", "spawn_monitor", "supervisor",
     "trap_exits", "unlink", "unregister", "whereis",
@@ -21,6 +30,8 @@ GEN_SERVER_NAMES = [
     "Continue", "From", "GenServer", "Ignore", "NoReply", "Reply", "Stop", "call", "cast",
     "forward", "reply", "start", "start_link", "stop",
 ]
+
+LOWLEVEL_NAMES = ["NodeVar", "current_node", "on_exit"]
 
 
 def test_otp_exports_exactly_its_public_names():
@@ -48,3 +59,76 @@ def test_every_name_gen_server_exports_exists():
 def test_gen_server_directives_are_the_same_objects_at_top_level():
     for name in ("Continue", "GenServer", "Ignore", "NoReply", "Reply", "Stop"):
         assert getattr(otp, name) is getattr(gen_server, name)
+
+
+def test_lowlevel_exports_exactly_its_public_names():
+    assert sorted(lowlevel.__all__) == sorted(LOWLEVEL_NAMES)
+
+
+def test_every_name_lowlevel_exports_exists():
+    for name in lowlevel.__all__:
+        assert hasattr(lowlevel, name), name
+
+
+# -- the module each export reports ----------------------------------------------------------
+
+
+def _public_modules() -> list[Any]:
+    names = ["otp"] + [
+        info.name for info in pkgutil.walk_packages(otp.__path__, "otp.")
+        if not any(part.startswith("_") for part in info.name.split("."))
+    ]
+    return [importlib.import_module(name) for name in names]
+
+
+def _exports() -> list[tuple[str, str, Any]]:
+    return [
+        (module.__name__, name, getattr(module, name))
+        for module in _public_modules()
+        for name in module.__all__
+        if inspect.isclass(getattr(module, name)) or inspect.isfunction(getattr(module, name))
+    ]
+
+
+def test_the_public_modules_are_found():
+    names = {module.__name__ for module in _public_modules()}
+    assert {"otp", "otp.lowlevel", "otp.supervisor", "otp.testing"} <= names
+
+
+@pytest.mark.parametrize(("module", "name", "obj"), _exports(), ids=lambda v: str(v)[:40])
+def test_every_exported_class_and_function_reports_a_public_module(module, name, obj):
+    assert not any(part.startswith("_") for part in obj.__module__.split(".")), obj.__module__
+
+
+@pytest.mark.parametrize(("module", "name", "obj"), _exports(), ids=lambda v: str(v)[:40])
+def test_every_exported_class_and_function_is_found_where_it_says_it_is(module, name, obj):
+    home = importlib.import_module(obj.__module__)
+    assert getattr(home, obj.__qualname__) is obj
+
+
+def test_what_otp_exports_from_a_private_module_reports_otp():
+    assert otp.CallTimeout.__module__ == "otp"
+    assert otp.Pid.__module__ == "otp"
+    assert otp.spawn.__module__ == "otp"
+    assert otp.ChildSpec.__module__ == "otp"
+
+
+def test_what_only_a_submodule_exports_reports_that_submodule():
+    assert otp.supervisor.StartChildError.__module__ == "otp.supervisor"
+    assert lowlevel.NodeVar.__module__ == "otp.lowlevel"
+    assert lowlevel.on_exit.__module__ == "otp.lowlevel"
+    assert otp.testing.NodeDriver.__module__ == "otp.testing"
+
+
+def test_what_otp_and_a_submodule_both_export_reports_otp():
+    assert otp.supervisor.ChildSpec is otp.ChildSpec
+    assert otp.supervisor.ChildSpec.__module__ == "otp"
+
+
+def test_what_a_public_module_defines_keeps_that_module():
+    assert otp.GenServer.__module__ == "otp.gen_server"
+    assert otp.registry.RegistryName.__module__ == "otp.registry"
+
+
+def test_an_exception_shows_its_public_name_in_a_traceback():
+    assert repr(otp.NoProc) == "<class 'otp.NoProc'>"
