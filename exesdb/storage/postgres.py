@@ -1,0 +1,367 @@
+"""The PostgreSQL backend: a store in its own schema of a PostgreSQL database, which
+several nodes may open and write at once (cluster mode).
+
+:class:`PostgresBackend` gives every guarantee of :class:`exesdb.storage.Backend`, with
+the same rules (:mod:`exesdb.storage.rules`) and the same checksummed records
+(:mod:`exesdb.storage.records`) as the SQLite backend:
+
+* **Atomicity and group commit**: each :meth:`~PostgresBackend.write` is one PostgreSQL
+  transaction (:mod:`exesdb.storage.postgres_write`).
+* **Durability**: opened ``durable=True`` (the default), every commit waits for
+  PostgreSQL's WAL flush (``synchronous_commit=on``; the server must run with
+  ``fsync=on``). ``durable=False`` uses ``synchronous_commit=off``: a commit returns
+  before its WAL is flushed, so a crash of the *database server* may lose the last
+  acknowledged writes (never tear them); a crash of this process loses nothing.
+* **Order across nodes**: ``$all`` positions come from the store's head row, locked by
+  each appending transaction until it commits, so they are gapless and follow commit
+  order on every node: a reader never sees a position while a lower one can still
+  appear (:mod:`exesdb.storage.postgres_schema`).
+* **Reads** are single statements (one consistent state each: see
+  :mod:`exesdb.storage.postgres_read`) on a pool of read-only connections, concurrently
+  with writes; each sees every write that returned before it started.
+
+Blocking I/O never runs on the trio thread: writes run in a dedicated worker thread
+(:mod:`exesdb.storage._thread`), serialised; reads through ``trio.to_thread.run_sync``
+with a limiter of ``max_readers``.
+
+``last_position`` (no I/O) follows this backend's own writes and every head it reads;
+other nodes append too, so :meth:`PostgresBackend.refresh_last_position` (or
+:meth:`~PostgresBackend.head_position`, or :meth:`~PostgresBackend.stats`) reads the
+store's head and advances it.
+
+Losing the database: calls fail promptly (``connect_timeout``, ``statement_timeout``,
+TCP keepalives) with :class:`~exesdb.storage.errors.StorageUnavailable`, a
+:class:`exesdb.StorageError` meant to be shown as :class:`exesdb.StoreUnavailable`
+(retryable); the backend reconnects on a later call once the database answers.
+Write operations that fail this way report it as their result; a write whose connection
+was lost during COMMIT says its outcome is unknown.
+
+Leader fencing (:mod:`exesdb.storage.fencing`): :meth:`~PostgresBackend.write` also
+takes :class:`~exesdb.storage.fencing.Fenced` operations, refused with
+:class:`~exesdb.storage.errors.StaleEpoch` when their epoch is not the store's;
+:meth:`~PostgresBackend.advance_epoch` starts a new epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Final, TypeVar
+
+import psycopg
+import trio
+
+from ..constants import DEFAULT_COUNT, Direction, End
+from ..errors import InvalidArgument, StorageError
+from ..events import EventRecord, Filter, Snapshot
+from ..validation import (
+    check_count,
+    check_direction,
+    check_name,
+    check_start,
+    check_store_id,
+    check_stream_id,
+    check_version,
+)
+from . import postgres_read as read
+from ._thread import WorkerThread
+from .backend import Backend
+from .definitions import SubscriptionDefinition
+from .fencing import Fenced
+from .ops import WriteOp
+from .postgres_conn import Conn, Connector, ReaderPool, close_quietly, failure
+from .postgres_read import MAX_INT8
+from .postgres_schema import Queries, prepare, schema_name
+from .postgres_write import WriteEngine
+
+__all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_STATEMENT_TIMEOUT", "PostgresBackend"]
+
+T = TypeVar("T")
+
+DEFAULT_CONNECT_TIMEOUT: Final = 5.0
+"""Seconds a connection attempt may take before the call fails."""
+DEFAULT_STATEMENT_TIMEOUT: Final = 10.0
+"""Seconds one statement (lock waits included) may take before the call fails: the
+writer's callers wait as long by default."""
+DEFAULT_MAX_READERS: Final = 8
+
+
+def _clamp(value: int | End) -> int | End:
+    return value if type(value) is not int or value <= MAX_INT8 else MAX_INT8
+
+
+def _positive_seconds(value: object, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise InvalidArgument(f"{field}: must be a number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+class PostgresBackend(Backend):
+    """The PostgreSQL backend of one store (see the module docstring).
+
+    Open it with ``await PostgresBackend.open(dsn, store_id)``; close it when done.
+    """
+
+    def __init__(self, connector: Connector, queries: Queries, store_id: str,
+                 max_readers: int) -> None:
+        """Use :meth:`open`."""
+        self._store_id = store_id
+        self._queries = queries
+        self._connector = connector
+        self._name = f"PostgreSQL store {store_id!r} (schema {queries.schema!r})"
+        self._engine = WriteEngine(connector, queries, self._name)
+        self._readers = ReaderPool(connector, max_readers, self._name)
+        self._writes = WorkerThread(f"exesdb writer {store_id}")
+        self._read_limiter = trio.CapacityLimiter(max_readers)
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        dsn: str,
+        store_id: str,
+        *,
+        durable: bool = True,
+        schema: str | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT,
+        max_readers: int = DEFAULT_MAX_READERS,
+        application_name: str | None = None,
+    ) -> PostgresBackend:
+        """Open store ``store_id`` in the PostgreSQL database ``dsn`` (a libpq connection
+        string or URI), creating its schema and tables if they are missing.
+
+        ``schema`` defaults to :func:`~exesdb.storage.postgres_schema.schema_name` of the
+        store id. Safe to call from several nodes at once for the same store. Connections
+        are named ``application_name`` (default ``"exesdb <store_id>"``) plus ``writer``
+        or ``reader`` in ``pg_stat_activity``.
+
+        Raises :class:`exesdb.InvalidArgument` for a bad argument,
+        :class:`~exesdb.storage.errors.StorageUnavailable` if the database cannot be
+        reached in time, :class:`exesdb.StorageError` if the schema is not this store's.
+        """
+        if not isinstance(dsn, str):
+            raise InvalidArgument(f"dsn: must be a str, got {type(dsn).__name__}")
+        store_id = check_store_id(store_id)
+        if not isinstance(durable, bool):
+            raise InvalidArgument(f"durable: must be True or False, got {durable!r}")
+        if schema is None:
+            schema = schema_name(store_id)
+        elif not isinstance(schema, str) or not 0 < len(schema.encode()) <= 63:
+            raise InvalidArgument(f"schema: must be a str of 1 to 63 bytes, got {schema!r}")
+        if type(max_readers) is not int or max_readers < 1:
+            raise InvalidArgument(f"max_readers: must be an int >= 1, got {max_readers!r}")
+        if application_name is None:
+            application_name = f"exesdb {store_id}"
+        elif not isinstance(application_name, str):
+            raise InvalidArgument(f"application_name: must be a str, got {application_name!r}")
+        connector = Connector(
+            dsn=dsn,
+            application_name=application_name,
+            connect_timeout=_positive_seconds(connect_timeout, "connect_timeout"),
+            statement_timeout=_positive_seconds(statement_timeout, "statement_timeout"),
+            durable=durable,
+        )
+        queries = Queries(schema)
+        conn, last = await trio.to_thread.run_sync(_open, connector, queries, store_id)
+        backend = cls(connector, queries, store_id, max_readers)
+        backend._engine.use(conn)
+        backend._engine.saw(last)
+        return backend
+
+    async def _reading(self, fn: Callable[..., T], *args: Any, doing: str) -> T:
+        q = self._queries
+
+        def run(conn: Conn) -> T:
+            return fn(conn, q, *args)
+
+        return await trio.to_thread.run_sync(self._readers.run, run, doing,
+                                             limiter=self._read_limiter)
+
+    @property
+    def store_id(self) -> str:
+        """The store's id."""
+        return self._store_id
+
+    @property
+    def schema(self) -> str:
+        """The PostgreSQL schema holding the store."""
+        return self._queries.schema
+
+    @property
+    def durable(self) -> bool:
+        """True when each commit waits for PostgreSQL's WAL flush."""
+        return self._connector.durable
+
+    @property
+    def transactions(self) -> int:
+        """How many write transactions this backend committed."""
+        return self._engine.transactions
+
+    # -- writes --------------------------------------------------------------------------
+
+    async def write(self, ops: Sequence[WriteOp | Fenced]) -> list[Any]:
+        """As :meth:`exesdb.storage.Backend.write`; ``ops`` may include
+        :class:`~exesdb.storage.fencing.Fenced` operations. An operation that fails
+        because the database is out of reach has a
+        :class:`~exesdb.storage.errors.StorageUnavailable` result."""
+        ops = list(ops)
+        if not ops:
+            return []
+        if self._closed:
+            raise StorageError(f"{self._name}: the store is closed")
+        return await self._writes.run(self._engine.write, ops)
+
+    async def advance_epoch(self, leader: str, expected: int | None = None) -> int:
+        """Start the store's next leader epoch, held by ``leader`` (a name, e.g. the
+        node's); return it. With ``expected``, only if the current epoch is ``expected``,
+        else raise :class:`~exesdb.storage.errors.StaleEpoch` (a compare-and-set for
+        elections). Waits for fenced writes in flight; later ones need the new epoch."""
+        leader = check_name(leader, "leader")
+        if expected is not None:
+            expected = check_version(expected, "expected")
+        if self._closed:
+            raise StorageError(f"{self._name}: the store is closed")
+        return await self._writes.run(self._engine.advance_epoch, leader, expected)
+
+    async def leader_epoch(self) -> tuple[int, str]:
+        """``(epoch, leader)``: the store's current leader epoch (0 and ``""`` before the
+        first election)."""
+        return await self._reading(read.leader_epoch, doing="reading the leader epoch")
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        start_version: int | End = 0,
+        count: int = DEFAULT_COUNT,
+        direction: Direction = "forward",
+    ) -> list[EventRecord]:
+        stream_id = check_stream_id(stream_id)
+        start = _clamp(check_start(start_version, "start_version"))
+        count = min(check_count(count), MAX_INT8)
+        direction = check_direction(direction)
+        return await self._reading(read.read_stream, stream_id, start, count, direction,
+                                   doing=f"reading stream {stream_id!r}")
+
+    async def read_all(
+        self,
+        from_position: int | End = 0,
+        count: int = DEFAULT_COUNT,
+        direction: Direction = "forward",
+        filter: Filter | None = None,
+    ) -> list[EventRecord]:
+        start = _clamp(check_start(from_position, "from_position"))
+        count = min(check_count(count), MAX_INT8)
+        direction = check_direction(direction)
+        if filter is not None and not isinstance(filter, Filter):
+            raise InvalidArgument(f"filter: must be an exesdb.Filter or None, got {filter!r}")
+        return await self._reading(read.read_all, start, count, direction, filter,
+                                   doing="reading $all")
+
+    async def stream_version(self, stream_id: str) -> int:
+        stream_id = check_stream_id(stream_id)
+        return await self._reading(read.stream_version, stream_id,
+                                   doing=f"reading the version of stream {stream_id!r}")
+
+    async def list_streams(self) -> list[str]:
+        return await self._reading(read.list_streams, doing="listing streams")
+
+    async def head_position(self) -> int:
+        """The position of the last event in ``$all`` as the database has it now (other
+        nodes' appends included); advances :attr:`last_position` to it."""
+        position = await self._reading(read.head, doing="reading the head position")
+        self._engine.saw(position)
+        return position
+
+    async def refresh_last_position(self) -> int:
+        """Read the store's head from the database, advance :attr:`last_position` to it
+        (other nodes append too), and return :attr:`last_position`."""
+        await self.head_position()
+        return self.last_position
+
+    async def read_snapshot(
+        self, source_uuid: str, stream_uuid: str, version: int | None = None
+    ) -> Snapshot | None:
+        source_uuid = check_name(source_uuid, "source_uuid")
+        stream_uuid = check_name(stream_uuid, "stream_uuid")
+        if version is not None:
+            version = check_version(version)
+        return await self._reading(read.read_snapshot, source_uuid, stream_uuid, version,
+                                   doing="reading a snapshot")
+
+    async def list_snapshots(
+        self, source_uuid: str | None = None, stream_uuid: str | None = None
+    ) -> list[Snapshot]:
+        if source_uuid is not None:
+            source_uuid = check_name(source_uuid, "source_uuid")
+        if stream_uuid is not None:
+            stream_uuid = check_name(stream_uuid, "stream_uuid")
+        return await self._reading(read.list_snapshots, source_uuid, stream_uuid,
+                                   doing="listing snapshots")
+
+    async def read_checkpoint(self, name: str) -> int | None:
+        name = check_name(name, "name")
+        return await self._reading(read.read_checkpoint, name,
+                                   doing=f"reading checkpoint {name!r}")
+
+    async def list_checkpoints(self) -> dict[str, int]:
+        return await self._reading(read.list_checkpoints, doing="listing checkpoints")
+
+    async def read_subscription(self, name: str) -> SubscriptionDefinition | None:
+        name = check_name(name, "name")
+        return await self._reading(read.read_subscription, name,
+                                   doing=f"reading subscription {name!r}")
+
+    async def list_subscriptions(self) -> list[SubscriptionDefinition]:
+        return await self._reading(read.list_subscriptions, doing="listing subscriptions")
+
+    @property
+    def last_position(self) -> int:
+        """The highest ``$all`` position this backend knows committed, -1 when none: read
+        when it was opened, advanced by each of its writes and by every head it reads
+        (no I/O). Other nodes' appends show only after
+        :meth:`refresh_last_position`."""
+        return self._engine.last_position
+
+    async def stats(self) -> dict[str, int]:
+        result = await self._reading(read.stats, doing="counting the store")
+        self._engine.saw(result["last_position"])
+        return result
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Nothing to do: PostgreSQL checkpoints its WAL by itself."""
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._readers.close()
+        try:
+            await self._writes.run(self._engine.close)
+        finally:
+            self._writes.stop()
+
+    def __repr__(self) -> str:
+        return (f"<PostgresBackend store {self._store_id!r} schema {self.schema!r} "
+                f"durable={self.durable}>")
+
+
+def _open(connector: Connector, queries: Queries, store_id: str) -> tuple[Conn, int]:
+    """Connect, create or recognise the schema, read the head; return the connection
+    (for writes) and the head position. Runs in a worker thread."""
+    conn = connector.connect("writer")
+    try:
+        prepare(conn, queries, store_id)
+        position = read.head(conn, queries)
+        conn.rollback()
+        return conn, position
+    except psycopg.Error as exc:
+        error = failure(exc, f"opening store {store_id!r}", conn)
+        close_quietly(conn)
+        raise error from exc
+    except BaseException:
+        close_quietly(conn)
+        raise

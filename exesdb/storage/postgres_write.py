@@ -1,0 +1,320 @@
+"""The PostgreSQL backend's write transactions: :class:`WriteEngine`.
+
+Called from one worker thread at a time, never on the trio thread. Each :meth:`write`
+runs its operations in one transaction on the engine's connection (group commit):
+
+* A transaction with stream operations (appends, stream deletes) first locks the store's
+  head row (:mod:`exesdb.storage.postgres_schema`): every such transaction of every node
+  is serialised there, decides its operations against the committed state, takes its
+  ``$all`` positions from the head and writes the new head back before it commits. So
+  positions are gapless and in commit order, and any node may append.
+* Other operations (snapshots, checkpoints, subscription definitions) do not take the
+  head lock; they are upserts and deletes of their own rows.
+* A :class:`~exesdb.storage.fencing.Fenced` operation is checked against the
+  ``leader_epoch`` row, share-locked until commit, in the same transaction.
+* The engine caches stream states between transactions; the cache is used only when the
+  head's ``gen`` shows that no other transaction changed streams since this engine's last
+  commit, and is dropped whenever a transaction fails.
+
+Failures: a lost database or a timeout fails every operation of the transaction with
+:class:`~exesdb.storage.errors.StorageUnavailable` (``outcome_unknown`` when the
+connection was lost during COMMIT) and drops the connection, so the next call
+reconnects. Any other database error fails a one-operation transaction with
+:class:`exesdb.StorageError`; a shared transaction is then retried one operation per
+transaction, so only the operations that cannot be written fail.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, Final
+
+import psycopg
+
+from ..errors import ExESDBError, InvalidArgument, StorageError
+from . import records
+from .batch import StreamBatch, StreamState
+from .errors import StaleEpoch, StorageUnavailable
+from .fencing import Fenced, check_epoch, epoch_crc, verify_epoch
+from .ops import (
+    Append,
+    DeleteCheckpoint,
+    DeleteSnapshot,
+    DeleteStream,
+    DeleteSubscription,
+    RecordSnapshot,
+    SaveCheckpoint,
+    SaveSubscription,
+    WriteOp,
+)
+from .postgres_conn import Conn, Connector, close_quietly, failure
+from .postgres_read import MAX_INT8, text
+from .postgres_schema import HARD_DELETED, LIVE, Queries, head_crc, verify_head
+
+__all__ = ["WriteEngine"]
+
+_STREAM_CACHE_SIZE: Final = 100_000
+
+
+def _too_large(field: str, value: int) -> InvalidArgument:
+    return InvalidArgument(f"{field}: must be at most 2**63 - 1, got {value!r}")
+
+
+class WriteEngine:
+    """The write side of one backend (see the module docstring)."""
+
+    def __init__(self, connector: Connector, queries: Queries, name: str) -> None:
+        self._connector = connector
+        self._q = queries
+        self._name = name
+        self._conn: Conn | None = None
+        self._streams: dict[str, StreamState] = {}
+        self._gen: int | None = None  # head.gen after this engine's last commit
+        self._committing = False
+        self._closed = False
+        self.last_position = -1
+        """The highest ``$all`` position this engine committed or saw (monotonic)."""
+        self.transactions = 0
+        """How many write transactions committed."""
+
+    # -- connection ----------------------------------------------------------------------
+
+    def _connection(self) -> Conn:
+        if self._closed:
+            raise StorageError(f"{self._name}: the store is closed")
+        conn = self._conn
+        if conn is not None and not (conn.closed or conn.broken):
+            return conn
+        if conn is not None:
+            close_quietly(conn)
+            self._conn = None
+        self._conn = self._connector.connect("writer")
+        return self._conn
+
+    def use(self, conn: Conn) -> None:
+        """Adopt ``conn`` (the connection the backend was opened with) as the write
+        connection."""
+        self._conn = conn
+
+    def saw(self, position: int) -> None:
+        """Advance :attr:`last_position` to ``position`` if it is higher."""
+        if position > self.last_position:
+            self.last_position = position
+
+    def _forget(self, conn: Conn) -> None:
+        """After a failed transaction: drop the cached stream states and roll back, or
+        drop the connection if it is broken."""
+        self._streams.clear()
+        self._gen = None
+        if not (conn.closed or conn.broken):
+            try:
+                conn.rollback()
+                return
+            except psycopg.Error:
+                pass
+        close_quietly(conn)
+        if self._conn is conn:
+            self._conn = None
+
+    def _lost_while_committing(self, conn: Conn) -> bool:
+        """Whether the connection was lost after COMMIT was sent: then nobody knows if
+        the transaction committed (an error the server answered means it did not)."""
+        return self._committing and (conn.closed or conn.broken)
+
+    # -- writes --------------------------------------------------------------------------
+
+    def write(self, ops: Sequence[WriteOp | Fenced]) -> list[Any]:
+        """Run ``ops`` in one transaction; one result (or error) per operation."""
+        try:
+            conn = self._connection()
+        except StorageUnavailable as exc:
+            return [exc] * len(ops)
+        try:
+            return self._transaction(conn, ops)
+        except psycopg.Error as exc:
+            error = failure(exc, "the write transaction", conn,
+                            outcome_unknown=self._lost_while_committing(conn))
+            self._forget(conn)
+            if isinstance(error, StorageUnavailable) or len(ops) == 1:
+                return [error] * len(ops)
+        except BaseException:
+            self._forget(conn)
+            raise
+        # The shared transaction failed: run each operation alone, so one that cannot be
+        # written does not fail the others.
+        return [self.write([op])[0] for op in ops]
+
+    def _transaction(self, conn: Conn, ops: Sequence[WriteOp | Fenced]) -> list[Any]:
+        self._committing = False
+        q = self._q
+        plain = [op.op if isinstance(op, Fenced) else op for op in ops]
+        cursor = conn.cursor()
+        batch = None
+        gen = 0
+        if any(type(op) is Append or type(op) is DeleteStream for op in plain):
+            last_pos, next_key, gen = verify_head(cursor.execute(q.lock_head).fetchone())
+            batch = self._stream_batch(cursor, plain, last_pos + 1, next_key, gen)
+        epoch: tuple[int, str] | None = None
+        results: list[Any] = []
+        for op, inner in zip(ops, plain, strict=True):
+            if isinstance(op, Fenced):
+                if epoch is None:
+                    row = cursor.execute(q.share_epoch).fetchone()
+                    if row is None:
+                        raise StorageError("corrupt store: its leader epoch row is missing")
+                    epoch = verify_epoch(*row)
+                try:
+                    check_epoch(op.epoch, *epoch)
+                except StaleEpoch as exc:
+                    results.append(exc)
+                    continue
+            if type(inner) is Append or type(inner) is DeleteStream:
+                assert batch is not None
+                results.append(batch.apply(inner))
+            else:
+                results.append(self._other(cursor, inner))
+        changed = batch is not None and bool(batch.rows or batch.dirty)
+        if batch is not None and changed:
+            gen += 1
+            self._write_streams(cursor, batch)
+            last = batch.position - 1
+            cursor.execute(q.update_head, (last, batch.next_key, gen,
+                                           head_crc(last, batch.next_key, gen)))
+        self._committing = True
+        conn.commit()
+        self._committing = False
+        self.transactions += 1
+        if batch is not None:
+            self._gen = gen
+            self.saw(batch.position - 1)
+            streams = self._streams
+            if len(streams) > _STREAM_CACHE_SIZE:
+                for stream_id in list(streams)[: len(streams) - _STREAM_CACHE_SIZE // 2]:
+                    del streams[stream_id]
+        return results
+
+    def _stream_batch(self, cursor: psycopg.Cursor[Any], ops: list[WriteOp], position: int,
+                      next_key: int, gen: int) -> StreamBatch:
+        """The batch of this transaction, with the states of the streams it names."""
+        streams = self._streams
+        if gen != self._gen:
+            streams.clear()  # another transaction changed streams since our last commit
+        wanted = {op.stream_id for op in ops if type(op) is Append or type(op) is DeleteStream}
+        missing = [stream_id for stream_id in wanted if stream_id not in streams]
+        if missing:
+            loaded: dict[str, StreamState] = {}
+            rows = cursor.execute(self._q.load_streams,
+                                  ([stream_id.encode() for stream_id in missing],))
+            for key, raw, first, state, crc, last in rows.fetchall():
+                stream_id = text(raw, "stream record")
+                records.verify_stream(key, stream_id, first, state, crc)
+                loaded[stream_id] = StreamState(key, -1 if last is None else last, first,
+                                                state == HARD_DELETED)
+            for stream_id in missing:
+                streams[stream_id] = loaded.get(stream_id) or StreamState(None, -1, 0, False)
+        ids = [event._encoded[0] for op in ops if type(op) is Append for event in op.events]
+        known: dict[bytes, list[tuple[int, int]]] = {}
+        if ids:
+            for event_id, key, number in cursor.execute(self._q.find_ids, (ids,)).fetchall():
+                known.setdefault(event_id, []).append((key, number))
+        return StreamBatch(streams, known, position=position, next_key=next_key,
+                           now=time.time_ns() // 1000, track_ids=len(set(ids)) < len(ids))
+
+    def _write_streams(self, cursor: psycopg.Cursor[Any], batch: StreamBatch) -> None:
+        q = self._q
+        if batch.rows:
+            cursor.executemany(q.insert_event, batch.rows)
+        for stream_id, (stream, is_new) in batch.dirty.items():
+            assert stream.key is not None
+            state = HARD_DELETED if stream.hard else LIVE
+            crc = records.stream_crc(stream.key, stream_id, stream.first, state)
+            if is_new:
+                cursor.execute(q.insert_stream,
+                               (stream.key, stream_id.encode(), stream.first, state, crc))
+            else:
+                cursor.execute(q.update_stream, (stream.first, state, crc, stream.key))
+
+    def _other(self, cursor: psycopg.Cursor[Any], op: WriteOp) -> ExESDBError | None:
+        """Write a snapshot, checkpoint or subscription operation; None, or the
+        :class:`exesdb.InvalidArgument` of a number PostgreSQL cannot hold."""
+        q = self._q
+        kind = type(op)
+        if kind is RecordSnapshot:
+            assert isinstance(op, RecordSnapshot)
+            if op.version > MAX_INT8:
+                return _too_large("version", op.version)
+            now = time.time_ns() // 1000
+            crc = records.snapshot_crc(op.source_uuid, op.stream_uuid, op.version, now,
+                                       op.blob)
+            cursor.execute(q.upsert_snapshot, (op.source_uuid.encode(), op.stream_uuid.encode(),
+                                               op.version, now, crc, op.blob))
+        elif kind is DeleteSnapshot:
+            assert isinstance(op, DeleteSnapshot)
+            if op.version <= MAX_INT8:
+                cursor.execute(q.delete_snapshot, (op.source_uuid.encode(),
+                                                   op.stream_uuid.encode(), op.version))
+        elif kind is SaveCheckpoint:
+            assert isinstance(op, SaveCheckpoint)
+            if op.position > MAX_INT8:
+                return _too_large("position", op.position)
+            cursor.execute(q.upsert_checkpoint, (op.name.encode(), op.position,
+                                                 records.checkpoint_crc(op.name, op.position)))
+        elif kind is DeleteCheckpoint:
+            assert isinstance(op, DeleteCheckpoint)
+            cursor.execute(q.delete_checkpoint, (op.name.encode(),))
+        elif kind is SaveSubscription:
+            assert isinstance(op, SaveSubscription)
+            flag = int(op.with_subscriber)
+            cursor.execute(q.upsert_subscription, (
+                op.name.encode(), op.type, op.selector_json, op.start_from, flag,
+                records.subscription_crc(op.name, op.type, op.selector_json, op.start_from,
+                                         flag),
+            ))
+        elif kind is DeleteSubscription:
+            assert isinstance(op, DeleteSubscription)
+            cursor.execute(q.delete_subscription, (op.name.encode(),))
+            cursor.execute(q.delete_checkpoint, (op.name.encode(),))
+        else:
+            raise TypeError(f"not a write operation: {op!r}")
+        return None
+
+    # -- leader epoch --------------------------------------------------------------------
+
+    def advance_epoch(self, leader: str, expected: int | None) -> int:
+        """Set the store's leader epoch to the next one, held by ``leader``, in one
+        transaction; with ``expected``, only if the epoch is ``expected`` now (else
+        :class:`~exesdb.storage.errors.StaleEpoch`). Returns the new epoch."""
+        conn = self._connection()
+        q = self._q
+        self._committing = False
+        try:
+            row = conn.execute(q.lock_epoch).fetchone()
+            if row is None:
+                raise StorageError("corrupt store: its leader epoch row is missing")
+            epoch, holder = verify_epoch(*row)
+            if expected is not None:
+                check_epoch(expected, epoch, holder)
+            epoch += 1
+            conn.execute(q.update_epoch, (epoch, leader, epoch_crc(epoch, leader)))
+            self._committing = True
+            conn.commit()
+            self._committing = False
+            return epoch
+        except psycopg.Error as exc:
+            error = failure(exc, "advancing the leader epoch", conn,
+                            outcome_unknown=self._lost_while_committing(conn))
+            self._forget(conn)
+            raise error from exc
+        except BaseException:
+            self._forget(conn)
+            raise
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection; later writes raise :class:`exesdb.StorageError`."""
+        self._closed = True
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            close_quietly(conn)
