@@ -1,16 +1,62 @@
-"""Fixtures for the exesdb tests: a fresh SQLite store per test."""
+"""Fixtures for the exesdb tests: a fresh store per test, on each storage backend.
+
+* ``backend``: a durable store, once per backend (``[sqlite]``: a file in a temporary
+  directory; ``[postgres]``: a fresh schema on the session's PostgreSQL server), closed
+  after the test.
+* ``open_backend``: the same parametrization as an opener, for tests that close and
+  reopen their store: ``await open_backend()`` opens this test's store (again).
+* ``pg_server``: one PostgreSQL server for the whole session
+  (:class:`tests.pg_server.PostgresServer`), started on first use, stopped and removed
+  at the end; ``pg_store_id`` a store id no other test uses (so its schema is fresh).
+"""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Awaitable, Callable
+
 import pytest
 
-from exesdb.storage import SQLiteBackend
+from exesdb.storage import Backend, SQLiteBackend
+from exesdb.storage.postgres import PostgresBackend
+
+from ..pg_server import PostgresServer
+
+BACKENDS = ["sqlite", "postgres"]
+_store_numbers = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """The session's PostgreSQL server; a missing PostgreSQL fails the tests that use it."""
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
-async def backend(tmp_path):
-    """A durable SQLite store in a temporary directory, closed after the test."""
-    store = await SQLiteBackend.open(tmp_path / "store")
+def pg_store_id() -> str:
+    """A store id of its own for this test (a fresh PostgreSQL schema)."""
+    return f"test{next(_store_numbers)}"
+
+
+@pytest.fixture(params=BACKENDS)
+def open_backend(request, tmp_path) -> Callable[[], Awaitable[Backend]]:
+    """Opens this test's durable store on the parametrized backend (again on each call)."""
+    if request.param == "postgres":
+        server = request.getfixturevalue("pg_server")
+        store_id = request.getfixturevalue("pg_store_id")
+        return lambda: PostgresBackend.open(server.dsn, store_id)
+    return lambda: SQLiteBackend.open(tmp_path / "store")
+
+
+@pytest.fixture
+async def backend(open_backend):
+    """A durable store of this test's own, closed after the test."""
+    store = await open_backend()
     try:
         yield store
     finally:

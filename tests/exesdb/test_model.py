@@ -171,10 +171,15 @@ class StoreMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.directory = tempfile.mkdtemp(prefix="exesdb-model-")
-        self.store = trio.run(SQLiteBackend.open, self.directory)
+        self.store = trio.run(self.open_store)
         self.model = Model()
         self.positions: list[int] = []  # position of self.model.log[i]
         self.last_events: list[tuple[str, Any, list[NewEvent]]] = []
+
+    async def open_store(self) -> Any:
+        """Open (or reopen) the store under test: SQLite here; test_model_postgres.py
+        runs the same machine on PostgreSQL."""
+        return await SQLiteBackend.open(self.directory)
 
     def teardown(self) -> None:
         trio.run(self.store.close)
@@ -276,7 +281,7 @@ class StoreMachine(RuleBasedStateMachine):
     @rule()
     def reopen(self):
         trio.run(self.store.close)
-        self.store = trio.run(SQLiteBackend.open, self.directory)
+        self.store = trio.run(self.open_store)
 
     # -- reads ---------------------------------------------------------------------------
 

@@ -146,6 +146,7 @@ async def test_a_str_selector_stays_a_str_even_when_it_looks_like_json(backend):
         assert (await backend.read_subscription(f"s{index}")).selector == selector
 
 
+@pytest.mark.parametrize("open_backend", ["sqlite"], indirect=True)  # reads the file
 async def test_the_selector_is_stored_as_compact_sorted_json(backend):
     await backend.save_subscription("sub", "by_event_pattern", {"b": 1, "a": "é"}, 0)
     conn = sqlite3.connect(backend.path)
