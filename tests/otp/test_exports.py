@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -132,3 +134,15 @@ def test_what_a_public_module_defines_keeps_that_module():
 
 def test_an_exception_shows_its_public_name_in_a_traceback():
     assert repr(otp.NoProc) == "<class 'otp.NoProc'>"
+
+
+def test_importing_otp_and_all_its_modules_never_imports_exesdb():
+    code = (
+        "import pkgutil, sys, otp\n"
+        "for info in pkgutil.walk_packages(otp.__path__, 'otp.'):\n"
+        "    __import__(info.name)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'exesdb'))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "[]"
