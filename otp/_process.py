@@ -554,10 +554,13 @@ def on_exit(pid: Pid, fn: Callable[[Any], object]) -> None:
 
     The hooks of a process run in the order they were added, synchronously, when it ends:
     after its local name is released and before its exit signals reach its links and
-    monitors (so no process can observe the exit before they ran). A hook must not block;
-    what it returns is ignored. A hook that raises is logged (logger ``"otp"``, with the
-    traceback) and stops nothing: the other hooks run, and the process's links,
-    monitors, names and exit signals are released and sent as usual.
+    monitors (so no process can observe the exit before they ran). They run in the ending
+    process's own task, so :func:`current_node` and :class:`NodeVar` work in them, and
+    ``otp.self()`` is that process. A hook cannot await; what it returns is ignored.
+
+    A hook that raises is logged (logger ``"otp"``, with the traceback) and stops nothing:
+    the other hooks run, and the process's links, monitors, names and exit signals are
+    released and sent as usual.
 
     Raises :class:`otp.NoProc` if the process has already ended (its hooks have run, or
     are running). A process that is exiting but has not ended yet (it accepted an exit

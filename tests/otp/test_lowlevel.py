@@ -168,6 +168,17 @@ async def test_on_exit_runs_before_links_see_the_exit():
         assert await receive_all(2) == ["hook ran", otp.Exit(pid, otp.KILLED)]
 
 
+async def test_a_hook_runs_as_the_ending_process_in_its_node():
+    seen = []
+    var: NodeVar[str] = NodeVar("var")
+    async with otp.node() as the_node:
+        var.set("value")
+        pid = otp.spawn(sleep_forever)
+        on_exit(pid, lambda reason: seen.append((otp.self(), current_node(), var.get())))
+        await end(pid, otp.KILL)
+        assert seen == [(pid, the_node, "value")]
+
+
 async def test_a_process_that_is_exiting_still_takes_hooks_and_runs_them():
     reasons = []
 
