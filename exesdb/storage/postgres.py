@@ -30,7 +30,9 @@ other nodes append too, so :meth:`PostgresBackend.refresh_last_position` (or
 store's head and advances it.
 
 Losing the database: calls fail promptly (``connect_timeout``, ``statement_timeout``,
-TCP keepalives) with :class:`~exesdb.storage.errors.StorageUnavailable`, a
+TCP keepalives, and for a server that is alive but hung a client-side deadline of twice
+``statement_timeout``: :mod:`exesdb.storage.postgres_watchdog`) with
+:class:`~exesdb.storage.errors.StorageUnavailable`, a
 :class:`exesdb.StorageError` meant to be shown as :class:`exesdb.StoreUnavailable`
 (retryable); the backend reconnects on a later call once the database answers.
 Write operations that fail this way report it as their result; a write whose connection

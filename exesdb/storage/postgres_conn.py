@@ -9,7 +9,9 @@ Guarantees:
   answering is dropped by TCP keepalives and ``tcp_user_timeout`` within about
   ``statement_timeout``; a session left idle inside a transaction (its process stuck)
   is ended by the server after ``statement_timeout``, so it cannot hold the store's
-  locks. Nothing waits forever on a lost database.
+  locks; a call still running after :attr:`Connector.hang_timeout` (a hung server) has
+  its connection severed (:mod:`exesdb.storage.postgres_watchdog`). Nothing waits
+  forever on a lost database.
 * **Errors**: a lost or unreachable database, a timeout, or a server that refuses
   writes (a standby) is :class:`~exesdb.storage.errors.StorageUnavailable`; any other
   database error :class:`exesdb.StorageError`. Both name what was being done, and chain
@@ -33,6 +35,7 @@ from psycopg import errors
 
 from ..errors import StorageError
 from .errors import StorageUnavailable
+from .postgres_watchdog import deadline
 
 __all__ = ["Connector", "ReaderPool", "failure", "is_unavailable"]
 
@@ -80,6 +83,12 @@ class Connector:
     connect_timeout: float
     statement_timeout: float
     durable: bool
+
+    @property
+    def hang_timeout(self) -> float:
+        """Seconds after which a call is presumed hung and its connection severed:
+        twice ``statement_timeout`` (the server ends slow statements itself before)."""
+        return 2 * self.statement_timeout
 
     def connect(self, role: str, *, reader: bool = False) -> Conn:
         """A new connection: for writes, not in autocommit mode; for reads
@@ -137,7 +146,8 @@ class ReaderPool:
         :class:`~exesdb.storage.errors.StorageUnavailable`) for database failures."""
         conn = self._acquire()
         try:
-            result = fn(conn)
+            with deadline(conn, self._connector.hang_timeout):
+                result = fn(conn)
         except psycopg.Error as exc:
             error = failure(exc, doing, conn)
             self._discard(conn, everything=isinstance(error, StorageUnavailable))

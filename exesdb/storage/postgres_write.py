@@ -51,6 +51,7 @@ from .ops import (
 from .postgres_conn import Conn, Connector, close_quietly, failure
 from .postgres_read import MAX_INT8, text
 from .postgres_schema import HARD_DELETED, LIVE, Queries, head_crc, verify_head
+from .postgres_watchdog import deadline
 
 __all__ = ["WriteEngine"]
 
@@ -131,7 +132,8 @@ class WriteEngine:
         except StorageUnavailable as exc:
             return [exc] * len(ops)
         try:
-            return self._transaction(conn, ops)
+            with deadline(conn, self._connector.hang_timeout):
+                return self._transaction(conn, ops)
         except psycopg.Error as exc:
             error = failure(exc, "the write transaction", conn,
                             outcome_unknown=self._lost_while_committing(conn))
@@ -286,21 +288,10 @@ class WriteEngine:
         transaction; with ``expected``, only if the epoch is ``expected`` now (else
         :class:`~exesdb.storage.errors.StaleEpoch`). Returns the new epoch."""
         conn = self._connection()
-        q = self._q
         self._committing = False
         try:
-            row = conn.execute(q.lock_epoch).fetchone()
-            if row is None:
-                raise StorageError("corrupt store: its leader epoch row is missing")
-            epoch, holder = verify_epoch(*row)
-            if expected is not None:
-                check_epoch(expected, epoch, holder)
-            epoch += 1
-            conn.execute(q.update_epoch, (epoch, leader, epoch_crc(epoch, leader)))
-            self._committing = True
-            conn.commit()
-            self._committing = False
-            return epoch
+            with deadline(conn, self._connector.hang_timeout):
+                return self._advance_epoch(conn, leader, expected)
         except psycopg.Error as exc:
             error = failure(exc, "advancing the leader epoch", conn,
                             outcome_unknown=self._lost_while_committing(conn))
@@ -309,6 +300,21 @@ class WriteEngine:
         except BaseException:
             self._forget(conn)
             raise
+
+    def _advance_epoch(self, conn: Conn, leader: str, expected: int | None) -> int:
+        q = self._q
+        row = conn.execute(q.lock_epoch).fetchone()
+        if row is None:
+            raise StorageError("corrupt store: its leader epoch row is missing")
+        epoch, holder = verify_epoch(*row)
+        if expected is not None:
+            check_epoch(expected, epoch, holder)
+        epoch += 1
+        conn.execute(q.update_epoch, (epoch, leader, epoch_crc(epoch, leader)))
+        self._committing = True
+        conn.commit()
+        self._committing = False
+        return epoch
 
     # -- life cycle ----------------------------------------------------------------------
 
