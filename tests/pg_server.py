@@ -200,9 +200,11 @@ class PostgresServer:
 
     def terminate(self, application_name_like: str = "%") -> int:
         """``pg_terminate_backend`` every client connection whose ``application_name`` is
-        LIKE the pattern (not this call's own); return how many were killed."""
+        LIKE the pattern (not this call's own), waiting (up to 10 s each) until they are
+        gone; return how many were killed."""
         rows = self.execute(
-            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 10000)) "
+            "FROM pg_stat_activity "
             "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() "
             "AND application_name LIKE %s",
             (application_name_like,),

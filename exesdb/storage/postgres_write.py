@@ -26,6 +26,7 @@ transaction, so only the operations that cannot be written fail.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any, Final
@@ -74,8 +75,10 @@ class WriteEngine:
         self._gen: int | None = None  # head.gen after this engine's last commit
         self._committing = False
         self._closed = False
+        self._position_lock = threading.Lock()
         self.last_position = -1
-        """The highest ``$all`` position this engine committed or saw (monotonic)."""
+        """The highest ``$all`` position this engine committed or saw (monotonic; read
+        anywhere without a lock: reading an int attribute is atomic)."""
         self.transactions = 0
         """How many write transactions committed."""
 
@@ -99,9 +102,11 @@ class WriteEngine:
         self._conn = conn
 
     def saw(self, position: int) -> None:
-        """Advance :attr:`last_position` to ``position`` if it is higher."""
-        if position > self.last_position:
-            self.last_position = position
+        """Advance :attr:`last_position` to ``position`` if it is higher. Called from the
+        write thread and from readers' threads: the lock keeps it monotonic."""
+        with self._position_lock:
+            if position > self.last_position:
+                self.last_position = position
 
     def _forget(self, conn: Conn) -> None:
         """After a failed transaction: drop the cached stream states and roll back, or

@@ -70,14 +70,15 @@ async def test_concurrent_appenders_on_several_nodes_give_a_gapless_all_no_reade
             if done and not page:
                 return
 
-    async with trio.open_nursery() as nursery:
-        for index, node in enumerate(readers):
-            nursery.start_soon(poller, index, node)
-        async with trio.open_nursery() as appenders:
-            for node in writers:
-                for _ in range(APPENDERS_PER_NODE):
-                    appenders.start_soon(appender, node)
-        finished.set()
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            for index, node in enumerate(readers):
+                nursery.start_soon(poller, index, node)
+            async with trio.open_nursery() as appenders:
+                for node in writers:
+                    for _ in range(APPENDERS_PER_NODE):
+                        appenders.start_soon(appender, node)
+            finished.set()
     try:
         everything = await readers[0].read_all(0, 100_000)
         assert [e.position for e in everything] == list(range(len(written)))

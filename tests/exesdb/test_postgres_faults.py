@@ -132,35 +132,9 @@ async def test_a_crash_of_the_database_loses_no_acknowledged_event(own_server):
                                        statement_timeout=2)
     acknowledged: list[NewEvent] = []
     failures: list[StorageUnavailable] = []
-    crashed = trio.Event()
-    enough_before_crash = trio.Event()
-    after_crash = 0
     try:
-        async with otp.node():
-            pid = await writer.start_link(store)
-
-            async def appender(index):
-                nonlocal after_crash
-                while after_crash < 40:
-                    events = [NewEvent("T", {"appender": index})]
-                    try:
-                        await writer.append(pid, f"s{index}", ANY, events)
-                    except StorageUnavailable as exc:
-                        failures.append(exc)
-                        await trio.sleep(0.02)
-                        continue
-                    acknowledged.extend(events)
-                    if len(acknowledged) >= 40:
-                        enough_before_crash.set()
-                    if crashed.is_set():
-                        after_crash += 1
-
-            async with trio.open_nursery() as nursery:
-                for index in range(4):
-                    nursery.start_soon(appender, index)
-                await enough_before_crash.wait()
-                await trio.to_thread.run_sync(own_server.restart, "immediate")
-                crashed.set()
+        with trio.fail_after(60):
+            await _append_through_a_crash(own_server, store, acknowledged, failures)
         everything = await store.read_all(0, 100_000)
         stored = {event.event_id for event in everything}
         assert all(event.event_id in stored for event in acknowledged)
@@ -168,3 +142,35 @@ async def test_a_crash_of_the_database_loses_no_acknowledged_event(own_server):
         assert failures  # the crash was noticed, and the backend came back from it
     finally:
         await store.close()
+
+
+async def _append_through_a_crash(server, store, acknowledged, failures):
+    """Four appenders through a writer: 40 acknowledged appends, the crash, 40 more."""
+    crashed = trio.Event()
+    enough_before_crash = trio.Event()
+    after_crash = 0
+    async with otp.node():
+        pid = await writer.start_link(store)
+
+        async def appender(index):
+            nonlocal after_crash
+            while after_crash < 40:
+                events = [NewEvent("T", {"appender": index})]
+                try:
+                    await writer.append(pid, f"s{index}", ANY, events)
+                except StorageUnavailable as exc:
+                    failures.append(exc)
+                    await trio.sleep(0.02)
+                    continue
+                acknowledged.extend(events)
+                if len(acknowledged) >= 40:
+                    enough_before_crash.set()
+                if crashed.is_set():
+                    after_crash += 1
+
+        async with trio.open_nursery() as nursery:
+            for index in range(4):
+                nursery.start_soon(appender, index)
+            await enough_before_crash.wait()
+            await trio.to_thread.run_sync(server.restart, "immediate")
+            crashed.set()
