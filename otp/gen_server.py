@@ -154,10 +154,18 @@ class From(_Waiter):
 
 
 class _StartWaiter(_Waiter):
-    __slots__ = ()
+    """The starter's slot. A successful ``init`` answers it with the pid; an ``init`` that
+    ignores or fails leaves it to the process's exit steps (:meth:`_Process.finish`), which
+    wake it only after the name is released, so the name is free when the start returns."""
+
+    __slots__ = ("ignored",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ignored = False
 
     def target_exited(self, pid: Pid, reason: Any) -> None:
-        self.resolve(outcome.Error(InitError(reason)))
+        self.resolve(outcome.Value(None) if self.ignored else outcome.Error(InitError(reason)))
 
 
 class _Call:
@@ -417,17 +425,17 @@ async def _serve(
         try:
             result = await server.init(*args)
             timeout, cont = _init_directive(result)
+        # Ignored or failed: the starter is answered by the exit steps, after the name is
+        # released (leaving the process context may await, e.g. a supervisor's nursery).
         except _Ignored:
             _unlink_parent(me)
-            starter.resolve(outcome.Value(None))
+            starter.ignored = True
             return
         except _InitStopped as stopped:
             _unlink_parent(me)
-            starter.resolve(outcome.Error(InitError(stopped.reason)))
             raise ProcessExited(stopped.reason) from None
-        except Exception as exc:
+        except Exception:
             _unlink_parent(me)
-            starter.resolve(outcome.Error(InitError(exc)))
             raise
         starter.resolve(outcome.Value(me.pid))
         parent = me.parent
