@@ -12,7 +12,9 @@ __all__ = [
     "ExESDBError",
     "GrpcListenError",
     "InvalidArgument",
+    "StaleEpoch",
     "StorageError",
+    "StorageUnavailable",
     "StoreAlreadyStarted",
     "StoreLocked",
     "StoreNotFound",
@@ -147,3 +149,45 @@ class TlsConfigError(ExESDBError, ValueError):
 class GrpcListenError(ExESDBError):
     """The store's gRPC listener could not listen (the port in use, not permitted, or
     the TLS files unusable); the message names the store and the address."""
+
+
+class StorageUnavailable(StorageError):
+    """The database could not be reached, lost the connection or did not answer within
+    the backend's timeouts (``.detail`` says which).
+
+    A read that raises it returned nothing. A write that fails with it took no effect,
+    unless ``.outcome_unknown`` is True: the connection was lost while the transaction
+    was committing, so it may or may not be written (an idempotent re-send of an append
+    is safe). The backend reconnects on a later call once the database answers again.
+    """
+
+    retryable = True
+
+    def __init__(self, detail: str, outcome_unknown: bool = False) -> None:
+        message = f"the database is unavailable: {detail}"
+        if outcome_unknown:
+            message += " (the write's outcome is unknown: it may have been committed)"
+        super().__init__(message)
+        self.detail = detail
+        self.outcome_unknown = outcome_unknown
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.detail, self.outcome_unknown))
+
+
+class StaleEpoch(ExESDBError):
+    """A write fenced with leader epoch ``.epoch`` was refused because the store's
+    leader epoch is ``.current`` (held by ``.leader``): the writer is no longer the
+    leader. Nothing was written by the operation that failed with it."""
+
+    def __init__(self, epoch: int, current: int, leader: str) -> None:
+        super().__init__(
+            f"epoch: the write carries leader epoch {epoch}, the store's leader epoch is "
+            f"{current} (leader {leader!r}); it was refused and wrote nothing"
+        )
+        self.epoch = epoch
+        self.current = current
+        self.leader = leader
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.epoch, self.current, self.leader))

@@ -12,7 +12,7 @@ commit, so:
   election (which updates the row) waits for fenced writes in flight and every fenced
   write after it sees the new epoch;
 * a fenced write whose epoch is not the store's fails with
-  :class:`~exesdb.storage.errors.StaleEpoch` and changes nothing; the other operations of
+  :class:`~exesdb.errors.StaleEpoch` and changes nothing; the other operations of
   the same ``write`` are not affected.
 
 Epochs start at 0 (no leader, ``leader`` empty) and only grow; see
@@ -27,8 +27,7 @@ from typing import Any, Final
 
 import attrs
 
-from ..errors import InvalidArgument, StorageError
-from .errors import StaleEpoch
+from ..errors import InvalidArgument, StaleEpoch, StorageError
 from .ops import (
     Append,
     DeleteCheckpoint,
@@ -64,14 +63,14 @@ def _check_epoch_value(_: object, attribute: object, value: Any) -> None:
 @attrs.frozen
 class Fenced:
     """Write ``op`` only if the store's leader epoch is ``epoch`` (see the module
-    docstring). Its result is ``op``'s, or :class:`~exesdb.storage.errors.StaleEpoch`."""
+    docstring). Its result is ``op``'s, or :class:`~exesdb.errors.StaleEpoch`."""
 
     op: WriteOp = attrs.field(validator=_check_op)
     epoch: int = attrs.field(validator=_check_epoch_value)
 
 
 def check_epoch(epoch: int, current: int, leader: str) -> None:
-    """Raise :class:`~exesdb.storage.errors.StaleEpoch` unless ``epoch`` is ``current``."""
+    """Raise :class:`~exesdb.errors.StaleEpoch` unless ``epoch`` is ``current``."""
     if epoch != current:
         raise StaleEpoch(epoch, current, leader)
 

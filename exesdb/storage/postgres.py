@@ -32,7 +32,7 @@ store's head and advances it.
 Losing the database: calls fail promptly (``connect_timeout``, ``statement_timeout``,
 TCP keepalives, and for a server that is alive but hung a client-side deadline of twice
 ``statement_timeout``: :mod:`exesdb.storage.postgres_watchdog`) with
-:class:`~exesdb.storage.errors.StorageUnavailable`, a
+:class:`~exesdb.errors.StorageUnavailable`, a
 :class:`exesdb.StorageError` meant to be shown as :class:`exesdb.StoreUnavailable`
 (retryable); the backend reconnects on a later call once the database answers.
 Write operations that fail this way report it as their result; a write whose connection
@@ -40,7 +40,7 @@ was lost during COMMIT says its outcome is unknown.
 
 Leader fencing (:mod:`exesdb.storage.fencing`): :meth:`~PostgresBackend.write` also
 takes :class:`~exesdb.storage.fencing.Fenced` operations, refused with
-:class:`~exesdb.storage.errors.StaleEpoch` when their epoch is not the store's;
+:class:`~exesdb.errors.StaleEpoch` when their epoch is not the store's;
 :meth:`~PostgresBackend.advance_epoch` starts a new epoch.
 """
 
@@ -138,7 +138,7 @@ class PostgresBackend(Backend):
         or ``reader`` in ``pg_stat_activity``.
 
         Raises :class:`exesdb.InvalidArgument` for a bad argument,
-        :class:`~exesdb.storage.errors.StorageUnavailable` if the database cannot be
+        :class:`~exesdb.errors.StorageUnavailable` if the database cannot be
         reached in time, :class:`exesdb.StorageError` if the schema is not this store's.
         """
         if not isinstance(dsn, str):
@@ -205,7 +205,7 @@ class PostgresBackend(Backend):
         """As :meth:`exesdb.storage.Backend.write`; ``ops`` may include
         :class:`~exesdb.storage.fencing.Fenced` operations. An operation that fails
         because the database is out of reach has a
-        :class:`~exesdb.storage.errors.StorageUnavailable` result."""
+        :class:`~exesdb.errors.StorageUnavailable` result."""
         ops = list(ops)
         if not ops:
             return []
@@ -216,7 +216,7 @@ class PostgresBackend(Backend):
     async def advance_epoch(self, leader: str, expected: int | None = None) -> int:
         """Start the store's next leader epoch, held by ``leader`` (a name, e.g. the
         node's); return it. With ``expected``, only if the current epoch is ``expected``,
-        else raise :class:`~exesdb.storage.errors.StaleEpoch` (a compare-and-set for
+        else raise :class:`~exesdb.errors.StaleEpoch` (a compare-and-set for
         elections). Waits for fenced writes in flight; later ones need the new epoch."""
         leader = check_name(leader, "leader")
         if expected is not None:

@@ -13,7 +13,7 @@ Guarantees:
   its connection severed (:mod:`exesdb.storage.postgres_watchdog`). Nothing waits
   forever on a lost database.
 * **Errors**: a lost or unreachable database, a timeout, or a server that refuses
-  writes (a standby) is :class:`~exesdb.storage.errors.StorageUnavailable`; any other
+  writes (a standby) is :class:`~exesdb.errors.StorageUnavailable`; any other
   database error :class:`exesdb.StorageError`. Both name what was being done, and chain
   psycopg's exception.
 * **Reconnection**: a connection found broken is closed and forgotten, with every idle
@@ -33,8 +33,7 @@ import attrs
 import psycopg
 from psycopg import errors
 
-from ..errors import StorageError
-from .errors import StorageUnavailable
+from ..errors import StorageError, StorageUnavailable
 from .postgres_watchdog import deadline
 
 __all__ = ["Connector", "ReaderPool", "failure", "is_unavailable"]
@@ -61,7 +60,7 @@ def is_unavailable(exc: BaseException, conn: Conn | None = None) -> bool:
 def failure(exc: psycopg.Error, doing: str, conn: Conn | None = None, *,
             outcome_unknown: bool = False) -> StorageError:
     """The exesdb error for ``exc``, raised while ``doing``: a
-    :class:`~exesdb.storage.errors.StorageUnavailable` or a :class:`exesdb.StorageError`."""
+    :class:`~exesdb.errors.StorageUnavailable` or a :class:`exesdb.StorageError`."""
     text = str(exc).strip() or type(exc).__name__
     detail = f"{doing} failed: {type(exc).__name__}: {text}"
     error: StorageError
@@ -93,7 +92,7 @@ class Connector:
     def connect(self, role: str, *, reader: bool = False) -> Conn:
         """A new connection: for writes, not in autocommit mode; for reads
         (``reader``), in autocommit mode (each read is one statement) and read-only.
-        Raises :class:`~exesdb.storage.errors.StorageUnavailable` if it cannot be made."""
+        Raises :class:`~exesdb.errors.StorageUnavailable` if it cannot be made."""
         timeout_ms = max(1, round(self.statement_timeout * 1000))
         options = (f"-c statement_timeout={timeout_ms} "
                    f"-c idle_in_transaction_session_timeout={timeout_ms} "
@@ -143,7 +142,7 @@ class ReaderPool:
 
     def run(self, fn: Callable[[Conn], T], doing: str) -> T:
         """``fn(conn)`` on an idle (or new) read connection; raises :class:`exesdb.StorageError` (or
-        :class:`~exesdb.storage.errors.StorageUnavailable`) for database failures."""
+        :class:`~exesdb.errors.StorageUnavailable`) for database failures."""
         conn = self._acquire()
         try:
             with deadline(conn, self._connector.hang_timeout):

@@ -17,7 +17,7 @@ runs its operations in one transaction on the engine's connection (group commit)
   commit, and is dropped whenever a transaction fails.
 
 Failures: a lost database or a timeout fails every operation of the transaction with
-:class:`~exesdb.storage.errors.StorageUnavailable` (``outcome_unknown`` when the
+:class:`~exesdb.errors.StorageUnavailable` (``outcome_unknown`` when the
 connection was lost during COMMIT) and drops the connection, so the next call
 reconnects. Any other database error fails a one-operation transaction with
 :class:`exesdb.StorageError`; a shared transaction is then retried one operation per
@@ -33,10 +33,9 @@ from typing import Any, Final
 
 import psycopg
 
-from ..errors import ExESDBError, InvalidArgument, StorageError
+from ..errors import ExESDBError, InvalidArgument, StaleEpoch, StorageError, StorageUnavailable
 from . import records
 from .batch import StreamBatch, StreamState
-from .errors import StaleEpoch, StorageUnavailable
 from .fencing import Fenced, check_epoch, epoch_crc, verify_epoch
 from .ops import (
     Append,
@@ -291,7 +290,7 @@ class WriteEngine:
     def advance_epoch(self, leader: str, expected: int | None) -> int:
         """Set the store's leader epoch to the next one, held by ``leader``, in one
         transaction; with ``expected``, only if the epoch is ``expected`` now (else
-        :class:`~exesdb.storage.errors.StaleEpoch`). Returns the new epoch."""
+        :class:`~exesdb.errors.StaleEpoch`). Returns the new epoch."""
         conn = self._connection()
         self._committing = False
         try:

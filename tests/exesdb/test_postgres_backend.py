@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from exesdb import ANY, NO_STREAM, InvalidArgument, NewEvent, StorageError, StreamDeleted
+from exesdb.errors import StaleEpoch
 from exesdb.storage import Append, SaveCheckpoint, SaveSubscription
-from exesdb.storage.errors import StaleEpoch
 from exesdb.storage.fencing import Fenced
 from exesdb.storage.postgres import PostgresBackend
 from exesdb.storage.postgres_schema import schema_name
@@ -121,7 +121,7 @@ async def test_a_damaged_meta_table_is_refused(pg_server, pg_store_id):
 
 
 async def test_an_unreachable_database_fails_the_open_promptly(pg_server):
-    from exesdb.storage.errors import StorageUnavailable
+    from exesdb.errors import StorageUnavailable
 
     with trio.fail_after(10):
         with pytest.raises(StorageUnavailable, match="connecting to the database failed"):

@@ -11,8 +11,8 @@ import trio
 from psycopg import sql
 
 from exesdb import ANY, NO_STREAM, NewEvent, WrongExpectedVersion
+from exesdb.errors import StorageUnavailable
 from exesdb.storage import Append
-from exesdb.storage.errors import StorageUnavailable
 from exesdb.storage.postgres import PostgresBackend
 
 from .helpers import new_events

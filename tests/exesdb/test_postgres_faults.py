@@ -15,8 +15,8 @@ import trio
 
 import otp
 from exesdb import ANY, NO_STREAM, NewEvent, StorageError
+from exesdb.errors import StorageUnavailable
 from exesdb.storage import writer
-from exesdb.storage.errors import StorageUnavailable
 from exesdb.storage.postgres import PostgresBackend
 
 from ..pg_server import PostgresServer
