@@ -43,7 +43,7 @@ from ..systems.commits import commit_signal
 from ..systems.processes import StoreServer, StoreSupervisor
 from . import gossip_service
 from .auth import load_users, may_use
-from .groups import PersistentGroups
+from .groups.manager import PersistentGroups
 from .persistent_service import service as persistent_subscriptions
 from .rpc import Call, Method, RpcError, Service, StatusCode, User
 from .server import ServerConfig, TlsFiles, serve

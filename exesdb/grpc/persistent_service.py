@@ -12,7 +12,7 @@ consumer, while it takes the client's acks and nacks (of the events in flight to
 consumer: others' ids are ignored); a nack ``stop`` ends the call (OK). A filter's regex
 is RE2 syntax, matched in linear time (``INVALID_ARGUMENT`` naming ``filter...regex``
 otherwise). ``Update`` takes the settings and the start position (see
-:func:`exesdb.grpc.groups.update_group`). ``RestartSubsystem`` is for admins when the
+:func:`exesdb.grpc.groups.client.update_group`). ``RestartSubsystem`` is for admins when the
 server has users (``PERMISSION_DENIED`` "Access denied" otherwise). Event data that is
 JSON ``null`` is sent as ``null``, as the Streams service does.
 """
@@ -29,10 +29,12 @@ import trio
 from ..errors import ExESDBError, InvalidArgument
 from ..events import EventRecord
 from ..validation import check_name
-from . import groups
 from .convert import bad_request, event_payload, rpc_error, stream_name, uuid_from_proto
 from .convert import uuid_to_proto as _uuid_to_proto
-from .groups import ALL, Connection, GroupConfig, GroupFilter, GroupInfo, GroupSettings
+from .groups import client as groups
+from .groups.config import ALL, GroupConfig, GroupFilter, GroupSettings, subscription_name
+from .groups.ledger import NackAction
+from .groups.messages import Connection, ConsumerInfo, GroupInfo
 from .protos import persistent_pb2, shared_pb2
 from .rpc import Call, Method, RpcError, Service, StatusCode
 
@@ -40,7 +42,7 @@ __all__ = ["PREFIX", "service"]
 
 PREFIX: Final = "/event_store.client.persistent_subscriptions.PersistentSubscriptions/"
 _TICKS_PER_MS: Final = 10_000
-_NACK: Final = {
+_NACK: Final[dict[int, NackAction]] = {
     persistent_pb2.ReadReq.Nack.Unknown: "unknown",
     persistent_pb2.ReadReq.Nack.Park: "park",
     persistent_pb2.ReadReq.Nack.Retry: "retry",
@@ -57,7 +59,7 @@ def _group(name: str, stream: str) -> str:
     if not name:
         raise bad_request("options.group_name: must not be empty")
     try:
-        check_name(groups.subscription_name(stream, name), "options.group_name")
+        check_name(subscription_name(stream, name), "options.group_name")
     except InvalidArgument:
         raise bad_request(f"options.group_name: the stream and group names are too long "
                           f"({len(stream)} + {len(name)} characters)") from None
@@ -239,7 +241,7 @@ def _start_from(config: GroupConfig) -> str:
     return f"C:{value}/P:{value}" if config.is_all else str(value)
 
 
-def _connection(c: groups.ConsumerInfo) -> persistent_pb2.SubscriptionInfo.ConnectionInfo:
+def _connection(c: ConsumerInfo) -> persistent_pb2.SubscriptionInfo.ConnectionInfo:
     out = persistent_pb2.SubscriptionInfo.ConnectionInfo(
         username=c.connection.username, total_items=c.total_items,
         available_slots=c.available_slots, in_flight_messages=c.in_flight,
@@ -455,7 +457,7 @@ async def _take_acks(call: Call, consumer: groups.Consumer) -> None:
             action = _NACK.get(request.nack.action)
             if action is None:
                 raise bad_request(f"nack.action: unknown action {request.nack.action}")
-            await consumer.nack(_uuids(request.nack.ids, "nack.ids"), action,  # type: ignore[arg-type]
+            await consumer.nack(_uuids(request.nack.ids, "nack.ids"), action,
                                 request.nack.reason)
         else:
             raise bad_request("a ReadReq after the options must carry an ack or a nack")

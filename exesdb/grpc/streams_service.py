@@ -52,7 +52,7 @@ from ..storage.rules import check_delete
 from ..systems.commits import CommitSignal
 from . import convert, metadata
 from .convert import bad_request
-from .groups import CONFIG_STREAM, parked_stream
+from .groups.config import CONFIG_STREAM, parked_stream
 from .patterns import compile_filter
 from .protos import shared_pb2, streams_pb2
 from .rpc import Call, Method, RpcError, Service, StatusCode

@@ -1,7 +1,7 @@
-"""The bookkeeping of a persistent subscription group (:class:`exesdb.grpc.groups.Ledger`),
+"""The bookkeeping of a persistent subscription group (:class:`exesdb.grpc.groups.ledger.Ledger`),
 without I/O: dispatch per strategy, acks, nacks, timeouts, retries and parking, and the
 checkpoint, which never passes an event that is not done; and the reading of stored group
-settings (:meth:`exesdb.grpc.groups.GroupConfig.from_json`), which type-checks every
+settings (:meth:`exesdb.grpc.groups.config.GroupConfig.from_json`), which type-checks every
 field."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exesdb.grpc.groups import GroupConfig, GroupSettings, Ledger
+from exesdb.grpc.groups.config import GroupConfig, GroupSettings
+from exesdb.grpc.groups.ledger import Ledger
 
 
 def ledger(max_retry_count: int = 10, timeout: float = 0.0,

@@ -19,7 +19,7 @@ from kurrentdbclient.exceptions import NotFoundError
 
 from exesdb.constants import ANY
 from exesdb.events import NewEvent
-from exesdb.grpc.groups import CONFIG_EVENT_TYPE, CONFIG_STREAM
+from exesdb.grpc.groups.config import CONFIG_EVENT_TYPE, CONFIG_STREAM
 from exesdb.storage import SQLiteBackend
 
 from .conftest import Server, start_server

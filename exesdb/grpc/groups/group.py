@@ -1,0 +1,454 @@
+"""The process of one persistent subscription group (:class:`PersistentGroup`, a
+gen_server per group, registered per store under :func:`group_name`).
+
+It is the subscriber of the group's exesdb persistent subscription: it receives the
+subscription's events in order, dispatches them to the connected consumers (the ``Read``
+calls), tracks each event in flight with its retry count and message timeout, handles
+acks and nacks, parks events, replays parked events, and moves the checkpoint
+(``exesdb.gateway.ack_event``, cumulative) only up to the last event before which
+everything is acked, skipped, filtered out or parked: the bookkeeping is the pure
+:class:`~exesdb.grpc.groups.ledger.Ledger`, the I/O is here.
+
+It serves :data:`~exesdb.grpc.groups.messages.GroupRequest` and the cast
+:class:`~exesdb.grpc.groups.messages.Disconnect`. When the store is not ready it tries
+again every :data:`RETRY` seconds. An orderly stop drops its consumers (``UNAVAILABLE``),
+parks what is to be parked and stores the checkpoint of what is done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import itertools
+import json
+import logging
+from collections import deque
+from collections.abc import Iterable
+from typing import Any, Final, assert_never
+
+import attrs
+import trio
+
+import otp
+from otp import gen_server
+
+from ... import gateway
+from ...constants import END
+from ...errors import ExESDBError, StreamDeleted
+from ...events import EventRecord, NewEvent
+from ...naming import partition_name
+from ...options import StoreOptions
+from ...subscriptions import Events
+from ..rpc import RpcError
+from .config import ALL, GroupConfig, GroupSettings, parked_stream, subscription_name
+from .ledger import Entry, Ledger
+from .messages import (
+    Ack,
+    ApplySettings,
+    Connect,
+    Connection,
+    ConsumerInfo,
+    DeliveredEvent,
+    Delivery,
+    Disconnect,
+    Drop,
+    Dropped,
+    GetInfo,
+    GroupInfo,
+    GroupRequest,
+    Nack,
+    Pull,
+    ReplayParked,
+    Stopped,
+)
+from .rpc_errors import dropped, max_subscribers, not_found, restarting, unavailable
+
+__all__ = ["HARD_CHECKPOINT", "RETRY", "SHUTDOWN", "PersistentGroup", "group_name"]
+
+log: Final = logging.getLogger("exesdb.grpc.groups")
+
+HARD_CHECKPOINT: Final = 500
+"""Events done since the last checkpoint that force one whatever the settings say: the
+exesdb subscription delivers at most 1000 events past its stored position."""
+RETRY: Final = 0.2
+"""Seconds before a group tries again what the store could not do yet."""
+SHUTDOWN: Final = 10.0
+"""Seconds a group's orderly stop (parking, the last checkpoint) may take."""
+
+
+def group_name(store_id: str, stream: str, group: str) -> Any:
+    """The registered name of the group's process in ``store_id``."""
+    return partition_name(PersistentGroup, store_id, stream, group)
+
+
+@attrs.define(eq=False)
+class _Consumer:
+    """A connected consumer: who it is, the events sent to it that its next pull takes,
+    and its pull while it waits for some."""
+
+    connection: Connection
+    outbox: list[DeliveredEvent] = attrs.Factory(list)
+    waiting: gen_server.From | None = None
+
+
+class PersistentGroup(otp.GenServer):
+    """One group's process: see the module docstring. ``init(opts, config)``.
+
+    Serves the calls of :data:`~exesdb.grpc.groups.messages.GroupRequest` (a
+    :class:`~exesdb.grpc.groups.messages.Pull` is answered once the consumer has events,
+    is stopped or dropped) and the cast :class:`~exesdb.grpc.groups.messages.Disconnect`;
+    an unknown request ends it with ``ValueError``.
+    """
+
+    async def init(self, opts: StoreOptions, config: GroupConfig) -> Any:
+        otp.trap_exits(True)  # so that an orderly stop checkpoints (terminate)
+        self.opts = opts
+        self.store_id = opts.store_id
+        self.config = config
+        self.name = subscription_name(config.stream, config.group)
+        self.parked_stream = parked_stream(config.stream, config.group)
+        self.ledger = self._new_ledger(config.settings)
+        self.consumers: dict[int, _Consumer] = {}
+        self.ended: dict[int, Stopped | Dropped] = {}  # ended by the group: their pull's answer
+        self.ids = itertools.count(1)
+        self.started = False
+        self.start_retry_at: float | None = None
+        self.checkpoint: int | None = None
+        self.checkpoint_at = trio.current_time()
+        self.checkpoint_retry_at: float | None = None
+        self.park_retry_at: float | None = None
+        self.parked_last = -1  # the last event number of the parked stream
+        self.replayed_before = 0  # the parked stream's truncate-before
+        self.replay_next = 0  # the next parked event to queue for a replay
+        # the parked events queued for a replay, in order, with their entries (None for a
+        # link whose event is gone): the truncate-before passes one once it is done
+        self.replaying: deque[tuple[int, Entry | None]] = deque()
+        self.replay_done_before = 0  # the truncate-before the replayed events done allow
+        self.replay_retry_at: float | None = None
+        self.deleted = False
+        self.total = 0
+        return otp.Continue("start")
+
+    @staticmethod
+    def _new_ledger(settings: GroupSettings) -> Ledger:
+        return Ledger(settings.max_retry_count, settings.message_timeout_ms / 1000,
+                      settings.consumer_strategy)
+
+    # -- start -------------------------------------------------------------------------------
+    async def handle_continue(self, arg: Any) -> Any:
+        await self._start()
+        return await self._settle(no_reply=True)
+
+    async def _start(self) -> None:
+        """Load the checkpoint and the parked stream's state, then subscribe (again after
+        :data:`RETRY` s while the store is not ready)."""
+        config = self.config
+        selector = ALL if config.is_all else f"${config.stream}"
+        try:
+            for sub in await gateway.get_subscriptions(self.store_id):
+                if sub.name == self.name:
+                    self.checkpoint = sub.position
+            self.parked_last = await gateway.get_version(self.store_id, self.parked_stream)
+            self.replayed_before = await self._read_truncate_before()
+            self.replay_next = self.replayed_before
+            await gateway.save_subscription(self.store_id, "by_stream", selector, self.name,
+                                            config.start_from, otp.self())
+        except ExESDBError as exc:
+            log.debug("store %r: group %r not started yet: %s", self.store_id, self.name, exc)
+            self.start_retry_at = trio.current_time() + RETRY
+            return
+        self.started = True
+        self.start_retry_at = None
+
+    async def _read_truncate_before(self) -> int:
+        events = await gateway.get_events(self.store_id, f"${self.parked_stream}", END, 1,
+                                          "backward")
+        data = events[0].data if events else None
+        if isinstance(data, bytes):  # written by a client: JSON bytes
+            try:
+                data = json.loads(data)
+            except ValueError:
+                return 0
+        value = data.get("$tb") if isinstance(data, dict) else None
+        return value if isinstance(value, int) and value >= 0 else 0
+
+    # -- messages ----------------------------------------------------------------------------
+    async def handle_info(self, msg: Any) -> Any:
+        match msg:
+            case Events(subscription, events) if subscription == self.name:
+                await self._receive(events)
+            case otp.Exit():  # a linked process ended (exits are trapped, see init)
+                pass
+            case _ if msg is otp.TIMEOUT:  # something is due: _settle runs it
+                pass
+            case _:
+                return await super().handle_info(msg)
+        return await self._settle(no_reply=True)
+
+    async def _receive(self, events: Iterable[EventRecord]) -> None:
+        config = self.config
+        for record in events:
+            key = record.position if config.is_all else record.event_number
+            if self.ledger.last_key is not None and key <= self.ledger.last_key:
+                continue
+            event, link = record, None
+            if config.settings.resolve_links and record.event_type == "$>":
+                target = await self._resolve(record)
+                if target is not None:
+                    event, link = target, record
+            wanted = config.filter is None or config.filter.matches(record)
+            ack_id = (link or event).event_id
+            self.ledger.receive(key, ack_id, (event, link), event.stream_id, wanted, record)
+
+    async def _resolve(self, link: EventRecord) -> EventRecord | None:
+        """The event a link (``"<number>@<stream>"``) points to, None if it is gone."""
+        data = link.data
+        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
+        number, sep, stream = text.partition("@")
+        if not sep or not number.isdigit() or not stream:
+            return None
+        try:
+            found = await gateway.get_events(self.store_id, stream, int(number), 1)
+        except (StreamDeleted, ExESDBError):
+            return None
+        return found[0] if found and found[0].event_number == int(number) else None
+
+    async def handle_cast(self, msg: Any) -> Any:
+        match msg:
+            case Disconnect(cid):
+                await self._drop_consumer(cid, None)
+            case _:
+                return await super().handle_cast(msg)
+        return await self._settle(no_reply=True)
+
+    async def handle_call(self, request: Any, from_: gen_server.From) -> Any:
+        if not isinstance(request, GroupRequest):
+            raise ValueError(f"PersistentGroup: unknown request {request!r}")
+        reply: Any = None
+        match request:
+            case Pull(cid):
+                consumer = self.consumers.get(cid)
+                if consumer is None:
+                    ended = self.ended.pop(cid, None)
+                    reply = ended if ended is not None else Dropped(dropped(*self.config.key))
+                elif consumer.outbox:
+                    reply = Delivery(tuple(consumer.outbox))
+                    consumer.outbox = []
+                else:
+                    consumer.waiting = from_
+                    return await self._settle(no_reply=True)
+            case Ack(cid, ids):
+                self.ledger.ack(ids, cid)
+            case Nack(cid, ids, action, reason):
+                self.ledger.nack(ids, action, reason, cid)
+                if action == "stop":
+                    await self._drop_consumer(cid, Stopped())
+            case Connect(connection, buffer_size):
+                reply = self._connect(connection, buffer_size)
+            case GetInfo():
+                reply = self._info()
+            case ApplySettings(settings):
+                self._apply(settings)
+            case ReplayParked(stop_at):
+                reply = await self._replay(stop_at)
+            case Drop():  # the group is being deleted
+                self.deleted = True
+                for cid in list(self.consumers):
+                    await self._drop_consumer(cid, Dropped(not_found(*self.config.key)))
+            case _:
+                assert_never(request)
+        return await self._settle(reply=reply)
+
+    def _connect(self, connection: Connection, buffer_size: int) -> int | RpcError:
+        limit = self.config.settings.max_subscriber_count
+        if limit and len(self.consumers) >= limit:
+            return max_subscribers(*self.config.key)
+        cid = next(self.ids)
+        self.consumers[cid] = _Consumer(connection)
+        self.ledger.connect(cid, buffer_size)
+        return cid
+
+    async def _drop_consumer(self, cid: int, ending: Stopped | Dropped | None) -> None:
+        """End consumer ``cid``: its events in flight are retried; its pull gets
+        ``ending`` (None: it left by itself)."""
+        consumer = self.consumers.pop(cid, None)
+        if consumer is None:
+            return
+        self.ledger.disconnect(cid)
+        if ending is None:
+            return
+        if consumer.waiting is not None:
+            gen_server.reply(consumer.waiting, ending)
+        else:
+            self.ended[cid] = ending
+
+    def _apply(self, settings: GroupSettings) -> None:
+        self.config = attrs.evolve(self.config, settings=settings)
+        ledger = self.ledger
+        ledger.max_retry_count = settings.max_retry_count
+        ledger.message_timeout = settings.message_timeout_ms / 1000
+        ledger.strategy = settings.consumer_strategy
+
+    # -- replay of parked events --------------------------------------------------------------
+    async def _replay(self, stop_at: int | None) -> RpcError | None:
+        """Queue the parked events not queued yet (at most ``stop_at`` of them) ahead of
+        new ones. They stay in the parked stream: its truncate-before passes each only once
+        it is acked, skipped or parked again (:meth:`_pass_replayed`), so that a stop or a
+        crash before then leaves it parked, to be replayed again."""
+        start = self.replay_next
+        queued = 0
+        try:
+            while stop_at is None or queued < stop_at:
+                count = 500 if stop_at is None else min(500, stop_at - queued)
+                batch = await gateway.get_events(self.store_id, self.parked_stream, start,
+                                                 count)
+                for link in batch:
+                    if link.event_number < self.replay_next:
+                        continue
+                    target = await self._resolve(link)
+                    entry = None
+                    if target is not None:
+                        entry = self.ledger.add_replayed(link.event_id, (target, link),
+                                                         target.stream_id)
+                    self.replaying.append((link.event_number, entry))
+                    self.replay_next = link.event_number + 1
+                    queued += 1
+                    if stop_at is not None and queued >= stop_at:
+                        break
+                if len(batch) < count:
+                    break
+                start = batch[-1].event_number + 1
+        except ExESDBError as exc:
+            return unavailable(str(exc))
+        return None
+
+    async def _pass_replayed(self) -> None:
+        """Move the parked stream's truncate-before past the replayed events that are
+        done (up to the first that is not)."""
+        replaying = self.replaying
+        while replaying and (replaying[0][1] is None or replaying[0][1].state == "done"):
+            self.replay_done_before = replaying.popleft()[0] + 1
+        before = self.replay_done_before
+        if before <= self.replayed_before or self.deleted or (
+                self.replay_retry_at is not None
+                and trio.current_time() < self.replay_retry_at):
+            return
+        try:
+            await gateway.append_events(self.store_id, f"${self.parked_stream}",
+                                        [NewEvent("$metadata", {"$tb": before})])
+        except ExESDBError as exc:
+            log.warning("store %r: group %r: replayed parked events not marked yet: %s",
+                        self.store_id, self.name, exc)
+            self.replay_retry_at = trio.current_time() + RETRY
+            return
+        self.replay_retry_at = None
+        self.replayed_before = before
+
+    # -- the loop ----------------------------------------------------------------------------
+    async def _settle(self, reply: Any = None, no_reply: bool = False) -> Any:
+        """Run what is due (timeouts, parking, dispatch, checkpoint), answer the waiting
+        consumers, and return the directive with the time until the next due work."""
+        now = trio.current_time()
+        if not self.started and self.start_retry_at is not None and now >= self.start_retry_at:
+            await self._start()
+        self.ledger.expire(now)
+        await self._park()
+        await self._pass_replayed()
+        for cid, entry in self.ledger.dispatch(now):
+            event, link = entry.item
+            self.consumers[cid].outbox.append((event, link, entry.retry_count))
+            self.total += 1
+        for consumer in self.consumers.values():
+            if consumer.waiting is not None and consumer.outbox:
+                gen_server.reply(consumer.waiting, Delivery(tuple(consumer.outbox)))
+                consumer.waiting, consumer.outbox = None, []
+        await self._checkpoint(now)
+        timeout = self._timeout()
+        if no_reply:
+            return otp.NoReply(timeout=timeout)
+        return otp.Reply(reply, timeout=timeout)
+
+    def _timeout(self) -> float | None:
+        now = trio.current_time()
+        due = [t for t in (self.ledger.next_deadline(), self.start_retry_at,
+                           self.checkpoint_retry_at, self.park_retry_at,
+                           self.replay_retry_at) if t is not None]
+        settings = self.config.settings
+        if self.ledger.since_checkpoint and self.ledger.since_checkpoint >= max(
+                1, settings.min_checkpoint_count):
+            due.append(self.checkpoint_at + settings.checkpoint_after_ms / 1000)
+        return max(min(due) - now, 0.0) if due else None
+
+    async def _park(self) -> None:
+        """Write the events to park as links to the parked stream (in one append)."""
+        entries = list(self.ledger.parking)
+        if not entries or (self.park_retry_at is not None
+                           and trio.current_time() < self.park_retry_at):
+            return
+        added = _dt.datetime.now(_dt.UTC).isoformat()
+        links = []
+        for entry in entries:
+            event = entry.item[0]
+            links.append(NewEvent("$>", f"{event.event_number}@{event.stream_id}".encode(),
+                                  {"Added": added, "Reason": entry.reason,
+                                   "SubscriptionEventNumber": entry.key}))
+        try:
+            self.parked_last = await gateway.append_events(self.store_id, self.parked_stream,
+                                                           links)
+        except ExESDBError as exc:
+            log.warning("store %r: group %r: events not parked yet: %s", self.store_id,
+                        self.name, exc)
+            self.park_retry_at = trio.current_time() + RETRY
+            return
+        self.park_retry_at = None
+        for entry in entries:
+            self.ledger.parked(entry)
+
+    async def _checkpoint(self, now: float, force: bool = False) -> None:
+        """Acknowledge the safe key to exesdb when the checkpoint settings say so."""
+        ledger = self.ledger
+        count = ledger.since_checkpoint
+        if not count or ledger.safe_anchor is None or not self.started or self.deleted:
+            return
+        if self.checkpoint_retry_at is not None and now < self.checkpoint_retry_at and not force:
+            return
+        settings = self.config.settings
+        due = (force or count >= min(settings.max_checkpoint_count, HARD_CHECKPOINT)
+               or (count >= max(1, settings.min_checkpoint_count)
+                   and now - self.checkpoint_at >= settings.checkpoint_after_ms / 1000))
+        if not due:
+            return
+        try:
+            await gateway.ack_event(self.store_id, self.name, otp.self(), ledger.safe_anchor)
+        except (ExESDBError, otp.OTPError) as exc:
+            log.warning("store %r: group %r: checkpoint not stored yet: %s", self.store_id,
+                        self.name, exc)
+            self.checkpoint_retry_at = now + RETRY
+            return
+        self.checkpoint_retry_at = None
+        self.checkpoint = ledger.safe_key
+        self.checkpoint_at = now
+        ledger.checkpointed()
+
+    def _info(self) -> GroupInfo:
+        ledger = self.ledger
+        connections = tuple(
+            ConsumerInfo(c.connection, ledger.consumers[cid].total,
+                         len(ledger.consumers[cid].in_flight), ledger.free(cid))
+            for cid, c in self.consumers.items() if cid in ledger.consumers)
+        if not self.started:
+            status = "NotReady"
+        elif ledger.retry and any(e.key is None for e in ledger.retry):
+            status = "ReplayingParkedMessages"
+        else:
+            status = "Live"
+        return GroupInfo(self.config, status, connections, self.total, self.checkpoint,
+                         ledger.last_key, ledger.waiting, ledger.retrying, len(ledger.flight),
+                         max(self.parked_last - self.replayed_before + 1, 0))
+
+    async def terminate(self, reason: Any) -> None:
+        for cid in list(self.consumers):
+            await self._drop_consumer(cid, Dropped(restarting(*self.config.key)))
+        with contextlib.suppress(Exception):  # best effort: the next start delivers again
+            await self._park()
+            await self._checkpoint(trio.current_time(), force=True)

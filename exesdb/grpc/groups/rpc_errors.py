@@ -1,0 +1,56 @@
+"""The errors the persistent subscription groups answer with: each an
+:class:`exesdb.grpc.rpc.RpcError` with the status, message and trailers KurrentDB's server
+sends, so that its clients raise their usual exceptions."""
+
+from __future__ import annotations
+
+from ..rpc import RpcError, StatusCode
+
+__all__ = ["dropped", "exists", "invalid", "max_subscribers", "not_found", "restarting",
+           "unavailable"]
+
+
+def invalid(message: str) -> RpcError:
+    """``INVALID_ARGUMENT``: ``message`` names the field that is wrong."""
+    return RpcError(StatusCode.INVALID_ARGUMENT, message)
+
+
+def not_found(stream: str, group: str) -> RpcError:
+    """``NOT_FOUND``: there is no group ``group`` on ``stream``."""
+    return RpcError(StatusCode.NOT_FOUND,
+                    f"Subscription group {group} on stream {stream} does not exist.",
+                    {"exception": "persistent-subscription-does-not-exist",
+                     "stream-name": stream, "group-name": group})
+
+
+def exists(stream: str, group: str) -> RpcError:
+    """``ALREADY_EXISTS``: a group ``group`` on ``stream`` exists already."""
+    return RpcError(StatusCode.ALREADY_EXISTS,
+                    f"Subscription group {group} on stream {stream} exists.",
+                    {"exception": "persistent-subscription-exists",
+                     "stream-name": stream, "group-name": group})
+
+
+def max_subscribers(stream: str, group: str) -> RpcError:
+    """``FAILED_PRECONDITION``: the group has its maximum of consumers."""
+    return RpcError(StatusCode.FAILED_PRECONDITION,
+                    f"Maximum subscriptions reached for subscription group {group} on stream "
+                    f"{stream}.", {"exception": "maximum-subscribers-reached",
+                                   "stream-name": stream, "group-name": group})
+
+
+def restarting(stream: str, group: str) -> RpcError:
+    """``UNAVAILABLE``: the group's process is stopping or not running (yet)."""
+    return RpcError(StatusCode.UNAVAILABLE,
+                    f"Subscription group {group} on stream {stream} is restarting.")
+
+
+def dropped(stream: str, group: str) -> RpcError:
+    """``CANCELLED``: the group no longer knows the consumer that asks."""
+    return RpcError(StatusCode.CANCELLED,
+                    f"Subscription group {group} on stream {stream} was dropped.")
+
+
+def unavailable(detail: str) -> RpcError:
+    """``UNAVAILABLE`` "Server Is Not Ready", with ``detail``."""
+    return RpcError(StatusCode.UNAVAILABLE, f"Server Is Not Ready: {detail}")
