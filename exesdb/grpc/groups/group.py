@@ -12,12 +12,13 @@ everything is acked, skipped, filtered out or parked: the bookkeeping is the pur
 It serves :data:`~exesdb.grpc.groups.messages.GroupRequest` and the cast
 :class:`~exesdb.grpc.groups.messages.Disconnect`. When the store is not ready it tries
 again every :data:`RETRY` seconds. An orderly stop drops its consumers (``UNAVAILABLE``),
-parks what is to be parked and stores the checkpoint of what is done.
+parks what is to be parked and stores the checkpoint of what is done; a parking failure
+then is logged and does not keep the checkpoint from being stored (the events not parked
+are behind it, so they are delivered again when the group starts).
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import itertools
 import json
@@ -380,10 +381,26 @@ class PersistentGroup(otp.GenServer):
         return max(min(due) - now, 0.0) if due else None
 
     async def _park(self) -> None:
-        """Write the events to park as links to the parked stream (in one append)."""
+        """Park the events to park, unless a failed try asked to wait until
+        :attr:`park_retry_at`; a failure of the store is logged and tried again after
+        :data:`RETRY` s."""
+        if not self.ledger.parking or (self.park_retry_at is not None
+                                       and trio.current_time() < self.park_retry_at):
+            return
+        try:
+            await self._write_parked()
+        except ExESDBError as exc:
+            log.warning("store %r: group %r: events not parked yet: %s", self.store_id,
+                        self.name, exc)
+            self.park_retry_at = trio.current_time() + RETRY
+            return
+        self.park_retry_at = None
+
+    async def _write_parked(self) -> None:
+        """Write the events to park as links to the parked stream (in one append); they
+        are then done. Raises what the store raises."""
         entries = list(self.ledger.parking)
-        if not entries or (self.park_retry_at is not None
-                           and trio.current_time() < self.park_retry_at):
+        if not entries:
             return
         added = _dt.datetime.now(_dt.UTC).isoformat()
         links = []
@@ -392,15 +409,8 @@ class PersistentGroup(otp.GenServer):
             links.append(NewEvent("$>", f"{event.event_number}@{event.stream_id}".encode(),
                                   {"Added": added, "Reason": entry.reason,
                                    "SubscriptionEventNumber": entry.key}))
-        try:
-            self.parked_last = await gateway.append_events(self.store_id, self.parked_stream,
-                                                           links)
-        except ExESDBError as exc:
-            log.warning("store %r: group %r: events not parked yet: %s", self.store_id,
-                        self.name, exc)
-            self.park_retry_at = trio.current_time() + RETRY
-            return
-        self.park_retry_at = None
+        self.parked_last = await gateway.append_events(self.store_id, self.parked_stream,
+                                                       links)
         for entry in entries:
             self.ledger.parked(entry)
 
@@ -447,8 +457,26 @@ class PersistentGroup(otp.GenServer):
                          max(self.parked_last - self.replayed_before + 1, 0))
 
     async def terminate(self, reason: Any) -> None:
+        """Drop the consumers (``UNAVAILABLE``), park what is to be parked, then store the
+        checkpoint of what is done. Each step is tried whatever became of the one before,
+        and a failure is logged: what is neither parked nor checkpointed is delivered again
+        when the group starts."""
         for cid in list(self.consumers):
             await self._drop_consumer(cid, Dropped(restarting(*self.config.key)))
-        with contextlib.suppress(Exception):  # best effort: the next start delivers again
-            await self._park()
+        count = len(self.ledger.parking)
+        try:
+            await self._write_parked()  # now, whatever a failed try before asked
+        except ExESDBError as exc:
+            log.warning("store %r: group %r: %d events not parked before the group stopped "
+                        "(delivered again when it starts): %s", self.store_id, self.name,
+                        count, exc)
+        except Exception:
+            log.exception("store %r: group %r: %d events not parked before the group "
+                          "stopped (delivered again when it starts)", self.store_id,
+                          self.name, count)
+        try:
             await self._checkpoint(trio.current_time(), force=True)
+        except Exception:
+            log.exception("store %r: group %r: checkpoint not stored before the group "
+                          "stopped (what was done since the last one is delivered again)",
+                          self.store_id, self.name)
