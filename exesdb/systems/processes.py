@@ -27,9 +27,15 @@ class StoreServer(otp.GenServer):
     ``init(self, opts)`` receives the store's :class:`StoreOptions`.
     """
 
-    shutdown: ClassVar[float | str] = 10.0
-    """How long the supervisor waits for it on shutdown (ExESDB's 10_000 ms)."""
-    restart: ClassVar[str] = "permanent"
+    child_shutdown: ClassVar[float | str] = 10.0
+    """How long the supervisor waits for it on shutdown (ExESDB's 10_000 ms): the
+    ``shutdown`` :meth:`child_spec` gives by default, as for any :class:`otp.GenServer`."""
+
+    @property
+    def shutdown(self) -> float | str:
+        """The same value as :attr:`child_shutdown`, under the name
+        :class:`exesdb.grpc.listener.GrpcGateway` reads (not a second setting)."""
+        return self.child_shutdown
 
     @classmethod
     async def start_link(cls, opts: StoreOptions) -> otp.Pid:
@@ -40,9 +46,9 @@ class StoreServer(otp.GenServer):
 
     @classmethod
     def child_spec(cls, opts: StoreOptions, **overrides: Any) -> ChildSpec:  # type: ignore[override]
-        """The child spec that starts this process with :meth:`start_link`."""
-        overrides.setdefault("shutdown", cls.shutdown)
-        overrides.setdefault("restart", cls.restart)
+        """The child spec that starts this process with :meth:`start_link` (``shutdown``
+        :attr:`child_shutdown` unless ``overrides`` say otherwise)."""
+        overrides.setdefault("shutdown", cls.child_shutdown)
         return _store_child_spec(cls, opts, overrides)
 
     async def init(self, opts: StoreOptions) -> Any:
