@@ -1,17 +1,24 @@
 """The bookkeeping of a persistent subscription group (:class:`exesdb.grpc.groups.ledger.Ledger`),
 without I/O: dispatch per strategy, acks, nacks, timeouts, retries and parking, and the
-checkpoint, which never passes an event that is not done; and the reading of stored group
-settings (:meth:`exesdb.grpc.groups.config.GroupConfig.from_json`), which type-checks every
-field."""
+checkpoint, which never passes an event that is not done; its properties under any
+interleaving of what can happen to a group (every event in exactly one place, nothing
+settled twice, retries within the maximum); and the reading of stored group settings
+(:meth:`exesdb.grpc.groups.config.GroupConfig.from_json`), which type-checks every field."""
 
 from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from exesdb.grpc.groups.config import GroupConfig, GroupSettings
-from exesdb.grpc.groups.ledger import Ledger
+from exesdb.grpc.groups.ledger import Entry, Ledger, NackAction
 
 
 def ledger(max_retry_count: int = 10, timeout: float = 0.0,
@@ -257,6 +264,185 @@ def test_a_consumer_settles_only_the_events_in_flight_to_itself():
     assert set(book.flight) == {"id0", "id1"}
     book.ack(["id1"], cid=2)
     assert set(book.flight) == {"id0"}
+
+
+# -- the ledger under any interleaving (hypothesis' stateful testing) --------------------------
+
+
+class TheLedgerUnderAnyInterleaving(RuleBasedStateMachine):
+    """Events arriving (some filtered out, some twice), consumers joining and leaving,
+    acks and nacks of any id by any consumer, time passing, parking completing and
+    checkpoints being stored, in any order; after every step:
+
+    * every event is in exactly one place: waiting, in flight to one consumer (within its
+      buffer), to be parked, or done (acked, skipped, filtered out or parked);
+    * nothing is settled twice: a done event stays done, and an ack or nack of an id not
+      in flight to that consumer changes nothing;
+    * retries never exceed ``max_retry_count``: no event is sent more than
+      ``max_retry_count + 1`` times, and one that failed that often is to be parked;
+    * the checkpoint never passes an event not done, never goes back, and counts every
+      event once.
+    """
+
+    @initialize(max_retry=st.integers(0, 3),
+                strategy=st.sampled_from(["RoundRobin", "DispatchToSingle", "Pinned"]))
+    def a_group(self, max_retry: int, strategy: str) -> None:
+        self.max_retry = max_retry
+        self.book = ledger(max_retry, timeout=1.0, strategy=strategy)
+        self.entries: dict[int, Entry | None] = {}  # None: done and checkpointable at once
+        self.sent: Counter[int] = Counter()
+        self.to_park: list[Entry] = []
+        self.now = 0.0
+        self.counted = 0  # events the stored checkpoints counted
+        self.done_before: set[int] = set()
+        self.safe_before: int | None = None
+
+    # -- what happens ----------------------------------------------------------------------
+    @rule(n=st.integers(1, 4), wanted=st.booleans())
+    def events_arrive(self, n: int, wanted: bool) -> None:
+        for _ in range(n):
+            key = len(self.entries)
+            assert self.book.receive(key, f"id{key}", key, f"s{key % 2}", wanted, key)
+            window = self.book.window
+            self.entries[key] = window[-1] if window and window[-1].key == key else None
+
+    @precondition(lambda self: self.entries)
+    @rule(data=st.data())
+    def an_event_arrives_again(self, data: st.DataObject) -> None:
+        key = data.draw(st.sampled_from(sorted(self.entries)))
+        with self.unchanged():
+            assert not self.book.receive(key, f"id{key}", key, "s0", True, key)
+
+    @rule(cid=st.integers(1, 3), buffer_size=st.integers(1, 4))
+    def a_consumer_joins(self, cid: int, buffer_size: int) -> None:
+        if cid not in self.book.consumers:
+            self.book.connect(cid, buffer_size)
+
+    @rule(cid=st.integers(1, 3))
+    def a_consumer_leaves(self, cid: int) -> None:
+        self.to_park += self.book.disconnect(cid)
+
+    @rule()
+    def the_group_dispatches(self) -> None:
+        for _, entry in self.book.dispatch(self.now):
+            assert entry.key is not None
+            self.sent[entry.key] += 1
+
+    @precondition(lambda self: self.entries)
+    @rule(data=st.data(), cid=st.integers(1, 3))
+    def a_consumer_acks(self, data: st.DataObject, cid: int) -> None:
+        key = data.draw(st.sampled_from(sorted(self.entries)))
+        if self.holds(cid, key):
+            self.book.ack([f"id{key}"], cid)
+            assert self.state(key) == "done"
+        else:
+            with self.unchanged():
+                self.book.ack([f"id{key}"], cid)
+
+    @precondition(lambda self: self.entries)
+    @rule(data=st.data(), cid=st.integers(1, 3),
+          action=st.sampled_from(["unknown", "park", "retry", "skip", "stop"]))
+    def a_consumer_nacks(self, data: st.DataObject, cid: int, action: NackAction) -> None:
+        key = data.draw(st.sampled_from(sorted(self.entries)))
+        if self.holds(cid, key) or action == "stop":
+            self.to_park += self.book.nack([f"id{key}"], action, "", cid)
+        else:
+            with self.unchanged():
+                assert self.book.nack([f"id{key}"], action, "", cid) == []
+
+    @rule(seconds=st.floats(0.0, 3.0))
+    def time_passes(self, seconds: float) -> None:
+        self.now += seconds
+        self.to_park += self.book.expire(self.now)
+
+    @rule()
+    def parking_completes(self) -> None:
+        for entry in self.to_park:
+            self.book.parked(entry)
+        self.to_park = []
+
+    @rule()
+    def a_checkpoint_is_stored(self) -> None:
+        self.counted += self.book.since_checkpoint
+        self.book.checkpointed()
+
+    # -- what always holds ----------------------------------------------------------------
+    @invariant()
+    def every_event_is_in_exactly_one_place(self) -> None:
+        book = self.book
+        for key, entry in self.entries.items():
+            if entry is None:
+                continue
+            queued = sum(1 for e in (*book.ready, *book.retry) if e is entry)
+            holders = [cid for cid, slot in book.consumers.items()
+                       if any(e is entry for e in slot.in_flight.values())]
+            parking = sum(1 for e in book.parking if e is entry)
+            in_flight = book.flight.get(f"id{key}") is entry
+            if entry.state == "ready":
+                assert (queued >= 1, holders, parking, in_flight) == (True, [], 0, False)
+            elif entry.state == "flight":
+                assert (holders, parking, in_flight) == ([entry.consumer], 0, True)
+            elif entry.state == "parking":
+                assert (holders, parking, in_flight) == ([], 1, False)
+            else:
+                assert (holders, parking, in_flight) == ([], 0, False)
+        for slot in book.consumers.values():
+            assert len(slot.in_flight) <= slot.buffer_size
+
+    @invariant()
+    def nothing_done_is_undone(self) -> None:
+        done = {key for key in self.entries if self.state(key) == "done"}
+        assert done >= self.done_before
+        self.done_before = done
+
+    @invariant()
+    def retries_never_exceed_the_maximum(self) -> None:
+        for key, entry in self.entries.items():
+            assert self.sent[key] <= self.max_retry + 1
+            if entry is not None:
+                assert entry.retry_count <= self.max_retry
+                if entry.state == "parking" and entry.reason.endswith("retry count reached"):
+                    assert entry.retry_count == self.max_retry
+
+    @invariant()
+    def the_checkpoint_passes_only_done_events_once_each(self) -> None:
+        safe = self.book.safe_key
+        if safe is None:
+            assert self.safe_before is None and self.counted + self.book.since_checkpoint == 0
+            return
+        assert self.safe_before is None or safe >= self.safe_before
+        self.safe_before = safe
+        assert all(self.state(key) == "done" for key in range(safe + 1))
+        assert self.counted + self.book.since_checkpoint == safe + 1
+
+    # -- helpers ---------------------------------------------------------------------------
+    def state(self, key: int) -> str:
+        entry = self.entries[key]
+        return "done" if entry is None else entry.state
+
+    def holds(self, cid: int, key: int) -> bool:
+        entry = self.entries[key]
+        return entry is not None and entry.state == "flight" and entry.consumer == cid
+
+    @contextlib.contextmanager
+    def unchanged(self) -> Iterator[None]:
+        """The block changes nothing in the ledger that this machine can see."""
+        before = self.snapshot()
+        yield
+        assert self.snapshot() == before
+
+    def snapshot(self) -> tuple[Any, ...]:
+        book = self.book
+        return (
+            {k: None if e is None else (e.state, e.consumer, e.retry_count, e.deadline)
+             for k, e in self.entries.items()},
+            book.safe_key, book.since_checkpoint, book.last_key,
+            {cid: sorted(slot.in_flight, key=str) for cid, slot in book.consumers.items()},
+            [e.key for e in book.ready], [e.key for e in book.retry],
+            [e.key for e in book.parking])
+
+
+TestTheLedgerUnderAnyInterleaving = TheLedgerUnderAnyInterleaving.TestCase
 
 
 # -- the stored settings -----------------------------------------------------------------------
