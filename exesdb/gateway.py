@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-from collections.abc import AsyncIterator, Hashable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import trio
@@ -33,7 +33,22 @@ from .options import StoreOptions, validate_store_id
 from .storage.ops import Append, DeleteSnapshot, DeleteStream, RecordSnapshot
 from .subscriptions import TRANSIENT, Events, Subscription, validate
 from .systems import system_name
-from .systems.gateway import gateway_worker_name
+from .systems.gateway import GatewayRequest, Route, ToTracker, gateway_worker_name
+from .systems.notification.leader import (
+    AckEvent,
+    Detach,
+    ListSubscriptions,
+    Subscribe,
+    Unsubscribe,
+)
+from .systems.persistence import (
+    ListSnapshots,
+    ListStreams,
+    ReadAll,
+    ReadSnapshot,
+    ReadStream,
+    StreamVersion,
+)
 from .systems.pubsub import pubsub_name
 from .systems.store import Store, StoreInfo, node_stores, registered_stores
 from .validation import (
@@ -104,12 +119,15 @@ def _gateway_worker(store_id: str, size: int) -> otp.Pid:
     raise StoreUnavailable(store_id, "no gateway worker is running")
 
 
-async def _request(store_id: str, target: str, key: Hashable, payload: Any) -> Any:
-    """Send ``payload`` to the worker of ``key`` through a gateway worker of the store."""
+async def _request(store_id: str, request: GatewayRequest) -> Any:
+    """Send ``request`` through a gateway worker of the store (every call of this module
+    goes through here) and return the reply; an error of the store is raised, and a
+    gateway worker that is gone or does not answer within the store's ``timeout`` raises
+    :class:`exesdb.StoreUnavailable`."""
     opts = _store(store_id)
     worker = _gateway_worker(store_id, opts.gateway_pool_size)
     try:
-        result = await otp.gen_server.call(worker, (target, key, payload), opts.timeout_s)
+        result = await otp.gen_server.call(worker, request, opts.timeout_s)
     except (otp.NoProc, otp.ServerExited, otp.CallTimeout) as exc:
         raise StoreUnavailable(store_id, str(exc)) from None
     if isinstance(result, ExESDBError):
@@ -128,7 +146,7 @@ async def append_events(
     version (the number of the last event written). Raises
     :class:`exesdb.WrongExpectedVersion` or :class:`exesdb.StreamDeleted`."""
     op = Append(stream_id, expected_version, events)
-    version: int = await _request(store_id, "stream_writer", op.stream_id, op)
+    version: int = await _request(store_id, Route("stream_writer", op.stream_id, op))
     return version
 
 
@@ -139,10 +157,10 @@ async def get_events(
     """At most ``count`` events of ``stream_id`` from ``start_version`` (included); a
     missing stream reads as empty."""
     stream_id = check_stream_id(stream_id)
-    args = (stream_id, check_start(start_version), check_count(count),
-            check_direction(direction))
-    result: list[EventRecord] = await _request(store_id, "stream_reader", stream_id,
-                                               ("read_stream", *args))
+    read = ReadStream(stream_id, check_start(start_version), check_count(count),
+                      check_direction(direction))
+    result: list[EventRecord] = await _request(store_id,
+                                               Route("stream_reader", stream_id, read))
     return result
 
 
@@ -186,25 +204,24 @@ async def read_all(
     (included)."""
     if filter is not None and not isinstance(filter, Filter):
         raise InvalidArgument(f"filter: must be an exesdb.Filter or None, got {filter!r}")
-    args = (check_start(from_position, "from_position"), check_count(count),
-            check_direction(direction), filter)
-    result: list[EventRecord] = await _request(store_id, "stream_reader", _ALL,
-                                               ("read_all", *args))
+    read = ReadAll(check_start(from_position, "from_position"), check_count(count),
+                   check_direction(direction), filter)
+    result: list[EventRecord] = await _request(store_id, Route("stream_reader", _ALL, read))
     return result
 
 
 async def get_streams(store_id: str) -> list[str]:
     """The ids of the streams that have visible events, sorted."""
-    result: list[str] = await _request(store_id, "stream_reader", _STREAMS,
-                                       ("list_streams",))
+    result: list[str] = await _request(store_id,
+                                       Route("stream_reader", _STREAMS, ListStreams()))
     return result
 
 
 async def get_version(store_id: str, stream_id: str) -> int:
     """The number of the stream's last event; -1 for a missing or soft-deleted stream."""
     stream_id = check_stream_id(stream_id)
-    result: int = await _request(store_id, "stream_reader", stream_id,
-                                 ("stream_version", stream_id))
+    result: int = await _request(store_id, Route("stream_reader", stream_id,
+                                                 StreamVersion(stream_id)))
     return result
 
 
@@ -214,7 +231,7 @@ async def delete_stream(
     """Delete ``stream_id``: soft (reads as missing; a later append continues its
     numbering) or ``hard`` (gone for good). Its events stay in ``$all``."""
     op = DeleteStream(stream_id, expected_version, hard)
-    await _request(store_id, "stream_writer", op.stream_id, op)
+    await _request(store_id, Route("stream_writer", op.stream_id, op))
 
 
 # -- snapshots -------------------------------------------------------------------------------
@@ -227,7 +244,7 @@ async def record_snapshot(
     """Record the snapshot of (source, stream) at ``version``; durable when it returns
     (recording a version again replaces it)."""
     op = RecordSnapshot(source_uuid, stream_uuid, version, record, metadata)
-    await _request(store_id, "snapshot_writer", (op.source_uuid, op.stream_uuid), op)
+    await _request(store_id, Route("snapshot_writer", (op.source_uuid, op.stream_uuid), op))
 
 
 async def read_snapshot(
@@ -239,9 +256,9 @@ async def read_snapshot(
     stream_uuid = check_name(stream_uuid, "stream_uuid")
     if version is not None:
         version = check_version(version)
-    result: Snapshot | None = await _request(
-        store_id, "snapshot_reader", (source_uuid, stream_uuid),
-        ("read_snapshot", source_uuid, stream_uuid, version))
+    result: Snapshot | None = await _request(store_id, Route(
+        "snapshot_reader", (source_uuid, stream_uuid),
+        ReadSnapshot(source_uuid, stream_uuid, version)))
     return result
 
 
@@ -250,7 +267,7 @@ async def delete_snapshot(
 ) -> None:
     """Delete the snapshot of (source, stream) at ``version``, if any."""
     op = DeleteSnapshot(source_uuid, stream_uuid, version)
-    await _request(store_id, "snapshot_writer", (op.source_uuid, op.stream_uuid), op)
+    await _request(store_id, Route("snapshot_writer", (op.source_uuid, op.stream_uuid), op))
 
 
 async def list_snapshots(
@@ -261,9 +278,9 @@ async def list_snapshots(
         source_uuid = check_name(source_uuid, "source_uuid")
     if stream_uuid is not None:
         stream_uuid = check_name(stream_uuid, "stream_uuid")
-    result: list[Snapshot] = await _request(
-        store_id, "snapshot_reader", ("$list", source_uuid, stream_uuid),
-        ("list_snapshots", source_uuid, stream_uuid))
+    result: list[Snapshot] = await _request(store_id, Route(
+        "snapshot_reader", ("$list", source_uuid, stream_uuid),
+        ListSnapshots(source_uuid, stream_uuid)))
     return result
 
 
@@ -285,8 +302,8 @@ async def save_subscription(
     selector = validate(type, selector, name, start_from)
     if subscriber is not None and not isinstance(subscriber, otp.Pid):
         raise InvalidArgument(f"subscriber: must be a pid or None, got {subscriber!r}")
-    await _request(store_id, "tracker", None,
-                   ("save", type, selector, name, start_from, subscriber))
+    await _request(store_id, ToTracker(Subscribe(type, selector, name, start_from,
+                                                 subscriber)))
 
 
 async def remove_subscription(
@@ -299,12 +316,12 @@ async def remove_subscription(
     Raises :class:`exesdb.SubscriptionNotFound` for an unknown persistent name.
     """
     selector = validate(type, selector, name, 0)
-    await _request(store_id, "tracker", None, ("remove", type, selector, name, subscriber))
+    await _request(store_id, ToTracker(Unsubscribe(type, selector, name, subscriber)))
 
 
 async def get_subscriptions(store_id: str) -> list[Subscription]:
     """Every subscription of the store (the default ``"all-events"`` one included)."""
-    result: list[Subscription] = await _request(store_id, "tracker", None, ("list",))
+    result: list[Subscription] = await _request(store_id, ToTracker(ListSubscriptions()))
     return result
 
 
@@ -317,7 +334,7 @@ async def ack_event(store_id: str, name: str, subscriber: otp.Pid | None,
     check_name(name, "name")
     if not isinstance(event, EventRecord):
         raise InvalidArgument(f"event: must be an exesdb.EventRecord, got {event!r}")
-    await _request(store_id, "tracker", None, ("ack", name, event))
+    await _request(store_id, ToTracker(AckEvent(name, subscriber, event)))
 
 
 @contextlib.asynccontextmanager
@@ -346,7 +363,7 @@ async def subscribe(
             if name == TRANSIENT:
                 await remove_subscription(store_id, type, selector, name, me)
             else:
-                await _request(store_id, "tracker", None, ("detach", name, me))
+                await _request(store_id, ToTracker(Detach(name, me)))
 
 
 async def _receive_events(store_id: str, name: str, me: otp.Pid) -> AsyncIterator[EventRecord]:

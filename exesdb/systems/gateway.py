@@ -10,7 +10,9 @@ pool serves any number of concurrent callers, and the storage's group commit see
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
-from typing import Any, TypeAlias
+from typing import Any, Final, Literal, TypeAlias, assert_never, get_args
+
+import attrs
 
 import otp
 from otp import gen_server, supervisor
@@ -18,11 +20,15 @@ from otp import gen_server, supervisor
 from ..errors import ExESDBError, StoreUnavailable
 from ..naming import child_spec_id, genserver_name, partition_name
 from ..options import StoreOptions
+from ..storage import WriteOp
 from .notification import LeaderTracker
+from .notification.leader import TrackerRequest
 from .persistence import (
+    SnapshotRead,
     Snapshots,
     SnapshotsReaderWorker,
     SnapshotsWriterWorker,
+    StreamRead,
     Streams,
     StreamsReaderWorker,
     StreamsWriterWorker,
@@ -30,13 +36,52 @@ from .persistence import (
 )
 from .processes import StoreSupervisor
 
-__all__ = ["Frontend", "GatewaySystem", "GatewayWorker", "gateway_worker_name"]
+__all__ = [
+    "Frontend",
+    "GatewayRequest",
+    "GatewaySystem",
+    "GatewayWorker",
+    "Route",
+    "Target",
+    "ToTracker",
+    "gateway_worker_name",
+]
+
+Target: TypeAlias = Literal["stream_writer", "stream_reader", "snapshot_writer",
+                            "snapshot_reader"]
+"""The kinds of per-key worker a gateway worker routes to."""
+
+
+@attrs.frozen
+class Route:
+    """Hand ``payload`` on to the ``target`` worker of ``key`` (a stream id, or a (source,
+    stream) uuid pair), started if it is not running; it answers the caller. ``payload``
+    is what that worker serves: a write operation of the storage for a writer, a
+    :data:`~exesdb.systems.persistence.StreamRead` or
+    :data:`~exesdb.systems.persistence.SnapshotRead` for a reader."""
+
+    target: Target
+    key: Hashable
+    payload: WriteOp | StreamRead | SnapshotRead
+
+
+@attrs.frozen
+class ToTracker:
+    """Hand ``request`` on to the store's :class:`~exesdb.systems.notification.LeaderTracker`
+    (subscriptions); it answers the caller."""
+
+    request: TrackerRequest
+
+
+GatewayRequest: TypeAlias = Route | ToTracker
+"""Every request :class:`GatewayWorker` serves."""
+_GATEWAY_REQUESTS: Final = get_args(GatewayRequest)  # for a fast isinstance
 
 _NO_REPLY = otp.NoReply()
 _KNOWN_LIMIT = 10_000  # workers a gateway worker remembers before it starts over
 
 # target -> (owning supervisor, partition kind, worker class, idle option)
-_TARGETS: dict[str, tuple[type, str, type, str]] = {
+_TARGETS: dict[Target, tuple[type, str, type, str]] = {
     "stream_writer": (Streams, "writers", StreamsWriterWorker, "writer_idle_ms"),
     "stream_reader": (Streams, "readers", StreamsReaderWorker, "reader_idle_ms"),
     "snapshot_writer": (Snapshots, "writers", SnapshotsWriterWorker, "writer_idle_ms"),
@@ -50,14 +95,15 @@ def gateway_worker_name(store_id: str, index: int) -> Any:
 
 
 class GatewayWorker(otp.GenServer):
-    """Routes a request ``(target, key, payload)`` to the worker of ``key`` and hands the
-    call on to it; answers :class:`exesdb.StoreUnavailable` itself when that worker cannot
-    be started (part of the store is restarting)."""
+    """Serves :data:`GatewayRequest`: hands a :class:`Route` on to the worker of its key (a
+    :class:`ToTracker` to the leader tracker), which answers the caller; answers
+    :class:`exesdb.StoreUnavailable` itself when that worker cannot be started (part of
+    the store is restarting)."""
 
     async def init(self, opts: StoreOptions, index: int) -> None:
         self.opts = opts
         self.index = index
-        self.known: dict[tuple[str, Hashable], otp.Pid] = {}  # the workers last used
+        self.known: dict[tuple[Target, Hashable], otp.Pid] = {}  # the workers last used
         self.tracker = genserver_name(LeaderTracker, opts.store_id)
         self.routes = {
             target: (owner, kind, worker, getattr(opts, idle_option))
@@ -65,25 +111,33 @@ class GatewayWorker(otp.GenServer):
         }
 
     async def handle_call(self, request: Any, from_: gen_server.From) -> Any:
-        target, key, payload = request
-        if target == "tracker":  # subscriptions: the leader tracker keeps them
-            gen_server.forward(self.tracker, payload, from_)
-            return _NO_REPLY
-        known = self.known
-        pid = known.get((target, key))
-        if pid is None or not otp.is_alive(pid):
-            owner, kind, worker, idle_ms = self.routes[target]
-            store_id = self.opts.store_id
-            pid = otp.whereis(partition_name(worker, store_id, key))
-            if pid is None:
-                try:
-                    pid = await worker_for(owner, kind, worker, store_id, key, idle_ms)
-                except (otp.OTPError, ExESDBError) as exc:
-                    return StoreUnavailable(store_id, f"no {target} for {key!r}: {exc}")
-            if len(known) >= _KNOWN_LIMIT:
-                known.clear()
-            known[(target, key)] = pid
-        gen_server.forward(pid, payload, from_)
+        if not isinstance(request, _GATEWAY_REQUESTS):
+            return await super().handle_call(request, from_)
+        served: GatewayRequest = request
+        match served:
+            case Route():  # on every append and read: attributes are read directly, as
+                # a positional class pattern costs ~0.35 us more (CPython 3.11)
+                target, key = served.target, served.key
+                known = self.known
+                pid = known.get((target, key))
+                if pid is None or not otp.is_alive(pid):
+                    owner, kind, worker, idle_ms = self.routes[target]
+                    store_id = self.opts.store_id
+                    pid = otp.whereis(partition_name(worker, store_id, key))
+                    if pid is None:
+                        try:
+                            pid = await worker_for(owner, kind, worker, store_id, key, idle_ms)
+                        except (otp.OTPError, ExESDBError) as exc:
+                            return StoreUnavailable(store_id,
+                                                    f"no {target} for {key!r}: {exc}")
+                    if len(known) >= _KNOWN_LIMIT:
+                        known.clear()
+                    known[(target, key)] = pid
+                gen_server.forward(pid, served.payload, from_)
+            case ToTracker(tracker_request):  # subscriptions: the leader tracker keeps them
+                gen_server.forward(self.tracker, tracker_request, from_)
+            case _:
+                assert_never(served)
         return _NO_REPLY
 
 

@@ -16,7 +16,10 @@ subscription positions, and the periodic flush.
   the durable positions of persistent subscriptions.
 
 Workers answer the original caller directly (``gen_server.forward``), and return errors
-of the store (:class:`exesdb.ExESDBError`) as values for the gateway to raise.
+of the store (:class:`exesdb.ExESDBError`) as values for the gateway to raise. Their
+requests are the frozen classes next to them (:data:`StreamRead`, :data:`SnapshotRead`,
+:data:`CheckpointRead`, :class:`Flush`), and the writers take the storage's write
+operations (:data:`exesdb.storage.WriteOp`).
 """
 
 from __future__ import annotations
@@ -24,30 +27,51 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Hashable
-from typing import Any, ClassVar, Final
+from typing import Any, Final, TypeAlias, assert_never
+
+import attrs
 
 import otp
 from otp import gen_server, partition_supervisor, supervisor
 from otp.supervisor import ChildSpec, StartChildError
 
+from ..constants import Direction, End
 from ..errors import ExESDBError
-from ..naming import child_spec_id, partition_name
+from ..events import Filter
+from ..naming import child_spec_id, genserver_name, partition_name
 from ..options import StoreOptions
+from ..storage import Backend
 from .processes import StoreServer, StoreSupervisor
 from .store import backend_of, writer_name
 
 __all__ = [
+    "CheckpointRead",
+    "Flush",
+    "ListCheckpoints",
+    "ListSnapshots",
+    "ListStreams",
+    "PersistenceRequest",
     "PersistenceSystem",
     "PersistenceWorker",
+    "ReadAll",
+    "ReadCheckpoint",
+    "ReadSnapshot",
+    "ReadStream",
+    "SnapshotRead",
     "Snapshots",
     "SnapshotsReaderWorker",
     "SnapshotsWriterWorker",
+    "StreamRead",
+    "StreamVersion",
     "Streams",
     "StreamsReaderWorker",
     "StreamsWriterWorker",
     "Subscriptions",
     "SubscriptionsReader",
     "SubscriptionsWriter",
+    "flush",
+    "list_checkpoints",
+    "read_checkpoint",
     "worker_for",
 ]
 
@@ -93,19 +117,60 @@ class _ForwardingWorker(_KeyedWorker):
 
 
 class _ReadingWorker(_KeyedWorker):
-    """Runs reads on the store's storage; ``request`` is ``(method, *args)``."""
-
-    methods: ClassVar[frozenset[str]] = frozenset()
+    """Runs the reads it serves on the store's storage (:meth:`read`); replies with the
+    result, or the store's error as a value."""
 
     async def handle_call(self, request: Any, from_: gen_server.From) -> Any:
-        method, *args = request
-        if method not in self.methods:
-            raise ValueError(f"{type(self).__qualname__}: unknown read {method!r}")
         try:
-            result = await getattr(backend_of(self.store_id), method)(*args)
+            result = await self.read(backend_of(self.store_id), request)
         except ExESDBError as exc:
             result = exc
         return otp.Reply(result, timeout=self.idle)
+
+    async def read(self, backend: Backend, request: Any) -> Any:
+        """The result of ``request`` on ``backend``; raises ValueError for a request this
+        worker does not serve."""
+        raise ValueError(f"{type(self).__qualname__}: unknown read {request!r}")
+
+
+# -- reads of streams ---------------------------------------------------------------------
+
+
+@attrs.frozen
+class ReadStream:
+    """Reply: at most ``count`` events of ``stream_id`` from ``start`` (included)."""
+
+    stream_id: str
+    start: int | End
+    count: int
+    direction: Direction
+
+
+@attrs.frozen
+class ReadAll:
+    """Reply: at most ``count`` events of ``$all`` passing ``filter``, from
+    ``from_position`` (included)."""
+
+    from_position: int | End
+    count: int
+    direction: Direction
+    filter: Filter | None
+
+
+@attrs.frozen
+class StreamVersion:
+    """Reply: the number of the stream's last event (-1 for a missing stream)."""
+
+    stream_id: str
+
+
+@attrs.frozen
+class ListStreams:
+    """Reply: the ids of the streams that have visible events, sorted."""
+
+
+StreamRead: TypeAlias = ReadStream | ReadAll | StreamVersion | ListStreams
+"""Every request :class:`StreamsReaderWorker` serves."""
 
 
 class StreamsWriterWorker(_ForwardingWorker):
@@ -113,10 +178,47 @@ class StreamsWriterWorker(_ForwardingWorker):
 
 
 class StreamsReaderWorker(_ReadingWorker):
-    """Reads one stream (or, under the key ``"$all"``, the store-wide order)."""
+    """Reads one stream (or, under the key ``"$all"``, the store-wide order):
+    :data:`StreamRead`."""
 
-    methods = frozenset({"read_stream", "read_all", "stream_version", "list_streams",
-                         "head_position"})
+    async def read(self, backend: Backend, request: Any) -> Any:
+        if not isinstance(request, StreamRead):
+            return await super().read(backend, request)
+        match request:
+            case ReadStream(stream_id, start, count, direction):
+                return await backend.read_stream(stream_id, start, count, direction)
+            case ReadAll(from_position, count, direction, filter):
+                return await backend.read_all(from_position, count, direction, filter)
+            case StreamVersion(stream_id):
+                return await backend.stream_version(stream_id)
+            case ListStreams():
+                return await backend.list_streams()
+            case _:
+                assert_never(request)
+
+
+# -- reads of snapshots -------------------------------------------------------------------
+
+
+@attrs.frozen
+class ReadSnapshot:
+    """Reply: the snapshot at exactly ``version`` (the highest when None), or None."""
+
+    source_uuid: str
+    stream_uuid: str
+    version: int | None
+
+
+@attrs.frozen
+class ListSnapshots:
+    """Reply: the snapshots matching the uuids given (None: any), sorted."""
+
+    source_uuid: str | None
+    stream_uuid: str | None
+
+
+SnapshotRead: TypeAlias = ReadSnapshot | ListSnapshots
+"""Every request :class:`SnapshotsReaderWorker` serves."""
 
 
 class SnapshotsWriterWorker(_ForwardingWorker):
@@ -124,9 +226,18 @@ class SnapshotsWriterWorker(_ForwardingWorker):
 
 
 class SnapshotsReaderWorker(_ReadingWorker):
-    """Reads the snapshots of one (source uuid, stream uuid)."""
+    """Reads the snapshots of one (source uuid, stream uuid): :data:`SnapshotRead`."""
 
-    methods = frozenset({"read_snapshot", "list_snapshots"})
+    async def read(self, backend: Backend, request: Any) -> Any:
+        if not isinstance(request, SnapshotRead):
+            return await super().read(backend, request)
+        match request:
+            case ReadSnapshot(source_uuid, stream_uuid, version):
+                return await backend.read_snapshot(source_uuid, stream_uuid, version)
+            case ListSnapshots(source_uuid, stream_uuid):
+                return await backend.list_snapshots(source_uuid, stream_uuid)
+            case _:
+                assert_never(request)
 
 
 def _partitions_spec(owner: type, kind: str, opts: StoreOptions) -> ChildSpec:
@@ -185,20 +296,63 @@ class Snapshots(StoreSupervisor):
 # -- subscriptions' positions ----------------------------------------------------------------
 
 
+@attrs.frozen
+class ReadCheckpoint:
+    """Reply: the stored position of the persistent subscription ``name``, or None."""
+
+    name: str
+
+
+@attrs.frozen
+class ListCheckpoints:
+    """Reply: every stored position, as a dict name -> position."""
+
+
+CheckpointRead: TypeAlias = ReadCheckpoint | ListCheckpoints
+"""Every request :class:`SubscriptionsReader` serves."""
+
+
 class SubscriptionsReader(StoreServer):
-    """Reads the durable positions of persistent subscriptions: ``("read", name)`` or
-    ``("list",)``."""
+    """Reads the durable positions of persistent subscriptions (:data:`CheckpointRead`);
+    the store's errors are replied as values."""
 
     async def handle_call(self, request: Any, from_: gen_server.From) -> Any:
-        backend = backend_of(self.store_id)
+        if not isinstance(request, CheckpointRead):
+            return await super().handle_call(request, from_)
         try:
-            if request[0] == "read":
-                return await backend.read_checkpoint(request[1])
-            if request[0] == "list":
-                return await backend.list_checkpoints()
+            backend = backend_of(self.store_id)
+            match request:
+                case ReadCheckpoint(name):
+                    return await backend.read_checkpoint(name)
+                case ListCheckpoints():
+                    return await backend.list_checkpoints()
+                case _:
+                    assert_never(request)
         except ExESDBError as exc:
             return exc
-        raise ValueError(f"SubscriptionsReader: unknown request {request!r}")
+
+
+async def _reader_call(store_id: str, request: CheckpointRead, timeout: float) -> Any:
+    result = await gen_server.call(genserver_name(SubscriptionsReader, store_id), request,
+                                   timeout)
+    if isinstance(result, ExESDBError):
+        raise result
+    return result
+
+
+async def read_checkpoint(store_id: str, name: str, timeout: float = 5.0) -> int | None:
+    """The stored position of the persistent subscription ``name`` (None: none), read by
+    the store's :class:`SubscriptionsReader`; raises the store's error
+    (:class:`exesdb.StoreUnavailable` while its storage restarts)."""
+    position: int | None = await _reader_call(store_id, ReadCheckpoint(name), timeout)
+    return position
+
+
+async def list_checkpoints(store_id: str, timeout: float = 5.0) -> dict[str, int]:
+    """Every stored position of the store's subscriptions (name -> position), as
+    :func:`read_checkpoint` reads them."""
+    positions: dict[str, int] = await _reader_call(store_id, ListCheckpoints(), timeout)
+    return positions
 
 
 class SubscriptionsWriter(StoreServer):
@@ -221,8 +375,18 @@ class Subscriptions(StoreSupervisor):
 # -- the periodic flush ----------------------------------------------------------------------
 
 
+@attrs.frozen
+class Flush:
+    """Flush the storage now (:func:`flush`). Reply: None."""
+
+
+PersistenceRequest: TypeAlias = Flush
+"""Every request :class:`PersistenceWorker` serves."""
+
+
 class PersistenceWorker(StoreServer):
-    """Flushes the storage every ``persistence_interval`` ms (and on ``"flush"`` calls)."""
+    """Flushes the storage every ``persistence_interval`` ms, and on :class:`Flush`
+    (:data:`PersistenceRequest`)."""
 
     async def init(self, opts: StoreOptions) -> Any:
         await super().init(opts)
@@ -230,10 +394,14 @@ class PersistenceWorker(StoreServer):
         return otp.NoReply(timeout=self.interval)
 
     async def handle_call(self, request: Any, from_: gen_server.From) -> Any:
-        if request == "flush":
-            await self._flush()
-            return otp.Reply(None, timeout=self.interval)
-        raise ValueError(f"PersistenceWorker: unknown request {request!r}")
+        if not isinstance(request, PersistenceRequest):
+            return await super().handle_call(request, from_)
+        match request:
+            case Flush():
+                await self._flush()
+                return otp.Reply(None, timeout=self.interval)
+            case _:
+                assert_never(request)
 
     async def handle_info(self, msg: Any) -> Any:
         if msg is otp.TIMEOUT:
@@ -245,6 +413,12 @@ class PersistenceWorker(StoreServer):
             await backend_of(self.store_id).flush()
         except ExESDBError as exc:  # the storage restarts; the next flush will do
             log.warning("store %r: flush failed: %s", self.store_id, exc)
+
+
+async def flush(store_id: str, timeout: float = 5.0) -> None:
+    """Have the store's :class:`PersistenceWorker` flush its storage now; returns once it
+    has (a flush that failed because the storage restarts is logged, not raised)."""
+    await gen_server.call(genserver_name(PersistenceWorker, store_id), Flush(), timeout)
 
 
 class PersistenceSystem(StoreSupervisor):

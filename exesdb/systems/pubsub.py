@@ -7,6 +7,8 @@ import contextlib
 import logging
 from typing import Any, Final, Literal
 
+import attrs
+
 import otp
 from otp import pubsub, supervisor
 
@@ -14,7 +16,8 @@ from ..naming import child_spec_id, partition_name
 from ..options import StoreOptions
 from .processes import StoreServer, StoreSupervisor
 
-__all__ = ["KINDS", "LogWorker", "LoggingSystem", "PubSubSystem", "pubsub_name", "store_log"]
+__all__ = ["KINDS", "LogLine", "LogWorker", "LoggingSystem", "PubSubSystem", "pubsub_name",
+           "store_log"]
 
 Kind = Literal["events", "system", "health", "metrics", "logging"]
 KINDS: Final[tuple[Kind, ...]] = ("events", "system", "health", "metrics", "logging")
@@ -37,19 +40,29 @@ class PubSubSystem(StoreSupervisor):
         ])
 
 
+@attrs.frozen
+class LogLine:
+    """A line published on a store's logging topic: ``message`` at ``level`` (a
+    :mod:`logging` level)."""
+
+    level: int
+    message: str
+
+
 def store_log(store_id: str, level: int, message: str) -> None:
-    """Publish a log line on the store's logging topic (its LogWorker writes it out).
+    """Publish a log line (:class:`LogLine`) on the store's logging topic (its LogWorker
+    writes it out).
 
     Does nothing when the store's logging pub/sub is not running.
     """
     with contextlib.suppress(otp.NoProc):
         pubsub.broadcast(pubsub_name(store_id, "logging"), f"{store_id}:log",
-                         ("log", level, message))
+                         LogLine(level, message))
 
 
 class LogWorker(StoreServer):
-    """Subscribes to the store's logging topic and writes each line to the logger
-    ``exesdb.systems.store.<store_id>``."""
+    """Subscribes to the store's logging topic and writes each :class:`LogLine` to the
+    logger ``exesdb.systems.store.<store_id>``."""
 
     async def init(self, opts: StoreOptions) -> None:
         await super().init(opts)
@@ -57,10 +70,12 @@ class LogWorker(StoreServer):
         pubsub.subscribe(pubsub_name(opts.store_id, "logging"), f"{opts.store_id}:log")
 
     async def handle_info(self, msg: Any) -> Any:
-        if type(msg) is tuple and len(msg) == 3 and msg[0] == "log":
-            self.log.log(msg[1], "%s", msg[2])
-            return None
-        return await super().handle_info(msg)
+        match msg:
+            case LogLine(level, message):
+                self.log.log(level, "%s", message)
+                return None
+            case _:  # anything else is unexpected: logged as such
+                return await super().handle_info(msg)
 
 
 class LoggingSystem(StoreSupervisor):

@@ -21,14 +21,14 @@ import fcntl
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias, assert_never
 
 import attrs
 import trio
-from otp.lowlevel import NodeVar, on_exit
 
 import otp
 from otp import registry, supervisor
+from otp.lowlevel import NodeVar, on_exit
 from otp.supervisor import ChildSpec
 
 from ..errors import InvalidArgument, StoreLocked, StoreUnavailable
@@ -41,6 +41,8 @@ from .processes import StoreServer, StoreSupervisor
 from .pubsub import store_log
 
 __all__ = [
+    "ClusterRequest",
+    "IsLeader",
     "Store",
     "StoreCluster",
     "StoreInfo",
@@ -156,23 +158,37 @@ def _committed(store_id: str, backend: Backend, ops: list[Any], results: list[An
                                           frozenset(types)))
 
 
+@attrs.frozen
+class IsLeader:
+    """Reply: whether this node leads the store (:func:`is_leader`)."""
+
+
+ClusterRequest: TypeAlias = IsLeader
+"""Every request :class:`StoreCluster` serves."""
+
+
 class StoreCluster(StoreServer):
     """Knows which node leads the store. In ``single`` mode this node leads from the start;
-    :func:`leader` answers, and the leader worker asks it when it starts."""
+    :func:`is_leader` asks it (:data:`ClusterRequest`), as the leader worker does when it
+    starts."""
 
     async def init(self, opts: StoreOptions) -> None:
         await super().init(opts)
         self.leader = otp.self() if opts.db_type == "single" else None
 
     async def handle_call(self, request: Any, from_: otp.gen_server.From) -> Any:
-        if request == "leader":
-            return self.leader is not None
-        return await super().handle_call(request, from_)
+        if not isinstance(request, ClusterRequest):
+            return await super().handle_call(request, from_)
+        match request:
+            case IsLeader():
+                return self.leader is not None
+            case _:
+                assert_never(request)
 
 
 async def is_leader(store_id: str, timeout: float = 5.0) -> bool:
     """Whether this node leads ``store_id`` (asks its :class:`StoreCluster`)."""
-    return bool(await otp.gen_server.call(genserver_name(StoreCluster, store_id), "leader",
+    return bool(await otp.gen_server.call(genserver_name(StoreCluster, store_id), IsLeader(),
                                           timeout))
 
 

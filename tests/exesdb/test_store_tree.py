@@ -30,6 +30,7 @@ from exesdb.systems.persistence import (
     Subscriptions,
     SubscriptionsReader,
     SubscriptionsWriter,
+    flush,
 )
 from exesdb.systems.pubsub import LoggingSystem, LogWorker, PubSubSystem
 from exesdb.systems.store import Store, StoreCluster, StoreRegistry, StoreSystem
@@ -274,7 +275,7 @@ async def test_the_persistence_worker_moves_the_log_into_the_database_file(tmp_p
         await gateway.append_events("s", "x", [NewEvent("E", {"pad": "x" * 1000})
                                                for _ in range(50)])
         assert db.stat().st_size == before  # the new pages are still in the WAL
-        await otp.gen_server.call(genserver_name(PersistenceWorker, "s"), "flush")
+        await flush("s")
         assert db.stat().st_size > before
 
 

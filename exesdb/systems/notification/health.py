@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Final
+from typing import Any, Final, TypeAlias, assert_never
+
+import attrs
 
 import otp
 from otp import gen_server
@@ -12,9 +14,10 @@ from ...errors import ExESDBError
 from ...naming import genserver_name
 from ...options import StoreOptions
 from ..processes import StoreServer
-from .leader import LeaderTracker
+from .leader import ComputeHealth, call_tracker
 
-__all__ = ["HEALTH_INTERVAL", "SubscriptionHealthMonitor", "health"]
+__all__ = ["HEALTH_INTERVAL", "GetHealth", "HealthRequest", "SubscriptionHealthMonitor",
+           "health"]
 
 log: Final = logging.getLogger("exesdb.systems.notification")
 
@@ -22,11 +25,20 @@ HEALTH_INTERVAL: Final = 5.0
 """Seconds between two health checks."""
 
 
+@attrs.frozen
+class GetHealth:
+    """Check now and reply with the report (what :func:`health` returns)."""
+
+
+HealthRequest: TypeAlias = GetHealth
+"""Every request :class:`SubscriptionHealthMonitor` serves."""
+
+
 class SubscriptionHealthMonitor(StoreServer):
     """Checks every :data:`HEALTH_INTERVAL` s each subscription's lag (how far its position
     is behind the end of ``$all``, or of its stream), whether its subscriber is alive, and
     how many events it has in flight; logs the problems (a dead subscriber, a growing lag)
-    and keeps the report, which :func:`health` returns."""
+    and keeps the report, which :func:`health` returns (:data:`HealthRequest`)."""
 
     async def init(self, opts: StoreOptions) -> Any:
         await super().init(opts)
@@ -43,15 +55,18 @@ class SubscriptionHealthMonitor(StoreServer):
         return otp.NoReply(timeout=HEALTH_INTERVAL)
 
     async def handle_call(self, request: Any, from_: gen_server.From) -> Any:
-        if request == "health":
-            await self._check()
-            return otp.Reply(dict(self.report), timeout=HEALTH_INTERVAL)
-        return await super().handle_call(request, from_)
+        if not isinstance(request, HealthRequest):
+            return await super().handle_call(request, from_)
+        match request:
+            case GetHealth():
+                await self._check()
+                return otp.Reply(dict(self.report), timeout=HEALTH_INTERVAL)
+            case _:
+                assert_never(request)
 
     async def _check(self) -> None:
         try:
-            report = await gen_server.call(genserver_name(LeaderTracker, self.store_id),
-                                           ("health",), self.opts.timeout_s)
+            report = await call_tracker(self.store_id, ComputeHealth(), self.opts.timeout_s)
         except (otp.OTPError, ExESDBError) as exc:
             report = exc
         if isinstance(report, Exception):  # the store is restarting: keep the last report
@@ -75,5 +90,5 @@ async def health(store_id: str, timeout: float = 5.0) -> dict[str, dict[str, Any
     single-stream subscription), ``lag`` (``head - position``), ``subscriber``,
     ``subscriber_alive``, ``in_flight`` and ``running`` (its emitter runs)."""
     report: dict[str, dict[str, Any]] = await gen_server.call(
-        genserver_name(SubscriptionHealthMonitor, store_id), "health", timeout)
+        genserver_name(SubscriptionHealthMonitor, store_id), GetHealth(), timeout)
     return report

@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import os
-from typing import Any, Final
+from typing import Any, Final, TypeAlias, assert_never
 
 import attrs
 import trio
@@ -44,10 +44,24 @@ from .emitters import (
 
 __all__ = [
     "RETRY",
+    "AckEvent",
+    "Activate",
+    "ComputeHealth",
+    "Deactivate",
+    "Detach",
+    "IsActive",
+    "Lead",
     "LeaderSystem",
     "LeaderTracker",
     "LeaderWorker",
+    "LeaderWorkerRequest",
+    "ListSubscriptions",
+    "StandDown",
+    "Subscribe",
+    "TrackerRequest",
+    "Unsubscribe",
     "activate",
+    "call_tracker",
     "canonical_selector",
     "deactivate",
     "is_active",
@@ -55,6 +69,91 @@ __all__ = [
 ]
 
 log: Final = logging.getLogger("exesdb.systems.notification")
+
+
+# -- the tracker's requests ------------------------------------------------------------------
+
+
+@attrs.frozen
+class Subscribe:
+    """Create a subscription, or name the new subscriber of a persistent one (what
+    :func:`exesdb.gateway.save_subscription` sends, its arguments validated). Reply: None."""
+
+    type: str
+    selector: Any
+    name: str
+    start_from: int
+    subscriber: otp.Pid | None
+
+
+@attrs.frozen
+class Unsubscribe:
+    """Remove the persistent subscription ``name`` (and its stored position), or the
+    transient ones of ``type`` and ``selector`` (of ``subscriber``, or all of them when
+    None). Reply: None, or :class:`exesdb.SubscriptionNotFound` for an unknown name."""
+
+    type: str
+    selector: Any
+    name: str
+    subscriber: otp.Pid | None
+
+
+@attrs.frozen
+class ListSubscriptions:
+    """Reply: every subscription of the store, a sorted list of :class:`exesdb.Subscription`."""
+
+
+@attrs.frozen
+class AckEvent:
+    """``subscriber`` acknowledges ``event`` and every earlier one of the persistent
+    subscription ``name``. Reply: None once the position is stored;
+    :class:`exesdb.InvalidArgument` when ``subscriber`` is not the subscription's subscriber
+    (None for one that broadcasts), :class:`exesdb.SubscriptionNotFound` for an unknown
+    name. On a transient subscription it does nothing."""
+
+    name: str
+    subscriber: otp.Pid | None
+    event: EventRecord
+
+
+@attrs.frozen
+class Detach:
+    """``subscriber`` stops listening to the persistent subscription ``name``, which then
+    waits for its next subscriber (as when a subscriber dies). Reply: None."""
+
+    name: str
+    subscriber: otp.Pid
+
+
+@attrs.frozen
+class ComputeHealth:
+    """Reply: each subscription's health, as :func:`~exesdb.systems.notification.health`
+    describes it."""
+
+
+@attrs.frozen
+class Lead:
+    """From the leader worker: this node leads the store, so the default subscription is
+    created and every subscription's emitters start. Reply: None."""
+
+
+@attrs.frozen
+class StandDown:
+    """From the leader worker: this node no longer leads the store; every emitter pool
+    stops (the subscriptions stay). Reply: None."""
+
+
+TrackerRequest: TypeAlias = (
+    Subscribe | Unsubscribe | ListSubscriptions | AckEvent | Detach | ComputeHealth | Lead
+    | StandDown
+)
+"""Every request :class:`LeaderTracker` serves."""
+
+
+async def call_tracker(store_id: str, request: TrackerRequest, timeout: float = 5.0) -> Any:
+    """Send ``request`` to the store's :class:`LeaderTracker` and return its reply; an
+    error of the store (:class:`exesdb.ExESDBError`) comes back as the reply, not raised."""
+    return await gen_server.call(genserver_name(LeaderTracker, store_id), request, timeout)
 
 
 @attrs.define
@@ -90,9 +189,11 @@ class LeaderTracker(StoreServer):
     node (so a restart of the store on the same node delivers to the same live subscriber,
     or keeps waiting for one; on a fresh node a stored subscription starts without
     subscriber, broadcasting); transient ones live here, until their subscriber dies.
-    Requests come from the gateway (``("save", ...)``, ``("remove", ...)``, ``("list",)``,
-    ``("ack", ...)``, ``("detach", ...)``) and the leader worker (``("activate",)``,
-    ``("deactivate",)``).
+
+    Requests: :data:`TrackerRequest`, from the gateway (:class:`Subscribe`,
+    :class:`Unsubscribe`, :class:`ListSubscriptions`, :class:`AckEvent`, :class:`Detach`),
+    the health monitor (:class:`ComputeHealth`) and the leader worker (:class:`Lead`,
+    :class:`StandDown`); errors of the store are replied as values.
     """
 
     async def init(self, opts: StoreOptions) -> Any:
@@ -165,41 +266,47 @@ class LeaderTracker(StoreServer):
 
     # -- requests ----------------------------------------------------------------------------
     async def handle_call(self, request: Any, from_: gen_server.From) -> Any:
+        if not isinstance(request, TrackerRequest):
+            return await super().handle_call(request, from_)
         await self._retry_if_due()
-        op = request[0]
-        if not self.loaded and op not in ("activate", "deactivate"):
+        if not self.loaded and not isinstance(request, Lead | StandDown):
             return otp.Reply(StoreUnavailable(self.store_id, "subscriptions are loading"),
                              timeout=self._retry_timeout())
         try:
-            if op == "save":
-                await self._save(*request[1:])
-            elif op == "remove":
-                await self._remove(*request[1:])
-            elif op == "list":
-                return otp.Reply(await self._list(), timeout=self._retry_timeout())
-            elif op == "ack":
-                result = self._ack(request[1], request[2], from_)
-                if type(result) is otp.NoReply:
-                    return result
-                return otp.Reply(result, timeout=self._retry_timeout())
-            elif op == "detach":
-                await self._detach(request[1], request[2])
-            elif op == "health":
-                return otp.Reply(await self._health(), timeout=self._retry_timeout())
-            elif op == "activate":
-                self.active = True  # _reconcile creates the default subscription
-            elif op == "deactivate":
-                self.active = False
-                for running in self.subs.values():
-                    await self._stop_pool(running)
-                return otp.Reply(None, timeout=self._retry_timeout())
-            else:
-                return await super().handle_call(request, from_)
+            return await self._serve(request, from_)
         except ExESDBError as exc:
             return otp.Reply(exc, timeout=self._retry_timeout())
         except otp.OTPError as exc:  # the writer or an emitter restarting
             return otp.Reply(StoreUnavailable(self.store_id, str(exc)),
                              timeout=self._retry_timeout())
+
+    async def _serve(self, request: TrackerRequest, from_: gen_server.From) -> Any:
+        """Serve ``request``; after a change, start the pools that should run."""
+        match request:
+            case Subscribe(kind, selector, name, start_from, subscriber):
+                await self._save(kind, selector, name, start_from, subscriber)
+            case Unsubscribe(kind, selector, name, subscriber):
+                await self._remove(kind, selector, name, subscriber)
+            case ListSubscriptions():
+                return otp.Reply(await self._list(), timeout=self._retry_timeout())
+            case AckEvent(name, subscriber, event):
+                result = self._ack(name, subscriber, event, from_)
+                if isinstance(result, otp.NoReply):
+                    return result
+                return otp.Reply(result, timeout=self._retry_timeout())
+            case Detach(name, subscriber):
+                await self._detach(name, subscriber)
+            case ComputeHealth():
+                return otp.Reply(await self._health(), timeout=self._retry_timeout())
+            case Lead():
+                self.active = True  # _reconcile creates the default subscription
+            case StandDown():
+                self.active = False
+                for running in self.subs.values():
+                    await self._stop_pool(running)
+                return otp.Reply(None, timeout=self._retry_timeout())
+            case _:
+                assert_never(request)
         await self._reconcile()
         return otp.Reply(None, timeout=self._retry_timeout())
 
@@ -311,7 +418,8 @@ class LeaderTracker(StoreServer):
             }
         return report
 
-    def _ack(self, name: str, event: EventRecord, from_: gen_server.From) -> Any:
+    def _ack(self, name: str, subscriber: otp.Pid | None, event: EventRecord,
+             from_: gen_server.From) -> Any:
         if name == TRANSIENT:
             return None  # nothing to acknowledge
         running = self.subs.get(name)
@@ -460,9 +568,29 @@ def transient_key(type: str, selector: Any, subscriber: otp.Pid | None) -> Any:
     return (TRANSIENT, type, canonical_selector(selector), subscriber)
 
 
+@attrs.frozen
+class Activate:
+    """This node leads the store (:func:`activate`). Reply: True."""
+
+
+@attrs.frozen
+class Deactivate:
+    """This node no longer leads the store (:func:`deactivate`). Reply: True."""
+
+
+@attrs.frozen
+class IsActive:
+    """Reply: whether the leader worker is active (:func:`is_active`)."""
+
+
+LeaderWorkerRequest: TypeAlias = Activate | Deactivate | IsActive
+"""Every request :class:`LeaderWorker` serves."""
+
+
 class LeaderWorker(StoreServer):
     """Active while this node leads the store: it asks :class:`~exesdb.systems.store.StoreCluster`
-    when it starts, and ``activate`` / ``deactivate`` follow leadership changes."""
+    when it starts, and :class:`Activate` / :class:`Deactivate` (:data:`LeaderWorkerRequest`)
+    follow leadership changes, which it passes on to the :class:`LeaderTracker`."""
 
     async def init(self, opts: StoreOptions) -> Any:
         await super().init(opts)
@@ -474,25 +602,27 @@ class LeaderWorker(StoreServer):
         return None
 
     async def handle_call(self, request: Any, from_: gen_server.From) -> Any:
-        if request == "activate":
-            await self._activate()
-            return True
-        if request == "deactivate":
-            self.active = False
-            await gen_server.call(genserver_name(LeaderTracker, self.store_id),
-                                  ("deactivate",), self.opts.timeout_s)
-            log.info("store %r: this node no longer leads", self.store_id)
-            store_log(self.store_id, logging.INFO, "this node no longer leads the store")
-            return True
-        if request == "active":
-            return self.active
-        return await super().handle_call(request, from_)
+        if not isinstance(request, LeaderWorkerRequest):
+            return await super().handle_call(request, from_)
+        match request:
+            case Activate():
+                await self._activate()
+                return True
+            case Deactivate():
+                self.active = False
+                await call_tracker(self.store_id, StandDown(), self.opts.timeout_s)
+                log.info("store %r: this node no longer leads", self.store_id)
+                store_log(self.store_id, logging.INFO, "this node no longer leads the store")
+                return True
+            case IsActive():
+                return self.active
+            case _:
+                assert_never(request)
 
     async def _activate(self) -> None:
         """Create the default subscription and start the emitters of every subscription."""
         # The tracker keeps trying what it could not do yet (the storage restarting).
-        await gen_server.call(genserver_name(LeaderTracker, self.store_id), ("activate",),
-                              self.opts.timeout_s)
+        await call_tracker(self.store_id, Lead(), self.opts.timeout_s)
         if not self.active:
             self.active = True
             log.info("store %r: this node leads", self.store_id)
@@ -503,17 +633,17 @@ async def activate(store_id: str, timeout: float = 5.0) -> None:
     """ExESDB's ``LeaderWorker.activate(store)``: this node leads ``store_id`` (the default
     subscription is created, every subscription's emitters start). Idempotent; in
     ``single`` mode it has run when the store started."""
-    await gen_server.call(genserver_name(LeaderWorker, store_id), "activate", timeout)
+    await gen_server.call(genserver_name(LeaderWorker, store_id), Activate(), timeout)
 
 
 async def deactivate(store_id: str, timeout: float = 5.0) -> None:
     """This node no longer leads ``store_id``: every emitter pool stands down."""
-    await gen_server.call(genserver_name(LeaderWorker, store_id), "deactivate", timeout)
+    await gen_server.call(genserver_name(LeaderWorker, store_id), Deactivate(), timeout)
 
 
 async def is_active(store_id: str, timeout: float = 5.0) -> bool:
     """Whether the store's leader worker on this node is active."""
-    return bool(await gen_server.call(genserver_name(LeaderWorker, store_id), "active",
+    return bool(await gen_server.call(genserver_name(LeaderWorker, store_id), IsActive(),
                                       timeout))
 
 
