@@ -327,11 +327,15 @@ async def get_subscriptions(store_id: str) -> list[Subscription]:
 
 async def ack_event(store_id: str, name: str, subscriber: otp.Pid | None,
                     event: EventRecord) -> None:
-    """Acknowledge ``event`` and every earlier one of the persistent subscription ``name``:
-    its stored position moves there (durably) and they are not delivered again. Does
-    nothing for a transient subscription; raises :class:`exesdb.SubscriptionNotFound`
-    for an unknown name."""
+    """Acknowledge, as ``subscriber``, ``event`` and every earlier one of the persistent
+    subscription ``name``: its stored position moves there (durably) and they are not
+    delivered again. Does nothing for a transient subscription; raises
+    :class:`exesdb.SubscriptionNotFound` for an unknown name, and
+    :class:`exesdb.InvalidArgument` when ``subscriber`` is not the subscription's
+    subscriber (None for one that broadcasts)."""
     check_name(name, "name")
+    if subscriber is not None and not isinstance(subscriber, otp.Pid):
+        raise InvalidArgument(f"subscriber: must be a pid or None, got {subscriber!r}")
     if not isinstance(event, EventRecord):
         raise InvalidArgument(f"event: must be an exesdb.EventRecord, got {event!r}")
     await _request(store_id, ToTracker(AckEvent(name, subscriber, event)))

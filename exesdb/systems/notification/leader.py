@@ -22,7 +22,7 @@ import otp
 from otp import gen_server, partition_supervisor, pubsub, supervisor
 from otp.lowlevel import NodeVar
 
-from ...errors import ExESDBError, StoreUnavailable, SubscriptionNotFound
+from ...errors import ExESDBError, InvalidArgument, StoreUnavailable, SubscriptionNotFound
 from ...events import EventRecord
 from ...naming import genserver_name
 from ...options import StoreOptions
@@ -428,6 +428,11 @@ class LeaderTracker(StoreServer):
         d = running.definition
         if not d.persistent:
             return None
+        if subscriber != running.cell.subscriber:
+            return InvalidArgument(
+                f"subscriber: only the subscriber of a subscription acknowledges its "
+                f"events; {name!r} delivers to {running.cell.subscriber!r}, not "
+                f"{subscriber!r}")
         single = single_stream(d.type, d.selector) is not None
         position = event.event_number if single else event.position
         gen_server.forward(emitter_name(self.store_id, name), ("ack", position), from_)
