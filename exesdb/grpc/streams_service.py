@@ -22,7 +22,8 @@ Behaviour, as KurrentDB's:
 * A catch-up subscription (``subscription`` count option) to a stream or to ``$all``
   answers with a confirmation, then the events after its start point (a revision or
   position is excluded), ``caught_up`` once it has read everything stored, then the
-  events committed later. It is one loop that always reads the storage and, once caught
+  events committed later. It is the store's one catch-up-then-live loop
+  (:func:`~exesdb.systems.commits.follow`), which always reads the storage and, once caught
   up, waits on the store's :class:`~exesdb.systems.commits.CommitSignal`, so there is no gap
   and no duplicate at the switch. A filtered ``$all`` subscription also sends a
   checkpoint (the last position scanned) every ``max * checkpointIntervalMultiplier``
@@ -38,7 +39,8 @@ import contextlib
 import datetime as _dt
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import aclosing
 from typing import Any, Final
 
 import attrs
@@ -49,7 +51,7 @@ from ..errors import ExESDBError, InvalidArgument, StreamDeleted, WrongExpectedV
 from ..events import EventRecord, NewEvent
 from ..storage.ops import Appended
 from ..storage.rules import check_delete
-from ..systems.commits import CommitSignal
+from ..systems.commits import CommitSignal, Cursor, follow
 from . import convert, metadata
 from .convert import bad_request
 from .groups.config import CONFIG_STREAM, parked_stream
@@ -441,22 +443,21 @@ class _Streams:
                    if meta.restricts else -1)
         next_ = max(next_, metadata.first_visible(meta, version))
         await send.message(_confirmation())
+        store_id = self.store_id
+
+        def read(start: int, count: int) -> Awaitable[list[EventRecord]]:
+            return gateway.get_events(store_id, stream_id, start, count)
+
+        cursor = Cursor(read, self._head, next_, by_position=False)
         caught_up = False
-        seen = -1  # the $all position of the last event read
-        while True:
-            head = self.commits.head
-            want = send.batch_size
-            batch = await gateway.get_events(self.store_id, stream_id, next_, want)
-            if batch:
-                version = max(version, batch[-1].event_number)
-                await send.events(metadata.visible(batch, meta, _utcnow(), version))
-                next_ = batch[-1].event_number + 1
-                seen = max(seen, batch[-1].position)
-            if len(batch) < want:
-                if not caught_up:
+        async with aclosing(follow(cursor, self.commits, send.get_batch_size)) as batches:
+            async for batch in batches:
+                if batch:
+                    version = max(version, batch[-1].event_number)
+                    await send.events(metadata.visible(batch, meta, _utcnow(), version))
+                if cursor.caught_up and not caught_up:
                     caught_up = True
-                    await send.message(_caught_up(next_ - 1, None))
-                await self.commits.wait_past(max(head, seen))
+                    await send.message(_caught_up(cursor.next - 1, None))
 
     async def _subscribe_all(self, send: _Sender, start: int | str,
                              event_filter: _EventFilter | None) -> None:
@@ -470,33 +471,37 @@ class _Streams:
         interval = 0
         if event_filter is not None:
             matches, interval = event_filter.matches, event_filter.checkpoint_interval
+        store_id = self.store_id
+
+        def read(start: int, count: int) -> Awaitable[list[EventRecord]]:
+            return gateway.read_all(store_id, start, count)
+
+        cursor = Cursor(read, self._head, next_, by_position=True)
         caught_up = False
         scanned = 0
-        while True:
-            head = self.commits.head
-            want = send.batch_size
-            batch = await gateway.read_all(self.store_id, next_, want)
-            if matches is None:
-                await send.events(batch)
-            else:
-                out: list[Any] = []
-                for record in batch:
-                    if matches(record):
-                        out.append(send.response(record))
-                    scanned += 1
-                    if scanned >= interval:
-                        scanned = 0
-                        out.append(_checkpoint(record.position))
-                if out:
-                    send.sized(out)
-                    await send.call.send_many(out)
-            if batch:
-                next_ = batch[-1].position + 1
-            if len(batch) < want:
-                if not caught_up:
+        async with aclosing(follow(cursor, self.commits, send.get_batch_size)) as batches:
+            async for batch in batches:
+                if matches is None:
+                    await send.events(batch)
+                else:
+                    out: list[Any] = []
+                    for record in batch:
+                        if matches(record):
+                            out.append(send.response(record))
+                        scanned += 1
+                        if scanned >= interval:
+                            scanned = 0
+                            out.append(_checkpoint(record.position))
+                    if out:
+                        send.sized(out)
+                        await send.call.send_many(out)
+                if cursor.caught_up and not caught_up:
                     caught_up = True
-                    await send.message(_caught_up(None, next_ - 1))
-                await self.commits.wait_past(max(head, next_ - 1))
+                    await send.message(_caught_up(None, cursor.next - 1))
+
+    def _head(self) -> int:
+        """The head of ``$all`` the subscriptions read up to: the commit signal's."""
+        return self.commits.head
 
 
 @attrs.define
@@ -509,6 +514,10 @@ class _Sender:
     batch_size: int = BATCH
     """How many events to read next: :data:`BATCH`, fewer once events are large, so a
     batch holds about :data:`BATCH_BYTES`."""
+
+    def get_batch_size(self) -> int:
+        """:attr:`batch_size` now (as the subscriptions ask before each read)."""
+        return self.batch_size
 
     def response(self, record: EventRecord) -> bytes:
         """The serialized ``ReadResp`` carrying ``record``."""

@@ -1,4 +1,4 @@
-"""Commit notifications: what each write transaction appended, and waiting for the next.
+"""Commit notifications, and the one catch-up-then-live loop that reads after them.
 
 After every transaction that appended events, the store's writer calls
 :func:`notify_commit`, which
@@ -9,30 +9,39 @@ After every transaction that appended events, the store's writer calls
   :data:`COMMITS` (what the emitter processes wait on).
 
 A notification is only a wake-up: every reader reads what it delivers from the storage, so
-a notification that is missed or coalesced costs latency, never an event. This module sits
-below both the writer (:mod:`exesdb.systems.store`) and the readers that wait on it
+a notification that is missed or coalesced costs latency, never an event. The reading is
+:class:`Cursor` (one step, :meth:`Cursor.read`: catch-up and live are the same read, and
+it tells when the reader is caught up and past which commit it must wait), used by the
+emitter processes between their :class:`Committed` messages and, through :func:`follow`
+(which waits on the :class:`CommitSignal`), by the tasks. This module sits below both the
+writer (:mod:`exesdb.systems.store`) and the readers that wait on it
 (:mod:`exesdb.systems.notification.emitters`, :mod:`exesdb.grpc`).
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Final
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from typing import Final, TypeAlias
 
 import attrs
 import trio
-from otp.lowlevel import NodeVar
 
 import otp
 from otp import pubsub
+from otp.lowlevel import NodeVar
 
+from ..events import EventRecord
 from .pubsub import pubsub_name
 
 __all__ = [
     "COMMITS",
     "CommitSignal",
     "Committed",
+    "Cursor",
+    "Reader",
     "commit_signal",
+    "follow",
     "notify_commit",
     "storage_opened",
 ]
@@ -113,3 +122,93 @@ def notify_commit(store_id: str, committed: Committed) -> None:
     commit_signal(store_id).advance(committed.last_position)
     with contextlib.suppress(otp.NoProc):
         pubsub.broadcast(pubsub_name(store_id, "system"), COMMITS, committed)
+
+
+# -- the catch-up-then-live loop -------------------------------------------------------------
+
+Reader: TypeAlias = Callable[[int, int], Awaitable[Sequence[EventRecord]]]
+"""``reader(start, count)``: at most ``count`` of the reader's stored events from ``start``
+(an event number, or an ``$all`` position; included) on, in order."""
+
+
+@attrs.define
+class Cursor:
+    """A reader's place in one stream (``by_position`` False: ``next`` is an event number)
+    or in ``$all`` (True: ``next`` is a position, the events maybe filtered), and the one
+    step of every catch-up-then-live loop, :meth:`read`. Catch-up and live are the same
+    step: it reads from ``next`` what the storage holds, so there is nothing to switch.
+
+    ``reader`` reads the events (see :data:`Reader`); ``head`` tells a position every event
+    up to which is stored and readable (the :class:`CommitSignal`'s head, or the storage's
+    last position). Given those, the guarantees are:
+
+    * each event is returned by one :meth:`read` only, in order, and none is skipped:
+      ``next`` moves to just after the last event read (never back, but by :meth:`rewind`);
+    * ``caught_up`` tells that the last read was short: it read everything stored when
+      it started. ``live_past`` is then the ``$all`` position after which the reader's next
+      event will be (the larger of the head captured before that read, and of the last
+      position read): waiting for a commit past it before reading again misses nothing
+      and wakes for no commit already read;
+    * with ``past_head``, a short read of ``$all`` also moves ``next`` past that head (for
+      readers that leave events out, e.g. a storage filter: everything up to the head was
+      read, so the next read starts after it rather than at the last event returned).
+    """
+
+    reader: Reader
+    head: Callable[[], int]
+    next: int
+    by_position: bool
+    past_head: bool = False
+    seen: int = -1
+    """The ``$all`` position of the last event read (-1 before the first)."""
+    caught_up: bool = False
+    live_past: int = -1
+
+    async def read(self, count: int) -> Sequence[EventRecord]:
+        """Read at most ``count`` events from ``next`` and move past them (see the class
+        docstring); the storage's errors propagate, with the cursor unchanged."""
+        head = self.head()  # before the read: whatever commits later is read next time
+        events = await self.reader(self.next, count)
+        if events:
+            last = events[-1]
+            self.next = (last.position if self.by_position else last.event_number) + 1
+            self.seen = max(self.seen, last.position)
+        self.caught_up = len(events) < count
+        if self.caught_up:
+            if self.by_position and self.past_head:
+                self.skip_past(head)
+            self.live_past = max(head, self.next - 1 if self.by_position else self.seen)
+        return events
+
+    def skip_past(self, position: int) -> None:
+        """Nothing up to the ``$all`` position ``position`` concerns this ``$all`` reader:
+        ``next`` moves past it (if not already)."""
+        if not self.by_position:
+            raise ValueError("skip_past: a stream cursor counts event numbers, not positions")
+        self.next = max(self.next, position + 1)
+
+    def rewind(self, start: int) -> None:
+        """Read again from ``start`` (e.g. after the last acknowledged event): not caught
+        up."""
+        self.next = start
+        self.seen = -1
+        self.caught_up = False
+        self.live_past = -1
+
+
+async def follow(cursor: Cursor, signal: CommitSignal,
+                 count: Callable[[], int]) -> AsyncGenerator[Sequence[EventRecord], None]:
+    """Catch up, then follow live, for a task: yield each batch ``cursor`` reads (``count()``
+    events at most; a batch may be empty), for ever; after a short read (when
+    ``cursor.caught_up``, which the consumer may look at), wait on ``signal`` for a commit
+    past ``cursor.live_past`` before reading again.
+
+    Every event of the cursor from its start is yielded exactly once, in order, whatever
+    the notifications (late or coalesced ones cost nothing, a missing one only delays the
+    events until the next). Close it (``contextlib.aclosing``) when done.
+    """
+    while True:
+        batch = await cursor.read(count())
+        yield batch
+        if cursor.caught_up:
+            await signal.wait_past(cursor.live_past)

@@ -838,6 +838,9 @@ async def test_two_stores_with_subscriptions_of_the_same_names_do_not_cross_talk
 
 
 # -- the catch-up/live switch under concurrent appends (property) -----------------------------
+# End to end, through the emitters. Their reading is exesdb.systems.commits.Cursor, the one
+# catch-up-then-live loop, which tests/exesdb/test_commits_follow.py checks on its own
+# against late, coalesced and missing commit notifications.
 
 STREAMS = ("a", "b", "c")
 TYPES = ("T1", "T2", "T3")

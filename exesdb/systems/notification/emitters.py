@@ -4,9 +4,10 @@ Each running subscription has an :class:`EmitterPool` (a supervisor, under the s
 EmitterSystem) running one :class:`EmitterWorker` (one, so that delivery keeps its order).
 The worker always reads what it delivers from the storage, from its next position on:
 first whatever is already stored (catch-up, in batches), then, woken by the store's commit
-notifications, whatever is committed later (live). Catch-up and live are the same loop,
-so there is no gap and no duplicate at the switch, and a notification lost in a crash
-loses nothing: the storage is the only source.
+notifications, whatever is committed later (live). Catch-up and live are the same step,
+:meth:`exesdb.systems.commits.Cursor.read` (the gRPC catch-up subscriptions read with it
+too), so there is no gap and no duplicate at the switch, and a notification lost in a
+crash loses nothing: the storage is the only source.
 
 Delivery:
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Awaitable, Sequence
 from typing import Any, Final
 
 import attrs
@@ -40,7 +42,7 @@ from ...naming import child_spec_id, partition_name
 from ...options import StoreOptions
 from ...storage import writer as storage_writer
 from ...subscriptions import Events, matcher, single_stream, topic
-from ..commits import COMMITS, Committed
+from ..commits import COMMITS, Committed, Cursor
 from ..persistence import PARTITIONS
 from ..processes import StoreSupervisor
 from ..pubsub import pubsub_name
@@ -74,6 +76,8 @@ CHECKPOINT_INTERVAL: Final = 0.2
 """Seconds between two stored positions of a subscription that broadcasts."""
 RETRY: Final = 0.1
 """Seconds before reading again when the storage was restarting."""
+
+
 @attrs.define
 class SubscriberCell:
     """The subscriber of a running subscription, shared by the tracker and the emitter, so
@@ -127,8 +131,7 @@ class EmitterWorker(otp.GenServer):
         self.delivered: deque[int] = deque()  # positions sent and not yet acknowledged
         self.position: int | None = None  # the last acknowledged or broadcast position
         self.saved: int | None = None  # the position last stored
-        self.caught_up = False
-        self.next = definition.start_from
+        self.cursor = self._cursor()  # the next position, and whether caught up
         self._ref: otp.Ref | None = None
         self.started = False  # the stored position is loaded
         self.retrying = False  # the last read failed: the storage restarts
@@ -166,8 +169,8 @@ class EmitterWorker(otp.GenServer):
                 pass  # _start reads everything once the storage is back
             elif self._concerns(msg):
                 await self._pump_or_retry()
-            elif self.caught_up and self.stream is None:
-                self.next = max(self.next, msg.last_position + 1)  # nothing for us in it
+            elif self.cursor.caught_up and self.stream is None:
+                self.cursor.skip_past(msg.last_position)  # nothing for us in it
         elif type(msg) is otp.Down and msg.pid == self.subscriber:
             self._ref = None
             named = self.cell.subscriber, self.cell.waiting
@@ -209,7 +212,7 @@ class EmitterWorker(otp.GenServer):
             self._rewind()
         elif op == "state":
             return otp.Reply(EmitterState(self.d, self.subscriber, self.position,
-                                          len(self.delivered), self.next),
+                                          len(self.delivered), self.cursor.next),
                              timeout=self._timeout())
         else:
             raise ValueError(f"EmitterWorker: unknown request {request!r}")
@@ -219,6 +222,25 @@ class EmitterWorker(otp.GenServer):
         await self._save_position()
 
     # -- the loop ----------------------------------------------------------------------------
+    def _cursor(self) -> Cursor:
+        """The subscription's place: in its stream, or in ``$all`` (filtered on the event
+        type by the storage for ``by_event_type``), read from the store's open storage."""
+        store_id, stream, by_type = self.store_id, self.stream, self.filter
+
+        def head() -> int:
+            return backend_of(store_id).last_position
+
+        if stream is not None:
+            def read_stream(start: int, count: int) -> Awaitable[list[EventRecord]]:
+                return backend_of(store_id).read_stream(stream, start, count)
+
+            return Cursor(read_stream, head, self.d.start_from, by_position=False)
+
+        def read_all(start: int, count: int) -> Awaitable[list[EventRecord]]:
+            return backend_of(store_id).read_all(start, count, filter=by_type)
+
+        return Cursor(read_all, head, self.d.start_from, by_position=True, past_head=True)
+
     def _follow(self, subscriber: otp.Pid | None, waiting: bool = False) -> None:
         """Deliver to ``subscriber`` (monitored), or wait for one; a persistent
         subscription's cell records it, so that a restarted emitter does the same."""
@@ -235,60 +257,52 @@ class EmitterWorker(otp.GenServer):
     def _rewind(self) -> None:
         """Deliver again everything after the last acknowledged position."""
         self.delivered.clear()
-        self.next = self.position + 1 if self.position is not None else self.d.start_from
-        self.caught_up = False
+        self.cursor.rewind(self.position + 1 if self.position is not None
+                           else self.d.start_from)
 
     def _concerns(self, msg: Committed) -> bool:
         if self.stream is not None:
             return self.stream in msg.streams
         if self.d.type == "by_event_type" and self.d.selector not in msg.types:
             return False
-        return msg.last_position >= self.next  # else read already
+        return msg.last_position >= self.cursor.next  # else read already
 
     async def _pump(self) -> None:
-        """Read and deliver from ``next`` until caught up, blocked by unacknowledged
-        events, or without a subscriber to wait for."""
-        self.caught_up = False
+        """Read and deliver from the cursor's next position until caught up, blocked by
+        unacknowledged events, or without a subscriber to wait for."""
+        cursor = self.cursor
+        cursor.caught_up = False
         if self.waiting:
             return
-        backend = backend_of(self.store_id)
         while True:
             count = BATCH
             if self.subscriber is not None and self.d.persistent:
                 count = min(count, MAX_IN_FLIGHT - len(self.delivered))
                 if count <= 0:
                     return  # back-pressure: wait for acks
-            head = backend.last_position
             if self.subscriber is None and self.stream is None and not registry.lookup(
                     self.events_pubsub, self.topic):
                 # Broadcasting to nobody: the position moves on without reading.
-                if head >= self.next:
+                head = cursor.head()
+                if head >= cursor.next:
                     self.position = head
-                    self.next = head + 1
-                self.caught_up = True
+                    cursor.skip_past(head)
+                cursor.caught_up = True
                 return
             try:
-                if self.stream is not None:
-                    events = await backend.read_stream(self.stream, self.next, count)
-                else:
-                    events = await backend.read_all(self.next, count, filter=self.filter)
+                events = await cursor.read(count)
             except StreamDeleted:
                 log.warning("store %r: subscription %r: its stream was deleted",
                             self.store_id, self.d.name)
                 return
             if events:
-                last = events[-1].event_number if self.stream is not None else events[-1].position
                 self._deliver(events if self.match is None else
-                              [e for e in events if self.match(e)], last)
-                self.next = last + 1
-            if len(events) < count:
-                if self.stream is None:
-                    self.next = max(self.next, head + 1)
-                self.caught_up = True
+                              [e for e in events if self.match(e)], self._pos(events[-1]))
+            if cursor.caught_up:
                 return
             await trio.lowlevel.checkpoint()
 
-    def _deliver(self, events: list[EventRecord], last: int) -> None:
+    def _deliver(self, events: Sequence[EventRecord], last: int) -> None:
         if events:
             batch = Events(self.d.name, tuple(events))
             if self.subscriber is not None:
