@@ -102,6 +102,8 @@ class PersistentGroup(otp.GenServer):
     """
 
     async def init(self, opts: StoreOptions, config: GroupConfig) -> Any:
+        """Run group ``config`` of store ``opts.store_id``, trapping exits so that an
+        orderly stop runs :meth:`terminate`; it subscribes right after (``handle_continue``)."""
         otp.trap_exits(True)  # so that an orderly stop checkpoints (terminate)
         self.opts = opts
         self.store_id = opts.store_id
@@ -137,6 +139,7 @@ class PersistentGroup(otp.GenServer):
 
     # -- start -------------------------------------------------------------------------------
     async def handle_continue(self, arg: Any) -> Any:
+        """Subscribe (or plan to try again), then run what is due."""
         await self._start()
         return await self._settle(no_reply=True)
 
@@ -175,6 +178,8 @@ class PersistentGroup(otp.GenServer):
 
     # -- messages ----------------------------------------------------------------------------
     async def handle_info(self, msg: Any) -> Any:
+        """Take the subscription's events into the ledger (a linked process's exit and
+        the timeout of due work change nothing else), then run what is due."""
         match msg:
             case Events(subscription, events) if subscription == self.name:
                 await self._receive(events)
@@ -215,6 +220,7 @@ class PersistentGroup(otp.GenServer):
         return found[0] if found and found[0].event_number == int(number) else None
 
     async def handle_cast(self, msg: Any) -> Any:
+        """Serve :class:`~exesdb.grpc.groups.messages.Disconnect`, then run what is due."""
         match msg:
             case Disconnect(cid):
                 await self._drop_consumer(cid, None)
@@ -223,6 +229,9 @@ class PersistentGroup(otp.GenServer):
         return await self._settle(no_reply=True)
 
     async def handle_call(self, request: Any, from_: gen_server.From) -> Any:
+        """Serve a :data:`~exesdb.grpc.groups.messages.GroupRequest`, then run what is
+        due; a :class:`~exesdb.grpc.groups.messages.Pull` with nothing to take is answered
+        later."""
         if not isinstance(request, GroupRequest):
             raise ValueError(f"PersistentGroup: unknown request {request!r}")
         reply: Any = None

@@ -107,6 +107,7 @@ class GroupManager(StoreServer):
         return pid
 
     async def init(self, opts: StoreOptions) -> Any:
+        """Start with no groups; they are loaded right after (``handle_continue``)."""
         await super().init(opts)
         self.groups: dict[GroupKey, GroupConfig] = {}
         self.unreadable: list[Any] = []  # stored groups that do not read: kept as they are
@@ -114,9 +115,12 @@ class GroupManager(StoreServer):
         return otp.Continue("load")
 
     async def handle_continue(self, arg: Any) -> Any:
+        """Load the stored groups and start their processes (or try again after
+        :data:`~exesdb.grpc.groups.group.RETRY` s)."""
         return await self._load()
 
     async def handle_info(self, msg: Any) -> Any:
+        """The timeout of a load to try again."""
         if msg is otp.TIMEOUT and not self.loaded:
             return await self._load()
         if msg is otp.TIMEOUT:
@@ -250,6 +254,8 @@ class GroupManager(StoreServer):
         self.groups = groups
 
     async def handle_call(self, request: Any, from_: gen_server.From) -> Any:
+        """Serve a :data:`~exesdb.grpc.groups.messages.ManagerRequest`: its value, or
+        the :class:`RpcError` for what went wrong (``UNAVAILABLE`` until loaded)."""
         if not isinstance(request, ManagerRequest):
             raise ValueError(f"GroupManager: unknown request {request!r}")
         if not self.loaded:
@@ -418,6 +424,7 @@ class PersistentGroups(StoreSupervisor):
     :class:`PersistentGroup` processes, then the :class:`GroupManager`."""
 
     async def init(self, opts: StoreOptions) -> supervisor.Spec:
+        """The dynamic supervisor of the groups, then the manager (rest_for_one)."""
         name = _groups_sup_name(opts.store_id)
 
         async def start() -> otp.Pid | None:
