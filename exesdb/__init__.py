@@ -38,7 +38,7 @@ from .errors import (
 from .events import EventRecord, Filter, NewEvent, Snapshot
 from .options import StoreOptions
 from .stores import start_store, stop_store, store_child_spec
-from .subscriptions import Events, Subscription
+from .subscriptions import Events, Subscription, SubscriptionLost
 from .systems import System
 from .systems.store import StoreInfo
 
@@ -64,6 +64,7 @@ __all__ = [
     "StoreUnavailable",
     "StreamDeleted",
     "Subscription",
+    "SubscriptionLost",
     "SubscriptionNotFound",
     "System",
     "WrongExpectedVersion",

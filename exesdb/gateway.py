@@ -31,7 +31,7 @@ from .events import EventRecord, Filter, NewEvent, Snapshot
 from .naming import REGISTRY
 from .options import StoreOptions, validate_store_id
 from .storage.ops import Append, DeleteSnapshot, DeleteStream, RecordSnapshot
-from .subscriptions import TRANSIENT, Events, Subscription, validate
+from .subscriptions import TRANSIENT, Events, Subscription, SubscriptionLost, validate
 from .systems import system_name
 from .systems.gateway import GatewayRequest, Route, ToTracker, gateway_worker_name
 from .systems.notification.leader import (
@@ -355,6 +355,10 @@ async def subscribe(
     advances (once all events of a delivered batch were taken), so leaving the loop early
     redelivers what was not acknowledged. On exit a transient subscription is removed and
     a persistent one waits for its next subscriber.
+
+    A transient subscription that ends with the store's core
+    (:class:`exesdb.SubscriptionLost`) makes the loop raise
+    :class:`exesdb.StoreUnavailable`: subscribe again, from after the last event taken.
     """
     me = otp.self()
     await save_subscription(store_id, type, selector, name, start_from, me)
@@ -373,11 +377,21 @@ async def subscribe(
 async def _receive_events(store_id: str, name: str, me: otp.Pid) -> AsyncIterator[EventRecord]:
     persistent = name != TRANSIENT
     while True:
-        batch = await otp.receive(match=lambda m: type(m) is Events and m.subscription == name)
+        batch = await otp.receive(match=lambda m: (type(m) is Events
+                                                   and m.subscription == name)
+                                  or _lost(m, store_id, name))
+        if type(batch) is SubscriptionLost:
+            raise StoreUnavailable(store_id, f"the subscription ended with the store's core "
+                                   f"({batch.reason!r}): subscribe again")
         for event in batch.events:
             yield event
         if persistent and batch.events:
             await ack_event(store_id, name, me, batch.events[-1])
+
+
+def _lost(msg: Any, store_id: str, name: str) -> bool:
+    """Whether ``msg`` tells the caller that its transient subscription ``name`` ended."""
+    return type(msg) is SubscriptionLost and msg.store_id == store_id and msg.name == name
 
 
 # -- stores ----------------------------------------------------------------------------------

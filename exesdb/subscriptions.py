@@ -16,7 +16,9 @@ subscriber; it lives as long as its subscriber); any other name a persistent one
 position is kept durably. ``start_from`` is inclusive: a ``$all`` position, or a stream
 version for a single-stream subscription. Events reach a subscriber process as
 :class:`Events` messages; with no subscriber they are broadcast on the store's events
-pub/sub under the topic :func:`topic`.
+pub/sub under the topic :func:`topic`. A transient subscription also ends when the part of
+the store's core that keeps the subscriptions restarts, or the store stops: its subscriber
+process then receives :class:`SubscriptionLost` and no further events of it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ __all__ = [
     "TYPES",
     "Events",
     "Subscription",
+    "SubscriptionLost",
     "SubscriptionType",
     "matcher",
     "pattern_hash",
@@ -66,6 +69,27 @@ class Events:
 
     subscription: str
     events: tuple[EventRecord, ...]
+
+
+@attrs.frozen
+class SubscriptionLost:
+    """What the subscriber process of a transient subscription receives when the
+    subscription ends without being removed: the process of the store's core that keeps
+    the subscriptions ended (the core, or that part of it, restarted) or the store stopped.
+
+    No :class:`Events` of that subscription arrive after it. The fields identify the
+    subscription as it was saved (``name`` is ``"transient"``); ``reason`` is the exit
+    reason of the process that held it (for example ``otp.SHUTDOWN`` when the core
+    restarted in order, or the store stopped). To go on, save the subscription again once
+    the store answers (:class:`exesdb.StoreUnavailable` meanwhile), with ``start_from``
+    just after the last event received.
+    """
+
+    store_id: str
+    type: str
+    selector: Any
+    name: str
+    reason: Any
 
 
 @attrs.frozen

@@ -27,6 +27,7 @@ def test_exesdb_public_names_are_pinned():
         "StoreUnavailable",
         "StreamDeleted",
         "Subscription",
+        "SubscriptionLost",
         "SubscriptionNotFound",
         "System",
         "WrongExpectedVersion",

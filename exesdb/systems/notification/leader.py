@@ -20,14 +20,20 @@ import trio
 
 import otp
 from otp import gen_server, partition_supervisor, pubsub, supervisor
-from otp.lowlevel import NodeVar
+from otp.lowlevel import NodeVar, on_exit
 
 from ...errors import ExESDBError, InvalidArgument, StoreUnavailable, SubscriptionNotFound
 from ...events import EventRecord
 from ...naming import genserver_name
 from ...options import StoreOptions
 from ...storage import writer as storage_writer
-from ...subscriptions import DEFAULT_NAME, TRANSIENT, Subscription, single_stream
+from ...subscriptions import (
+    DEFAULT_NAME,
+    TRANSIENT,
+    Subscription,
+    SubscriptionLost,
+    single_stream,
+)
 from ..processes import StoreServer, StoreSupervisor
 from ..pubsub import pubsub_name, store_log
 from ..store import backend_of, is_leader, writer_name
@@ -188,7 +194,18 @@ class LeaderTracker(StoreServer):
     stops leading. Persistent definitions are stored, and their subscribers kept on the
     node (so a restart of the store on the same node delivers to the same live subscriber,
     or keeps waiting for one; on a fresh node a stored subscription starts without
-    subscriber, broadcasting); transient ones live here, until their subscriber dies.
+    subscriber, broadcasting); transient ones live here, in this process, until their
+    subscriber dies or they are removed, and end with it.
+
+    Ending with it, a transient subscription is not lost silently, however the tracker
+    ends (stopped, crashed, killed, or shut down by a restart of the store's core): an exit
+    hook (:func:`otp.lowlevel.on_exit`, which runs synchronously as the process ends, killed
+    too, before anything can observe its exit) stops each transient subscription's
+    emitter and pool (killed, so that nothing of it is delivered after) and sends its
+    subscriber process :class:`exesdb.subscriptions.SubscriptionLost`. A hook rather than
+    monitors: the subscribers need no process of their own watching the tracker, and
+    nothing runs between the tracker's end and the message. A new tracker never takes over
+    a transient pool (see :meth:`_adopt`); the subscriber saves the subscription again.
 
     Requests: :data:`TrackerRequest`, from the gateway (:class:`Subscribe`,
     :class:`Unsubscribe`, :class:`ListSubscriptions`, :class:`AckEvent`, :class:`Detach`),
@@ -206,6 +223,7 @@ class LeaderTracker(StoreServer):
         self.missing = False  # some pools could not start: try again after RETRY
         self.retry_at: float | None = None  # when (see _retry_timeout)
         self.loaded = False
+        on_exit(otp.self(), self._end_transients)
         return otp.Continue("load")
 
     async def handle_continue(self, arg: Any) -> Any:
@@ -254,13 +272,14 @@ class LeaderTracker(StoreServer):
                 except (otp.OTPError, ValueError):
                     continue
                 d = state.definition
+                if not d.persistent:  # it ended with the tracker that held it (its
+                    # subscriber was told so): it is not taken over
+                    with contextlib.suppress(otp.NoProc, otp.ServerExited):
+                        await otp.supervisor.stop(pool)
+                    continue
                 running = self.subs.get(d.key)
-                if running is None and d.persistent:
-                    continue  # removed meanwhile: the next reconcile stops it
                 if running is None:
-                    running = self.subs[d.key] = _Running(d, SubscriberCell(state.subscriber))
-                    if state.subscriber is not None:
-                        running.watch = otp.monitor(state.subscriber)
+                    continue  # removed meanwhile: the next reconcile stops it
                 running.pool = pool
                 otp.link(pool)
 
@@ -561,6 +580,26 @@ class LeaderTracker(StoreServer):
     async def terminate(self, reason: Any) -> None:
         for running in self.subs.values():
             await self._stop_pool(running)
+
+    def _end_transients(self, reason: Any) -> None:
+        """Exit hook (see the class docstring): the transient subscriptions end with this
+        process. Each one's emitter and pool are killed, then its subscriber process is
+        sent :class:`SubscriptionLost`, so that no event of it comes after the message."""
+        for running in self.subs.values():
+            d = running.definition
+            if d.persistent:
+                continue
+            processes = [running.pool]  # by name too: a pool whose start was under way
+            with contextlib.suppress(otp.OTPError):  # the registry may be gone already
+                processes += [otp.whereis(pool_name(self.store_id, d.key)),
+                              otp.whereis(emitter_name(self.store_id, d.key))]
+            for pid in processes:
+                if pid is not None:
+                    otp.exit(pid, otp.KILL)
+            subscriber = running.cell.subscriber
+            if subscriber is not None:
+                otp.send(subscriber, SubscriptionLost(self.store_id, d.type, d.selector,
+                                                      d.name, reason))
 
 
 def canonical_selector(selector: Any) -> str:
