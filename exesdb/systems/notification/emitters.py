@@ -19,6 +19,11 @@ Delivery:
 * with no subscriber, as broadcasts on the store's events pub/sub (topic
   :func:`~exesdb.subscriptions.topic`); the position then advances as it broadcasts and is
   stored at most every :data:`CHECKPOINT_INTERVAL` seconds (at least once across restarts).
+
+The worker serves the requests :class:`Acknowledge`, :class:`SetSubscriber`,
+:class:`DetachSubscriber` and :class:`GetState`, sent by the client functions
+:func:`forward_ack`, :func:`set_subscriber`, :func:`detach_subscriber` and
+:func:`get_state`.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Sequence
-from typing import Any, Final
+from typing import Any, Final, TypeAlias, assert_never
 
 import attrs
 import trio
@@ -54,16 +59,25 @@ __all__ = [
     "MAX_IN_FLIGHT",
     "POOLS_TOPIC",
     "RETRY",
+    "Acknowledge",
     "Definition",
+    "DetachSubscriber",
     "EmitterPool",
+    "EmitterRequest",
     "EmitterState",
     "EmitterSystem",
     "EmitterWorker",
+    "GetState",
     "PoolsStarted",
+    "SetSubscriber",
     "SubscriberCell",
+    "detach_subscriber",
     "emitter_name",
     "emitter_pools_name",
+    "forward_ack",
+    "get_state",
     "pool_name",
+    "set_subscriber",
 ]
 
 log: Final = logging.getLogger("exesdb.systems.notification.emitters")
@@ -110,6 +124,65 @@ class Definition:
 def emitter_name(store_id: str, key: Any) -> Any:
     """The name of the emitter worker of the subscription ``key``."""
     return partition_name(EmitterWorker, store_id, key)
+
+
+# -- requests ------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Acknowledge:
+    """Acknowledge the delivered events up to ``position`` (cumulative; a version for a
+    single-stream subscription). Replied: None once the position is stored, else the
+    :class:`exesdb.StoreUnavailable` saying why not (it is stored later)."""
+
+    position: int
+
+
+@attrs.frozen
+class SetSubscriber:
+    """Deliver to ``subscriber`` from now on (None: broadcast), from after the last
+    acknowledged position. Replied: None."""
+
+    subscriber: otp.Pid | None
+
+
+@attrs.frozen
+class DetachSubscriber:
+    """The subscriber stops listening: deliver nothing until a new one is set. Replied:
+    None."""
+
+
+@attrs.frozen
+class GetState:
+    """Replied: the worker's :class:`EmitterState`."""
+
+
+EmitterRequest: TypeAlias = Acknowledge | SetSubscriber | DetachSubscriber | GetState
+"""The requests an :class:`EmitterWorker` serves."""
+
+
+def forward_ack(emitter: otp.Name, position: int, from_: gen_server.From) -> None:
+    """Hand the call ``from_`` on to ``emitter`` as an :class:`Acknowledge` of
+    ``position``: the emitter answers the caller (None, or the error that kept the
+    position from being stored). Never blocks."""
+    gen_server.forward(emitter, Acknowledge(position), from_)
+
+
+async def set_subscriber(emitter: otp.Name, subscriber: otp.Pid | None,
+                         timeout: float | None = 5.0) -> None:
+    """Make ``emitter`` deliver to ``subscriber`` (see :class:`SetSubscriber`)."""
+    await gen_server.call(emitter, SetSubscriber(subscriber), timeout)
+
+
+async def detach_subscriber(emitter: otp.Name, timeout: float | None = 5.0) -> None:
+    """Make ``emitter`` wait for a new subscriber (see :class:`DetachSubscriber`)."""
+    await gen_server.call(emitter, DetachSubscriber(), timeout)
+
+
+async def get_state(emitter: otp.Name, timeout: float | None = 5.0) -> EmitterState:
+    """What ``emitter`` reports of itself."""
+    state: EmitterState = await gen_server.call(emitter, GetState(), timeout)
+    return state
 
 
 class EmitterWorker(otp.GenServer):
@@ -198,24 +271,26 @@ class EmitterWorker(otp.GenServer):
             await self._on_timer()
 
     async def handle_call(self, request: Any, from_: gen_server.From) -> Any:
-        await self._timer_if_due()
-        op = request[0]
-        if op == "ack":
-            error = await self._ack(request[1])
-            return otp.Reply(error, timeout=self._timeout())
-        elif op == "subscriber":
-            self._follow(request[1])
-            self._rewind()
-            await self._pump_or_retry()
-        elif op == "detach":  # the subscriber stops listening: wait for a new one
-            self._follow(None, waiting=True)
-            self._rewind()
-        elif op == "state":
-            return otp.Reply(EmitterState(self.d, self.subscriber, self.position,
-                                          len(self.delivered), self.cursor.next),
-                             timeout=self._timeout())
-        else:
+        if not isinstance(request, EmitterRequest):
             raise ValueError(f"EmitterWorker: unknown request {request!r}")
+        await self._timer_if_due()
+        match request:
+            case Acknowledge(position):
+                error = await self._ack(position)
+                return otp.Reply(error, timeout=self._timeout())
+            case SetSubscriber(subscriber):
+                self._follow(subscriber)
+                self._rewind()
+                await self._pump_or_retry()
+            case DetachSubscriber():  # the subscriber stops listening: wait for a new one
+                self._follow(None, waiting=True)
+                self._rewind()
+            case GetState():
+                return otp.Reply(EmitterState(self.d, self.subscriber, self.position,
+                                              len(self.delivered), self.cursor.next),
+                                 timeout=self._timeout())
+            case _:
+                assert_never(request)
         return otp.Reply(None, timeout=self._timeout())
 
     async def terminate(self, reason: Any) -> None:
@@ -381,7 +456,7 @@ class EmitterWorker(otp.GenServer):
 
 @attrs.frozen
 class EmitterState:
-    """What an emitter reports of itself (the ``"state"`` request)."""
+    """What an emitter reports of itself (the :class:`GetState` request)."""
 
     definition: Definition
     subscriber: otp.Pid | None

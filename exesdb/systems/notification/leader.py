@@ -43,9 +43,13 @@ from .emitters import (
     EmitterPool,
     PoolsStarted,
     SubscriberCell,
+    detach_subscriber,
     emitter_name,
     emitter_pools_name,
+    forward_ack,
+    get_state,
     pool_name,
+    set_subscriber,
 )
 
 __all__ = [
@@ -268,7 +272,7 @@ class LeaderTracker(StoreServer):
                     [(_, worker, _)] = await otp.supervisor.which_children(pool)
                     if worker is None:
                         continue
-                    state = await gen_server.call(worker, ("state",))
+                    state = await get_state(worker)
                 except (otp.OTPError, ValueError):
                     continue
                 d = state.definition
@@ -352,8 +356,8 @@ class LeaderTracker(StoreServer):
             running.cell.subscriber, running.cell.waiting = subscriber, False
             if running.pool is not None and otp.is_alive(running.pool):
                 with contextlib.suppress(otp.NoProc, otp.ServerExited):
-                    await gen_server.call(emitter_name(self.store_id, name),
-                                          ("subscriber", subscriber), self.opts.timeout_s)
+                    await set_subscriber(emitter_name(self.store_id, name), subscriber,
+                                         self.opts.timeout_s)
             return
         key = transient_key(type, selector, subscriber)
         if key in self.subs:
@@ -395,8 +399,8 @@ class LeaderTracker(StoreServer):
             position = checkpoints.get(d.name) if d.persistent else None
             if running.pool is not None and otp.is_alive(running.pool):
                 try:
-                    state = await gen_server.call(emitter_name(self.store_id, d.key),
-                                                  ("state",), self.opts.timeout_s)
+                    state = await get_state(emitter_name(self.store_id, d.key),
+                                            self.opts.timeout_s)
                     position = state.position
                 except otp.OTPError:
                     pass
@@ -422,8 +426,8 @@ class LeaderTracker(StoreServer):
                 running.pool)
             if alive and running is not None:
                 try:
-                    state = await gen_server.call(
-                        emitter_name(self.store_id, running.definition.key), ("state",),
+                    state = await get_state(
+                        emitter_name(self.store_id, running.definition.key),
                         self.opts.timeout_s)
                     in_flight = state.in_flight
                 except otp.OTPError:
@@ -454,7 +458,7 @@ class LeaderTracker(StoreServer):
                 f"{subscriber!r}")
         single = single_stream(d.type, d.selector) is not None
         position = event.event_number if single else event.position
-        gen_server.forward(emitter_name(self.store_id, name), ("ack", position), from_)
+        forward_ack(emitter_name(self.store_id, name), position, from_)
         return otp.NoReply(timeout=self._retry_timeout())  # the emitter answers
 
     async def _detach(self, name: str, subscriber: otp.Pid) -> None:
@@ -466,8 +470,8 @@ class LeaderTracker(StoreServer):
         running.cell.subscriber, running.cell.waiting = None, True
         if running.pool is not None and otp.is_alive(running.pool):
             with contextlib.suppress(otp.NoProc, otp.ServerExited):
-                await gen_server.call(emitter_name(self.store_id, name), ("detach",),
-                                      self.opts.timeout_s)
+                await detach_subscriber(emitter_name(self.store_id, name),
+                                        self.opts.timeout_s)
 
     async def _ensure_default(self) -> None:
         if DEFAULT_NAME in self.subs:
