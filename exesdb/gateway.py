@@ -40,6 +40,7 @@ from .systems.notification.leader import (
     ListSubscriptions,
     Subscribe,
     Unsubscribe,
+    transient_key,
 )
 from .systems.persistence import (
     ListSnapshots,
@@ -354,7 +355,8 @@ async def subscribe(
     A persistent subscription (any name but ``"transient"``) is acknowledged as the loop
     advances (once all events of a delivered batch were taken), so leaving the loop early
     redelivers what was not acknowledged. On exit a transient subscription is removed and
-    a persistent one waits for its next subscriber.
+    a persistent one waits for its next subscriber. The loop takes only its own
+    subscription's events, even beside other subscriptions of the same process.
 
     A transient subscription that ends with the store's core
     (:class:`exesdb.SubscriptionLost`) makes the loop raise
@@ -362,8 +364,10 @@ async def subscribe(
     """
     me = otp.self()
     await save_subscription(store_id, type, selector, name, start_from, me)
+    key = name if name != TRANSIENT else transient_key(
+        type, validate(type, selector, name, start_from), me)
     try:
-        yield _receive_events(store_id, name, me)
+        yield _receive_events(store_id, name, key, me)
     finally:
         # A store that stopped or restarts meanwhile has nothing to undo (a transient
         # subscription ends with the store): do not hide the loop's own outcome.
@@ -374,12 +378,13 @@ async def subscribe(
                 await _request(store_id, ToTracker(Detach(name, me)))
 
 
-async def _receive_events(store_id: str, name: str, me: otp.Pid) -> AsyncIterator[EventRecord]:
+async def _receive_events(store_id: str, name: str, key: Any,
+                          me: otp.Pid) -> AsyncIterator[EventRecord]:
+    """The events of the subscription ``key`` (named ``name``) delivered to ``me``."""
     persistent = name != TRANSIENT
     while True:
-        batch = await otp.receive(match=lambda m: (type(m) is Events
-                                                   and m.subscription == name)
-                                  or _lost(m, store_id, name))
+        batch = await otp.receive(match=lambda m: (type(m) is Events and m.key == key)
+                                  or _lost(m, store_id, key, me))
         if type(batch) is SubscriptionLost:
             raise StoreUnavailable(store_id, f"the subscription ended with the store's core "
                                    f"({batch.reason!r}): subscribe again")
@@ -389,9 +394,10 @@ async def _receive_events(store_id: str, name: str, me: otp.Pid) -> AsyncIterato
             await ack_event(store_id, name, me, batch.events[-1])
 
 
-def _lost(msg: Any, store_id: str, name: str) -> bool:
-    """Whether ``msg`` tells the caller that its transient subscription ``name`` ended."""
-    return type(msg) is SubscriptionLost and msg.store_id == store_id and msg.name == name
+def _lost(msg: Any, store_id: str, key: Any, me: otp.Pid) -> bool:
+    """Whether ``msg`` tells ``me`` that its transient subscription ``key`` ended."""
+    return (type(msg) is SubscriptionLost and msg.store_id == store_id
+            and transient_key(msg.type, msg.selector, me) == key)
 
 
 # -- stores ----------------------------------------------------------------------------------

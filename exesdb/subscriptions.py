@@ -65,10 +65,17 @@ _FIELDS: Final = frozenset(a.name for a in attrs.fields(EventRecord))
 
 @attrs.frozen
 class Events:
-    """What a subscriber process receives: events of ``subscription`` (its name), in order."""
+    """What a subscriber process receives: events of ``subscription`` (its name), in order.
+
+    ``key`` (a keyword; None when not given) identifies the subscription in its store:
+    its name when persistent; for a transient one, whose name (``"transient"``) does not
+    tell it from the subscriber's other transient subscriptions, its type, canonical
+    selector and subscriber (:func:`exesdb.systems.notification.leader.transient_key`).
+    """
 
     subscription: str
     events: tuple[EventRecord, ...]
+    key: Any = attrs.field(default=None, kw_only=True)
 
 
 @attrs.frozen

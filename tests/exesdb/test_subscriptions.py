@@ -797,6 +797,20 @@ async def test_subscribe_after_a_persistent_loop_resumes_after_the_last_ack(stor
     assert got == [0, 1, 2, 3]  # nothing was acknowledged: the first batch comes again
 
 
+async def test_two_subscribe_loops_of_one_process_each_get_only_their_own_events(store):
+    await gateway.append_events(store, "a", [NewEvent("A", {"n": 0})])
+    await gateway.append_events(store, "b", [NewEvent("B", {"n": 0})])
+    async with (gateway.subscribe(store, "by_stream", "$a") as from_a,
+                gateway.subscribe(store, "by_stream", "$b") as from_b):
+        await gateway.append_events(store, "b", [NewEvent("B", {"n": 1})])
+        await gateway.append_events(store, "a", [NewEvent("A", {"n": 1})])
+        with trio.fail_after(WAIT):
+            got_b = [await anext(from_b) for _ in range(2)]
+            got_a = [await anext(from_a) for _ in range(2)]
+    assert [(e.stream_id, e.data["n"]) for e in got_a] == [("a", 0), ("a", 1)]
+    assert [(e.stream_id, e.data["n"]) for e in got_b] == [("b", 0), ("b", 1)]
+
+
 # -- several stores ---------------------------------------------------------------------------
 
 

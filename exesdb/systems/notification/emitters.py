@@ -11,7 +11,9 @@ crash loses nothing: the storage is the only source.
 
 Delivery:
 
-* to a subscriber process, as :class:`~exesdb.subscriptions.Events` messages. A
+* to a subscriber process, as :class:`~exesdb.subscriptions.Events` messages carrying
+  the subscription's name and :attr:`Definition.key` (so that a process subscribed more
+  than once tells its subscriptions apart). A
   persistent subscription keeps at most :data:`MAX_IN_FLIGHT` delivered but unacknowledged
   events (back-pressure); acks are cumulative and durable, and after a crash, a restart or
   a new subscriber, delivery resumes after the last ack (at least once, in order). If the
@@ -379,7 +381,7 @@ class EmitterWorker(otp.GenServer):
 
     def _deliver(self, events: Sequence[EventRecord], last: int) -> None:
         if events:
-            batch = Events(self.d.name, tuple(events))
+            batch = Events(self.d.name, tuple(events), key=self.d.key)
             if self.subscriber is not None:
                 otp.send(self.subscriber, batch)
                 if self.d.persistent:
