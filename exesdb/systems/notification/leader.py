@@ -257,7 +257,9 @@ class LeaderTracker(StoreServer):
         await self._adopt()
 
     async def _adopt(self) -> None:
-        """Take over the pools left running by a previous tracker (with their subscribers)."""
+        """Take over the pools of persistent subscriptions left running by a previous
+        tracker (a killed one; their subscribers are in the node's cells), and stop those of
+        transient subscriptions, which ended with it (see the class docstring)."""
         try:
             partitions = partition_supervisor.partitions(emitter_pools_name(self.store_id))
         except otp.NoProc:
