@@ -668,15 +668,25 @@ class _Engine:
                 raise _storage_error(exc, "flushing the write-ahead log") from exc
 
     def close(self) -> None:
+        """Close every connection of the engine, each once: the idle readers and the writer
+        now (after the write in progress, if any), a reader in use when it is given back.
+        Later calls close nothing. If closing a connection fails, the others are closed
+        all the same and :class:`exesdb.StorageError` is raised afterwards."""
         with self._write_lock:
             with self._readers_lock:
                 self._closed = True
-                readers, self._readers = self._readers, []
-            for conn in readers:
-                conn.close()
+                conns, self._readers = self._readers, []
             if self._writer is not None:
-                writer, self._writer = self._writer, None
-                writer.close()
+                conns.append(self._writer)  # closed last: it checkpoints the WAL
+                self._writer = None
+            failure: sqlite3.Error | None = None
+            for conn in conns:
+                try:
+                    conn.close()
+                except sqlite3.Error as exc:
+                    failure = failure or exc
+        if failure is not None:
+            raise _storage_error(failure, f"closing {self.path}")
 
 
 def _verified_stream_rows(rows: list[Any], key: int, number: int, step: int
@@ -735,6 +745,8 @@ class SQLiteBackend(Backend):
         self._writes = WorkerThread(f"exesdb writer {engine.path}")
         self._read_limiter = trio.CapacityLimiter(_IDLE_READERS)
         self._closed = False
+        self._close_done: trio.Event | None = None  # set once close has closed everything
+        self._close_failure: StorageError | None = None
 
     @classmethod
     async def open(cls, directory: str | os.PathLike[str], *, durable: bool = True,
@@ -757,6 +769,7 @@ class SQLiteBackend(Backend):
     async def _reading(self, fn: Callable[..., T], *args: Any) -> T:
         # At most _IDLE_READERS reads at once, so each finds a pooled connection instead
         # of opening (and then closing) one of its own under load.
+        self._check_open()
         return await trio.to_thread.run_sync(fn, *args, limiter=self._read_limiter)
 
     @property
@@ -862,16 +875,56 @@ class SQLiteBackend(Backend):
         return await self._reading(self._engine.stats)
 
     async def flush(self) -> None:
+        self._check_open()
         await self._writes.run(self._engine.flush)
 
-    async def close(self) -> None:
+    def _check_open(self) -> None:
         if self._closed:
-            return
-        self._closed = True
+            raise StorageError(f"{self.path}: the store is closed")
+
+    async def close(self) -> None:
+        """Close the store's connections: exactly once, whoever calls and whatever is
+        cancelled.
+
+        The first call marks the backend closed, so that from then on every other method
+        raises :class:`exesdb.StorageError`, and starts the close in a trio system task,
+        which completes even if the caller is cancelled or the run is ending: it waits for
+        the reads in progress to end, then closes every connection on the write thread
+        (after the writes queued before it) and stops that thread. Every call, the first
+        included, returns once that close has completed, so once ``close`` returned this
+        backend has no connection to the database file left; a cancelled call stops
+        waiting, not closing. Raises :class:`exesdb.StorageError` (on every call) if
+        closing a connection failed.
+        """
+        if self._close_done is None:
+            self._closed = True
+            self._close_done = trio.Event()
+            trio.lowlevel.spawn_system_task(self._close_connections,
+                                            name=f"closing {self.path}")
+        await self._close_done.wait()
+        if self._close_failure is not None:
+            raise StorageError(str(self._close_failure)) from self._close_failure
+
+    async def _close_connections(self) -> None:
+        """The close :meth:`close` starts. A system task: shielded, and never raises."""
+        assert self._close_done is not None
         try:
-            await self._writes.run(self._engine.close)
+            with trio.CancelScope(shield=True):
+                # A read holds a token of the limiter until its thread has given its
+                # connection back, so holding all the tokens means no read is in progress.
+                limiter = self._read_limiter
+                for _ in range(int(limiter.total_tokens)):
+                    await limiter.acquire_on_behalf_of(object())
+                await self._writes.run(self._engine.close)
+        except StorageError as exc:  # reported to the callers of close
+            self._close_failure = exc
+        except Exception as exc:  # the same: a system task must not raise
+            failure = StorageError(f"closing {self.path} failed: {exc!r}")
+            failure.__cause__ = exc
+            self._close_failure = failure
         finally:
             self._writes.stop()
+            self._close_done.set()
 
     def __repr__(self) -> str:
         return f"<SQLiteBackend {str(self.path)!r} durable={self.durable}>"

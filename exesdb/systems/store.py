@@ -16,7 +16,6 @@ using a closed storage.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import logging
 import os
@@ -74,12 +73,39 @@ def _open_lock(store_id: str, directory: Path) -> int:
     return fd
 
 
+_closing: trio.lowlevel.RunVar[dict[str, trio.Event]] = trio.lowlevel.RunVar("exesdb.closing")
+"""The store directories (by :func:`_lock_key`) whose database a killed :class:`Store` is
+still closing in the background, each with the event set once it is closed and the lock
+released. A RunVar rather than a NodeVar: the flock belongs to the whole OS process, and
+the close runs in a system task of the trio run, which can outlive the node."""
+
+
+def _closing_stores() -> dict[str, trio.Event]:
+    try:
+        return _closing.get()
+    except LookupError:
+        table: dict[str, trio.Event] = {}
+        _closing.set(table)
+        return table
+
+
+def _lock_key(directory: Path) -> str:
+    return os.path.abspath(directory)  # string work only: no I/O on the trio thread
+
+
 async def lock_store_dir(store_id: str, directory: Path) -> int:
     """Create the store's directory and lock it; return the lock's file descriptor.
 
-    Raises :class:`exesdb.StoreLocked` if another store (in this or another OS process)
-    holds it and :class:`exesdb.InvalidArgument` if it cannot be created.
+    If a store of this trio run that held the lock is still closing its database in the
+    background (a killed :class:`Store` keeps the lock until its database is closed),
+    waits for that first, so a store can be started again right after a kill. Raises
+    :class:`exesdb.StoreLocked` if another store (in this or another OS process) holds it
+    and :class:`exesdb.InvalidArgument` if it cannot be created.
     """
+    closing = _closing_stores()
+    key = _lock_key(directory)
+    while (pending := closing.get(key)) is not None:
+        await pending.wait()
     return await trio.to_thread.run_sync(_open_lock, store_id, directory)
 
 
@@ -100,8 +126,10 @@ class Store(StoreServer):
     """Opens the store's storage in ``<data_dir>/<store_id>/`` and holds its lock.
 
     The open :class:`~exesdb.storage.Backend` is published as this process's registry
-    value (see :func:`backend_of`). The lock is released and the storage closed when the
-    process ends, also when it is killed.
+    value (see :func:`backend_of`). When the process ends, however it ends (killed too),
+    the storage is closed, exactly once, and only then the lock released: never earlier,
+    so no other OS process can open the database while this one has it open, and always,
+    so the store can be started again (see :meth:`_release`).
     """
 
     async def init(self, opts: StoreOptions) -> None:
@@ -116,23 +144,51 @@ class Store(StoreServer):
         store_log(opts.store_id, logging.INFO, f"storage open: {self.backend!r}")
 
     async def terminate(self, reason: Any) -> None:
-        backend, self.backend = self.backend, None
-        if backend is not None:
-            await backend.close()
+        if self.backend is not None:
+            await self.backend.close()  # if cancelled, the close goes on: see _release
+            self.backend = None  # closed: the exit hook releases the lock at once
 
     def _release(self, reason: Any) -> None:
-        """Exit hook: runs however the process ends, before its exit is signalled."""
-        backend, self.backend = self.backend, None
-        if backend is not None:  # killed: close it off the trio thread, in the background
-            trio.lowlevel.spawn_system_task(_close_quietly, backend)
+        """Exit hook: runs however the process ends, before its exit is signalled.
+
+        If the storage is closed (by :meth:`terminate`), or was never opened, releases the
+        lock at once. Otherwise (the process was killed, in :meth:`terminate` or not) it
+        closes the storage in a system task, which then releases the lock; until then
+        :func:`lock_store_dir` in this trio run waits for it rather than failing.
+        """
         fd, self.lock_fd = self.lock_fd, None
-        if fd is not None:
+        backend, self.backend = self.backend, None
+        if fd is None:  # the storage is opened only under the lock
+            return
+        if backend is None:
             os.close(fd)  # releases the flock; closing a lock file does not block
+            return
+        key = _lock_key(self.opts.store_dir)
+        done = trio.Event()
+        trio.lowlevel.spawn_system_task(_close_then_unlock, self.store_id, backend, fd, key,
+                                        done, name=f"closing store {self.store_id!r}")
+        _closing_stores()[key] = done
 
 
-async def _close_quietly(backend: Backend) -> None:
-    with contextlib.suppress(Exception, trio.Cancelled):
-        await backend.close()
+async def _close_then_unlock(store_id: str, backend: Backend, fd: int, key: str,
+                             done: trio.Event) -> None:
+    """Close a killed store's storage, then release its lock and set ``done``.
+
+    A system task, so it never raises: the close completes even if the run is ending
+    (shielded), and the lock is released even if the close failed (which is logged).
+    """
+    try:
+        with trio.CancelScope(shield=True):
+            await backend.close()
+    except Exception:
+        logging.getLogger(f"exesdb.systems.store.{store_id}").exception(
+            "closing the storage of the ended Store process failed")
+    finally:
+        os.close(fd)  # releases the flock
+        closing = _closing_stores()
+        if closing.get(key) is done:
+            del closing[key]
+        done.set()
 
 
 def _writer_spec(opts: StoreOptions) -> ChildSpec:
