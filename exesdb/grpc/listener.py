@@ -2,7 +2,7 @@
 
 With ``opts.grpc_port`` set, a store's GatewaySystem runs a :class:`GrpcSystem`
 (rest_for_one): the persistent subscription groups
-(:class:`exesdb.grpc.groups.PersistentGroups`), then :class:`GrpcGateway`, which
+(:class:`exesdb.grpc.groups.manager.PersistentGroups`), then :class:`GrpcGateway`, which
 
 * loads the users file (``users_file``), if any, and checks the TLS files;
 * builds the services: Streams (:mod:`exesdb.grpc.streams_service`) and persistent
@@ -168,9 +168,9 @@ class GrpcGateway(StoreServer):
             return
         ref = otp.monitor(pid)
         otp.exit(pid, otp.SHUTDOWN)
+        grace = self.child_shutdown if isinstance(self.child_shutdown, float) else 10.0
         try:
-            await otp.receive(timeout=self.shutdown if isinstance(self.shutdown, float) else 10.0,
-                              match=lambda m: type(m) is otp.Down and m.ref == ref)
+            await otp.receive(timeout=grace, match=lambda m: type(m) is otp.Down and m.ref == ref)
         except otp.ReceiveTimeout:
             otp.exit(pid, otp.KILL)
 

@@ -31,12 +31,6 @@ class StoreServer(otp.GenServer):
     """How long the supervisor waits for it on shutdown (ExESDB's 10_000 ms): the
     ``shutdown`` :meth:`child_spec` gives by default, as for any :class:`otp.GenServer`."""
 
-    @property
-    def shutdown(self) -> float | str:
-        """The same value as :attr:`child_shutdown`, under the name
-        :class:`exesdb.grpc.listener.GrpcGateway` reads (not a second setting)."""
-        return self.child_shutdown
-
     @classmethod
     async def start_link(cls, opts: StoreOptions) -> otp.Pid:
         """Start this process for ``opts.store_id`` under its store-specific name."""
