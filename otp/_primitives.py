@@ -274,9 +274,9 @@ def exit(pid: Pid, reason: Any) -> None:
     """Send ``pid`` an exit signal with ``reason``, as if from the caller.
 
     :data:`otp.KILL` ends the process with :data:`otp.KILLED` and cannot be trapped. A
-    process that traps exits gets any other reason as an :class:`otp.Exit` message;
-    otherwise ``NORMAL`` is ignored (unless sent to oneself) and any other reason ends it.
-    Signalling a dead pid does nothing.
+    process that traps exits gets any other reason as an :class:`otp.Exit` message (the
+    reason as given); otherwise ``NORMAL`` (or ``"normal"``) is ignored unless sent to
+    oneself, and any other reason ends it. Signalling a dead pid does nothing.
     """
     proc = pid._proc
     if proc is None:

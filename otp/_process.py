@@ -25,7 +25,7 @@ from trio.lowlevel import Abort, Task, current_task, reschedule
 
 from ._errors import NoProc, NotInProcess, ProcessExited
 from ._messages import Down, Exit
-from ._terms import KILLED, NORMAL, is_normal_exit
+from ._terms import KILLED, NORMAL, is_normal, is_normal_exit
 
 __all__ = ["Node", "NodeVar", "Pid", "current_node", "on_exit"]
 
@@ -388,15 +388,15 @@ class _Process:
     def exit_signal(self, sender: Pid | None, reason: Any) -> None:
         """Receive an exit signal from ``sender`` (a link, or :func:`otp.exit`).
 
-        Trapping turns it into an :class:`Exit` message; otherwise a normal reason is
-        ignored (unless the process sent it to itself) and any other reason ends the
-        process with that reason.
+        Trapping turns it into an :class:`Exit` message; otherwise a normal reason
+        (``NORMAL`` or ``"normal"``) is ignored (unless the process sent it to itself) and
+        any other reason ends the process with that reason.
         """
         if self.state != RUNNING:
             return
         if self.trap_exit:
             self.deliver(Exit(sender, reason))
-        elif reason is not NORMAL or sender is self.pid:
+        elif not is_normal(reason) or sender is self.pid:
             self.terminate(reason)
 
     def terminate(self, reason: Any) -> None:

@@ -2,7 +2,9 @@
 
 An exit reason is any value. These constants and :func:`shutdown` name the reasons the
 runtime itself produces or understands; an exception instance is the reason of a process
-whose function raised it.
+whose function raised it. Python has no atoms, so the strings ``"normal"`` and
+``"shutdown"`` are the same reasons as :data:`NORMAL` and :data:`SHUTDOWN` wherever a reason
+is accepted or compared (``NORMAL == "normal"``); the runtime passes on whichever was given.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ __all__ = [
     "Atom",
     "Ref",
     "Shutdown",
+    "is_normal",
     "is_normal_exit",
     "make_ref",
+    "same_reason",
     "shutdown",
 ]
 
@@ -31,12 +35,16 @@ __all__ = [
 class Atom:
     """An interned symbol, like an Erlang atom: ``Atom("normal") is NORMAL``.
 
-    Atoms compare by identity, hash cheaply and print as their bare name, so they make
-    good exit reasons and message tags.
+    Atoms hash cheaply and make good exit reasons and message tags. An atom equals only
+    itself, except that :data:`NORMAL` and :data:`SHUTDOWN` also equal the strings
+    ``"normal"`` and ``"shutdown"`` (and hash like them), since those strings are the same
+    reasons. The constants print as their names in ``otp`` (``otp.NORMAL``); other atoms as
+    ``otp.Atom('name')``.
     """
 
     __slots__ = ("name",)
     _table: ClassVar[dict[str, Atom]] = {}
+    _constants: ClassVar[dict[str, str]] = {}  # name -> the otp constant that holds it
     name: str
 
     def __new__(cls, name: str) -> Atom:
@@ -52,24 +60,45 @@ class Atom:
     def __setattr__(self, key: str, value: Any) -> None:
         raise AttributeError("atoms are immutable")
 
+    def __eq__(self, other: object) -> bool:
+        if other is self:
+            return True
+        if isinstance(other, str) and other in _REASON_STRINGS:
+            return other == self.name
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
     def __repr__(self) -> str:
-        return self.name
+        constant = self._constants.get(self.name)
+        return constant if constant is not None else f"otp.Atom({self.name!r})"
 
     def __reduce__(self) -> tuple[Any, tuple[str]]:
         return (Atom, (self.name,))
 
 
-NORMAL: Final = Atom("normal")
+_REASON_STRINGS: Final = frozenset({"normal", "shutdown"})
+"""The strings that are the same reasons as the atoms of that name."""
+
+
+def _constant(name: str, constant: str) -> Atom:
+    atom = Atom(name)
+    Atom._constants[name] = f"otp.{constant}"
+    return atom
+
+
+NORMAL: Final = _constant("normal", "NORMAL")
 """The reason of a process that finished its work; links ignore it unless trapping."""
-SHUTDOWN: Final = Atom("shutdown")
+SHUTDOWN: Final = _constant("shutdown", "SHUTDOWN")
 """The reason a supervisor sends to stop a child; a normal termination."""
-KILL: Final = Atom("kill")
+KILL: Final = _constant("kill", "KILL")
 """Sent with :func:`otp.exit` to kill a process; cannot be trapped."""
-KILLED: Final = Atom("killed")
+KILLED: Final = _constant("killed", "KILLED")
 """The reason observed for a process that was sent :data:`KILL`."""
-NOPROC: Final = Atom("noproc")
+NOPROC: Final = _constant("noproc", "NOPROC")
 """The reason reported when the target process does not exist."""
-TIMEOUT: Final = Atom("timeout")
+TIMEOUT: Final = _constant("timeout", "TIMEOUT")
 """Delivered to ``handle_info`` when a gen_server's idle timeout expires."""
 
 
@@ -80,7 +109,7 @@ class Shutdown:
     term: Any
 
     def __repr__(self) -> str:
-        return f"shutdown({self.term!r})"
+        return f"otp.shutdown({self.term!r})"
 
 
 def shutdown(term: Any) -> Shutdown:
@@ -89,8 +118,36 @@ def shutdown(term: Any) -> Shutdown:
 
 
 def is_normal_exit(reason: object) -> bool:
-    """True for the reasons OTP treats as normal: NORMAL, SHUTDOWN and ``shutdown(term)``."""
-    return reason is NORMAL or reason is SHUTDOWN or type(reason) is Shutdown
+    """True for the reasons OTP treats as normal: :data:`NORMAL`, :data:`SHUTDOWN`,
+    ``shutdown(term)`` and the strings ``"normal"`` and ``"shutdown"``.
+
+    A normal exit is not logged as a crash, does not end a linked process that does not
+    trap exits (:data:`NORMAL` only, as in Erlang), and does not restart a transient child.
+    """
+    return (
+        reason is NORMAL
+        or reason is SHUTDOWN
+        or type(reason) is Shutdown
+        or (type(reason) is str and reason in _REASON_STRINGS)
+    )
+
+
+def is_normal(reason: object) -> bool:
+    """True for :data:`NORMAL` and the string ``"normal"``: the reason a link ignores."""
+    return reason is NORMAL or (type(reason) is str and reason == "normal")
+
+
+def same_reason(a: object, b: object) -> bool:
+    """True when ``a`` and ``b`` are the same exit reason: equal, or the same object (so an
+    exception is the same reason only as itself), with ``"normal"`` and ``"shutdown"`` the
+    same as :data:`NORMAL` and :data:`SHUTDOWN`."""
+    if a is b:
+        return True
+    try:
+        return bool(a == b)
+    except Exception:  # a value whose == raises or is ambiguous is only itself
+        return False
+
 
 
 _ref_ids = itertools.count(1)
