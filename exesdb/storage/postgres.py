@@ -27,7 +27,9 @@ with a limiter of ``max_readers``.
 ``last_position`` (no I/O) follows this backend's own writes and every head it reads;
 other nodes append too, so :meth:`PostgresBackend.refresh_last_position` (or
 :meth:`~PostgresBackend.head_position`, or :meth:`~PostgresBackend.stats`) reads the
-store's head and advances it.
+store's head and advances it, and :meth:`~PostgresBackend.saw_committed` advances it to
+a position known committed otherwise (another node's commit notice: every append sends
+one, see :mod:`exesdb.storage.postgres_notify`).
 
 Losing the database: calls fail promptly (``connect_timeout``, ``statement_timeout``,
 TCP keepalives, and for a server that is alive but hung a client-side deadline of twice
@@ -193,6 +195,22 @@ class PostgresBackend(Backend):
     def durable(self) -> bool:
         """True when each commit waits for PostgreSQL's WAL flush."""
         return self._connector.durable
+
+    @property
+    def notify_token(self) -> str:
+        """The token this backend's commit notices carry
+        (:class:`~exesdb.storage.postgres_notify.CommitNotice`), so a listener can tell
+        them from other nodes'."""
+        return self._engine.token
+
+    def saw_committed(self, position: int) -> None:
+        """Advance :attr:`last_position` to ``position`` (no I/O), which the caller knows
+        committed (a commit notice says so; positions are gapless and follow commit
+        order, so everything below it is committed too). A lower position changes
+        nothing."""
+        if type(position) is not int or position < -1:
+            raise InvalidArgument(f"position: must be an int >= -1, got {position!r}")
+        self._engine.saw(position)
 
     @property
     def transactions(self) -> int:

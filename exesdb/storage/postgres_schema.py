@@ -26,6 +26,9 @@ NUL, and bytes sort as Python sorts str)::
     checkpoints(name, position, crc)
     subscriptions(name, type, selector, start_from, with_subscriber, crc)
     leader_epoch(id = 1, epoch, leader, crc)   see exesdb.storage.fencing
+    members(node, instance, host, port, heartbeat, stopped, elector_pid)
+                                               cluster membership: see
+                                               exesdb.storage.postgres_cluster
 
 The single ``head`` row orders every transaction that changes streams: it locks the row
 first (``SELECT ... FOR UPDATE``), takes ``$all`` positions from ``last_pos + 1`` and
@@ -104,6 +107,10 @@ _DDL: Final[tuple[LiteralString, ...]] = (
     """CREATE TABLE {s}.leader_epoch(
         id smallint PRIMARY KEY CHECK (id = 1), epoch bigint NOT NULL, leader text NOT NULL,
         crc bigint NOT NULL)""",
+    """CREATE TABLE {s}.members(
+        node text PRIMARY KEY, instance text NOT NULL, host text NOT NULL,
+        port integer NOT NULL, heartbeat timestamptz NOT NULL, stopped boolean NOT NULL,
+        elector_pid integer UNIQUE)""",
 )
 
 
@@ -160,6 +167,13 @@ class Queries:
         self.read_head = q("SELECT last_pos, next_skey, gen, crc FROM {s}.head WHERE id = 1")
         self.update_head = q("UPDATE {s}.head SET last_pos = %s, next_skey = %s, gen = %s, "
                              "crc = %s WHERE id = 1")
+        # The head's update and the commit notice (exesdb.storage.postgres_notify) in one
+        # statement: no extra round trip; delivered by PostgreSQL once the transaction
+        # commits.
+        self.update_head_notify = q(
+            "WITH u AS (UPDATE {s}.head SET last_pos = %s, next_skey = %s, gen = %s, "
+            "crc = %s WHERE id = 1 RETURNING 1) SELECT pg_notify(%s, %s) FROM u"
+        )
         self.insert_head = q("INSERT INTO {s}.head(id, last_pos, next_skey, gen, crc) "
                              "VALUES (1, %s, %s, %s, %s)")
         self.load_streams = q(

@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from typing import Any, Final
 
-__all__ = ["deadline"]
+__all__ = ["deadline", "sever"]
 
 _TICK: Final = 0.1  # seconds between checks while a deadline is armed
 
@@ -63,6 +63,13 @@ class _Watchdog:
                         del self._armed[token]
                         _sever(conn)
                 self._wake.wait(_TICK)
+
+
+def sever(conn: Any) -> None:
+    """Shut down ``conn``'s socket (a psycopg connection) now: a call blocked on it in
+    any thread fails, and the server sees the session end. Safe from any thread, at any
+    time (the connection itself is left for its owner to close); never raises."""
+    _sever(conn)
 
 
 def _sever(conn: Any) -> None:

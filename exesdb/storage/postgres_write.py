@@ -12,6 +12,9 @@ runs its operations in one transaction on the engine's connection (group commit)
   head lock; they are upserts and deletes of their own rows.
 * A :class:`~exesdb.storage.fencing.Fenced` operation is checked against the
   ``leader_epoch`` row, share-locked until commit, in the same transaction.
+* A transaction that appends events sends a commit notice
+  (:mod:`exesdb.storage.postgres_notify`) on the store's channel in the same statement
+  that writes the head back, so every node listening learns of it once it commits.
 * The engine caches stream states between transactions; the cache is used only when the
   head's ``gen`` shows that no other transaction changed streams since this engine's last
   commit, and is dropped whenever a transaction fails.
@@ -26,6 +29,7 @@ transaction, so only the operations that cannot be written fail.
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Sequence
@@ -39,6 +43,7 @@ from .batch import StreamBatch, StreamState
 from .fencing import Fenced, check_epoch, epoch_crc, verify_epoch
 from .ops import (
     Append,
+    Appended,
     DeleteCheckpoint,
     DeleteSnapshot,
     DeleteStream,
@@ -49,6 +54,7 @@ from .ops import (
     WriteOp,
 )
 from .postgres_conn import Conn, Connector, close_quietly, failure
+from .postgres_notify import encode_notice, notify_channel
 from .postgres_read import MAX_INT8, text
 from .postgres_schema import HARD_DELETED, LIVE, Queries, head_crc, verify_head
 from .postgres_watchdog import deadline
@@ -80,6 +86,9 @@ class WriteEngine:
         anywhere without a lock: reading an int attribute is atomic)."""
         self.transactions = 0
         """How many write transactions committed."""
+        self.token = secrets.token_hex(8)
+        """This engine's mark on its commit notices."""
+        self._channel = notify_channel(queries.schema)
 
     # -- connection ----------------------------------------------------------------------
 
@@ -185,8 +194,13 @@ class WriteEngine:
             gen += 1
             self._write_streams(cursor, batch)
             last = batch.position - 1
-            cursor.execute(q.update_head, (last, batch.next_key, gen,
-                                           head_crc(last, batch.next_key, gen)))
+            crc = head_crc(last, batch.next_key, gen)
+            if batch.rows:
+                cursor.execute(q.update_head_notify, (
+                    last, batch.next_key, gen, crc, self._channel,
+                    self._notice(ops, plain, results, first=batch.rows[0][0], last=last)))
+            else:
+                cursor.execute(q.update_head, (last, batch.next_key, gen, crc))
         self._committing = True
         conn.commit()
         self._committing = False
@@ -199,6 +213,17 @@ class WriteEngine:
                 for stream_id in list(streams)[: len(streams) - _STREAM_CACHE_SIZE // 2]:
                     del streams[stream_id]
         return results
+
+    def _notice(self, ops: Sequence[WriteOp | Fenced], plain: list[WriteOp],
+                results: list[Any], *, first: int, last: int) -> str:
+        """The commit notice of a transaction that wrote positions ``first`` .. ``last``."""
+        streams: set[str] = set()
+        types: set[str] = set()
+        for inner, result in zip(plain, results, strict=True):
+            if type(result) is Appended and type(inner) is Append:
+                streams.add(inner.stream_id)
+                types.update(event.event_type for event in inner.events)
+        return encode_notice(first, last, self.token, streams, types)
 
     def _stream_batch(self, cursor: psycopg.Cursor[Any], ops: list[WriteOp], position: int,
                       next_key: int, gen: int) -> StreamBatch:

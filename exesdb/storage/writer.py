@@ -10,6 +10,10 @@ Every write of a store goes through its :class:`Writer`. Guarantees:
   it; one failing request fails alone.
 * **Acknowledgement after durability**: a caller gets its result only once the transaction
   holding its request is durable (as durable as the backend was opened).
+* **Fenced writes**: a request may be a :class:`~exesdb.storage.fencing.Fenced`
+  operation (a leader-only write, cluster mode), passed on to the backend as it is; its
+  result is the operation's, or :class:`~exesdb.errors.StaleEpoch`. Only a backend
+  that fences (:class:`~exesdb.storage.postgres.PostgresBackend`) accepts them.
 * Invalid arguments raise :class:`exesdb.InvalidArgument` in the caller, before anything is
   sent. A call that times out (``timeout`` seconds) raises :class:`otp.CallTimeout`; its
   request may still be written, and an idempotent re-send of an append is safe.
@@ -31,6 +35,7 @@ from ..constants import ANY, ExpectedVersion
 from ..errors import ExESDBError, StorageError
 from ..events import NewEvent
 from .backend import Backend
+from .fencing import Fenced
 from .ops import (
     Append,
     DeleteCheckpoint,
@@ -71,7 +76,7 @@ DEFAULT_TIMEOUT: Final = 10.0
 
 _OPS: Final = frozenset(
     {Append, DeleteStream, RecordSnapshot, DeleteSnapshot, SaveCheckpoint, DeleteCheckpoint,
-     SaveSubscription, DeleteSubscription}
+     SaveSubscription, DeleteSubscription, Fenced}
 )
 
 
@@ -159,7 +164,8 @@ async def start_link(
     return pid
 
 
-async def submit(writer: otp.Name, op: WriteOp, timeout: float | None = DEFAULT_TIMEOUT) -> Any:
+async def submit(writer: otp.Name, op: WriteOp | Fenced,
+                 timeout: float | None = DEFAULT_TIMEOUT) -> Any:
     """Have ``writer`` write ``op``; return its result or raise the error it failed with."""
     result = await otp.gen_server.call(writer, op, timeout)
     if isinstance(result, BaseException):

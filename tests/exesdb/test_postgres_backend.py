@@ -63,8 +63,8 @@ async def test_opening_a_store_creates_its_schema_and_tables(pg_server, store):
     tables = _query(pg_server, "SELECT table_name FROM information_schema.tables "
                     "WHERE table_schema = %s ORDER BY table_name", (store.schema,))
     assert [name for (name,) in tables] == [
-        "checkpoints", "events", "head", "leader_epoch", "meta", "snapshots", "streams",
-        "subscriptions",
+        "checkpoints", "events", "head", "leader_epoch", "members", "meta", "snapshots",
+        "streams", "subscriptions",
     ]
 
 
