@@ -26,7 +26,13 @@ import otp
 from otp.lowlevel import NodeVar
 
 from .constants import ANY, DEFAULT_COUNT, END, Direction, End, ExpectedVersion
-from .errors import ExESDBError, InvalidArgument, StoreNotFound, StoreUnavailable
+from .errors import (
+    ExESDBError,
+    InvalidArgument,
+    StorageUnavailable,
+    StoreNotFound,
+    StoreUnavailable,
+)
 from .events import EventRecord, Filter, NewEvent, Snapshot
 from .naming import REGISTRY
 from .options import StoreOptions, validate_store_id
@@ -124,13 +130,16 @@ async def _request(store_id: str, request: GatewayRequest) -> Any:
     """Send ``request`` through a gateway worker of the store (every call of this module
     goes through here) and return the reply; an error of the store is raised, and a
     gateway worker that is gone or does not answer within the store's ``timeout`` raises
-    :class:`exesdb.StoreUnavailable`."""
+    :class:`exesdb.StoreUnavailable`, as does a storage that lost its database
+    (:class:`~exesdb.errors.StorageUnavailable`, cluster mode: retry)."""
     opts = _store(store_id)
     worker = _gateway_worker(store_id, opts.gateway_pool_size)
     try:
         result = await otp.gen_server.call(worker, request, opts.timeout_s)
     except (otp.NoProc, otp.ServerExited, otp.CallTimeout) as exc:
         raise StoreUnavailable(store_id, str(exc)) from None
+    if isinstance(result, StorageUnavailable):
+        raise StoreUnavailable(store_id, str(result)) from result
     if isinstance(result, ExESDBError):
         raise result
     return result

@@ -12,12 +12,25 @@ that is not loopback is refused unless ``tls_cert_file`` and ``tls_key_file`` ar
 ``insecure`` is true), ``users_file`` (basic-credential users, see
 :mod:`exesdb.grpc.auth`; without it every client may do everything). That the files exist
 is checked by :func:`check_grpc_files` (blocking: run it in a thread or before trio).
+
+Cluster mode (``db_type="cluster"``, see :mod:`exesdb.systems.cluster`): ``pg_dsn`` (the
+PostgreSQL database every node of the store shares; required), ``node_name`` (this node's
+name in the cluster, unique per store; default :func:`default_node_name`),
+``advertise_host`` (the host gossip tells clients for this node; default the gRPC listen
+host, or this machine's host name when that is a wildcard), ``leader_lease_ms`` (3000: a
+leader that has not confirmed its lock for that long steps down, and the database ends
+its session), ``election_interval_ms`` (500: how often the elector heartbeats and
+followers try for the lock; at most half the lease) and ``member_timeout_ms`` (5000: a
+member whose heartbeat is older is not alive). ``pg_dsn`` may hold a password: it is
+never shown (:func:`redact_dsn`).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import re
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -28,7 +41,8 @@ from .errors import InvalidArgument
 from .validation import check_store_id
 
 __all__ = ["DEFAULTS", "ENV_PREFIX", "StoreOptions", "check_grpc_files", "default_data_dir",
-           "is_loopback", "resolve_options", "validate_store_id"]
+           "default_node_name", "is_loopback", "redact_dsn", "resolve_options",
+           "validate_store_id"]
 
 ENV_PREFIX: Final = "EX_ESDB_"
 
@@ -53,13 +67,52 @@ def _ms(name: str) -> Any:
 
 
 def _check_db_type(_: Any, attribute: Any, value: Any) -> None:
-    if value == "cluster":
-        raise InvalidArgument(
-            "db_type: 'cluster' needs the cluster subsystem, which this version does not "
-            "have; use 'single'"
-        )
-    if value != "single":
+    if value not in ("single", "cluster"):
         raise InvalidArgument(f"db_type: must be 'single' or 'cluster', got {value!r}")
+
+
+def _check_optional_text(_: Any, attribute: Any, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidArgument(f"{attribute.name}: must be a non-empty string, got "
+                              f"{redact_dsn(value) if isinstance(value, str) else value!r}")
+    if len(value) > 1024:
+        raise InvalidArgument(f"{attribute.name}: must be at most 1024 characters, got "
+                              f"{len(value)}")
+
+
+def _check_node_name(_: Any, attribute: Any, value: Any) -> None:
+    if value is None:
+        return
+    if (not isinstance(value, str) or not 1 <= len(value) <= 128
+            or not value.isprintable() or value != value.strip()):
+        raise InvalidArgument(f"node_name: must be 1 to 128 printable characters without "
+                              f"surrounding spaces, got {value!r}")
+
+
+_DSN_PASSWORD: Final = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+_URI_PASSWORD: Final = re.compile(r"^([a-z][a-z0-9+.-]*://[^:/@?#]*:)[^@/?#]*@", re.IGNORECASE)
+
+
+def redact_dsn(dsn: str) -> str:
+    """``dsn`` (a libpq URI or ``key=value`` string) with any password replaced by
+    ``***``: what logs, errors and :func:`exesdb.gateway.list_stores` show."""
+    dsn = _URI_PASSWORD.sub(r"\1***@", dsn)
+    dsn = re.sub(r"([?&]password=)[^&#]*", r"\1***", dsn, flags=re.IGNORECASE)
+    return _DSN_PASSWORD.sub(r"\1***", dsn) if "://" not in dsn else dsn
+
+
+def _redacted(value: str | None) -> str:
+    return "None" if value is None else repr(redact_dsn(value))
+
+
+def default_node_name(grpc_port: int | None) -> str:
+    """The node name used when ``node_name`` is not given: this machine's host name and
+    the gRPC port (``"host:2113"``), or the process id when the port is not fixed
+    (``None`` or 0)."""
+    suffix = grpc_port if grpc_port else f"pid{os.getpid()}"
+    return f"{socket.gethostname()}:{suffix}"
 
 
 def _check_pool(_: Any, attribute: Any, value: Any) -> None:
@@ -157,6 +210,19 @@ class StoreOptions:
     """The users file (:mod:`exesdb.grpc.auth`): every call then needs credentials."""
     insecure: bool = attrs.field(default=False, validator=_check_bool)
     """Allow a non-loopback ``grpc_host`` without TLS (plain text on the network)."""
+    pg_dsn: str | None = attrs.field(default=None, validator=_check_optional_text,
+                                     repr=_redacted)
+    """Cluster mode: the PostgreSQL database (libpq URI or ``key=value`` string)."""
+    node_name: str | None = attrs.field(default=None, validator=_check_node_name)
+    """Cluster mode: this node's name (see :attr:`cluster_node_name`)."""
+    advertise_host: str | None = attrs.field(default=None, validator=_check_optional_text)
+    """Cluster mode: the host gossip advertises (see :attr:`advertised_host`)."""
+    leader_lease_ms: int = attrs.field(default=3_000, validator=_ms("leader_lease_ms"))
+    """Cluster mode: the leader's lease."""
+    election_interval_ms: int = attrs.field(default=500, validator=_ms("election_interval_ms"))
+    """Cluster mode: between two heartbeats of the elector (and of the membership)."""
+    member_timeout_ms: int = attrs.field(default=5_000, validator=_ms("member_timeout_ms"))
+    """Cluster mode: a member whose last heartbeat is older is not alive."""
 
     def __attrs_post_init__(self) -> None:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
@@ -168,6 +234,19 @@ class StoreOptions:
             raise InvalidArgument(
                 f"grpc_host: listening on {self.grpc_host} needs TLS (tls_cert_file and "
                 "tls_key_file) or insecure=True")
+        if self.db_type == "cluster":
+            if self.pg_dsn is None:
+                raise InvalidArgument(
+                    "pg_dsn: required with db_type='cluster' (the PostgreSQL database the "
+                    f"nodes share; give pg_dsn= or set {ENV_PREFIX}PG_DSN)")
+            if 2 * self.election_interval_ms > self.leader_lease_ms:
+                raise InvalidArgument(
+                    f"election_interval_ms: must be at most half of leader_lease_ms "
+                    f"({self.leader_lease_ms}), got {self.election_interval_ms}")
+            if self.member_timeout_ms <= self.election_interval_ms:
+                raise InvalidArgument(
+                    f"member_timeout_ms: must be more than election_interval_ms "
+                    f"({self.election_interval_ms}), got {self.member_timeout_ms}")
 
     @property
     def tls(self) -> bool:
@@ -180,6 +259,24 @@ class StoreOptions:
         return self.data_dir / self.store_id
 
     @property
+    def cluster_node_name(self) -> str:
+        """This node's name in the store's cluster: ``node_name``, or
+        :func:`default_node_name`."""
+        return self.node_name if self.node_name is not None else default_node_name(
+            self.grpc_port)
+
+    @property
+    def advertised_host(self) -> str:
+        """The host gossip advertises for this node: ``advertise_host``, else
+        ``grpc_host``, or this machine's host name when ``grpc_host`` is a wildcard
+        address (``0.0.0.0``, ``::``)."""
+        if self.advertise_host is not None:
+            return self.advertise_host.strip()
+        if self.grpc_host.strip() in ("0.0.0.0", "::", "[::]", ""):
+            return socket.gethostname()
+        return self.grpc_host
+
+    @property
     def timeout_s(self) -> float:
         """``timeout`` in seconds, for otp calls."""
         return self.timeout / 1000
@@ -189,6 +286,8 @@ class StoreOptions:
         out = attrs.asdict(self)
         out["data_dir"] = str(self.data_dir)
         out["store_tags"] = list(self.store_tags)
+        if self.pg_dsn is not None:
+            out["pg_dsn"] = redact_dsn(self.pg_dsn)
         return out
 
 
@@ -196,7 +295,8 @@ DEFAULTS: Final = {f.name for f in attrs.fields(StoreOptions)}
 """The option names."""
 
 _INTS: Final = {"timeout", "writer_idle_ms", "reader_idle_ms", "persistence_interval",
-                "gateway_pool_size", "grpc_port"}
+                "gateway_pool_size", "grpc_port", "leader_lease_ms", "election_interval_ms",
+                "member_timeout_ms"}
 _BOOLS: Final = {"durable", "insecure"}
 
 

@@ -12,13 +12,20 @@ The folders follow the tree::
     │     ├─ LeaderSystem   subscriptions, leadership     notification/leader.py
     │     ├─ EmitterSystem  delivery                      notification/emitters.py
     │     └─ SubscriptionHealthMonitor                    notification/health.py
+    ├─ ClusterSystem        cluster mode only             cluster/
+    │  ├─ Membership        this node's members row       cluster/membership.py
+    │  ├─ NodeMonitor       who is alive, who leads       cluster/monitor.py
+    │  ├─ PgListener        other nodes' commits          cluster/listener.py
+    │  └─ LeaderElector     the leader lock and epoch     cluster/elector.py
     └─ GatewaySystem        gateway workers, front ends   gateway.py
 
-(ClusterSystem will sit between CoreSystem and GatewaySystem when ``db_type`` is
-``cluster``, which this version refuses.) ``CoreSystem`` starts StoreSystem first, so the
-storage is open before anything that needs it starts (ExESDB defect 6; ExESDB starts it
-last). Beside them: :mod:`.processes` (the base classes every process of a store derives
-from) and :mod:`.commits` (commit notifications).
+(ClusterSystem sits between CoreSystem and GatewaySystem when ``db_type`` is
+``cluster``, as ExESDB's does; the store is then in PostgreSQL.) ``CoreSystem`` starts
+StoreSystem first, so the storage is open before anything that needs it starts (ExESDB
+defect 6; ExESDB starts it last). Beside them: :mod:`.processes` (the base classes every
+process of a store derives from), :mod:`.commits` (commit notifications),
+:mod:`.backends` (which storage a store opens) and :mod:`.leadership` (whether this node
+leads, and the fencing of the leader's writes).
 
 The systems sit above the values and :mod:`exesdb.storage` and below the API
 (:mod:`exesdb.gateway`); front ends built on the API (the gRPC gateway) are passed in as
@@ -44,6 +51,8 @@ from otp.supervisor import ChildSpec, StartChildError
 from ..errors import ExESDBError, StoreAlreadyStarted, StoreNotFound
 from ..naming import REGISTRY, child_spec_id, ensure_registry, genserver_name
 from ..options import StoreOptions, check_grpc_files, resolve_options, validate_store_id
+from .backends import needs_dir_lock
+from .cluster import ClusterSystem
 from .gateway import Frontend, GatewaySystem
 from .notification import NotificationSystem
 from .persistence import PersistenceSystem
@@ -94,7 +103,9 @@ class System(StoreSupervisor):
     ) -> supervisor.Spec:
         return supervisor.Spec(
             [PubSubSystem.child_spec(opts), LoggingSystem.child_spec(opts),
-             CoreSystem.child_spec(opts), GatewaySystem.child_spec(opts, frontends)],
+             CoreSystem.child_spec(opts),
+             *([ClusterSystem.child_spec(opts)] if opts.db_type == "cluster" else []),
+             GatewaySystem.child_spec(opts, frontends)],
             strategy="rest_for_one", intensity=10, period=60,
         )
 
@@ -153,8 +164,9 @@ async def check_startable(opts: StoreOptions) -> None:
     if running is not None:
         raise StoreAlreadyStarted(opts.store_id, running)
     await trio.to_thread.run_sync(check_grpc_files, opts)
-    fd = await lock_store_dir(opts.store_id, opts.store_dir)
-    await trio.to_thread.run_sync(os.close, fd)
+    if needs_dir_lock(opts):  # cluster mode keeps no folder: the store is in PostgreSQL
+        fd = await lock_store_dir(opts.store_id, opts.store_dir)
+        await trio.to_thread.run_sync(os.close, fd)
 
 
 def root_cause(exc: StartChildError) -> Exception:

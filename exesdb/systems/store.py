@@ -33,9 +33,11 @@ from otp.supervisor import ChildSpec
 from ..errors import InvalidArgument, StoreLocked, StoreUnavailable
 from ..naming import REGISTRY, child_spec_id, genserver_name
 from ..options import StoreOptions
-from ..storage import Appended, Backend, SQLiteBackend, Writer
+from ..storage import Appended, Backend, Writer
 from ..storage import writer as storage_writer
+from .backends import needs_dir_lock, open_backend
 from .commits import Committed, notify_commit, storage_opened
+from .leadership import is_leading
 from .processes import StoreServer, StoreSupervisor
 from .pubsub import store_log
 
@@ -123,7 +125,9 @@ def writer_name(store_id: str) -> Any:
 
 
 class Store(StoreServer):
-    """Opens the store's storage in ``<data_dir>/<store_id>/`` and holds its lock.
+    """Opens the store's storage in ``<data_dir>/<store_id>/`` and holds its lock (in
+    cluster mode: its PostgreSQL schema, no folder or lock; see
+    :mod:`exesdb.systems.backends`).
 
     The open :class:`~exesdb.storage.Backend` is published as this process's registry
     value (see :func:`backend_of`). When the process ends, however it ends (killed too),
@@ -135,10 +139,11 @@ class Store(StoreServer):
     async def init(self, opts: StoreOptions) -> None:
         await super().init(opts)
         otp.trap_exits(True)  # so that a supervisor's shutdown runs terminate
-        self.lock_fd: int | None = await lock_store_dir(opts.store_id, opts.store_dir)
+        self.lock_fd: int | None = (await lock_store_dir(opts.store_id, opts.store_dir)
+                                    if needs_dir_lock(opts) else None)  # cluster: no folder
         self.backend: Backend | None = None
         on_exit(otp.self(), self._release)
-        self.backend = await SQLiteBackend.open(opts.store_dir, durable=opts.durable)
+        self.backend = await open_backend(opts)
         storage_opened(opts.store_id, self.backend.last_position)
         registry.update_value(REGISTRY, (opts.store_id, Store), lambda _: self.backend)
         store_log(opts.store_id, logging.INFO, f"storage open: {self.backend!r}")
@@ -158,7 +163,10 @@ class Store(StoreServer):
         """
         fd, self.lock_fd = self.lock_fd, None
         backend, self.backend = self.backend, None
-        if fd is None:  # the storage is opened only under the lock
+        if fd is None:  # no lock: cluster mode (the storage is in PostgreSQL), or not open
+            if backend is not None:
+                trio.lowlevel.spawn_system_task(_close_in_background, self.store_id, backend,
+                                                name=f"closing store {self.store_id!r}")
             return
         if backend is None:
             os.close(fd)  # releases the flock; closing a lock file does not block
@@ -168,6 +176,17 @@ class Store(StoreServer):
         trio.lowlevel.spawn_system_task(_close_then_unlock, self.store_id, backend, fd, key,
                                         done, name=f"closing store {self.store_id!r}")
         _closing_stores()[key] = done
+
+
+async def _close_in_background(store_id: str, backend: Backend) -> None:
+    """Close a killed store's storage that holds no lock (cluster mode); a system task:
+    it never raises (a failure is logged)."""
+    try:
+        with trio.CancelScope(shield=True):
+            await backend.close()
+    except Exception:
+        logging.getLogger(f"exesdb.systems.store.{store_id}").exception(
+            "closing the storage of the ended Store process failed")
 
 
 async def _close_then_unlock(store_id: str, backend: Backend, fd: int, key: str,
@@ -236,8 +255,8 @@ class StoreCluster(StoreServer):
         if not isinstance(request, ClusterRequest):
             return await super().handle_call(request, from_)
         match request:
-            case IsLeader():
-                return self.leader is not None
+            case IsLeader():  # cluster mode: as the store's LeaderElector decided
+                return self.leader is not None or is_leading(self.store_id)
             case _:
                 assert_never(request)
 

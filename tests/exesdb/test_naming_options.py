@@ -116,7 +116,7 @@ def test_an_unknown_option_is_refused():
     ("reader_idle_ms", 1.5, "reader_idle_ms: must be a whole number of milliseconds"),
     ("gateway_pool_size", 0, "gateway_pool_size: must be an int from 1 to 256"),
     ("db_type", "mesh", "db_type: must be 'single' or 'cluster'"),
-    ("db_type", "cluster", "db_type: 'cluster' needs the cluster subsystem"),
+    ("db_type", "cluster", "pg_dsn: required with db_type='cluster'"),
     ("durable", "yes", "durable: must be true or false"),
     ("store_tags", 5, "store_tags: must be a list of strings"),
 ])

@@ -47,9 +47,11 @@ from ...errors import ExESDBError, StoreUnavailable, StreamDeleted
 from ...events import EventRecord, Filter
 from ...naming import child_spec_id, partition_name
 from ...options import StoreOptions
+from ...storage import SaveCheckpoint
 from ...storage import writer as storage_writer
 from ...subscriptions import Events, matcher, single_stream, topic
 from ..commits import COMMITS, Committed, Cursor
+from ..leadership import fence
 from ..persistence import PARTITIONS
 from ..processes import StoreSupervisor
 from ..pubsub import pubsub_name
@@ -426,8 +428,10 @@ class EmitterWorker(otp.GenServer):
         if not self.d.persistent or position is None or position == self.saved:
             return None
         try:
-            await storage_writer.save_checkpoint(writer_name(self.store_id), self.d.name,
-                                                 position)
+            # A leader-only write: in cluster mode fenced with this node's term, so a
+            # leader that lost its lease without noticing cannot store it (StaleEpoch).
+            await storage_writer.submit(writer_name(self.store_id), fence(
+                self.store_id, SaveCheckpoint(self.d.name, position)))
             self.saved = position
         except (ExESDBError, otp.OTPError) as exc:  # the store restarts: store it later
             log.warning("store %r: subscription %r: position not stored: %s",

@@ -3,8 +3,8 @@
 ``LeaderSystem`` (rest_for_one) runs :class:`LeaderTracker`, then :class:`LeaderWorker`.
 :class:`LeaderWorker` activates when its node leads the store (always, in ``single``
 mode) and stands down when it stops leading; :class:`LeaderTracker` keeps the store's
-subscriptions and, while the node leads, one emitter pool per subscription
-(:mod:`exesdb.systems.notification.emitters`).
+subscriptions and one emitter pool per subscription (persistent ones while the node
+leads) (:mod:`exesdb.systems.notification.emitters`).
 """
 
 from __future__ import annotations
@@ -192,14 +192,16 @@ def _node_cells(opts: StoreOptions) -> dict[str, SubscriberCell]:
 
 
 class LeaderTracker(StoreServer):
-    """Keeps the store's subscriptions and, while this node leads, one emitter pool per
-    subscription: it starts, updates and stops pools as subscriptions are saved and
-    removed, starts again any pool that ended, and stands them all down when the node
-    stops leading. Persistent definitions are stored, and their subscribers kept on the
-    node (so a restart of the store on the same node delivers to the same live subscriber,
-    or keeps waiting for one; on a fresh node a stored subscription starts without
-    subscriber, broadcasting); transient ones live here, in this process, until their
-    subscriber dies or they are removed, and end with it.
+    """Keeps the store's subscriptions and one emitter pool per subscription (per
+    persistent one only while this node leads: in cluster mode the followers run only
+    their own subscribers' transient ones): it starts, updates and stops pools as
+    subscriptions are saved and removed, starts again any pool that ended, stands the
+    persistent ones down when the node stops leading, and when it leads again takes the
+    definitions other nodes stored meanwhile. Persistent definitions are stored, and their
+    subscribers kept on the node (so a restart of the store on the same node delivers to
+    the same live subscriber, or keeps waiting for one; on a fresh node a stored
+    subscription starts without subscriber, broadcasting); transient ones live here, in
+    this process, until their subscriber dies or they are removed, and end with it.
 
     Ending with it, a transient subscription is not lost silently, however the tracker
     ends (stopped, crashed, killed, or shut down by a restart of the store's core): an exit
@@ -325,10 +327,13 @@ class LeaderTracker(StoreServer):
                 return otp.Reply(await self._health(), timeout=self._retry_timeout())
             case Lead():
                 self.active = True  # _reconcile creates the default subscription
-            case StandDown():
-                self.active = False
+                # Cluster mode: take the definitions stored while another node led.
+                await self._load()
+            case StandDown():  # persistent pools stop; transient ones serve this node's
+                self.active = False  # own subscribers, leader or not
                 for running in self.subs.values():
-                    await self._stop_pool(running)
+                    if running.definition.persistent:
+                        await self._stop_pool(running)
                 return otp.Reply(None, timeout=self._retry_timeout())
             case _:
                 assert_never(request)
@@ -494,16 +499,19 @@ class LeaderTracker(StoreServer):
         cannot start yet (the emitter supervisor restarting) are tried again after
         :data:`RETRY` seconds."""
         missing = not self.loaded
-        if self.active and self.loaded:
-            try:
-                await self._ensure_default()
-            except (ExESDBError, otp.OTPError) as exc:
-                log.debug("store %r: default subscription not saved yet: %s", self.store_id,
-                          exc)
-                missing = True
+        if self.loaded:
+            if self.active:
+                try:
+                    await self._ensure_default()
+                except (ExESDBError, otp.OTPError) as exc:
+                    log.debug("store %r: default subscription not saved yet: %s",
+                              self.store_id, exc)
+                    missing = True
             for running in self.subs.values():
                 if running.pool is not None and otp.is_alive(running.pool):
                     continue
+                if running.definition.persistent and not self.active:
+                    continue  # persistent ones run on the leader only
                 try:
                     running.pool = await self._start_pool(running)
                 except (otp.OTPError, ExESDBError) as exc:

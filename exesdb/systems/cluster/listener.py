@@ -1,0 +1,226 @@
+"""PgListener: other nodes' commits, turned into this node's commit signal.
+
+Every append of the store, on any node, sends a commit notice
+(:mod:`exesdb.storage.postgres_notify`) when its transaction commits. The
+:class:`PgListener` holds a ``LISTEN`` session on the store's channel
+(:class:`~exesdb.storage.postgres_cluster.ListenSession`) and turns each notice of
+another node into what this node's own writer does after a commit: it advances the
+storage's ``last_position`` (:meth:`~exesdb.storage.postgres.PostgresBackend.saw_committed`)
+and calls :func:`exesdb.systems.commits.notify_commit` with a
+:class:`~exesdb.systems.commits.Committed` naming the streams and event types appended,
+which wakes the emitters and the gRPC subscriptions waiting on this node.
+
+Guarantees:
+
+* **Nothing is skipped**: the listener keeps the highest position it signalled; a notice
+  that does not follow on (a notice missed, or one too large to name its streams) makes it
+  read the positions in between from the store to learn their streams and types, and
+  signal them.
+* **After every (re)connection it signals once**: it reads the store's head and signals
+  whatever committed since its last signal, so everyone catches up with what happened
+  while it was not listening.
+* A lost notice costs latency, never an event: readers read what they deliver from the
+  store; a notice only wakes them. Losing the database, the listener retries every
+  ``election_interval_ms``.
+
+The socket is waited on by a small linked process (:func:`_watch`), so the listener
+itself stays a gen_server that answers its supervisor at once; the notices are read in a
+worker thread (never on the trio thread).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Final, TypeAlias, assert_never
+
+import attrs
+import trio
+
+import otp
+from otp.lowlevel import on_exit
+
+from ...errors import ExESDBError
+from ...options import StoreOptions
+from ...storage.postgres import PostgresBackend
+from ...storage.postgres_cluster import ClusterQueries, ListenSession
+from ...storage.postgres_notify import CommitNotice, decode_notice
+from ...storage.postgres_schema import schema_name
+from ..commits import Committed, notify_commit
+from ..store import backend_of
+from .membership import session_config
+from .periodic import Periodic
+
+__all__ = ["BATCH", "ListenerMessage", "PgListener", "Readable", "Rearm"]
+
+log: Final = logging.getLogger("exesdb.systems.cluster")
+
+BATCH: Final = 1000
+"""Events read at a time when the listener must learn a range's streams from the store."""
+
+
+@attrs.frozen
+class Readable:
+    """From the watcher: the socket of listening session ``generation`` has data."""
+
+    generation: int
+
+
+@attrs.frozen
+class Rearm:
+    """To the watcher: wait for the socket again."""
+
+
+ListenerMessage: TypeAlias = Readable
+"""Every message :class:`PgListener` serves (besides its timer)."""
+
+
+async def _watch(owner: otp.Pid, fd: int, generation: int) -> None:
+    """The watcher process: tell ``owner`` each time ``fd`` is readable, then wait for
+    :class:`Rearm`. Ends when the socket is closed or its owner stops it."""
+    while True:
+        try:
+            await trio.lowlevel.wait_readable(fd)
+        except (trio.ClosedResourceError, OSError):
+            return
+        otp.send(owner, Readable(generation))
+        await otp.receive(match=lambda m: type(m) is Rearm)
+
+
+class PgListener(Periodic):
+    """Listens for the store's commit notices (see the module docstring)."""
+
+    async def init(self, opts: StoreOptions) -> Any:
+        result = await super().init(opts)
+        otp.trap_exits(True)
+        self.session = ListenSession(session_config(opts, "listener"),
+                                     ClusterQueries(schema_name(opts.store_id)))
+        self.fd: int | None = None
+        self.watcher: otp.Pid | None = None
+        self.generation = 0
+        self.known: int | None = None  # the highest position signalled on this node
+        self.failing = False
+        on_exit(otp.self(), self._on_exit)
+        return result
+
+    # -- connection ----------------------------------------------------------------------
+    async def tick(self) -> None:
+        """Not listening: connect, LISTEN, then signal what committed meanwhile."""
+        if self.fd is not None:
+            return
+        try:
+            backend = self._backend()
+            if self.known is None:
+                self.known = backend.last_position
+            fd = await trio.to_thread.run_sync(self.session.listen, self.interval * 2)
+            self.generation += 1
+            self.fd = fd
+            self.watcher = otp.spawn_link(_watch, otp.self(), fd, self.generation)
+            head = await backend.refresh_last_position()
+            await self._signal_range(backend, self.known + 1, head)
+        except ExESDBError as exc:
+            self._lost(exc)
+            return
+        if self.failing:
+            log.info("store %r: listening for commits again", self.store_id)
+        self.failing = False
+
+    def _backend(self) -> PostgresBackend:
+        backend = backend_of(self.store_id)
+        if not isinstance(backend, PostgresBackend):
+            raise ExESDBError(f"store {self.store_id!r} is not in PostgreSQL")
+        return backend
+
+    def _lost(self, exc: Exception) -> None:
+        """The session failed: stop watching and reconnect at the next tick."""
+        if not self.failing:
+            log.warning("store %r: not listening for commits (retrying): %s",
+                        self.store_id, exc)
+        self.failing = True
+        self._disconnect()
+
+    def _disconnect(self) -> None:
+        fd, self.fd = self.fd, None
+        watcher, self.watcher = self.watcher, None
+        if fd is not None:
+            trio.lowlevel.notify_closing(fd)  # the watcher's wait ends
+        if watcher is not None:
+            otp.unlink(watcher)
+            otp.exit(watcher, otp.KILL)
+        if fd is not None:
+            self.session.sever()  # closed for good in _close or at the next listen
+
+    # -- notices -------------------------------------------------------------------------
+    async def on_message(self, msg: Any) -> Any:
+        if type(msg) is otp.Exit:
+            return None  # a watcher we stopped
+        if not isinstance(msg, ListenerMessage):
+            return await super().on_message(msg)
+        match msg:
+            case Readable(generation):
+                if generation == self.generation and self.fd is not None:
+                    await self._read_notices()
+            case _:
+                assert_never(msg)
+        return None
+
+    async def _read_notices(self) -> None:
+        try:
+            payloads = await trio.to_thread.run_sync(self.session.drain)
+            backend = self._backend()
+            for payload in payloads:
+                notice = decode_notice(payload)
+                if notice is not None:
+                    await self._on_notice(backend, notice)
+        except ExESDBError as exc:
+            self._lost(exc)
+            return
+        if self.watcher is not None:
+            otp.send(self.watcher, Rearm())
+
+    async def _on_notice(self, backend: PostgresBackend, notice: CommitNotice) -> None:
+        known = backend.last_position if self.known is None else self.known
+        if notice.first > known + 1:  # something in between was not signalled
+            await self._signal_range(backend, known + 1, notice.first - 1)
+            known = self.known if self.known is not None else known
+        if notice.last <= known:
+            return
+        if notice.token == backend.notify_token:  # this node's writer signalled it
+            self.known = notice.last
+            return
+        if notice.streams is None or notice.types is None:
+            await self._signal_range(backend, max(known + 1, notice.first), notice.last)
+            return
+        self._signal(backend, Committed(notice.last, notice.streams, notice.types))
+
+    async def _signal_range(self, backend: PostgresBackend, first: int, last: int) -> None:
+        """Signal positions ``first`` .. ``last`` (read from the store to learn their
+        streams and types), a batch at a time."""
+        position = first
+        while position <= last:
+            events = await backend.read_all(position, BATCH)
+            events = [e for e in events if e.position <= last]
+            if not events:
+                break
+            self._signal(backend, Committed(events[-1].position,
+                                            frozenset(e.stream_id for e in events),
+                                            frozenset(e.event_type for e in events)))
+            position = events[-1].position + 1
+        if self.known is None or self.known < last:
+            self._signal(backend, Committed(last, frozenset(), frozenset()))
+
+    def _signal(self, backend: PostgresBackend, committed: Committed) -> None:
+        backend.saw_committed(committed.last_position)
+        notify_commit(self.store_id, committed)
+        self.known = max(self.known or -1, committed.last_position)
+
+    # -- end -----------------------------------------------------------------------------
+    async def terminate(self, reason: Any) -> None:
+        self._disconnect()
+        await trio.to_thread.run_sync(self.session.close)
+
+    def _on_exit(self, reason: Any) -> None:
+        """However the process ends: the session is severed and closed (in a thread)."""
+        self._disconnect()
+        threading.Thread(target=self.session.close, daemon=True,
+                         name=f"exesdb {self.store_id} listener close").start()
