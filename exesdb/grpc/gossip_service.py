@@ -4,7 +4,8 @@
   address and port it listens on and an instance id (a fresh UUID per listener). Clients
   that discover (``kurrentdb+discover://``, ``esdb+discover://``) connect to the leader;
   a single member is never redirected, so a wildcard listening address (``0.0.0.0``,
-  ``::``) is advertised as the loopback address.
+  ``::``) is advertised as the loopback address. In cluster mode it answers every member
+  of the store's cluster instead (``members``, see :func:`exesdb.grpc.cluster.gossip_members`).
 * ``ServerFeatures.GetSupportedMethods`` lists every method the listener serves, service
   and method names lower-cased as KurrentDB lists them (``event_store.client.streams.
   streams`` / ``read``), with the server version :data:`SERVER_VERSION`, the KurrentDB
@@ -56,11 +57,17 @@ def advertised_host(host: str) -> str:
     return host
 
 
-def gossip(endpoint: Callable[[], tuple[str, int]], instance_id: uuid.UUID) -> Service:
-    """The Gossip service of one node; ``endpoint()`` gives the listening address."""
+def gossip(endpoint: Callable[[], tuple[str, int]], instance_id: uuid.UUID,
+           members: Callable[[], list[gossip_pb2.MemberInfo] | None] | None = None) -> Service:
+    """The Gossip service of one node; ``endpoint()`` gives the listening address, and
+    ``members()``, when given and not None, the members to answer (cluster mode)."""
 
     async def read(call: Call) -> None:
         await call.receive_one()
+        cluster = members() if members is not None else None
+        if cluster is not None:
+            await call.send(gossip_pb2.ClusterInfo(members=cluster))
+            return
         host, port = endpoint()
         member = gossip_pb2.MemberInfo(
             instance_id=shared_pb2.UUID(string=str(instance_id)),

@@ -39,10 +39,12 @@ from otp.supervisor import ChildSpec
 from ..errors import GrpcListenError, StoreUnavailable, TlsConfigError
 from ..naming import REGISTRY
 from ..options import StoreOptions, check_grpc_files
+from ..systems.cluster import advertise_port
 from ..systems.commits import commit_signal
 from ..systems.processes import StoreServer, StoreSupervisor
 from . import gossip_service
 from .auth import load_users, may_use
+from .cluster import gossip_members, leader_routed
 from .groups.manager import PersistentGroups
 from .persistent_service import service as persistent_subscriptions
 from .rpc import Call, Method, RpcError, Service, StatusCode, User
@@ -136,14 +138,23 @@ class GrpcGateway(StoreServer):
         host, port = result[0], int(result[1])
         self.bound = (str(host), port)
         registry.update_value(REGISTRY, (opts.store_id, GrpcGateway), lambda _: self.bound)
+        if opts.db_type == "cluster":
+            advertise_port(opts.store_id, port)  # what gossip tells the other nodes' clients
         log.info("exesdb.grpc: store %s listening on %s:%d%s", opts.store_id, host, port,
                  " (tls)" if opts.tls else "")
 
     def _services(self, opts: StoreOptions) -> dict[str, Method]:
         services: dict[str, Method] = {}
-        services.update(authorised(streams(opts.store_id, self.commits), opts.store_id))
-        services.update(authorised(persistent_subscriptions(opts.store_id), opts.store_id))
-        services.update(gossip_service.gossip(lambda: self.bound, uuid.uuid4()))
+        # In cluster mode, calls that need the leader are sent to it (exesdb.grpc.cluster).
+        services.update(leader_routed(authorised(streams(opts.store_id, self.commits),
+                                                 opts.store_id), opts))
+        services.update(leader_routed(authorised(persistent_subscriptions(opts.store_id),
+                                                 opts.store_id), opts))
+        instance = uuid.uuid4()
+        services.update(gossip_service.gossip(
+            lambda: self.bound, instance,
+            lambda: gossip_members(opts.store_id, instance,
+                                   (opts.advertised_host, self.bound[1]))))
         services.update(gossip_service.server_features(services))
         return services
 
