@@ -18,7 +18,9 @@ The package is built in layers, each importing only from its own layer or those 
    folders laid out as the tree;
 4. **API**: :mod:`exesdb.gateway`, what a program calls;
 5. **front ends**: :mod:`exesdb.grpc` (KurrentDB's protocol), :mod:`.stores` (starting a
-   store with its front ends), :mod:`.application` and :mod:`.cli` (the command line).
+   store with its front ends), :mod:`.application` and :mod:`.cli` (the command line),
+   :mod:`.devcluster` and :mod:`.pgserver` (a throw-away local cluster on its own
+   PostgreSQL).
 """
 
 from . import gateway

@@ -1,4 +1,4 @@
-"""The command line: ``python -m exesdb start | streams | read | info | user``.
+"""The command line: ``python -m exesdb start | streams | read | info | user | dev-cluster``.
 
 ``start`` runs the exesdb application with one store per ``--store-id`` until SIGINT or
 SIGTERM, then stops every store in order and exits 0, with every acknowledged event on
@@ -9,6 +9,11 @@ object per stream or event; one object for ``info``).
 ``start`` also runs each store's gRPC gateway (the KurrentDB protocol, see
 :mod:`exesdb.grpc`) on its own port (2113, 2114, ... by default; ``--no-grpc`` for none).
 ``user add|remove|list`` manages the gateway's users file.
+
+``start --db-type cluster --pg-dsn DSN`` runs the stores in cluster mode: the same command
+on other machines (each its own ``--node-name`` and address) forms one cluster per store
+(see :mod:`exesdb.systems.cluster`). ``dev-cluster`` runs a throw-away local cluster with
+a PostgreSQL of its own (:mod:`exesdb.devcluster`).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from otp.supervisor import StartChildError
 
 from .application import application
 from .constants import END
+from .devcluster import run_dev_cluster
 from .errors import ExESDBError, InvalidArgument
 from .events import EventRecord
 from .grpc import auth
@@ -43,6 +49,7 @@ from .options import (
     resolve_options,
     validate_store_id,
 )
+from .pgserver import PostgresNotInstalled
 from .storage import SQLiteBackend
 from .systems import check_startable, root_cause
 
@@ -93,6 +100,33 @@ def _parser() -> argparse.ArgumentParser:
         help=f"single (one node) or cluster; default ${ENV_PREFIX}DB_TYPE, else single",
     )
     start.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    cluster = start.add_argument_group(
+        "cluster mode (--db-type cluster)",
+        "The nodes of a store share one PostgreSQL database; run the same command on each "
+        "machine, each with its own --node-name and address. The data dir is not used.")
+    cluster.add_argument(
+        "--pg-dsn", default=None, metavar="DSN",
+        help=f"the PostgreSQL database (postgresql://user@host/db, or key=value); required "
+             f"in cluster mode; default ${ENV_PREFIX}PG_DSN")
+    cluster.add_argument(
+        "--node-name", default=None, metavar="NAME",
+        help=f"this node's name, unique in the cluster; default ${ENV_PREFIX}NODE_NAME, "
+             "else the host name and gRPC port")
+    cluster.add_argument(
+        "--advertise-host", default=None, metavar="HOST",
+        help=f"the host gossip tells clients for this node; default "
+             f"${ENV_PREFIX}ADVERTISE_HOST, else the listen host (the host name for a "
+             "wildcard)")
+    for flag, key, default, what in [
+        ("--leader-lease-ms", "LEADER_LEASE_MS", 3000,
+         "a leader that cannot confirm its lock for this long steps down"),
+        ("--election-interval-ms", "ELECTION_INTERVAL_MS", 500,
+         "between two leader heartbeats or election attempts"),
+        ("--member-timeout-ms", "MEMBER_TIMEOUT_MS", 5000,
+         "a member whose heartbeat is older is not alive"),
+    ]:
+        cluster.add_argument(flag, type=int, default=None, metavar="MS",
+                             help=f"{what}; default ${ENV_PREFIX}{key}, else {default}")
     grpc = start.add_argument_group(
         "gRPC gateway (the KurrentDB protocol)",
         "Each store listens on its own port, so a client picks the store by the address "
@@ -146,6 +180,18 @@ def _parser() -> argparse.ArgumentParser:
     common(info, several=False)
     info.add_argument("--json", action="store_true", help="one JSON object")
     _user_parser(commands)
+
+    dev = commands.add_parser(
+        "dev-cluster", help="run a throw-away local cluster (needs PostgreSQL installed)",
+        description="Start a throw-away PostgreSQL and N nodes of one store as separate "
+                    "processes, print the connection string, and stop and remove "
+                    "everything on SIGINT or SIGTERM.")
+    dev.add_argument("--store-id", default=None,
+                     help=f"the store id; default ${ENV_PREFIX}STORE_ID, else demo")
+    dev.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3)")
+    dev.add_argument("--base-port", type=_port, default=None, metavar="PORT",
+                     help="node i listens on PORT+i-1 (default: free ports)")
+    dev.add_argument("--log-level", default="INFO", help="the nodes' logging level")
     return parser
 
 
@@ -196,8 +242,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             return _start(args)
         if args.command == "user":
             return _user(args, out)
+        if args.command == "dev-cluster":
+            store_id = args.store_id or os.environ.get(ENV_PREFIX + "STORE_ID") or "demo"
+            return run_dev_cluster(store_id, args.nodes, base_port=args.base_port,
+                                   log_level=args.log_level, out=out)
         return trio.run(_read_only, args, out)
-    except ExESDBError as exc:
+    except (ExESDBError, PostgresNotInstalled) as exc:
         print(f"exesdb: {exc}", file=sys.stderr)
         return 2
 
@@ -243,7 +293,11 @@ def _start_options(args: argparse.Namespace, store_ids: list[str]) -> list[Store
     for key, value in [("data_dir", args.data_dir), ("db_type", args.db_type),
                        ("grpc_host", args.grpc_host), ("tls_cert_file", args.tls_cert),
                        ("tls_key_file", args.tls_key), ("users_file", args.users_file),
-                       ("insecure", args.insecure)]:
+                       ("insecure", args.insecure), ("pg_dsn", args.pg_dsn),
+                       ("node_name", args.node_name), ("advertise_host", args.advertise_host),
+                       ("leader_lease_ms", args.leader_lease_ms),
+                       ("election_interval_ms", args.election_interval_ms),
+                       ("member_timeout_ms", args.member_timeout_ms)]:
         if value is not None:
             options[key] = value
     environ = {k: v for k, v in os.environ.items() if k != ENV_PREFIX + "GRPC_PORT"}

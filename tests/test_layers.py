@@ -29,7 +29,7 @@ EXESDB_LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("systems", ("exesdb.systems",)),
     ("API", ("exesdb.gateway",)),
     ("front ends", ("exesdb.grpc", "exesdb.stores", "exesdb.application", "exesdb.cli",
-                    "exesdb.__main__")),
+                    "exesdb.__main__", "exesdb.devcluster", "exesdb.pgserver")),
 ]
 
 
