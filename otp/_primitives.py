@@ -27,7 +27,7 @@ from ._process import (
     link_pair,
     spawn_process,
 )
-from ._terms import KILL, KILLED, NOPROC, Ref
+from ._terms import KILL, KILLED, NOPROC, Ref, Timeout, check_timeout
 
 __all__ = [
     "demonitor",
@@ -94,16 +94,20 @@ def send(dest: Name, msg: Any) -> None:
 
 
 async def receive(
-    timeout: float | None = None, match: Callable[[Any], bool] | None = None
+    timeout: Timeout = None, match: Callable[[Any], bool] | None = None
 ) -> Any:
     """Return the oldest message in the mailbox, waiting for one if it is empty.
 
     With ``match``, return the oldest message for which ``match(msg)`` is true and leave
-    the others where they are, in order (selective receive). With ``timeout`` (seconds),
-    raise :class:`otp.ReceiveTimeout` if no such message arrives in time; ``timeout=0``
-    looks only at what is already there. A process that has accepted an exit signal takes
-    no further message: it ends here instead.
+    the others where they are, in order (selective receive). With ``timeout`` (seconds
+    ``>= 0``; None or ``"infinity"``: wait for ever), raise :class:`otp.ReceiveTimeout`
+    if no such message arrives in time; ``timeout=0`` looks only at what is already
+    there. Any other ``timeout`` raises ``TypeError``/``ValueError`` before the mailbox is
+    touched. A process that has accepted an exit signal takes no further message: it ends
+    here instead.
     """
+    if timeout is not None and (type(timeout) is not float or not timeout >= 0):
+        timeout = check_timeout(timeout)
     proc = current()
     if match is None and proc.state == RUNNING:
         mailbox = proc.mailbox

@@ -1,16 +1,20 @@
-"""Erlang terms that have no Python equivalent: atoms, references and exit reasons.
+"""Erlang terms that have no Python equivalent: atoms, references, exit reasons, timeouts.
 
 An exit reason is any value. These constants and :func:`shutdown` name the reasons the
 runtime itself produces or understands; an exception instance is the reason of a process
 whose function raised it. Python has no atoms, so the strings ``"normal"`` and
 ``"shutdown"`` are the same reasons as :data:`NORMAL` and :data:`SHUTDOWN` wherever a reason
 is accepted or compared (``NORMAL == "normal"``); the runtime passes on whichever was given.
+
+A timeout, wherever ``otp`` takes one, is a number of seconds ``>= 0``, or ``None`` or the
+string ``"infinity"`` for no limit (:func:`check_timeout`).
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Any, ClassVar, Final
+from numbers import Real
+from typing import Any, ClassVar, Final, Literal, TypeAlias
 
 import attrs
 
@@ -24,6 +28,8 @@ __all__ = [
     "Atom",
     "Ref",
     "Shutdown",
+    "Timeout",
+    "check_timeout",
     "is_normal",
     "is_normal_exit",
     "make_ref",
@@ -148,6 +154,44 @@ def same_reason(a: object, b: object) -> bool:
     except Exception:  # a value whose == raises or is ambiguous is only itself
         return False
 
+
+Timeout: TypeAlias = "float | Literal['infinity'] | None"
+"""A timeout in seconds; ``None`` or ``"infinity"``: no limit."""
+
+
+def check_timeout(timeout: object, argument: str = "timeout") -> float | None:
+    """Return ``timeout`` as seconds (a float or int ``>= 0``), or None for no limit.
+
+    Accepts a real number ``>= 0`` (``math.inf`` included), ``None`` and ``"infinity"``.
+    Raises ``TypeError`` for anything that is not a number (``bool`` included) and
+    ``ValueError`` for a negative number, NaN or another string; the message names
+    ``argument``. Functions call it before they send anything, so an invalid timeout
+    leaves no request behind.
+    """
+    kind = type(timeout)
+    if kind is float or kind is int:
+        if timeout >= 0:  # type: ignore[operator]  # False for NaN
+            return timeout  # type: ignore[return-value]
+    elif timeout is None:
+        return None
+    elif kind is str:
+        if timeout == "infinity":
+            return None
+        raise ValueError(
+            f"{argument} must be a number of seconds >= 0, None or 'infinity', got {timeout!r}"
+        )
+    elif isinstance(timeout, Real) and not isinstance(timeout, bool):
+        seconds = float(timeout)
+        if seconds >= 0:
+            return seconds
+    else:
+        raise TypeError(
+            f"{argument} must be a number of seconds >= 0, None or 'infinity', "
+            f"got {timeout!r} ({kind.__name__})"
+        )
+    raise ValueError(
+        f"{argument} must be a number of seconds >= 0, None or 'infinity', got {timeout!r}"
+    )
 
 
 _ref_ids = itertools.count(1)

@@ -19,6 +19,7 @@ import attrs
 from . import supervisor
 from ._errors import AlreadyStarted, NoProc
 from ._process import NodeVar, Pid, on_exit
+from ._terms import Timeout, check_timeout
 
 __all__ = ["Application", "get_env", "start", "stop", "which_applications"]
 
@@ -90,11 +91,14 @@ def _forget(table: dict[str, _Running], name: str, pid: Pid) -> None:
         del table[name]
 
 
-async def stop(app: Application | str, timeout: float | None = None) -> None:
+async def stop(app: Application | str, timeout: Timeout = None) -> None:
     """Stop the application's tree in order, then run its ``stop``.
 
-    Raises :class:`otp.NoProc` if it is not running.
+    Raises :class:`otp.NoProc` if it is not running, and ``TypeError``/``ValueError`` for
+    a ``timeout`` that is not seconds ``>= 0``, None or ``"infinity"`` (the application
+    then keeps running).
     """
+    timeout = check_timeout(timeout)
     name = app if isinstance(app, str) else app.name
     table = _table()
     running = table.pop(name, None)

@@ -15,6 +15,8 @@ Guarantees:
   ends before replying and :class:`otp.CallTimeout` when time runs out. A reply that
   arrives after the caller gave up is dropped: it never reaches a later receive.
 * :func:`cast` never blocks and never fails.
+* Every timeout is a number of seconds ``>= 0``, or None or ``"infinity"`` for no limit.
+  Any other value raises ``TypeError`` or ``ValueError`` before anything is sent.
 * ``terminate`` runs when a callback returns :class:`Stop` or raises, when :func:`stop` is
   called, and when the parent sends an exit signal while the server traps exits. It does
   not run after a kill, nor after an exit signal the server does not trap.
@@ -61,7 +63,7 @@ from ._process import (
     current_or_none,
     spawn_process,
 )
-from ._terms import NORMAL, TIMEOUT
+from ._terms import NORMAL, TIMEOUT, Timeout, check_timeout, same_reason
 
 __all__ = [
     "Continue",
@@ -96,13 +98,22 @@ UNSET: Final = _Unset()
 # -- return values -------------------------------------------------------------------------
 
 
+def _idle_timeout(timeout: Timeout) -> float | None:
+    """The ``timeout`` of :class:`NoReply` and :class:`Reply`, checked: seconds or None."""
+    return check_timeout(timeout, "timeout")
+
+
 @attrs.frozen
 class NoReply:
     """Carry on without replying now; optionally run ``handle_continue(continue_)`` first,
-    or deliver :data:`otp.TIMEOUT` after ``timeout`` idle seconds."""
+    or deliver :data:`otp.TIMEOUT` after ``timeout`` idle seconds.
+
+    ``timeout`` is checked when the value is built: ``"infinity"`` is stored as None (no
+    idle timeout), and anything but seconds ``>= 0`` raises ``TypeError``/``ValueError``
+    in the callback that built it, which then crashes the server."""
 
     continue_: Any = UNSET
-    timeout: float | None = None
+    timeout: float | None = attrs.field(default=None, converter=_idle_timeout)
 
 
 @attrs.frozen
@@ -111,14 +122,18 @@ class Reply:
 
     value: Any
     continue_: Any = UNSET
-    timeout: float | None = None
+    timeout: float | None = attrs.field(default=None, converter=_idle_timeout)
 
 
 @attrs.frozen
 class Stop:
     """Stop the server with ``reason`` after ``terminate``; from ``handle_call``, also reply
     ``reply`` if given, once ``terminate`` has run (even if it raised), as OTP does. From
-    ``init`` it makes the start fail with ``InitError``."""
+    ``init`` it makes the start fail with ``InitError``.
+
+    ``Stop("normal")`` and ``Stop("shutdown")`` are normal exits, as ``Stop(otp.NORMAL)``
+    and ``Stop(otp.SHUTDOWN)`` are: not logged, and links and monitors see the very
+    reason given."""
 
     reason: Any
     reply: Any = UNSET
@@ -260,26 +275,31 @@ class GenServer:
 
 
 async def start_link(
-    cls: type[GenServer], *args: Any, name: Any = None, timeout: float | None = None
+    cls: type[GenServer], *args: Any, name: Any = None, timeout: Timeout = None
 ) -> Pid | None:
     """Start a server linked to the caller; return its pid once ``init`` has returned.
 
-    ``name`` is a local name (str) or a via name. ``timeout`` bounds ``init`` (the server
-    is killed and :class:`otp.InitError` raised with ``otp.TIMEOUT``).
+    ``name`` is a local name (str) or a via name. ``timeout`` (seconds, or None or
+    ``"infinity"``) bounds ``init``: the server is killed and :class:`otp.InitError`
+    raised with ``otp.TIMEOUT``. Returns None when ``init`` returns :class:`Ignore`.
+    Raises :class:`otp.AlreadyStarted` for a taken name, :class:`otp.InitError` when
+    ``init`` fails, and ``TypeError``/``ValueError`` for an invalid ``timeout`` before
+    anything starts.
     """
     return await _start(cls, args, name, True, timeout)
 
 
 async def start(
-    cls: type[GenServer], *args: Any, name: Any = None, timeout: float | None = None
+    cls: type[GenServer], *args: Any, name: Any = None, timeout: Timeout = None
 ) -> Pid | None:
     """Like :func:`start_link`, without the link."""
     return await _start(cls, args, name, False, timeout)
 
 
 async def _start(
-    cls: type[GenServer], args: tuple[Any, ...], name: Any, link: bool, timeout: float | None
+    cls: type[GenServer], args: tuple[Any, ...], name: Any, link: bool, timeout: Timeout
 ) -> Pid | None:
+    timeout = check_timeout(timeout)
     if not (isinstance(cls, type) and issubclass(cls, GenServer)):
         raise TypeError(f"cls must be a GenServer subclass, got {cls!r}")
     waiter = _StartWaiter()
@@ -298,8 +318,18 @@ async def _start(
     return result  # type: ignore[no-any-return]
 
 
-async def call(server: Name, request: Any, timeout: float | None = 5.0) -> Any:
-    """Send ``request`` to ``server`` and wait for its reply (see the module docstring)."""
+async def call(server: Name, request: Any, timeout: Timeout = 5.0) -> Any:
+    """Send ``request`` to ``server`` and wait for its reply; return the reply.
+
+    Waits at most ``timeout`` seconds (None or ``"infinity"``: for ever). Raises
+    :class:`otp.NoProc` if no server is there, :class:`otp.ServerExited` (``.reason``) if
+    it ends before replying, :class:`otp.CallTimeout` when time runs out (a reply that
+    comes later is dropped, never reaching the mailbox), ``ValueError`` when ``server``
+    is the calling process, and ``TypeError``/``ValueError`` for an invalid ``timeout``,
+    before anything is sent.
+    """
+    if timeout is not None and (type(timeout) is not float or not timeout >= 0):
+        timeout = check_timeout(timeout)
     proc = resolve(server)
     if proc is current_or_none():
         raise ValueError(f"server: {server!r} is the calling process, which cannot call itself")
@@ -376,13 +406,16 @@ def reply(from_: From, value: Any) -> None:
     from_.resolve(outcome.Value(value))
 
 
-async def stop(server: Name, reason: Any = NORMAL, timeout: float | None = None) -> None:
+async def stop(server: Name, reason: Any = NORMAL, timeout: Timeout = None) -> None:
     """Stop ``server`` with ``reason``: it runs ``terminate`` and exits; return once it is gone.
 
     Raises :class:`otp.NoProc` if no server is there, :class:`otp.CallTimeout` if it is
-    not gone within ``timeout`` seconds (the server then carries on), and
-    :class:`otp.ServerExited` if it exited with another reason than ``reason``.
+    not gone within ``timeout`` seconds (None or ``"infinity"``: no limit; the server then
+    carries on), :class:`otp.ServerExited` if it exited with another reason than
+    ``reason``, and ``TypeError``/``ValueError`` for an invalid ``timeout``, before the
+    stop request is sent (the server then keeps running). Returns None.
     """
+    timeout = check_timeout(timeout)
     proc = resolve(server)
     if proc is current_or_none():
         raise ValueError(f"server: {server!r} is the calling process, which cannot stop itself")
@@ -396,7 +429,7 @@ async def stop(server: Name, reason: Any = NORMAL, timeout: float | None = None)
         if proc.monitors is not None:
             proc.monitors.pop(waiter, None)
         raise CallTimeout(server, timeout)
-    if exit_reason is not reason and exit_reason != reason:
+    if not same_reason(exit_reason, reason):
         raise ServerExited(server, exit_reason)
 
 
