@@ -21,19 +21,63 @@ Guarantees:
   :func:`otp.send`, :func:`otp.whereis`, :func:`otp.monitor`,
   ``gen_server.start_link(name=...)``, ``call``, ``cast``, ``stop``, and supervisors. A
   via name that is taken makes a start raise :class:`otp.AlreadyStarted`.
+* Listeners (``start_link(listeners=[name, ...])``) receive
+  ``("register", registry_name, key, pid, value)`` for every entry added (by
+  :func:`register` or by a start under a :func:`via` name) and ``("unregister",
+  registry_name, key, pid)`` when :func:`unregister`, :func:`unregister_match` or
+  ``unregister_name`` leaves ``pid`` with no entry under ``key`` any more. As in Elixir,
+  nothing is sent when a registered process exits: a listener that wants to know
+  monitors the pid it was told of. The messages are sent from the registering process,
+  so one listener sees them in the order the registry changed.
+* :func:`lock` runs a function with no other :func:`lock` of the same key of the same
+  registry running, whatever happens to the caller (an exception, a kill, a
+  cancellation releases it); waiters get the lock in the order they asked.
 
 A registry is addressed by the local name it was started with, or by its pid. Example::
 
     await registry.start_link(keys="unique", name="workers")
     await gen_server.start_link(Worker, name=registry.via("workers", ("stream", 42)))
     await gen_server.call(registry.via("workers", ("stream", 42)), "ping")
+
+Coming from Elixir's ``Registry``:
+
+* Match specs are Python predicates. ``Registry.match(reg, key, {1, :_, :_})`` is
+  ``registry.match(reg, key, lambda v: v[0] == 1)``; a guard is more of the same
+  expression (``{:"$1", :_, :_}, [{:<, :"$1", 2}]`` is ``lambda v: v[0] < 2``); a
+  ``select`` spec's body is a comprehension over what :func:`select` returns. There is
+  no pattern language: a predicate expresses every pattern and guard, and a pattern
+  argument could not be told from a value that is itself callable.
+* There is no ``partitions:`` option, and ``keys`` has no ``{:duplicate, :key}`` /
+  ``{:duplicate, :pid}`` forms. Elixir's partitions spread ETS writes over schedulers;
+  here every table access is a plain dict operation in one trio thread, so there is
+  nothing to spread. What partitions change in Elixir besides speed is that
+  ``dispatch`` calls its function once per partition and that results come in no
+  particular order; this registry behaves as Elixir's with one partition.
+* Keys compare as dict keys do (``1 == 1.0 == True``), not with Elixir's ``===``.
+* Functions that return ``:ok`` / ``{:ok, owner}`` return None; ``:error`` becomes an
+  exception (:class:`NotRegistered`, ``KeyError``, :class:`AlreadyRegistered`).
+* Meta keys may be any hashable value, not only atoms and tuples.
+* A listener that is not running when a message is due is skipped (Elixir's ``send``
+  to an unregistered atom would raise in the registering process, after it registered).
+  :func:`unregister` of a key the caller does not hold tells the listeners nothing
+  (Elixir's tells them of an ``unregister`` anyway). A start under a via name whose
+  ``init`` fails is told as a ``register`` only: the entry goes with the failed process,
+  as with any death (Elixir's ``gen`` unregisters the name itself, and its listeners
+  hear of it).
+* :func:`lock` waits as long as it takes (Elixir's gives up after ``GenServer.call``'s 5
+  seconds); bound the wait with a trio cancel scope such as ``trio.fail_after``. A task
+  that asks again for a lock it holds gets ``RuntimeError`` instead of a deadlock.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Hashable
-from typing import Any, Final, Literal, TypeAlias
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from typing import Any, Final, Literal, TypeAlias, TypeVar
+
+import trio
+from trio.lowlevel import Abort, Task, current_task, reschedule
 
 from ._child_spec import ChildSpec
 from ._errors import AlreadyStarted, NoProc, NotInProcess, OTPError
@@ -52,18 +96,28 @@ __all__ = [
     "UnknownRegistry",
     "child_spec",
     "count",
+    "count_match",
+    "count_select",
+    "delete_meta",
     "dispatch",
     "keys",
+    "lock",
     "lookup",
     "match",
+    "meta",
+    "put_meta",
     "register",
+    "select",
     "start",
     "start_link",
     "unregister",
+    "unregister_match",
     "update_value",
     "values",
     "via",
 ]
+
+T = TypeVar("T")
 
 Keys: TypeAlias = Literal["unique", "duplicate"]
 """The kind of a registry: at most one entry per key, or any number."""
@@ -113,11 +167,24 @@ class _Table:
     ``{pid: [value, ...]}`` (a process's values in registration order). ``by_pid`` lists
     each registered process's keys, one item per entry; a pid stays in it (possibly with
     an empty list) until the process exits, which marks that its exit hook is installed.
+    ``name`` is what listener messages carry as the registry (its start name, else its
+    pid); ``meta`` is the registry's metadata; ``locks`` holds the :func:`lock` keys that
+    are held, each with its queue of waiters.
     """
 
-    __slots__ = ("by_pid", "closed", "duplicate", "is_unique", "owner", "size", "unique")
+    __slots__ = (
+        "by_pid", "closed", "duplicate", "is_unique", "listeners", "locks", "meta", "name",
+        "owner", "size", "unique",
+    )
 
-    def __init__(self, owner: _Process, kind: Keys) -> None:
+    def __init__(
+        self,
+        owner: _Process,
+        kind: Keys,
+        name: Name,
+        listeners: tuple[Name, ...],
+        meta: dict[Any, Any],
+    ) -> None:
         self.owner = owner
         self.is_unique = kind == "unique"
         self.unique: dict[Any, Entry] = {}
@@ -125,6 +192,10 @@ class _Table:
         self.by_pid: dict[Pid, list[Any]] = {}
         self.size = 0
         self.closed = False
+        self.name = name
+        self.listeners = listeners
+        self.meta = meta
+        self.locks: dict[Any, _Lock] = {}
 
     def track(self, proc: _Process) -> list[Any]:
         """The key list of ``proc``, installing its exit hook on first use."""
@@ -135,6 +206,13 @@ class _Table:
             owned = self.by_pid[pid] = []
         return owned
 
+    def notify(self, msg: tuple[Any, ...]) -> None:
+        """Send ``msg`` to every listener that is running (the others are skipped)."""
+        for listener in self.listeners:
+            proc = _lookup_process(listener)
+            if proc is not None:
+                proc.deliver(msg)
+
     def add_unique(self, proc: _Process, key: Any, value: Any) -> None:
         held = self.unique.get(key)
         if held is not None:
@@ -142,6 +220,8 @@ class _Table:
         self.track(proc).append(key)
         self.unique[key] = (proc.pid, value)
         self.size += 1
+        if self.listeners:
+            self.notify(("register", self.name, key, proc.pid, value))
 
     def add_duplicate(self, proc: _Process, key: Any, value: Any) -> None:
         owned = self.track(proc)
@@ -155,9 +235,11 @@ class _Table:
             own_values.append(value)
         owned.append(key)
         self.size += 1
+        if self.listeners:
+            self.notify(("register", self.name, key, proc.pid, value))
 
     def remove(self, pid: Pid, key: Any) -> None:
-        """Drop every entry of ``pid`` under ``key``."""
+        """Drop every entry of ``pid`` under ``key``; tell the listeners if there was one."""
         if self.is_unique:
             held = self.unique.get(key)
             if held is None or held[0] is not pid:
@@ -178,10 +260,56 @@ class _Table:
         owned = self.by_pid.get(pid)
         if owned is not None:
             owned[:] = [k for k in owned if k != key]
+        if self.listeners:
+            self.notify(("unregister", self.name, key, pid))
+
+    def remove_matching(self, pid: Pid, key: Any, predicate: Callable[[Any], bool]) -> None:
+        """Drop the entries of ``pid`` under ``key`` whose value passes ``predicate``.
+
+        Every predicate call happens before anything changes, so one that raises leaves
+        the table as it was. The listeners hear of it when no entry of ``pid`` is left
+        under ``key``.
+        """
+        if self.is_unique:
+            held = self.unique.get(key)
+            if held is not None and held[0] is pid and predicate(held[1]):
+                self.remove(pid, key)
+            return
+        per_pid = self.duplicate.get(key)
+        own_values = per_pid.get(pid) if per_pid is not None else None
+        if not own_values:
+            return
+        kept = [value for value in own_values if not predicate(value)]
+        removed = len(own_values) - len(kept)
+        if removed == 0:
+            return
+        if not kept:
+            self.remove(pid, key)
+            return
+        own_values[:] = kept
+        self.size -= removed
+        owned = self.by_pid[pid]
+        for index in range(len(owned) - 1, -1, -1):  # one key item per removed entry
+            if owned[index] == key:
+                del owned[index]
+                removed -= 1
+                if removed == 0:
+                    break
+
+    def entries(self) -> list[tuple[Any, Pid, Any]]:
+        """Every entry as ``(key, pid, value)``: a fresh list, grouped by key."""
+        if self.is_unique:
+            return [(key, pid, value) for key, (pid, value) in self.unique.items()]
+        return [
+            (key, pid, value)
+            for key, per_pid in self.duplicate.items()
+            for pid, own_values in per_pid.items()
+            for value in own_values
+        ]
 
     def process_exited(self, pid: Pid, reason: Any) -> None:
         """The exit hook of the registered process ``pid``: drop all its entries (never
-        raises)."""
+        raises). Listeners are not told, as in Elixir."""
         if self.closed:
             return
         owned = self.by_pid.pop(pid, None)
@@ -206,14 +334,55 @@ class _Table:
                     if not per_pid:
                         del duplicate[key]
 
+    def release(self, lock_key: Any, lock: _Lock) -> None:
+        """Hand ``lock`` to its oldest waiter, or drop it when nobody waits."""
+        if self.locks.get(lock_key) is not lock:  # the table was closed meanwhile
+            return
+        waiters = lock.waiters
+        if waiters:
+            waiter = waiters.popleft()
+            lock.holder = waiter.task
+            waiter.granted = True
+            reschedule(waiter.task)
+        else:
+            del self.locks[lock_key]
+
     def close(self, reason: Any) -> None:
-        """The exit hook of the registry process: forget the table."""
+        """The exit hook of the registry process: forget the table, wake lock waiters
+        (they raise :class:`UnknownRegistry`)."""
         self.closed = True
         _tables.pop(self.owner, None)
         self.unique.clear()
         self.duplicate.clear()
         self.by_pid.clear()
         self.size = 0
+        self.meta.clear()
+        locks = list(self.locks.values())
+        self.locks.clear()
+        for lock in locks:
+            while lock.waiters:
+                reschedule(lock.waiters.popleft().task)
+
+
+class _Lock:
+    """A held :func:`lock` key: the task holding it and the tasks waiting, oldest first."""
+
+    __slots__ = ("holder", "waiters")
+
+    def __init__(self, holder: Task) -> None:
+        self.holder = holder
+        self.waiters: deque[_LockWaiter] = deque()
+
+
+class _LockWaiter:
+    """A task parked in :func:`lock`; ``granted`` tells a handed-over lock from a closed
+    registry when it wakes."""
+
+    __slots__ = ("granted", "task")
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.granted = False
 
 
 _tables: Final[dict[_Process, _Table]] = {}
@@ -252,9 +421,9 @@ class _Registry(GenServer):
     """The process that owns a table: it creates it in ``init`` and drops it on exit."""
 
     async def init(self, *args: Any) -> None:
-        (kind,) = args
+        kind, name, listeners, meta = args
         me = current()
-        table = _Table(me, kind)
+        table = _Table(me, kind, me.pid if name is None else name, listeners, meta)
         on_exit(me.pid, table.close)
         _tables[me] = table
 
@@ -267,38 +436,87 @@ def _check_keys(keys: str) -> Keys:
     raise ValueError(f"keys must be 'unique' or 'duplicate', got {keys!r}")
 
 
-async def start_link(*, keys: Keys, name: str | Via | None = None) -> Pid:
+def _check_listeners(listeners: Sequence[Name]) -> tuple[Name, ...]:
+    if not isinstance(listeners, list | tuple):
+        raise TypeError(f"listeners must be a list of process names, got {listeners!r}")
+    for listener in listeners:
+        if not (type(listener) is Pid or isinstance(listener, Via)
+                or (isinstance(listener, str) and listener)):
+            raise TypeError(f"a listener must be a process name (str, Pid or Via), "
+                            f"got {listener!r}")
+    return tuple(listeners)
+
+
+def _check_meta(meta: Mapping[Any, Any] | None) -> dict[Any, Any]:
+    if meta is None:
+        return {}
+    if not isinstance(meta, Mapping):
+        raise TypeError(f"meta must be a mapping, got {meta!r}")
+    return dict(meta)
+
+
+async def start_link(
+    *,
+    keys: Keys,
+    name: str | Via | None = None,
+    listeners: Sequence[Name] = (),
+    meta: Mapping[Any, Any] | None = None,
+) -> Pid:
     """Start a registry linked to the caller and return its pid once it is ready.
 
     ``keys`` is ``"unique"`` or ``"duplicate"`` (``ValueError`` otherwise). ``name`` is the
     local or via name to register it under; without one, address it by its pid. A taken name
     raises :class:`otp.AlreadyStarted`. Stop it with ``gen_server.stop``.
+
+    ``listeners`` is a list of process names (local names, as in Elixir, or pids or via
+    names) told of registrations: see the module docstring for the messages; each carries
+    ``name`` (the registry's pid when it has none). A listener need not run yet; one that
+    is not running when a message is due misses it. ``meta`` is the initial metadata
+    read by :func:`meta`. Both are checked before anything starts (``TypeError``).
     """
-    kind = _check_keys(keys)
-    pid = await _start_server(_Registry, kind, name=name)
+    args = (_check_keys(keys), name, _check_listeners(listeners), _check_meta(meta))
+    pid = await _start_server(_Registry, *args, name=name)
     assert pid is not None
     return pid
 
 
-async def start(*, keys: Keys, name: str | Via | None = None) -> Pid:
+async def start(
+    *,
+    keys: Keys,
+    name: str | Via | None = None,
+    listeners: Sequence[Name] = (),
+    meta: Mapping[Any, Any] | None = None,
+) -> Pid:
     """Like :func:`start_link`, without the link: a registry that serves the whole node
     until it is stopped or the node shuts down."""
-    kind = _check_keys(keys)
-    pid = await _start_unlinked(_Registry, kind, name=name)
+    args = (_check_keys(keys), name, _check_listeners(listeners), _check_meta(meta))
+    pid = await _start_unlinked(_Registry, *args, name=name)
     assert pid is not None
     return pid
 
 
-def child_spec(*, keys: Keys, name: str | Via, id: Any = None) -> ChildSpec:
+def child_spec(
+    *,
+    keys: Keys,
+    name: str | Via,
+    id: Any = None,
+    listeners: Sequence[Name] = (),
+    meta: Mapping[Any, Any] | None = None,
+) -> ChildSpec:
     """A supervisor child spec that starts a registry with :func:`start_link`.
 
     The id defaults to ``name``. The registry is a ``"worker"``; a dynamic supervisor's
-    extra arguments, if any, are ignored.
+    extra arguments, if any, are ignored. The options are checked now, and every start
+    (a restart too) begins with a copy of ``meta``.
     """
     kind = _check_keys(keys)
+    listener_names = _check_listeners(listeners)
+    initial_meta = _check_meta(meta)
 
     async def start(*_extra: Any) -> Pid:
-        return await start_link(keys=kind, name=name)
+        return await start_link(
+            keys=kind, name=name, listeners=listener_names, meta=initial_meta
+        )
 
     return ChildSpec(id=name if id is None else id, start=start)
 
@@ -312,7 +530,9 @@ def register(reg: Name, key: Hashable, value: Any = None) -> None:
     In a unique registry a key held by a live process (the caller included) raises
     :class:`AlreadyRegistered` with the holder's pid. In a duplicate registry a process
     may register the same key any number of times, each time adding an entry. Raises
-    :class:`UnknownRegistry` when ``reg`` is not a running registry.
+    :class:`UnknownRegistry` when ``reg`` is not a running registry. Each entry added
+    sends ``("register", registry_name, key, pid, value)`` to the listeners; a refused
+    one sends nothing.
     """
     table = _table(reg)
     if table.is_unique:
@@ -324,7 +544,8 @@ def register(reg: Name, key: Hashable, value: Any = None) -> None:
 def unregister(reg: Name, key: Hashable) -> None:
     """Remove every entry of the calling process under ``key``; nothing else is touched.
 
-    Does nothing when the caller has no such entry.
+    Sends ``("unregister", registry_name, key, pid)`` to the listeners when it removed
+    something; does nothing at all when the caller has no such entry.
     """
     _table(reg).remove(current().pid, key)
 
@@ -368,8 +589,52 @@ def count(reg: Name) -> int:
 
 
 def match(reg: Name, key: Hashable, predicate: Callable[[Any], bool]) -> list[tuple[Pid, Any]]:
-    """The entries under ``key`` whose value passes ``predicate(value)``."""
+    """The entries under ``key`` whose value passes ``predicate(value)``, as ``(pid, value)``.
+
+    Elixir's ``match/4`` with its pattern and guards written as one predicate. A fresh
+    list, in :func:`lookup`'s order; empty when nothing passes. What ``predicate`` raises
+    propagates.
+    """
     return [entry for entry in lookup(reg, key) if predicate(entry[1])]
+
+
+def count_match(reg: Name, key: Hashable, predicate: Callable[[Any], bool]) -> int:
+    """How many entries under ``key`` have a value that passes ``predicate(value)``.
+
+    Always ``len(match(reg, key, predicate))``; 0 when nobody is registered under ``key``.
+    """
+    return sum(1 for _, value in lookup(reg, key) if predicate(value))
+
+
+def select(
+    reg: Name, predicate: Callable[[Any, Pid, Any], bool]
+) -> list[tuple[Any, Pid, Any]]:
+    """Every entry of the registry, as ``(key, pid, value)``, for which
+    ``predicate(key, pid, value)`` is true.
+
+    Elixir's ``select/2``: its match spec's head and guards are the predicate, its body
+    a comprehension over the result (``[key for key, _, _ in select(reg, ...)]``). A
+    fresh list, grouped by key, in no particular order otherwise. ``predicate`` sees a
+    snapshot: it may register or unregister without disturbing the walk. What it raises
+    propagates.
+    """
+    return [entry for entry in _table(reg).entries() if predicate(*entry)]
+
+
+def count_select(reg: Name, predicate: Callable[[Any, Pid, Any], bool]) -> int:
+    """How many entries pass ``predicate(key, pid, value)``: ``len(select(reg, predicate))``."""
+    return sum(1 for entry in _table(reg).entries() if predicate(*entry))
+
+
+def unregister_match(reg: Name, key: Hashable, predicate: Callable[[Any], bool]) -> None:
+    """Remove the calling process's entries under ``key`` whose value passes ``predicate``.
+
+    Entries of other processes, and the caller's that do not pass, stay. The predicate
+    sees every value before anything is removed, so one that raises removes nothing.
+    The listeners get ``("unregister", registry_name, key, pid)`` when the caller is left
+    with no entry under ``key`` (as :func:`unregister`), nothing when some remain.
+    """
+    _table(reg).remove_matching(current().pid, key, predicate)
 
 
 def dispatch(
@@ -403,6 +668,82 @@ def update_value(reg: Name, key: Hashable, fn: Callable[[Any], Any]) -> tuple[An
     new = fn(old)
     table.unique[key] = (pid, new)
     return new, old
+
+
+# -- metadata --------------------------------------------------------------------------------
+
+
+def meta(reg: Name, key: Hashable) -> Any:
+    """The registry's metadata under ``key`` (from ``start_link(meta=...)`` or
+    :func:`put_meta`); raises ``KeyError`` when there is none.
+
+    Metadata lives as long as the registry process: a registry started again starts
+    with its ``meta`` option only.
+    """
+    return _table(reg).meta[key]
+
+
+def put_meta(reg: Name, key: Hashable, value: Any) -> None:
+    """Store ``value`` as the registry's metadata under ``key``, replacing any."""
+    _table(reg).meta[key] = value
+
+
+def delete_meta(reg: Name, key: Hashable) -> None:
+    """Remove the registry's metadata under ``key``; does nothing when there is none."""
+    _table(reg).meta.pop(key, None)
+
+
+# -- locks -----------------------------------------------------------------------------------
+
+
+async def lock(reg: Name, lock_key: Hashable, fn: Callable[[], Awaitable[T]]) -> T:
+    """Run ``await fn()`` in the caller while no other :func:`lock` of ``lock_key`` runs
+    in this registry; return what it returns, raise what it raises.
+
+    Elixir's ``Registry.lock/3``. Lock keys have their own namespace: they never clash
+    with registered keys, and the registry's kind does not matter. A caller that finds
+    the key held waits; waiters get it in the order they asked. The lock is released
+    however ``fn`` ends: it returns, raises, or the caller is killed or cancelled (a
+    cancelled waiter just leaves the queue). Lock only what the caller's own work needs:
+    the lock is not a process, and ``fn`` runs in the caller.
+
+    Raises :class:`UnknownRegistry` when ``reg`` is not running, or stops while the caller
+    waits (a running ``fn`` is not interrupted by that). Raises ``RuntimeError`` when the
+    calling task already holds ``lock_key`` (it would wait for itself for ever). The
+    wait has no time limit: bound it with a trio cancel scope (``trio.fail_after``).
+    """
+    table = _table(reg)
+    await trio.lowlevel.checkpoint_if_cancelled()
+    held = table.locks.get(lock_key)
+    if held is None:
+        held = table.locks[lock_key] = _Lock(current_task())
+    else:
+        await _wait_for(held, reg, lock_key)
+    try:
+        return await fn()
+    finally:
+        table.release(lock_key, held)
+
+
+async def _wait_for(held: _Lock, reg: Name, lock_key: Hashable) -> None:
+    """Park the calling task in ``held``'s queue until :meth:`_Table.release` hands it
+    the lock; :class:`UnknownRegistry` if the registry closed instead."""
+    task = current_task()
+    if held.holder is task or any(waiter.task is task for waiter in held.waiters):
+        raise RuntimeError(
+            f"this task already holds the lock {lock_key!r} of {reg!r}: "
+            "registry.lock is not reentrant"
+        )
+    waiter = _LockWaiter(task)
+    held.waiters.append(waiter)
+
+    def abort(_: Any) -> Abort:
+        held.waiters.remove(waiter)
+        return Abort.SUCCEEDED
+
+    await trio.lowlevel.wait_task_rescheduled(abort)
+    if not waiter.granted:
+        raise UnknownRegistry(reg)
 
 
 def _in_node() -> bool:

@@ -13,38 +13,9 @@ import otp
 from otp import gen_server, registry
 from otp.registry import AlreadyRegistered, NotRegistered, UnknownRegistry
 
+from .registry_helpers import agent, kill, run_in
+
 # -- helpers -------------------------------------------------------------------------------
-
-
-class Agent(gen_server.GenServer):
-    """Runs the functions it is called with, in its own process; returns their outcome."""
-
-    async def handle_call(self, request: Any, from_: Any) -> Any:
-        try:
-            return ("ok", request())
-        except Exception as exc:
-            return ("error", exc)
-
-
-async def agent() -> otp.Pid:
-    pid = await gen_server.start(Agent)
-    assert pid is not None
-    return pid
-
-
-async def run_in(pid: otp.Pid, fn: Any) -> Any:
-    """``fn()`` run inside the process ``pid``; re-raises what it raised."""
-    tag, value = await gen_server.call(pid, fn)
-    if tag == "error":
-        raise value
-    return value
-
-
-async def kill(pid: otp.Pid) -> None:
-    """Kill ``pid`` and return once its Down has been received."""
-    ref = otp.monitor(pid)
-    otp.exit(pid, otp.KILL)
-    await otp.receive(match=lambda m: isinstance(m, otp.Down) and m.ref is ref)
 
 
 class Echo(gen_server.GenServer):
@@ -341,6 +312,82 @@ async def test_update_value_on_a_duplicate_registry_raises_value_error() -> None
         registry.register("reg", "k", 1)
         with pytest.raises(ValueError, match="unique"):
             registry.update_value("reg", "k", lambda v: v)
+
+
+# -- metadata ------------------------------------------------------------------------------
+
+
+async def test_meta_reads_the_metadata_given_at_start() -> None:
+    """The doctest of Registry.meta/2."""
+    async with otp.node():
+        await registry.start_link(keys="unique", name="reg", meta={"custom_key": "custom_value"})
+        assert registry.meta("reg", "custom_key") == "custom_value"
+        with pytest.raises(KeyError):
+            registry.meta("reg", "unknown_key")
+
+
+async def test_put_meta_stores_metadata_under_any_hashable_key() -> None:
+    """The doctest of Registry.put_meta/3."""
+    async with otp.node():
+        await registry.start_link(keys="unique", name="reg")
+        assert registry.put_meta("reg", "custom_key", "custom_value") is None
+        assert registry.meta("reg", "custom_key") == "custom_value"
+        registry.put_meta("reg", ("tuple", "key"), "tuple_value")
+        assert registry.meta("reg", ("tuple", "key")) == "tuple_value"
+        registry.put_meta("reg", "custom_key", "replaced")
+        assert registry.meta("reg", "custom_key") == "replaced"
+
+
+async def test_delete_meta_removes_metadata() -> None:
+    """The doctest of Registry.delete_meta/2."""
+    async with otp.node():
+        await registry.start_link(keys="duplicate", name="reg")
+        registry.put_meta("reg", "custom_key", "custom_value")
+        assert registry.delete_meta("reg", "custom_key") is None
+        with pytest.raises(KeyError):
+            registry.meta("reg", "custom_key")
+        registry.delete_meta("reg", "custom_key")  # already gone: nothing happens
+
+
+async def test_metadata_is_the_registry_s_own_copy() -> None:
+    async with otp.node():
+        initial = {"k": 1}
+        await registry.start_link(keys="unique", name="reg", meta=initial)
+        registry.put_meta("reg", "k", 2)
+        assert initial == {"k": 1}
+        assert registry.meta("reg", "k") == 2
+
+
+async def test_a_registry_started_again_has_only_its_start_metadata() -> None:
+    async with otp.node():
+        spec = registry.child_spec(keys="unique", name="reg", meta={"k": "start"})
+        sup = await otp.supervisor.start_link([spec])
+        registry.put_meta("reg", "k", "changed")
+        registry.put_meta("reg", "extra", 1)
+        old = otp.whereis("reg")
+        assert old is not None
+        ref = otp.monitor(old)
+        otp.exit(old, otp.KILL)
+        await otp.receive(match=lambda m: isinstance(m, otp.Down) and m.ref is ref)
+        await otp.supervisor.which_children(sup)  # the supervisor has restarted it
+        assert registry.meta("reg", "k") == "start"
+        with pytest.raises(KeyError):
+            registry.meta("reg", "extra")
+
+
+async def test_meta_of_an_unknown_registry_raises_unknown_registry() -> None:
+    async with otp.node():
+        with pytest.raises(UnknownRegistry):
+            registry.meta("nobody", "k")
+        with pytest.raises(UnknownRegistry):
+            registry.put_meta("nobody", "k", 1)
+
+
+async def test_start_link_refuses_metadata_that_is_not_a_mapping() -> None:
+    async with otp.node():
+        with pytest.raises(TypeError, match="meta"):
+            await registry.start_link(keys="unique", name="reg", meta=[("k", 1)])  # type: ignore[arg-type]
+        assert otp.whereis("reg") is None
 
 
 # -- clean-up when a process exits ---------------------------------------------------------
