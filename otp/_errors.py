@@ -65,7 +65,11 @@ class AlreadyStarted(OTPError):
 
 
 class InitError(OTPError):
-    """A gen_server's ``init`` raised or returned ``Stop``; ``.reason`` says why."""
+    """A gen_server's ``init`` failed; ``.reason`` says why: the exception it raised, the
+    reason of the :class:`Stop` it returned, the ``reason`` of the
+    :class:`ProcessExited` it raised (as Erlang's ``exit(Reason)`` in ``init`` gives
+    ``{error, Reason}``), or :data:`otp.TIMEOUT` when it took longer than the start's
+    ``timeout``."""
 
     def __init__(self, reason: Any) -> None:
         super().__init__(f"init failed: {reason!r}")

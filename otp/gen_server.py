@@ -7,9 +7,10 @@ Client API first (:func:`start_link`, :func:`start`, :func:`call`, :func:`cast`,
 Guarantees:
 
 * :func:`start_link` and :func:`start` return once ``init`` has returned. A taken name
-  raises :class:`otp.AlreadyStarted`; an ``init`` that raises or returns :class:`Stop`
-  raises :class:`otp.InitError` after the name is free, without ``terminate`` and without
-  an exit signal to the caller; ``init`` returning :class:`Ignore` makes them return None.
+  raises :class:`otp.AlreadyStarted`; an ``init`` that raises, raises
+  :class:`otp.ProcessExited` or returns :class:`Stop` raises :class:`otp.InitError` after
+  the name is free, without ``terminate`` and without an exit signal to the caller;
+  ``init`` returning :class:`Ignore` makes them return None.
 * :func:`call` waits at most ``timeout`` seconds (5 by default). It raises
   :class:`otp.NoProc` when no server is there, :class:`otp.ServerExited` when the server
   ends before replying and :class:`otp.CallTimeout` when time runs out. A reply that
@@ -451,7 +452,7 @@ async def _serve(
         server = cls()
     except Exception as exc:  # part of init: fails the start like init raising
         _unlink_parent(me)
-        starter.resolve(outcome.Error(InitError(exc)))
+        starter.resolve(outcome.Error(InitError(_init_reason(exc))))
         raise
     # One coroutine frame for the whole life of a server: idle servers stay small.
     async with server._process_context():
@@ -523,6 +524,11 @@ async def _serve(
         except Exception as exc:
             await server.terminate(exc)
             raise
+
+
+def _init_reason(exc: Exception) -> Any:
+    """The reason a failed init reports: ``exit(reason)`` gives the reason, as in Erlang."""
+    return exc.reason if isinstance(exc, ProcessExited) else exc
 
 
 class _Ignored(Exception):

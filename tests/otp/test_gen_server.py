@@ -202,6 +202,77 @@ async def test_a_constructor_that_raises_makes_start_raise_init_error():
         assert otp.is_alive(otp.self())
 
 
+class _Bailout(otp.GenServer):
+    """gen_server_SUITE's ``{crash, exit, bailout}`` init: ``exit(bailout)``."""
+
+    async def init(self) -> None:
+        raise otp.ProcessExited("bailout")
+
+
+@pytest.mark.parametrize("start", [gen_server.start, gen_server.start_link])
+async def test_loop_start_fail_init_exiting_makes_start_raise_init_error_with_the_reason(start):
+    """gen_server_SUITE:loop_start_fail, ``{crash, exit, bailout}`` gives
+    ``{error, bailout}``: the reason, not the exception that carried it (five times in a
+    row, as upstream)."""
+    async with otp.node():
+        for _ in range(5):
+            with pytest.raises(otp.InitError) as info:
+                await start(_Bailout)
+            assert info.value.reason == "bailout"
+
+
+async def test_a_failed_inits_reason_is_the_reason_a_monitor_sees():
+    class Watched(otp.GenServer):
+        async def init(self, watcher):
+            otp.send(watcher, otp.self())
+            await otp.receive()  # the watcher monitors us now
+            raise otp.ProcessExited(("bailout", 1))
+
+    async def watcher(parent):
+        pid = await otp.receive()
+        ref = otp.monitor(pid)
+        otp.send(pid, "watching")
+        down = await otp.receive(match=lambda m: type(m) is otp.Down and m.ref is ref)
+        otp.send(parent, ("down", down.reason))
+
+    async with otp.node():
+        watcher_pid = otp.spawn(watcher, otp.self())
+        with pytest.raises(otp.InitError) as info:
+            await gen_server.start(Watched, watcher_pid)
+        assert await otp.receive(timeout=1) == ("down", info.value.reason)
+        assert info.value.reason == ("bailout", 1)
+
+
+async def test_a_constructor_exiting_with_a_reason_makes_start_raise_init_error_with_it():
+    class BadInit(otp.GenServer):
+        def __init__(self):
+            raise otp.ProcessExited("bailout")
+
+    async with otp.node():
+        with pytest.raises(otp.InitError) as info:
+            await gen_server.start_link(BadInit)
+        assert info.value.reason == "bailout"
+
+
+async def test_a_child_whose_init_exits_fails_to_start_with_that_reason(caplog):
+    """A supervisor's StartChildError reports the reason too (OTP ``{error, bailout}``)."""
+    caplog.set_level(logging.CRITICAL)
+    async with otp.node():
+        sup = await otp.supervisor.start_link([], strategy="one_for_one")
+        with pytest.raises(otp.supervisor.StartChildError) as info:
+            await otp.supervisor.start_child(sup, _Bailout.child_spec(id="b"))
+        assert (info.value.child_id, info.value.reason) == ("b", "bailout")
+
+
+async def test_a_dynamic_child_whose_init_exits_fails_to_start_with_that_reason(caplog):
+    caplog.set_level(logging.CRITICAL)
+    async with otp.node():
+        sup = await otp.dynamic_supervisor.start_link()
+        with pytest.raises(otp.supervisor.StartChildError) as info:
+            await otp.dynamic_supervisor.start_child(sup, _Bailout.child_spec())
+        assert (info.value.child_id, info.value.reason) == (None, "bailout")
+
+
 @pytest.mark.parametrize("result", [otp.Stop("stopped"), "raise"])
 async def test_a_failed_init_does_not_run_terminate(result):
     class Failing(Recorder):
