@@ -22,7 +22,15 @@ class OTPError(Exception):
 
 
 class NoProc(OTPError, LookupError):
-    """No process is alive under the pid or name given (``.name``)."""
+    """No process is alive under the pid or name given (``.name``).
+
+    Raised by :func:`otp.gen_server.wait_response` or ``receive_response`` for a request
+    of a collection, it also carries that request's ``.label`` and ``.reqids``, the
+    collection without it (both None otherwise).
+    """
+
+    label: Any = None
+    reqids: Any = None
 
     def __init__(self, name: Any) -> None:
         super().__init__(f"no process: {name!r}")
@@ -38,7 +46,11 @@ class ReceiveTimeout(OTPError, TimeoutError):
 
 
 class CallTimeout(OTPError, TimeoutError):
-    """A call or stop was not answered within its timeout (``.server``, ``.timeout``)."""
+    """A call or stop was not answered within its timeout (``.server``, ``.timeout``).
+
+    For :func:`otp.gen_server.wait_response` and ``receive_response``, ``.server`` is the
+    server of the request, or the collection of requests waited on.
+    """
 
     def __init__(self, server: Any, timeout: float | None) -> None:
         super().__init__(f"no answer from {server!r} within {timeout} s")
@@ -47,7 +59,15 @@ class CallTimeout(OTPError, TimeoutError):
 
 
 class ServerExited(OTPError):
-    """The server exited (``.reason``) before it answered a call."""
+    """The server exited (``.reason``) before it answered a call.
+
+    Raised by :func:`otp.gen_server.wait_response` or ``receive_response`` for a request
+    of a collection, it also carries that request's ``.label`` and ``.reqids``, the
+    collection without it (both None otherwise).
+    """
+
+    label: Any = None
+    reqids: Any = None
 
     def __init__(self, server: Any, reason: Any) -> None:
         super().__init__(f"{server!r} exited before replying: {reason!r}")

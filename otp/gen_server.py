@@ -1,8 +1,10 @@
 """gen_server: a process that serves calls, casts and messages through callbacks.
 
 Client API first (:func:`start_link`, :func:`start`, :func:`call`, :func:`cast`,
-:func:`reply`, :func:`stop`), then the callbacks a server implements by subclassing
-:class:`GenServer`, then the values callbacks return.
+:func:`reply`, :func:`stop`, and the asynchronous requests :func:`send_request`,
+:func:`wait_response`, :func:`receive_response`, :func:`check_response` with their
+collections), then the callbacks a server implements by subclassing :class:`GenServer`,
+then the values callbacks return.
 
 Guarantees:
 
@@ -15,6 +17,10 @@ Guarantees:
   :class:`otp.NoProc` when no server is there, :class:`otp.ServerExited` when the server
   ends before replying and :class:`otp.CallTimeout` when time runs out. A reply that
   arrives after the caller gave up is dropped: it never reaches a later receive.
+* :func:`send_request` sends a call without waiting; its reply (or the server's exit)
+  arrives in the caller's mailbox, where :func:`wait_response`, :func:`receive_response`
+  and :func:`check_response` find it. A request abandoned by :func:`receive_response`'s
+  timeout never reaches the mailbox.
 * :func:`cast` never blocks and never fails.
 * Every timeout is a number of seconds ``>= 0``, or None or ``"infinity"`` for no limit.
   Any other value raises ``TypeError`` or ``ValueError`` before anything is sent.
@@ -34,7 +40,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import AbstractAsyncContextManager, nullcontext
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, overload
 
 import attrs
 import outcome
@@ -73,14 +79,24 @@ __all__ = [
     "Ignore",
     "NoReply",
     "Reply",
+    "ReqId",
+    "ReqIdCollection",
     "Stop",
     "call",
     "cast",
+    "check_response",
     "forward",
+    "receive_response",
     "reply",
+    "reqids_add",
+    "reqids_new",
+    "reqids_size",
+    "reqids_to_list",
+    "send_request",
     "start",
     "start_link",
     "stop",
+    "wait_response",
 ]
 
 log: Final = logging.getLogger("otp.gen_server")
@@ -156,7 +172,11 @@ _DIRECTIVES: Final = frozenset({NoReply, Reply, Stop, Continue, Ignore})
 
 
 class From(_Waiter):
-    """Who a call came from: pass it to :func:`reply` to answer, from any process."""
+    """Who a call came from: pass it to :func:`reply` to answer, from any process.
+
+    A request sent with :func:`send_request` has a From too; answering it puts the reply
+    in the requester's mailbox instead of waking a waiting caller.
+    """
 
     __slots__ = ("holder", "server")
     server: Any
@@ -167,6 +187,32 @@ class From(_Waiter):
 
     def __repr__(self) -> str:
         return f"<From call to {self.server!r}>"
+
+
+class _RequestFrom(From):
+    """The From of a :func:`send_request`: the answer goes to the requester's mailbox as a
+    :class:`_Response`, once. ``task`` is not None while the request is outstanding."""
+
+    __slots__ = ("caller", "req_id")
+    caller: _Process
+    req_id: ReqId
+
+    def resolve(self, result: outcome.Outcome[Any]) -> bool:
+        if self.task is None:  # answered already, or abandoned by receive_response
+            return False
+        self.task = None
+        monitors = self.holder.monitors  # no longer watching the server
+        if monitors is not None:
+            monitors.pop(self, None)
+        answer: tuple[str, Any]
+        if isinstance(result, outcome.Value):
+            answer = ("reply", result.value)
+        elif isinstance(result, outcome.Error):
+            answer = ("error", result.error)
+        else:  # pragma: no cover - an Outcome is one or the other
+            raise TypeError(result)
+        self.caller.deliver(_Response(self.req_id, answer))
+        return True
 
 
 class _StartWaiter(_Waiter):
@@ -366,7 +412,7 @@ def forward(server: Name, request: Any, from_: From) -> None:
     :class:`otp.ServerExited` if ``server`` ends before replying, and :class:`otp.NoProc`
     at once if ``server`` is not running. Its timeout keeps running. Never blocks.
     """
-    if type(from_) is not From:
+    if type(from_) is not From and not isinstance(from_, From):
         raise TypeError(f"from_ must be the From given to handle_call, got {from_!r}")
     if from_.task is None:  # the caller gave up already
         return
@@ -400,9 +446,11 @@ def cast(server: Name, msg: Any) -> None:
 def reply(from_: From, value: Any) -> None:
     """Answer the call ``from_`` with ``value``, from the server or any other process.
 
-    Does nothing if the caller has already given up (timed out or died).
+    Does nothing if the caller has already given up (timed out or died), or if the call
+    was already answered. Answering a :func:`send_request` puts the reply in the
+    requester's mailbox.
     """
-    if type(from_) is not From:
+    if type(from_) is not From and not isinstance(from_, From):
         raise TypeError(f"from_ must be the From given to handle_call, got {from_!r}")
     from_.resolve(outcome.Value(value))
 
@@ -432,6 +480,255 @@ async def stop(server: Name, reason: Any = NORMAL, timeout: Timeout = None) -> N
         raise CallTimeout(server, timeout)
     if not same_reason(exit_reason, reason):
         raise ServerExited(server, exit_reason)
+
+
+# -- asynchronous requests (OTP 25's send_request and friends) ------------------------------
+
+
+class ReqId:
+    """A request sent with :func:`send_request`: pass it to :func:`wait_response`,
+    :func:`receive_response` or :func:`check_response` (from the process that sent it), or
+    add it to a collection with :func:`reqids_add`. ``.server`` is the server as given.
+
+    Equal only to itself; hashable.
+    """
+
+    __slots__ = ("_from", "server")
+
+    def __init__(self, from_: _RequestFrom, server: Any) -> None:
+        self._from = from_
+        self.server = server
+
+    def __repr__(self) -> str:
+        return f"<ReqId to {self.server!r}>"
+
+
+@attrs.frozen
+class _Response:
+    """The answer to a :class:`ReqId` in its requester's mailbox: ``("reply", value)`` or
+    ``("error", exception)``. Hand it to :func:`check_response`."""
+
+    req_id: ReqId
+    result: tuple[str, Any]
+
+
+class ReqIdCollection:
+    """An immutable collection of outstanding requests, each with a label (Erlang's
+    ``request_id_collection()``). Build it with :func:`reqids_new` and :func:`reqids_add`;
+    ``len(coll)`` is :func:`reqids_size`."""
+
+    __slots__ = ("_requests",)
+
+    def __init__(self, requests: dict[ReqId, Any] | None = None) -> None:
+        self._requests: dict[ReqId, Any] = requests if requests is not None else {}
+
+    def _without(self, req_id: ReqId) -> ReqIdCollection:
+        rest = dict(self._requests)
+        del rest[req_id]
+        return ReqIdCollection(rest)
+
+    def __len__(self) -> int:
+        return len(self._requests)
+
+    def __repr__(self) -> str:
+        return f"<ReqIdCollection: {len(self._requests)} request(s)>"
+
+
+def send_request(server: Name, request: Any) -> ReqId:
+    """Send ``request`` to ``server``'s ``handle_call`` without waiting; return its
+    :class:`ReqId` at once.
+
+    The calling process monitors the server until the request is answered: the reply, or
+    the server's exit before replying, arrives in its mailbox as one message, which
+    :func:`wait_response`, :func:`receive_response` or :func:`check_response` turns into
+    the result. A server that is not there gives the error :class:`otp.NoProc` that way
+    (nothing is raised here). A server may send a request to itself and find the answer in
+    its ``handle_info``. Raises ``TypeError`` if ``server`` is not a name.
+    """
+    me = current()
+    proc = lookup(server)
+    from_ = _RequestFrom()
+    from_.server = server
+    from_.caller = me
+    req_id = from_.req_id = ReqId(from_, server)
+    if proc is None:
+        from_.task = None
+        me.deliver(_Response(req_id, ("error", NoProc(server))))
+    else:
+        _hand(from_, proc, request)
+    return req_id
+
+
+@overload
+async def wait_response(req_id: ReqId, timeout: Timeout = None) -> Any: ...
+@overload
+async def wait_response(
+    req_id: ReqIdCollection, timeout: Timeout = None
+) -> tuple[Any, Any, ReqIdCollection]: ...
+async def wait_response(
+    req_id: ReqId | ReqIdCollection, timeout: Timeout = None
+) -> Any:
+    """Wait up to ``timeout`` seconds (None or ``"infinity"``: for ever, the default) for
+    the answer to ``req_id`` and return the reply.
+
+    Raises :class:`otp.ServerExited` if the server ended before replying and
+    :class:`otp.NoProc` if it was not there, as :func:`call` does, and
+    :class:`otp.CallTimeout` when time runs out: the request then stays outstanding, and
+    its answer can still be waited for or checked. Only the process that sent the
+    request can wait for it (``ValueError`` otherwise). As in Erlang, waiting for a
+    request whose answer was already taken, or that was abandoned, times out.
+
+    For a :class:`ReqIdCollection`, wait for the first answer to any of its requests and
+    return ``(reply, label, rest)``, ``rest`` being the collection without that request;
+    an error for one of them is raised with ``.label`` and ``.reqids`` (the rest) set on
+    the exception. An empty collection raises ``ValueError``.
+    """
+    return await _await_response(req_id, timeout, abandon=False)
+
+
+@overload
+async def receive_response(req_id: ReqId, timeout: Timeout = None) -> Any: ...
+@overload
+async def receive_response(
+    req_id: ReqIdCollection, timeout: Timeout = None
+) -> tuple[Any, Any, ReqIdCollection]: ...
+async def receive_response(
+    req_id: ReqId | ReqIdCollection, timeout: Timeout = None
+) -> Any:
+    """Like :func:`wait_response`, but a timeout abandons the request (every request of
+    a collection): the server is no longer watched and its answer, if it ever comes, is
+    dropped and never reaches the mailbox. :class:`otp.CallTimeout` is raised then.
+    """
+    return await _await_response(req_id, timeout, abandon=True)
+
+
+@overload
+def check_response(msg: Any, req_id: ReqId) -> tuple[str, Any] | None: ...
+@overload
+def check_response(
+    msg: Any, req_id: ReqIdCollection
+) -> tuple[tuple[str, Any], Any, ReqIdCollection] | None: ...
+def check_response(msg: Any, req_id: ReqId | ReqIdCollection) -> Any:
+    """Tell whether ``msg``, a message taken from the mailbox, answers ``req_id``.
+
+    Returns ``("reply", value)``, or ``("error", exc)`` with the exception that
+    :func:`wait_response` would raise (:class:`otp.ServerExited`, :class:`otp.NoProc`),
+    or None when ``msg`` is not the answer to that request. For a
+    :class:`ReqIdCollection`: ``(result, label, rest)`` with ``rest`` the collection
+    without that request, or None when ``msg`` answers none of its requests. Never waits.
+    """
+    if isinstance(req_id, ReqIdCollection):
+        if type(msg) is not _Response or msg.req_id not in req_id._requests:
+            return None
+        return msg.result, req_id._requests[msg.req_id], req_id._without(msg.req_id)
+    if type(req_id) is not ReqId:
+        raise TypeError(f"req_id must be a ReqId or a ReqIdCollection, got {req_id!r}")
+    if type(msg) is not _Response or msg.req_id is not req_id:
+        return None
+    return msg.result
+
+
+def reqids_new() -> ReqIdCollection:
+    """Return a new, empty :class:`ReqIdCollection`."""
+    return ReqIdCollection()
+
+
+def reqids_add(req_id: ReqId, label: Any, coll: ReqIdCollection) -> ReqIdCollection:
+    """Return a new collection: ``coll`` with ``req_id`` added under ``label``.
+
+    ``coll`` itself is unchanged. Raises ``ValueError`` if ``req_id`` is already in it
+    and ``TypeError`` for arguments of the wrong kind.
+    """
+    if type(req_id) is not ReqId:
+        raise TypeError(f"req_id must be a ReqId, got {req_id!r}")
+    if not isinstance(coll, ReqIdCollection):
+        raise TypeError(f"coll must be a ReqIdCollection, got {coll!r}")
+    if req_id in coll._requests:
+        raise ValueError(f"{req_id!r} is already in the collection")
+    return ReqIdCollection({**coll._requests, req_id: label})
+
+
+def reqids_size(coll: ReqIdCollection) -> int:
+    """The number of requests in ``coll``."""
+    if not isinstance(coll, ReqIdCollection):
+        raise TypeError(f"coll must be a ReqIdCollection, got {coll!r}")
+    return len(coll._requests)
+
+
+def reqids_to_list(coll: ReqIdCollection) -> list[tuple[ReqId, Any]]:
+    """The ``(req_id, label)`` pairs of ``coll``, in the order they were added."""
+    if not isinstance(coll, ReqIdCollection):
+        raise TypeError(f"coll must be a ReqIdCollection, got {coll!r}")
+    return list(coll._requests.items())
+
+
+async def _await_response(
+    req_id: ReqId | ReqIdCollection, timeout: Timeout, abandon: bool
+) -> Any:
+    seconds = check_timeout(timeout)
+    me = current()
+    if isinstance(req_id, ReqIdCollection):
+        requests = req_id._requests
+        if not requests:
+            raise ValueError("the collection holds no request to wait for")
+        for one in requests:
+            _check_owner(one, me)
+
+        def match(msg: Any) -> bool:
+            return type(msg) is _Response and msg.req_id in requests
+
+        waited: list[ReqId] = list(requests)
+        server: Any = req_id
+    elif type(req_id) is ReqId:
+        _check_owner(req_id, me)
+        single = req_id
+
+        def match(msg: Any) -> bool:
+            return type(msg) is _Response and msg.req_id is single
+
+        waited = [req_id]
+        server = req_id.server
+    else:
+        raise TypeError(f"req_id must be a ReqId or a ReqIdCollection, got {req_id!r}")
+    try:
+        msg = await receive(seconds, match)
+    except ReceiveTimeout:
+        if abandon:
+            for one in waited:
+                _abandon(one)
+        raise CallTimeout(server, seconds) from None
+    kind, value = msg.result
+    if isinstance(req_id, ReqIdCollection):
+        label = req_id._requests[msg.req_id]
+        rest = req_id._without(msg.req_id)
+        if kind == "error":
+            value.label = label
+            value.reqids = rest
+            raise value
+        return value, label, rest
+    if kind == "error":
+        raise value
+    return value
+
+
+def _check_owner(req_id: ReqId, me: _Process) -> None:
+    if type(req_id) is not ReqId:
+        raise TypeError(f"not a ReqId: {req_id!r}")
+    if req_id._from.caller is not me:
+        raise ValueError(
+            f"{req_id!r} was sent by {req_id._from.caller.pid!r}: only it gets the answer"
+        )
+
+
+def _abandon(req_id: ReqId) -> None:
+    """Drop the request: its answer, if it comes, is never delivered."""
+    from_ = req_id._from
+    if from_.task is None:
+        return
+    from_.task = None
+    monitors = from_.holder.monitors
+    if monitors is not None:
+        monitors.pop(from_, None)
 
 
 # -- the server loop -----------------------------------------------------------------------
