@@ -1,5 +1,6 @@
-"""The public names of ``otp``, ``otp.gen_server`` and ``otp.lowlevel``: a change here is
-an API change. And what they export reports the public module it is exported from."""
+"""The public names of ``otp``, ``otp.gen_server``, ``otp.lowlevel``, ``otp.registry`` and
+``otp.partition_supervisor``: a change here is an API change. And what they export reports
+the public module it is exported from."""
 
 from __future__ import annotations
 
@@ -37,6 +38,18 @@ GEN_SERVER_NAMES = [
 
 LOWLEVEL_NAMES = ["NodeVar", "current_node", "on_exit"]
 
+REGISTRY_NAMES = [
+    "AlreadyRegistered", "Keys", "NotRegistered", "RegistryName", "UnknownRegistry",
+    "child_spec", "count", "count_match", "count_select", "delete_meta", "dispatch", "keys",
+    "lock", "lookup", "match", "meta", "put_meta", "register", "select", "start",
+    "start_link", "unregister", "unregister_match", "update_value", "values", "via",
+]
+
+PARTITION_SUPERVISOR_NAMES = [
+    "count_children", "partition_for", "partitions", "start_child", "start_link", "stop",
+    "which_children",
+]
+
 
 def test_otp_exports_exactly_its_public_names():
     assert sorted(otp.__all__) == sorted(OTP_NAMES)
@@ -72,6 +85,24 @@ def test_lowlevel_exports_exactly_its_public_names():
 def test_every_name_lowlevel_exports_exists():
     for name in lowlevel.__all__:
         assert hasattr(lowlevel, name), name
+
+
+def test_registry_exports_exactly_its_public_names():
+    assert sorted(otp.registry.__all__) == sorted(REGISTRY_NAMES)
+
+
+def test_every_name_registry_exports_exists():
+    for name in otp.registry.__all__:
+        assert hasattr(otp.registry, name), name
+
+
+def test_partition_supervisor_exports_exactly_its_public_names():
+    assert sorted(otp.partition_supervisor.__all__) == sorted(PARTITION_SUPERVISOR_NAMES)
+
+
+def test_every_name_partition_supervisor_exports_exists():
+    for name in otp.partition_supervisor.__all__:
+        assert hasattr(otp.partition_supervisor, name), name
 
 
 # -- the module each export reports ----------------------------------------------------------
