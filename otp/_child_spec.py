@@ -38,6 +38,11 @@ def _check_type(_: Any, attribute: Any, value: Any) -> None:
         raise ValueError(f"type must be 'worker' or 'supervisor', got {value!r}")
 
 
+def _check_significant(_: Any, attribute: Any, value: Any) -> None:
+    if type(value) is not bool:
+        raise TypeError(f"significant must be True or False, got {value!r}")
+
+
 def _check_start(_: Any, attribute: Any, value: Any) -> None:
     if not callable(value):
         raise TypeError(f"start must be an async callable returning a pid or None, got {value!r}")
@@ -53,6 +58,13 @@ class ChildSpec:
     it ends). ``shutdown``: seconds to wait after the ``SHUTDOWN`` signal before a kill,
     ``"brutal_kill"`` or ``"infinity"``; it defaults to 5.0 for workers and
     ``"infinity"`` for supervisors. ``type``: ``"worker"`` or ``"supervisor"``.
+
+    ``significant`` (OTP 24's significant children): when a significant child ends on its
+    own (a ``"transient"`` one normally, a ``"temporary"`` one with any reason), a
+    supervisor started with ``auto_shutdown="any_significant"`` shuts itself down, one with
+    ``"all_significant"`` does once no significant child is left running. A significant
+    child must be transient or temporary, and its supervisor's ``auto_shutdown`` other than
+    ``"never"``: a supervisor refuses it otherwise (``ValueError``), as OTP does.
     """
 
     id: Any
@@ -60,6 +72,7 @@ class ChildSpec:
     restart: Restart = attrs.field(default="permanent", validator=_check_restart)
     shutdown: ShutdownValue | None = None
     type: ChildType = attrs.field(default="worker", validator=_check_type)
+    significant: bool = attrs.field(default=False, validator=_check_significant)
 
     def __attrs_post_init__(self) -> None:
         if self.shutdown is None:

@@ -13,7 +13,7 @@ import math
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
 
 import attrs
 import trio
@@ -30,11 +30,18 @@ from ._process import Pid, _Process, current
 from ._terms import KILL, SHUTDOWN
 
 __all__ = [
+    "AUTO_SHUTDOWNS",
     "AlreadyPresent",
+    "AutoShutdown",
     "NotFound",
+    "Restarting",
     "Running",
     "StartChildError",
 ]
+
+AutoShutdown: TypeAlias = Literal["never", "any_significant", "all_significant"]
+"""Whether a supervisor shuts itself down when significant children end on their own."""
+AUTO_SHUTDOWNS: Final[tuple[AutoShutdown, ...]] = ("never", "any_significant", "all_significant")
 
 log: Final = logging.getLogger("otp.supervisor")
 
@@ -79,6 +86,16 @@ class Running(OTPError):
 
     def __init__(self, child_id: Any) -> None:
         super().__init__(f"child {child_id!r} is running")
+        self.child_id = child_id
+
+
+class Restarting(OTPError):
+    """The child (``.child_id``) failed to restart and its supervisor is still trying
+    (OTP's ``{error, restarting}``): it cannot be restarted or deleted now, only
+    terminated, which ends the retries."""
+
+    def __init__(self, child_id: Any) -> None:
+        super().__init__(f"child {child_id!r} is restarting")
         self.child_id = child_id
 
 
@@ -157,13 +174,39 @@ async def call_supervisor(sup: Name, request: Request) -> Any:
 
 
 class Child:
-    """A supervisor's record of one child: its spec and its pid while it runs."""
+    """A supervisor's record of one child: its spec, its pid while it runs, and whether a
+    restart of it failed and is being retried (``restarting``; its pid is then None)."""
 
-    __slots__ = ("pid", "spec")
+    __slots__ = ("pid", "restarting", "spec")
 
     def __init__(self, spec: ChildSpec, pid: Pid | None = None) -> None:
         self.spec = spec
         self.pid = pid
+        self.restarting = False
+
+
+def check_auto_shutdown(value: Any) -> AutoShutdown:
+    """Return ``value`` if it is one of :data:`AUTO_SHUTDOWNS`; raise ValueError otherwise."""
+    if value not in AUTO_SHUTDOWNS:
+        raise ValueError(f"auto_shutdown must be one of {AUTO_SHUTDOWNS}, got {value!r}")
+    return value  # type: ignore[no-any-return]
+
+
+def check_significant(spec: ChildSpec, auto_shutdown: AutoShutdown) -> None:
+    """Refuse a significant child OTP refuses (its ``bad_combination``): a permanent one,
+    or any under a supervisor whose ``auto_shutdown`` is ``"never"``. Raises ValueError."""
+    if not spec.significant:
+        return
+    if spec.restart == "permanent":
+        raise ValueError(
+            f"child {spec.id!r}: a significant child must be transient or temporary, "
+            "not permanent"
+        )
+    if auto_shutdown == "never":
+        raise ValueError(
+            f"child {spec.id!r} is significant, but the supervisor's auto_shutdown is "
+            "'never' (use 'any_significant' or 'all_significant')"
+        )
 
 
 class RestartIntensity:
@@ -278,6 +321,13 @@ def log_give_up(sup: Any, child_id: Any, reason: Any, intensity: RestartIntensit
 
 def log_failed_start(sup: Any, child_id: Any, reason: Any) -> None:
     log.error("supervisor %r: child %r failed to start: %r", sup, child_id, reason)
+
+
+def log_auto_shutdown(sup: Any, child_id: Any, reason: Any, auto_shutdown: str) -> None:
+    log.info(
+        "supervisor %r: significant child %r exited with %r; auto_shutdown is %r: "
+        "shutting down", sup, child_id, reason, auto_shutdown,
+    )
 
 
 def sup_label(me: _Process) -> Any:

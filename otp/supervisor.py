@@ -19,6 +19,18 @@ Guarantees, as in OTP:
 * More than ``intensity`` restarts within ``period`` seconds, counted over all children (a
   one_for_all or rest_for_one restart counts once), make the supervisor stop every child in
   reverse order and exit with :data:`otp.SHUTDOWN`, for its own supervisor to decide.
+* A restart that fails (the child's start raises or returns no pid) is retried, each try
+  counting toward the intensity, until it succeeds or the supervisor gives up. Meanwhile
+  the child is *restarting*: listed with no pid, and :func:`restart_child` and
+  :func:`delete_child` raise :class:`Restarting`; :func:`terminate_child` ends the retries.
+* A temporary child whose start returns None (ignore) is not kept.
+* Significant children (``ChildSpec(significant=True)``, transient or temporary) and
+  ``auto_shutdown``: with ``"any_significant"`` the supervisor shuts down (reason
+  :data:`otp.SHUTDOWN`) as soon as a significant child ends on its own (transient: with a
+  normal reason; temporary: with any reason); with ``"all_significant"``, once no
+  significant child is left running. Ends caused by the supervisor itself (terminate_child,
+  a sibling's restart) do not count. With ``"never"`` (the default) a significant child is
+  refused with ValueError, as is a permanent significant child under any setting.
 * Shutdown stops children in reverse start order, each per its ``shutdown``.
 * Children run in the supervisor's own trio nursery: none outlives it.
 * Each restart, give-up and failed start is logged (logger ``otp.supervisor``) with the
@@ -41,6 +53,7 @@ from ._primitives import trap_exits
 from ._process import Pid, current
 from ._supervision import (
     AlreadyPresent,
+    AutoShutdown,
     Child,
     CountChildren,
     DeleteChild,
@@ -48,6 +61,7 @@ from ._supervision import (
     Raise,
     Request,
     RestartChild,
+    Restarting,
     RestartIntensity,
     Running,
     StartChild,
@@ -56,6 +70,9 @@ from ._supervision import (
     WhichChildren,
     as_child_spec,
     call_supervisor,
+    check_auto_shutdown,
+    check_significant,
+    log_auto_shutdown,
     log_child_exit,
     log_failed_start,
     log_give_up,
@@ -69,8 +86,10 @@ from ._terms import NORMAL, SHUTDOWN, Shutdown, is_normal_exit, shutdown
 
 __all__ = [
     "AlreadyPresent",
+    "AutoShutdown",
     "ChildSpec",
     "NotFound",
+    "Restarting",
     "Running",
     "Spec",
     "StartChildError",
@@ -95,13 +114,15 @@ class Spec:
     """What a :class:`Supervisor`'s ``init`` returns: its children and flags.
 
     ``children`` are :class:`ChildSpec` values, classes with a ``child_spec()``
-    classmethod, or ``(class, arg, ...)`` tuples.
+    classmethod, or ``(class, arg, ...)`` tuples. The flags are those of
+    :func:`start_link`; they are checked when the supervisor starts (ValueError).
     """
 
     children: Sequence[Any]
     strategy: Strategy = "one_for_one"
     intensity: int = 3
     period: float = 5.0
+    auto_shutdown: AutoShutdown = "never"
 
 
 class Supervisor:
@@ -138,14 +159,22 @@ async def start_link(
     strategy: Strategy = "one_for_one",
     intensity: int = 3,
     period: float = 5.0,
+    auto_shutdown: AutoShutdown = "never",
     name: Any = None,
 ) -> Pid | None:
     """Start a supervisor linked to the caller; return its pid once every child started.
 
     ``children`` is a list of child specs (or classes with ``child_spec()``), with the flags
-    as keywords; or a :class:`Supervisor` subclass, whose ``init(*args)`` returns them.
-    Raises :class:`StartChildError` if a child fails to start, :class:`otp.AlreadyStarted`
-    if ``name`` is taken; returns None if the class's ``init`` returned ``Ignore()``.
+    as keywords; or a :class:`Supervisor` subclass, whose ``init(*args)`` returns them as a
+    :class:`Spec`. Flags: ``strategy``, ``intensity`` restarts at most in ``period``
+    seconds, and ``auto_shutdown`` (``"never"``, ``"any_significant"``,
+    ``"all_significant"``: see the module docstring).
+
+    Returns the pid; None if the class's ``init`` returned ``Ignore()``. Raises
+    :class:`StartChildError` (``.child_id``, ``.reason``) if a child fails to start (those
+    already started are stopped first), :class:`otp.AlreadyStarted` if ``name`` is taken,
+    ValueError for a bad flag, a duplicate child id or a significant child the flags refuse.
+    Whenever it returns None or raises, ``name`` is free again.
     """
     if isinstance(children, type):
         if not issubclass(children, Supervisor):
@@ -154,7 +183,7 @@ async def start_link(
     else:
         if args:
             raise TypeError("extra positional arguments are only for the class form")
-        source = Spec(list(children), strategy, intensity, period)
+        source = Spec(list(children), strategy, intensity, period, auto_shutdown)
     try:
         return await gen_server.start_link(_StaticSupervisor, source, name=name)
     except InitError as exc:
@@ -173,44 +202,70 @@ def _unwrap_init_error(exc: InitError) -> Exception:
 async def start_child(sup: Name, child: Any) -> Pid | None:
     """Add a child spec at run time and start it; return its pid (None if it ignored).
 
-    Raises :class:`otp.AlreadyStarted` if a child with that id runs,
-    :class:`AlreadyPresent` if one is defined but not running, and
-    :class:`StartChildError` if its start fails (it is then not kept).
+    The child is added after the others. One whose start returns None is kept, defined but
+    not running, unless it is temporary. Raises :class:`otp.AlreadyStarted` (``.pid``) if
+    a child with that id runs, :class:`AlreadyPresent` if one is defined but not running
+    (or restarting), :class:`StartChildError` if its start fails (it is then not kept), and
+    ValueError for a significant child the supervisor refuses.
     """
     pid: Pid | None = await call_supervisor(sup, StartChild(as_child_spec(child)))
     return pid
 
 
 async def terminate_child(sup: Name, child_id: Any) -> None:
-    """Stop the child ``child_id`` per its shutdown; its spec stays (unless temporary)."""
+    """Stop the child ``child_id`` per its shutdown; its spec stays (unless temporary).
+
+    Returns None once it has ended (at once if it was not running). A child whose restart
+    is being retried is marked terminated: the retries stop. Its end never triggers an
+    auto-shutdown. Raises :class:`NotFound` for an unknown id.
+    """
     await call_supervisor(sup, TerminateChild(child_id))
 
 
 async def restart_child(sup: Name, child_id: Any) -> Pid | None:
-    """Start again a child that is defined but not running; raises :class:`Running`."""
+    """Start again a child that is defined but not running; return its pid (None if its
+    start ignored).
+
+    Raises :class:`Running` if it runs, :class:`Restarting` while the supervisor retries a
+    failed restart of it, :class:`NotFound` for an unknown id and :class:`StartChildError`
+    if the start fails (the child stays defined, not running).
+    """
     pid: Pid | None = await call_supervisor(sup, RestartChild(child_id))
     return pid
 
 
 async def delete_child(sup: Name, child_id: Any) -> None:
-    """Forget a child that is not running; raises :class:`Running` or :class:`NotFound`."""
+    """Forget a child that is not running, so its id is free again.
+
+    Raises :class:`Running` if it runs, :class:`Restarting` while the supervisor retries a
+    failed restart of it (terminate it first) and :class:`NotFound` for an unknown id.
+    """
     await call_supervisor(sup, DeleteChild(child_id))
 
 
 async def which_children(sup: Name) -> list[tuple[Any, Pid | None, str]]:
-    """``(id, pid or None, "worker" | "supervisor")`` for every child, in start order."""
+    """``(id, pid or None, "worker" | "supervisor")`` for every child, in start order.
+
+    The pid is None for a child that is not running, including one whose restart is being
+    retried (OTP shows ``restarting`` there). For a dynamic supervisor the id is None and
+    the order is that of the children's last starts.
+    """
     children: list[tuple[Any, Pid | None, str]] = await call_supervisor(sup, WhichChildren())
     return children
 
 
 async def count_children(sup: Name) -> dict[str, int]:
-    """``specs``, ``active``, ``supervisors`` and ``workers``, counted as Erlang does."""
+    """``{"specs", "active", "supervisors", "workers"}``, counted as Erlang does: every
+    child counts in ``specs`` and in ``supervisors`` or ``workers``, running or not
+    (restarting ones included); ``active`` counts the running ones."""
     counts: dict[str, int] = await call_supervisor(sup, CountChildren())
     return counts
 
 
 async def stop(sup: Name, reason: Any = NORMAL, timeout: float | None = None) -> None:
-    """Stop any supervisor (static, dynamic or partitioned) and its children in order."""
+    """Stop any supervisor (static, dynamic or partitioned) and its children in order;
+    return once it has exited. Raises :class:`otp.NoProc` if it is not running and
+    :class:`otp.CallTimeout` if it has not exited within ``timeout`` seconds."""
     await gen_server.stop(sup, reason, timeout)
 
 
@@ -247,22 +302,26 @@ class _StaticSupervisor(gen_server.GenServer):
             raise ValueError(f"strategy must be one of {_STRATEGIES}, got {spec.strategy!r}")
         self.strategy = spec.strategy
         self.intensity = RestartIntensity(spec.intensity, spec.period)
+        self.auto_shutdown = check_auto_shutdown(spec.auto_shutdown)
         self.children: list[Child] = []
         seen = set()
         for child in spec.children:
             child_spec = as_child_spec(child)
             if child_spec.id in seen:
                 raise ValueError(f"children: duplicate child id {child_spec.id!r}")
+            check_significant(child_spec, self.auto_shutdown)
             seen.add(child_spec.id)
             self.children.append(Child(child_spec))
         self.label = sup_label(current())
-        for child in self.children:
+        for child in list(self.children):
             try:
                 child.pid = await start_child_process(child.spec)
             except StartChildError as exc:
                 log_failed_start(self.label, exc.child_id, exc.reason)
                 await shutdown_children(self.children)
                 return gen_server.Stop(shutdown(exc))
+            if child.pid is None and child.spec.restart == "temporary":
+                self.children.remove(child)  # OTP does not keep an ignored temporary child
         return None
 
     async def terminate(self, reason: Any) -> None:
@@ -274,7 +333,9 @@ class _StaticSupervisor(gen_server.GenServer):
             raise ValueError(f"unknown supervisor request {request!r}")
         try:
             return await self._serve(request)
-        except (AlreadyStarted, AlreadyPresent, Running, NotFound, StartChildError) as exc:
+        except (
+            AlreadyStarted, AlreadyPresent, Running, Restarting, NotFound, StartChildError,
+        ) as exc:
             return Raise(exc)
 
     async def _serve(self, request: Request) -> Any:
@@ -290,28 +351,28 @@ class _StaticSupervisor(gen_server.GenServer):
                 await self._terminate(self._find(child_id))
                 return None
             case RestartChild(child_id):
-                child = self._find(child_id)
-                if child.pid is not None:
-                    raise Running(child.spec.id)
+                child = self._stopped(child_id)
                 child.pid = await start_child_process(child.spec)
                 return child.pid
             case DeleteChild(child_id):
-                child = self._find(child_id)
-                if child.pid is not None:
-                    raise Running(child.spec.id)
-                self.children.remove(child)
+                self.children.remove(self._stopped(child_id))
                 return None
             case _:
                 assert_never(request)
 
-    async def _start_child(self, spec: ChildSpec) -> Pid | None:
+    async def _start_child(self, spec: ChildSpec) -> Pid | Raise | None:
         for child in self.children:
             if child.spec.id == spec.id:
                 if child.pid is not None:
                     raise AlreadyStarted(spec.id, child.pid)
                 raise AlreadyPresent(spec.id)
+        try:
+            check_significant(spec, self.auto_shutdown)
+        except ValueError as exc:
+            return Raise(exc)
         pid = await start_child_process(spec)
-        self.children.append(Child(spec, pid))
+        if pid is not None or spec.restart != "temporary":
+            self.children.append(Child(spec, pid))
         return pid
 
     def _find(self, child_id: Any) -> Child:
@@ -320,7 +381,17 @@ class _StaticSupervisor(gen_server.GenServer):
                 return child
         raise NotFound(child_id)
 
+    def _stopped(self, child_id: Any) -> Child:
+        """The child ``child_id``, which must be neither running nor restarting."""
+        child = self._find(child_id)
+        if child.pid is not None:
+            raise Running(child.spec.id)
+        if child.restarting:
+            raise Restarting(child.spec.id)
+        return child
+
     async def _terminate(self, child: Child) -> None:
+        child.restarting = False  # a pending retry now finds nothing to do
         if child.pid is not None:
             pid, child.pid = child.pid, None
             await shutdown_child(pid, child.spec.shutdown)
@@ -339,9 +410,9 @@ class _StaticSupervisor(gen_server.GenServer):
         match msg:
             case _TryAgain(child_id):
                 for child in self.children:
-                    if child.spec.id == child_id and child.pid is None:
+                    if child.spec.id == child_id and child.restarting:
                         return await self._restart(child, None)
-                return None
+                return None  # terminated, deleted or restarted meanwhile
             case _:
                 return await super().handle_cast(msg)
 
@@ -355,18 +426,33 @@ class _StaticSupervisor(gen_server.GenServer):
             self.children.remove(child)
             if not is_normal_exit(reason):
                 log_child_exit(self.label, child.spec.id, reason, "temporary: not restarted")
-            return None
+            return self._maybe_auto_shutdown(child, reason)
         if restart == "transient" and is_normal_exit(reason):
-            return None
+            return self._maybe_auto_shutdown(child, reason)
         return await self._restart(child, reason)
 
+    def _maybe_auto_shutdown(self, child: Child, reason: Any) -> Any:
+        """After ``child`` ended on its own and is not restarted: shut down if it was
+        significant and the ``auto_shutdown`` condition now holds."""
+        if not child.spec.significant or self.auto_shutdown == "never":
+            return None
+        if self.auto_shutdown == "all_significant" and any(
+            c.spec.significant and (c.pid is not None or c.restarting) for c in self.children
+        ):
+            return None
+        log_auto_shutdown(self.label, child.spec.id, reason, self.auto_shutdown)
+        return gen_server.Stop(SHUTDOWN)
+
     async def _restart(self, child: Child, reason: Any) -> Any:
-        """Restart per the strategy, or give up past the intensity."""
+        """Restart per the strategy, or give up past the intensity. A start that fails
+        leaves that child restarting and retries it (a cast to itself, so that requests
+        already waiting are served in between)."""
         if not self.intensity.add():
             log_give_up(self.label, child.spec.id, reason, self.intensity)
             return gen_server.Stop(SHUTDOWN)
         if reason is not None:
             log_child_exit(self.label, child.spec.id, reason, f"restarting ({self.strategy})")
+        child.restarting = False
         if self.strategy == "one_for_one":
             to_start = [child]
         else:
@@ -374,6 +460,7 @@ class _StaticSupervisor(gen_server.GenServer):
             affected = self.children if self.strategy == "one_for_all" else self.children[index:]
             affected = list(affected)
             for other in reversed(affected):
+                other.restarting = False
                 if other.pid is not None:
                     pid, other.pid = other.pid, None
                     await shutdown_child(pid, other.spec.shutdown)
@@ -386,6 +473,7 @@ class _StaticSupervisor(gen_server.GenServer):
                 other.pid = await start_child_process(other.spec)
             except StartChildError as exc:
                 log_failed_start(self.label, exc.child_id, exc.reason)
+                other.restarting = True
                 gen_server.cast(current().pid, _TryAgain(other.spec.id))
                 return None
         return None

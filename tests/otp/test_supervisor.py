@@ -19,85 +19,23 @@ from otp.supervisor import (
     AlreadyPresent,
     ChildSpec,
     NotFound,
+    Restarting,
     Running,
     Spec,
     StartChildError,
 )
 from otp.testing import RESTARTS, STRATEGIES, run_supervision_machine, trees
 
-# -- helpers ---------------------------------------------------------------------------------
-
-
-class Recorder(otp.GenServer):
-    """A worker that logs ("start", tag), ("terminate", tag, reason) and ("done", tag).
-
-    Options: ``trap`` (trap exits, default True), ``delay`` (seconds terminate takes),
-    ``fail`` (init raises that exception), ``ignore`` (init returns Ignore).
-    """
-
-    async def init(self, log: list[Any], tag: Any, opts: dict[str, Any] | None = None) -> Any:
-        opts = opts or {}
-        if "fail" in opts:
-            raise opts["fail"]
-        if opts.get("ignore"):
-            return otp.Ignore()
-        if opts.get("trap", True):
-            otp.trap_exits(True)
-        self.log, self.tag, self.delay = log, tag, opts.get("delay", 0)
-        log.append(("start", tag))
-        return None
-
-    async def handle_call(self, request: Any, from_: gen_server.From) -> Any:
-        return self.tag
-
-    async def handle_cast(self, msg: Any) -> Any:
-        return otp.Stop(msg)
-
-    async def terminate(self, reason: Any) -> None:
-        self.log.append(("terminate", self.tag, reason))
-        if self.delay:
-            await trio.sleep(self.delay)
-        self.log.append(("done", self.tag))
-
-
-def spec(log: list[Any], tag: Any, opts: dict[str, Any] | None = None, **fields: Any) -> ChildSpec:
-    return Recorder.child_spec(log, tag, opts, id=tag, **fields)
-
-
-async def settle() -> None:
-    await trio.testing.wait_all_tasks_blocked()
-
-
-async def wait_down(pid: otp.Pid) -> Any:
-    ref = otp.monitor(pid)
-    down = await otp.receive(match=lambda m: type(m) is otp.Down and m.ref is ref)
-    return down.reason
-
-
-async def pids_of(sup: Any) -> dict[Any, otp.Pid | None]:
-    return {child_id: pid for child_id, pid, _ in await supervisor.which_children(sup)}
-
-
-async def crash(sup: Any, child_id: Any, reason: Any = otp.KILL) -> otp.Pid:
-    """End a child with ``reason`` and wait until its supervisor has dealt with it."""
-    pid = (await pids_of(sup))[child_id]
-    assert pid is not None
-    if reason is otp.KILL:
-        otp.exit(pid, otp.KILL)
-    else:
-        gen_server.cast(pid, reason)
-    await wait_down(pid)
-    await settle()
-    return pid
-
-
-def starts(log: list[Any]) -> list[Any]:
-    return [entry[1] for entry in log if entry[0] == "start"]
-
-
-def terminates(log: list[Any]) -> list[Any]:
-    return [entry[1] for entry in log if entry[0] == "terminate"]
-
+from .supervisor_helpers import (
+    Recorder,
+    crash,
+    pids_of,
+    settle,
+    spec,
+    starts,
+    terminates,
+    wait_down,
+)
 
 # -- starting ------------------------------------------------------------------------------------
 
@@ -166,6 +104,21 @@ async def test_a_child_that_returns_ignore_is_defined_but_not_running(otp_node):
     children = await supervisor.which_children(sup)
     assert children[0] == ("a", None, "worker")
     assert children[1][1] is not None
+
+
+async def test_sup_start_ignore_temporary_child_is_not_kept(otp_node):
+    """supervisor_SUITE:sup_start_ignore_temporary_child: an ignored temporary child listed
+    in the supervisor's children is not saved."""
+    children = [
+        spec([], "child1", {"ignore": True}, restart="temporary"),
+        spec([], "child2", restart="temporary"),
+    ]
+    sup = await supervisor.start_link(children)
+    [(child_id, pid, kind)] = await supervisor.which_children(sup)
+    assert (child_id, kind) == ("child2", "worker") and isinstance(pid, otp.Pid)
+    assert await supervisor.count_children(sup) == {
+        "specs": 1, "active": 1, "supervisors": 0, "workers": 1,
+    }
 
 
 async def test_start_link_rejects_duplicate_child_ids(otp_node):
@@ -451,6 +404,155 @@ async def test_a_child_that_fails_to_restart_once_is_running_after_the_retry(otp
     assert (await pids_of(sup))["a"] is not None
 
 
+# -- a restart that keeps failing (OTP-9549) ---------------------------------------------------
+
+
+class FlakyStart:
+    """A child's start that fails while ``failing`` is set, like supervisor_deadlock.erl:
+    a failing start first takes ``delay`` seconds (upstream: 2 s, so that a restart loop
+    with intensity 8 in 10 s goes on for ever instead of giving up)."""
+
+    def __init__(self, tag: Any, delay: float = 0.0) -> None:
+        self.tag = tag
+        self.delay = delay
+        self.failing = False
+        self.attempts = 0
+
+    async def __call__(self) -> otp.Pid | None:
+        self.attempts += 1
+        if self.failing:
+            if self.delay:
+                await trio.sleep(self.delay)
+            raise RuntimeError("cannot start now")
+        return await gen_server.start_link(Recorder, [], self.tag)
+
+    def spec(self, **fields: Any) -> ChildSpec:
+        return ChildSpec(self.tag, self, shutdown="brutal_kill", **fields)
+
+
+async def test_hanging_restart_loop_the_child_is_restarting_and_refuses_restart_and_delete(
+    otp_node, autojump_clock, caplog
+):
+    """supervisor_SUITE:hanging_restart_loop, first part: while a failed restart is retried,
+    start_child says already present, restart_child and delete_child say restarting, and
+    the child is listed and counted with no pid."""
+    caplog.set_level(logging.CRITICAL)
+    start = FlakyStart("child1", delay=2.0)
+    sup = await supervisor.start_link([], intensity=8, period=10.0, name="sup_test")
+    pid = await supervisor.start_child("sup_test", start.spec())
+    start.failing = True
+    await crash(sup, "child1", "error")
+    await trio.sleep(2)  # let the restart fail and the retries begin
+    with pytest.raises(AlreadyPresent):
+        await supervisor.start_child("sup_test", start.spec())
+    with pytest.raises(Restarting) as info:
+        await supervisor.restart_child("sup_test", "child1")
+    assert info.value.child_id == "child1"
+    with pytest.raises(Restarting):
+        await supervisor.delete_child("sup_test", "child1")
+    assert await supervisor.which_children("sup_test") == [("child1", None, "worker")]
+    assert await supervisor.count_children("sup_test") == {
+        "specs": 1, "active": 0, "supervisors": 0, "workers": 1,
+    }
+    assert not otp.is_alive(pid) and otp.is_alive(sup)
+
+
+async def test_hanging_restart_loop_terminate_child_ends_the_retries(
+    otp_node, autojump_clock, caplog
+):
+    """supervisor_SUITE:hanging_restart_loop, second part: terminate_child of a restarting
+    child marks it terminated; the pending retry does nothing, the child stays down (even
+    once its start would work) and restart_child starts it again."""
+    caplog.set_level(logging.CRITICAL)
+    start = FlakyStart("child1", delay=2.0)
+    sup = await supervisor.start_link([], intensity=8, period=10.0, name="sup_test")
+    await supervisor.start_child("sup_test", start.spec())
+    start.failing = True
+    await crash(sup, "child1", "error")
+    await trio.sleep(2)
+    await supervisor.terminate_child("sup_test", "child1")
+    assert await supervisor.which_children("sup_test") == [("child1", None, "worker")]
+    attempts = start.attempts
+    start.failing = False
+    await trio.sleep(30)
+    assert start.attempts == attempts  # no retry after terminate_child
+    assert await supervisor.which_children("sup_test") == [("child1", None, "worker")]
+    pid = await supervisor.restart_child("sup_test", "child1")
+    assert pid is not None and (await pids_of(sup))["child1"] is pid
+
+
+async def test_hanging_restart_loop_the_supervisor_stops_while_it_retries(
+    otp_node, autojump_clock, caplog
+):
+    """supervisor_SUITE:hanging_restart_loop, last part (OTP-9549): a supervisor retrying a
+    restart stops when asked to, and its name is free."""
+    caplog.set_level(logging.CRITICAL)
+    otp.trap_exits(True)
+    start = FlakyStart("child1", delay=2.0)
+    sup = await supervisor.start_link([], intensity=8, period=10.0, name="sup_test")
+    await supervisor.start_child("sup_test", start.spec())
+    start.failing = True
+    await crash(sup, "child1", "error")
+    await trio.sleep(2)
+    with trio.fail_after(10):
+        await supervisor.stop("sup_test", otp.SHUTDOWN)
+    assert otp.whereis("sup_test") is None
+
+
+async def test_terminate_child_of_a_restarting_child_stops_immediate_retries(otp_node, caplog):
+    """A start that fails at once is retried at once; terminate_child still gets in between
+    two tries (requests are served in order) and ends them: the supervisor neither brings
+    the child back nor dies of the restart intensity."""
+    caplog.set_level(logging.CRITICAL)
+    start = FlakyStart("child1")
+    sup = await supervisor.start_link([start.spec()], intensity=1000)
+    start.failing = True
+    pid = (await pids_of(sup))["child1"]
+    assert pid is not None
+    otp.exit(pid, otp.KILL)
+    await wait_down(pid)  # the supervisor's EXIT is in its mailbox before this call
+    await supervisor.terminate_child(sup, "child1")
+    attempts = start.attempts
+    start.failing = False
+    await settle()
+    assert start.attempts == attempts
+    assert await supervisor.which_children(sup) == [("child1", None, "worker")]
+    assert otp.is_alive(sup)
+
+
+async def test_hanging_restart_loop_rest_for_one(otp_node, autojump_clock, caplog):
+    """supervisor_SUITE:hanging_restart_loop_rest_for_one: the child that fails to restart
+    is restarting, the ones after it are not running; terminating it ends the retries."""
+    caplog.set_level(logging.CRITICAL)
+    start = FlakyStart("child2", delay=2.0)
+    sup = await supervisor.start_link(
+        [spec([], "child1", shutdown="brutal_kill"), start.spec(),
+         spec([], "child3", shutdown="brutal_kill")],
+        strategy="rest_for_one", intensity=8, period=10.0,
+    )
+    child1 = (await pids_of(sup))["child1"]
+    start.failing = True
+    await crash(sup, "child2", "error")
+    await trio.sleep(2)
+    with pytest.raises(Restarting):
+        await supervisor.restart_child(sup, "child2")
+    with pytest.raises(Restarting):
+        await supervisor.delete_child(sup, "child2")
+    assert await supervisor.which_children(sup) == [
+        ("child1", child1, "worker"), ("child2", None, "worker"), ("child3", None, "worker"),
+    ]
+    assert await supervisor.count_children(sup) == {
+        "specs": 3, "active": 1, "supervisors": 0, "workers": 3,
+    }
+    await supervisor.terminate_child(sup, "child2")
+    start.failing = False
+    await trio.sleep(30)
+    assert await supervisor.which_children(sup) == [
+        ("child1", child1, "worker"), ("child2", None, "worker"), ("child3", None, "worker"),
+    ]
+    assert await supervisor.restart_child(sup, "child2") is not None
+
+
 # -- shutdown --------------------------------------------------------------------------------------
 
 
@@ -680,6 +782,35 @@ async def test_start_child_that_ignores_is_kept_with_no_pid(otp_node):
     sup = await supervisor.start_link([])
     assert await supervisor.start_child(sup, spec([], "a", {"ignore": True})) is None
     assert await supervisor.which_children(sup) == [("a", None, "worker")]
+
+
+async def test_sup_start_ignore_temporary_child_start_child_keeps_nothing(otp_node):
+    """supervisor_SUITE:sup_start_ignore_temporary_child_start_child: start_child of a
+    temporary child that ignores returns None and saves nothing, so the same spec can be
+    started again."""
+    sup = await supervisor.start_link([])
+    ignoring = spec([], "child1", {"ignore": True}, restart="temporary")
+    assert await supervisor.start_child(sup, ignoring) is None
+    pid = await supervisor.start_child(sup, spec([], "child2", restart="temporary"))
+    assert await supervisor.which_children(sup) == [("child2", pid, "worker")]
+    assert await supervisor.count_children(sup) == {
+        "specs": 1, "active": 1, "supervisors": 0, "workers": 1,
+    }
+    assert await supervisor.start_child(sup, ignoring) is None  # not AlreadyPresent
+
+
+async def test_sup_start_ignore_child_keeps_a_permanent_child_that_ignores(otp_node):
+    """supervisor_SUITE:sup_start_ignore_child: unlike a temporary one, a permanent child
+    that ignores stays defined, not running."""
+    sup = await supervisor.start_link([])
+    assert await supervisor.start_child(sup, spec([], "child1", {"ignore": True})) is None
+    pid = await supervisor.start_child(sup, spec([], "child2"))
+    assert await supervisor.which_children(sup) == [
+        ("child1", None, "worker"), ("child2", pid, "worker"),
+    ]
+    assert await supervisor.count_children(sup) == {
+        "specs": 2, "active": 1, "supervisors": 0, "workers": 2,
+    }
 
 
 async def test_terminate_child_stops_it_and_keeps_its_spec(otp_node):
