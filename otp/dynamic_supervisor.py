@@ -1,15 +1,28 @@
 """dynamic_supervisor: a one_for_one supervisor whose children are all added at run time.
 
 Like Elixir's DynamicSupervisor: :func:`start_child` adds and starts a child,
-``max_children`` bounds how many run, ``extra_args`` are passed first to every child's
+``max_children`` bounds how many it has, ``extra_args`` are passed first to every child's
 ``start``. Children are addressed by pid; restart types and the restart intensity work
-as in :mod:`otp.supervisor`. On shutdown every child is sent its exit signal at once,
-then each is waited for (and killed after its own ``shutdown`` time).
+as in :mod:`otp.supervisor`.
+
+Guarantees, as in Elixir:
+
+* A child whose restart fails stays a child while the supervisor retries it (each try
+  counting toward the intensity): it is *restarting* under its old pid, counted by
+  :func:`count_children` (in ``specs`` and ``workers``/``supervisors``, not ``active``)
+  and against ``max_children``, listed by :func:`which_children` with pid None, and
+  :func:`terminate_child` of its old pid removes it and ends the retries. A restart whose
+  start returns None (ignore) removes the child.
+* A child that ends and is not restarted (temporary; transient with a normal reason) is
+  removed at once.
+* Significant children are refused (ValueError): a dynamic supervisor's auto_shutdown is
+  always ``"never"``.
+* On shutdown every child is sent its exit signal at once; each is killed when its own
+  ``shutdown`` time has passed, and the supervisor exits once all of them have ended.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar, TypeAlias, assert_never
 
 import attrs
@@ -35,6 +48,7 @@ from ._supervision import (
     WhichChildren,
     as_child_spec,
     call_supervisor,
+    check_significant,
     log_child_exit,
     log_failed_start,
     log_give_up,
@@ -73,7 +87,14 @@ async def start_link(
     period: float = 5.0,
     name: Any = None,
 ) -> Pid | None:
-    """Start a dynamic supervisor linked to the caller, with no children; return its pid."""
+    """Start a dynamic supervisor linked to the caller, with no children; return its pid.
+
+    ``max_children`` (None: no limit) bounds how many children it has, restarting ones
+    included; ``extra_args`` come first in every child's ``start``; more than
+    ``intensity`` restarts in ``period`` seconds make it stop its children and exit with
+    :data:`otp.SHUTDOWN`. Raises ValueError for a bad option and
+    :class:`otp.AlreadyStarted` if ``name`` is taken.
+    """
     if max_children is not None and (not isinstance(max_children, int) or max_children < 0):
         raise ValueError(f"max_children must be None or an int >= 0, got {max_children!r}")
     RestartIntensity(intensity, period)  # validates before anything starts
@@ -83,17 +104,23 @@ async def start_link(
 
 
 async def start_child(sup: Name, spec: Any) -> Pid | None:
-    """Start a child from ``spec`` under ``sup``; return its pid (None if it ignored).
+    """Start a child from ``spec`` under ``sup``; return its pid (None if it ignored, and
+    then nothing is kept).
 
-    Raises :class:`MaxChildren` when full and :class:`otp.supervisor.StartChildError`
-    (``child_id=None``) when its start fails.
+    Raises :class:`MaxChildren` when it already has ``max_children`` children (restarting
+    ones count), :class:`otp.supervisor.StartChildError` (``child_id=None``) when the
+    start fails, and ValueError for a significant child.
     """
     pid: Pid | None = await call_supervisor(sup, StartChild(as_child_spec(spec)))
     return pid
 
 
 async def terminate_child(sup: Name, pid: Pid) -> None:
-    """Stop the child ``pid`` per its shutdown and forget it; raises NotFound otherwise."""
+    """Stop the child ``pid`` per its shutdown and forget it; return once it has ended.
+
+    ``pid`` may be the old pid of a child whose restart is being retried: it is forgotten
+    and the retries end. Raises :class:`otp.supervisor.NotFound` if ``pid`` is not a child.
+    """
     await call_supervisor(sup, TerminateChild(pid))
 
 
@@ -104,9 +131,10 @@ by request)."""
 
 @attrs.frozen
 class _TryAgain:
-    """Cast to itself by a dynamic supervisor that failed to restart ``child``: retry it."""
+    """Cast to itself by a dynamic supervisor that failed to restart the child it keeps
+    under the old pid ``key``: retry it, if it is still restarting."""
 
-    child: Child
+    key: Pid
 
 
 class _DynamicSupervisor(gen_server.GenServer):
@@ -123,6 +151,7 @@ class _DynamicSupervisor(gen_server.GenServer):
         self.max_children = max_children
         self.extra_args = extra_args
         self.intensity = RestartIntensity(intensity, period)
+        # Keyed by pid; a restarting child stays under the pid it had (its Child.pid None).
         self.children: dict[Pid, Child] = {}
         self.label = sup_label(current())
 
@@ -141,13 +170,17 @@ class _DynamicSupervisor(gen_server.GenServer):
                 kids = self.children.values()
                 return {
                     "specs": len(kids),
-                    "active": len(kids),
+                    "active": sum(1 for c in kids if c.pid is not None),
                     "supervisors": sum(1 for c in kids if c.spec.type == "supervisor"),
                     "workers": sum(1 for c in kids if c.spec.type == "worker"),
                 }
             case StartChild(spec):
                 if self.max_children is not None and len(self.children) >= self.max_children:
                     return Raise(MaxChildren(self.max_children))
+                try:
+                    check_significant(spec, "never")
+                except ValueError as exc:
+                    return Raise(exc)
                 try:
                     pid = await start_child_process(spec, self.extra_args)
                 except StartChildError as exc:
@@ -159,7 +192,9 @@ class _DynamicSupervisor(gen_server.GenServer):
                 child = self.children.pop(pid, None)
                 if child is None:
                     return Raise(NotFound(pid))
-                await shutdown_child(pid, child.spec.shutdown)
+                child.restarting = False  # a pending retry now finds nothing to do
+                if child.pid is not None:
+                    await shutdown_child(child.pid, child.spec.shutdown)
                 return None
             case _:
                 assert_never(request)
@@ -167,26 +202,34 @@ class _DynamicSupervisor(gen_server.GenServer):
     async def handle_info(self, msg: Any) -> Any:
         match msg:
             case Exit(pid, reason):
-                child = self.children.pop(pid, None) if pid is not None else None
-                if child is None:
+                child = self.children.get(pid) if pid is not None else None
+                if pid is None or child is None or child.pid is not pid:
                     return None
                 restart = child.spec.restart
                 if restart == "temporary" or (restart == "transient" and is_normal_exit(reason)):
+                    del self.children[pid]
                     return None
-                return await self._restart(child, reason)
+                child.pid = None
+                return await self._restart(pid, child, reason)
             case _:
                 return await super().handle_info(msg)
 
     async def handle_cast(self, msg: Any) -> Any:
         match msg:
-            case _TryAgain(child):
-                return await self._restart(child, None)
+            case _TryAgain(key):
+                child = self.children.get(key)
+                if child is None or not child.restarting:
+                    return None  # terminated meanwhile
+                return await self._restart(key, child, None)
             case _:
                 return await super().handle_cast(msg)
 
-    async def _restart(self, child: Child, reason: Any) -> Any:
+    async def _restart(self, key: Pid, child: Child, reason: Any) -> Any:
+        """Restart ``child``, kept under its old pid ``key``; keep it there, restarting,
+        while its start fails; give up past the intensity."""
         if not self.intensity.add():
             log_give_up(self.label, child.spec.id, reason, self.intensity)
+            del self.children[key]
             return gen_server.Stop(SHUTDOWN)
         if reason is not None:
             log_child_exit(self.label, child.spec.id, reason, "restarting")
@@ -194,8 +237,11 @@ class _DynamicSupervisor(gen_server.GenServer):
             pid = await start_child_process(child.spec, self.extra_args)
         except StartChildError as exc:
             log_failed_start(self.label, child.spec.id, exc.reason)
-            gen_server.cast(current().pid, _TryAgain(child))
+            child.restarting = True
+            gen_server.cast(current().pid, _TryAgain(key))
             return None
+        child.restarting = False
+        del self.children[key]
         if pid is not None:
             child.pid = pid
             self.children[pid] = child
@@ -203,22 +249,16 @@ class _DynamicSupervisor(gen_server.GenServer):
 
 
 async def _shutdown_all(children: list[Child]) -> None:
-    """Signal every child at once, then wait for each within its own shutdown time."""
-    now = trio.current_time()
-    pending = []
-    for child in reversed(children):
-        pid = child.pid
-        if pid is None or pid._proc is None:
-            continue
-        unlink(pid)
-        send_exit(pid, KILL if child.spec.shutdown == "brutal_kill" else SHUTDOWN)
-        shutdown = child.spec.shutdown
-        deadline = now + (
-            math.inf if shutdown in ("infinity", "brutal_kill") else float(shutdown)  # type: ignore[arg-type]
-        )
-        pending.append((pid, deadline))
-    for pid, deadline in pending:
-        proc = pid._proc
-        if proc is not None:
-            remaining = deadline - trio.current_time()
-            await await_exit(proc, None if math.isinf(remaining) else max(remaining, 0.0))
+    """Signal every running child at once; kill each still running when its own shutdown
+    time has passed (``"infinity"``: never); return once all have ended."""
+    async with trio.open_nursery() as nursery:
+        for child in reversed(children):
+            pid = child.pid
+            proc = pid._proc if pid is not None else None
+            if pid is None or proc is None:
+                continue
+            unlink(pid)
+            shutdown = child.spec.shutdown
+            send_exit(pid, KILL if shutdown == "brutal_kill" else SHUTDOWN)
+            grace = None if shutdown in ("infinity", "brutal_kill") else float(shutdown)  # type: ignore[arg-type]
+            nursery.start_soon(await_exit, proc, grace)

@@ -3,6 +3,7 @@ types, restart intensity, terminate_child, which_children / count_children, shut
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -65,6 +66,13 @@ async def end(pid: otp.Pid, reason: Any = otp.KILL) -> None:
         gen_server.cast(pid, reason)
     await wait_down(pid)
     await settle()
+
+
+async def end_without_settling(pid: otp.Pid, reason: Any) -> None:
+    """Like :func:`end`, for a supervisor that may retry a restart for ever (it never
+    settles): return once the child is gone, its EXIT already with its supervisor."""
+    gen_server.cast(pid, reason)
+    await wait_down(pid)
 
 
 async def pids(sup: Any) -> list[otp.Pid]:
@@ -298,6 +306,148 @@ async def test_a_child_that_fails_to_restart_is_retried_until_it_gives_up(otp_no
     assert len(attempts) == 1 + 2
 
 
+# -- a child whose restart fails stays a child while it is restarting ---------------------------
+
+
+class RestartWith:
+    """The start of Elixir's ``current_module_worker([:restart, value])``: the first start
+    succeeds, every later one does ``value``: ``"ok"`` (a new pid), ``"ignore"`` (None) or
+    ``"error"`` (raises, so the supervisor keeps retrying)."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+        self.starts = 0
+
+    async def __call__(self, *extra: Any) -> otp.Pid | None:
+        self.starts += 1
+        if self.starts > 1 and self.value == "ignore":
+            return None
+        if self.starts > 1 and self.value == "error":
+            raise RuntimeError("found")
+        return await gen_server.start_link(Worker, [], *extra, self.value)
+
+    def spec(self, **fields: Any) -> ChildSpec:
+        return ChildSpec("w", self, **fields)
+
+
+@pytest.fixture
+def quiet(caplog: pytest.LogCaptureFixture) -> None:
+    """A supervisor retrying a restart for ever logs every try."""
+    caplog.set_level(logging.CRITICAL, logger="otp")
+
+
+async def test_restarting_on_init_children_counted_in_max_children(otp_node, quiet):
+    """dynamic_supervisor_test "restarting on init children counted in max_children": a child
+    whose restart fails still takes its place (count_children: a worker, not active)."""
+    sup = await dynsup.start_link(max_children=1, intensity=100_000)
+    pid = await dynsup.start_child(sup, RestartWith("error").spec())
+    assert pid is not None
+    await end_without_settling(pid, otp.SHUTDOWN)
+    assert await dynsup.count_children(sup) == {
+        "specs": 1, "active": 0, "supervisors": 0, "workers": 1,
+    }
+    with pytest.raises(dynsup.MaxChildren):
+        await dynsup.start_child(sup, RestartWith("ok").spec())
+
+
+async def test_restarting_on_exit_children_counted_in_max_children(otp_node):
+    """dynamic_supervisor_test "restarting on exit children counted in max_children"."""
+    sup = await dynsup.start_link(max_children=1, intensity=100_000)
+    pid = await dynsup.start_child(sup, RestartWith("ok").spec())
+    assert pid is not None
+    await end(pid, otp.SHUTDOWN)
+    assert await dynsup.count_children(sup) == {
+        "specs": 1, "active": 1, "supervisors": 0, "workers": 1,
+    }
+    with pytest.raises(dynsup.MaxChildren):
+        await dynsup.start_child(sup, RestartWith("ok").spec())
+
+
+async def test_terminates_restarting_child(otp_node, quiet):
+    """dynamic_supervisor_test "terminates restarting child": terminate_child with the old
+    pid of a restarting child removes it and ends the retries; a second call says not
+    found."""
+    sup = await dynsup.start_link(intensity=100_000)
+    start = RestartWith("error")
+    pid = await dynsup.start_child(sup, start.spec())
+    assert pid is not None
+    await end_without_settling(pid, otp.SHUTDOWN)
+    await dynsup.terminate_child(sup, pid)
+    with pytest.raises(NotFound):
+        await dynsup.terminate_child(sup, pid)
+    assert await dynsup.count_children(sup) == {
+        "specs": 0, "active": 0, "supervisors": 0, "workers": 0,
+    }
+    tries = start.starts
+    await settle()  # would never return if the supervisor still retried
+    assert start.starts == tries and otp.is_alive(sup)
+
+
+async def test_child_is_restarted_with_different_values(otp_node, quiet):
+    """dynamic_supervisor_test "child is restarted with different values": a restart that
+    gives a pid replaces the child, one that ignores removes it, one that fails keeps it,
+    restarting (listed with pid None, counted as a worker but not active)."""
+    sup = await dynsup.start_link(intensity=100_000)
+    child1 = await dynsup.start_child(sup, RestartWith("ok").spec())
+    assert await dynsup.which_children(sup) == [(None, child1, "worker")]
+    assert child1 is not None
+    await end(child1, otp.SHUTDOWN)
+    assert (await dynsup.count_children(sup))["active"] == 1
+
+    child3 = await dynsup.start_child(sup, RestartWith("ignore").spec())
+    assert child3 is not None
+    assert len(await dynsup.which_children(sup)) == 2
+    await end(child3, otp.SHUTDOWN)
+    assert await dynsup.count_children(sup) == {
+        "specs": 1, "active": 1, "supervisors": 0, "workers": 1,
+    }
+
+    child4 = await dynsup.start_child(sup, RestartWith("error").spec())
+    assert child4 is not None
+    await end_without_settling(child4, otp.SHUTDOWN)
+    assert await dynsup.count_children(sup) == {
+        "specs": 2, "active": 1, "supervisors": 0, "workers": 2,
+    }
+    children = await dynsup.which_children(sup)
+    assert [pid is None for _, pid, _ in children] == [False, True]
+    assert all(kind == "worker" for _, _, kind in children)
+
+
+async def test_a_restarting_child_comes_back_when_its_start_works_again(otp_node, quiet):
+    """dynamic_supervisor_test "child is restarted when trying again": the retry that
+    succeeds replaces the restarting entry by the new child."""
+    failing = [False]
+
+    async def start(*extra: Any) -> otp.Pid | None:
+        if failing[0]:
+            failing[0] = False  # fails once, then works
+            raise RuntimeError("try again")
+        return await gen_server.start_link(Worker, [], "a")
+
+    sup = await dynsup.start_link(intensity=2)
+    pid = await dynsup.start_child(sup, ChildSpec("a", start))
+    assert pid is not None
+    failing[0] = True
+    await end(pid, otp.SHUTDOWN)
+    [(_, new, _)] = await dynsup.which_children(sup)
+    assert new is not None and new is not pid and otp.is_alive(new)
+    assert await dynsup.count_children(sup) == {
+        "specs": 1, "active": 1, "supervisors": 0, "workers": 1,
+    }
+
+
+async def test_child_triggers_maximum_intensity_when_trying_again(otp_node, quiet):
+    """dynamic_supervisor_test "child triggers maximum intensity when trying again": every
+    failed try counts, so a restart that never works makes it give up."""
+    otp.trap_exits(True)
+    sup = await dynsup.start_link(intensity=10)
+    pid = await dynsup.start_child(sup, RestartWith("error").spec())
+    assert pid is not None
+    await end_without_settling(pid, otp.SHUTDOWN)
+    msg = await otp.receive(match=lambda m: type(m) is otp.Exit and m.pid == sup)
+    assert msg.reason is otp.SHUTDOWN
+
+
 # -- terminate_child and shutdown ----------------------------------------------------------------
 
 
@@ -350,6 +500,26 @@ async def test_shutdown_waits_for_each_child_at_most_its_own_time(otp_node, auto
     await otp.supervisor.stop(sup)
     assert trio.current_time() - start == pytest.approx(3.0)  # together, not one by one
     assert ("terminate", ("brutal", {"delay": 1}), otp.SHUTDOWN) not in log
+
+
+async def test_terminates_children_with_expired_integer_shutdown(otp_node, autojump_clock):
+    """dynamic_supervisor_test "terminates children with expired integer shutdown": each
+    child that outlasts its own shutdown time is killed then, not when the supervisor gets
+    round to it."""
+    log: list[Any] = []
+    sup = await dynsup.start_link()
+    slow = await dynsup.start_child(sup, child(log, "slow", {"delay": 60}, shutdown=5.0))
+    slower = await dynsup.start_child(sup, child(log, "slower", {"delay": 60}, shutdown=2.0))
+    assert slow is not None and slower is not None
+    refs = {otp.monitor(slow): "slow", otp.monitor(slower): "slower"}
+    start = trio.current_time()
+    await otp.supervisor.stop(sup)
+    ended = []
+    for _ in range(2):
+        down = await otp.receive(match=lambda m: type(m) is otp.Down and m.ref in refs)
+        ended.append((refs[down.ref], down.reason))
+    assert ended == [("slower", otp.KILLED), ("slow", otp.KILLED)]
+    assert trio.current_time() - start == pytest.approx(5.0)
 
 
 async def test_no_child_outlives_a_killed_dynamic_supervisor(otp_node):
