@@ -32,7 +32,7 @@ import attrs
 import trio
 
 from ..options import StoreOptions
-from ..systems.cluster import ClusterView, Member, cluster_view
+from ..systems.cluster import ClusterView, Member, cluster_view, current_view
 from ..systems.leadership import is_leading, term_ended
 from .protos import gossip_pb2, shared_pb2
 from .rpc import Call, Method, RpcError, Service, StatusCode
@@ -128,14 +128,21 @@ def _member_info(member: Member, instance: uuid.UUID | None) -> gossip_pb2.Membe
     )
 
 
-def gossip_members(store_id: str, own_instance: uuid.UUID,
-                   own_endpoint: tuple[str, int]) -> list[gossip_pb2.MemberInfo] | None:
-    """The gossip of ``store_id`` in cluster mode (see the module docstring), this node
-    (``own_instance``, ``own_endpoint``) included even before it appears in the
-    database; None when the store does not run in cluster mode here."""
-    view: ClusterView | None = cluster_view(store_id)
+async def gossip_members(store_id: str, own_instance: uuid.UUID,
+                         own_endpoint: tuple[str, int],
+                         timeout: float) -> list[gossip_pb2.MemberInfo] | None:
+    """The gossip of ``store_id`` in cluster mode (see the module docstring), read from the
+    database now (:func:`~exesdb.systems.cluster.current_view`; within ``timeout``
+    seconds, else from the last view, without a leader), this node (``own_instance``,
+    ``own_endpoint``) included even before it appears there; None when the store does
+    not run in cluster mode here."""
+    view: ClusterView | None = await current_view(store_id, timeout)
     if view is None:
-        return None
+        last = cluster_view(store_id)
+        if last is None:
+            return None
+        view = attrs.evolve(last, members=tuple(
+            attrs.evolve(m, leader=False, alive=m.node == last.me) for m in last.members))
     out = []
     seen_me = False
     for member in view.members:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Final
 
 from .protos import gossip_pb2, serverfeatures_pb2, shared_pb2
@@ -58,13 +58,14 @@ def advertised_host(host: str) -> str:
 
 
 def gossip(endpoint: Callable[[], tuple[str, int]], instance_id: uuid.UUID,
-           members: Callable[[], list[gossip_pb2.MemberInfo] | None] | None = None) -> Service:
+           members: Callable[[], Awaitable[list[gossip_pb2.MemberInfo] | None]] | None = None,
+           ) -> Service:
     """The Gossip service of one node; ``endpoint()`` gives the listening address, and
     ``members()``, when given and not None, the members to answer (cluster mode)."""
 
     async def read(call: Call) -> None:
         await call.receive_one()
-        cluster = members() if members is not None else None
+        cluster = await members() if members is not None else None
         if cluster is not None:
             await call.send(gossip_pb2.ClusterInfo(members=cluster))
             return

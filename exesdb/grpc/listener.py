@@ -154,7 +154,7 @@ class GrpcGateway(StoreServer):
         services.update(gossip_service.gossip(
             lambda: self.bound, instance,
             lambda: gossip_members(opts.store_id, instance,
-                                   (opts.advertised_host, self.bound[1]))))
+                                   (opts.advertised_host, self.bound[1]), opts.timeout_s)))
         services.update(gossip_service.server_features(services))
         return services
 

@@ -42,6 +42,7 @@ from .monitor import (
     NodeMonitor,
     NodeUp,
     cluster_view,
+    current_view,
 )
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "PgListener",
     "advertise_port",
     "cluster_view",
+    "current_view",
 ]
 
 

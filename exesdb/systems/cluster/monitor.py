@@ -4,7 +4,9 @@ Every ``election_interval_ms`` (and at once when the elector asks, :class:`Refre
 :class:`NodeMonitor` reads the members from the database in one statement
 (:meth:`~exesdb.storage.postgres_cluster.MembershipSession.members`) and keeps the
 result as the node's :class:`ClusterView` of the store (:func:`cluster_view`, read
-without a call by gossip and by the gRPC gateway's leader redirects). A view names at
+without a call by the gRPC gateway's leader redirects). :func:`current_view` asks for a
+view read from the database just now (:class:`ReadView`), as gossip does: a client that
+discovers right after the leader died is never sent to it. A view names at
 most one leader: the member whose elector session holds the leader lock at that moment.
 When the database cannot be read, the view keeps the members last seen, none of them
 alive but this node, and no leader (``ok`` False): a client asking this node finds no
@@ -49,8 +51,10 @@ __all__ = [
     "NodeDown",
     "NodeMonitor",
     "NodeUp",
+    "ReadView",
     "Refresh",
     "cluster_view",
+    "current_view",
     "refresh",
 ]
 
@@ -124,8 +128,17 @@ class Refresh:
     """Read the members again now (cast by the elector when leadership changes)."""
 
 
-MonitorRequest: TypeAlias = Refresh
-"""Every message :class:`NodeMonitor` serves (as a cast)."""
+@attrs.frozen
+class ReadView:
+    """Reply: the :class:`ClusterView` read from the database now (or at most
+    ``max_age`` seconds ago), or None when the database cannot be read."""
+
+    max_age: float = 0.05
+
+
+MonitorRequest: TypeAlias = Refresh | ReadView
+"""Every message :class:`NodeMonitor` serves (:class:`Refresh` as a cast, :class:`ReadView`
+as a call)."""
 
 _views: NodeVar[dict[str, ClusterView]] = NodeVar("exesdb.cluster.views", factory=dict)
 
@@ -134,6 +147,18 @@ def cluster_view(store_id: str) -> ClusterView | None:
     """This node's latest :class:`ClusterView` of ``store_id``; None when the store does
     not run in cluster mode here (or its monitor has not read the members yet)."""
     return _views.get().get(store_id)
+
+
+async def current_view(store_id: str, timeout: float) -> ClusterView | None:
+    """The store's :class:`ClusterView` as the database shows it now (see
+    :class:`ReadView`); None when it cannot be read or the store's NodeMonitor does not
+    run (not cluster mode), within ``timeout`` seconds."""
+    try:
+        view: ClusterView | None = await gen_server.call(
+            genserver_name(NodeMonitor, store_id), ReadView(), timeout)
+    except otp.OTPError:
+        return None
+    return view
 
 
 def refresh(store_id: str) -> None:
@@ -162,15 +187,30 @@ class NodeMonitor(Periodic):
         return result
 
     async def handle_cast(self, msg: Any) -> Any:
-        if not isinstance(msg, MonitorRequest):
+        if not isinstance(msg, Refresh):
             return await super().handle_cast(msg)
-        match msg:
-            case Refresh():
-                self.soon()
-            case _:
-                assert_never(msg)
+        self.soon()
         await self.tick_if_due()
         return self.idle()
+
+    async def handle_call(self, request: Any, from_: gen_server.From) -> Any:
+        if not isinstance(request, MonitorRequest):
+            return await super().handle_call(request, from_)
+        match request:
+            case ReadView(max_age):
+                view = _views.get().get(self.store_id)
+                if view is None or not view.ok or trio.current_time() - view.as_of > max_age:
+                    self.soon()
+                    await self.tick_if_due()
+                    view = _views.get().get(self.store_id)
+                return otp.Reply(view if view is not None and view.ok else None,
+                                 timeout=self.idle().timeout)
+            case Refresh():
+                self.soon()
+                await self.tick_if_due()
+                return otp.Reply(None, timeout=self.idle().timeout)
+            case _:
+                assert_never(request)
 
     async def tick(self) -> None:
         try:
