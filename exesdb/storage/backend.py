@@ -50,6 +50,7 @@ from .ops import (
     SaveSubscription,
     WriteOp,
 )
+from .stats import StorageStats
 
 __all__ = ["Backend"]
 
@@ -220,6 +221,22 @@ class Backend(abc.ABC):
     async def stats(self) -> dict[str, int]:
         """``streams`` (with visible events), ``events`` (in ``$all``) and
         ``last_position`` (-1 when empty)."""
+
+    _counters: StorageStats | None = None
+
+    @property
+    def counters(self) -> StorageStats:
+        """What this storage has done (:class:`~exesdb.storage.stats.StorageStats`): the
+        writer counts its transactions there, a backend that measures them its commits
+        and reads. A fresh one per backend unless a store gives its own (set it), so that
+        a store's counts outlive a reopening of its storage."""
+        if self._counters is None:
+            self._counters = StorageStats()
+        return self._counters
+
+    @counters.setter
+    def counters(self, value: StorageStats) -> None:
+        self._counters = value
 
     # -- life cycle ----------------------------------------------------------------------
 

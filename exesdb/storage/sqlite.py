@@ -13,6 +13,10 @@ is fsynced only at the next WAL checkpoint, so an acknowledged write survives a 
 the process but may be lost (never torn) if the machine loses power. This is the only
 setting that trades safety for speed.
 
+Counters (:attr:`Backend.counters`): each write observes how long its last ``COMMIT`` took
+(the WAL written and, when durable, fsynced) in ``fsync_seconds``; each stream and
+``$all`` read counts itself and the events it returned.
+
 The writer keeps each stream's state (key, last number, first visible number, deleted)
 in a bounded in-memory cache; it is the only writer of the file, so the cache is exact,
 and it is dropped whenever a transaction fails.
@@ -284,6 +288,7 @@ class _Engine:
         self.durable = durable
         self.schema_version = schema_version
         self.transactions = 0
+        self.commit_seconds = 0.0  # how long the last COMMIT took (WAL write and fsync)
         self._writer: sqlite3.Connection | None = writer
         self._write_lock = threading.Lock()
         self._readers: list[sqlite3.Connection] = []
@@ -398,7 +403,9 @@ class _Engine:
                         "UPDATE streams SET first = ?, state = ?, crc = ? WHERE skey = ?",
                         (stream.first, state, crc, stream.key),
                     )
+            committing = time.perf_counter()
             execute("COMMIT")
+            self.commit_seconds = time.perf_counter() - committing
         except BaseException:
             self._streams.clear()  # it may hold this transaction's changes
             if conn.in_transaction:
@@ -793,7 +800,9 @@ class SQLiteBackend(Backend):
             return []
         if self._closed:
             raise StorageError(f"{self.path}: the store is closed")
-        return await self._writes.run(self._engine.write, ops)
+        results = await self._writes.run(self._engine.write, ops)
+        self.counters.fsync_seconds.observe(self._engine.commit_seconds)
+        return results
 
     async def read_stream(
         self,
@@ -806,7 +815,12 @@ class SQLiteBackend(Backend):
         start = check_start(start_version, "start_version")
         count = check_count(count)
         direction = check_direction(direction)
-        return await self._reading(self._engine.read_stream, stream_id, start, count, direction)
+        events = await self._reading(self._engine.read_stream, stream_id, start, count,
+                                     direction)
+        counters = self.counters
+        counters.stream_reads += 1
+        counters.events_read += len(events)
+        return events
 
     async def read_all(
         self,
@@ -820,7 +834,11 @@ class SQLiteBackend(Backend):
         direction = check_direction(direction)
         if filter is not None and not isinstance(filter, Filter):
             raise InvalidArgument(f"filter: must be an exesdb.Filter or None, got {filter!r}")
-        return await self._reading(self._engine.read_all, start, count, direction, filter)
+        events = await self._reading(self._engine.read_all, start, count, direction, filter)
+        counters = self.counters
+        counters.all_reads += 1
+        counters.events_read += len(events)
+        return events
 
     async def stream_version(self, stream_id: str) -> int:
         stream_id = check_stream_id(stream_id)

@@ -40,6 +40,7 @@ from .commits import Committed, notify_commit, storage_opened
 from .leadership import is_leading
 from .processes import StoreServer, StoreSupervisor
 from .pubsub import store_log
+from .stats import storage_counters
 
 __all__ = [
     "ClusterRequest",
@@ -130,10 +131,11 @@ class Store(StoreServer):
     :mod:`exesdb.systems.backends`).
 
     The open :class:`~exesdb.storage.Backend` is published as this process's registry
-    value (see :func:`backend_of`). When the process ends, however it ends (killed too),
-    the storage is closed, exactly once, and only then the lock released: never earlier,
-    so no other OS process can open the database while this one has it open, and always,
-    so the store can be started again (see :meth:`_release`).
+    value (see :func:`backend_of`), counting into the store's counters of this node
+    (:func:`~exesdb.systems.stats.storage_counters`). When the process ends, however it
+    ends (killed too), the storage is closed, exactly once, and only then the lock
+    released: never earlier, so no other OS process can open the database while this one
+    has it open, and always, so the store can be started again (see :meth:`_release`).
     """
 
     async def init(self, opts: StoreOptions) -> None:
@@ -144,6 +146,7 @@ class Store(StoreServer):
         self.backend: Backend | None = None
         on_exit(otp.self(), self._release)
         self.backend = await open_backend(opts)
+        self.backend.counters = storage_counters(opts.store_id)  # they outlive the backend
         storage_opened(opts.store_id, self.backend.last_position)
         registry.update_value(REGISTRY, (opts.store_id, Store), lambda _: self.backend)
         store_log(opts.store_id, logging.INFO, f"storage open: {self.backend!r}")
