@@ -193,9 +193,15 @@ def test_the_other_node_leads_within_lease_and_interval_of_a_sigkill(nodes):
     assert took < LEASE + INTERVAL + MARGIN, took
 
 
-def test_a_paused_leader_is_replaced_after_its_lease_and_steps_down_when_it_resumes(nodes):
+def test_a_paused_leader_is_replaced_after_its_lease_fenced_and_steps_down_when_it_resumes(
+        nodes):
     leader = elected(nodes)
     survivor = next(n for n in nodes if n is not leader)
+    # An append just before the pause leaves the leader's default subscription a position
+    # to store (every 0.2 s): it will try once it runs again, with its old epoch.
+    assert leader.client is not None
+    leader.client.append_to_stream(f"paused-{uuid.uuid4()}", current_version=StreamState.ANY,
+                                   events=[NewEvent(type="Placed", data=b"{}")])
     os.kill(leader.pid, signal.SIGSTOP)
     paused = time.monotonic()
     wait_for(lambda: survivor.leader_in_gossip() == survivor.port, every=0.02)
@@ -207,3 +213,6 @@ def test_a_paused_leader_is_replaced_after_its_lease_and_steps_down_when_it_resu
     wait_for(lambda: leader.leader_in_gossip() == survivor.port)
     assert sorted(leader.gossip(), key=lambda m: m[1]) == sorted(
         [(LEADER, survivor.port), (FOLLOWER, leader.port)], key=lambda m: m[1])
+    # Its late write was refused by the database (StaleEpoch), not stored.
+    wait_for(lambda: "position not stored: epoch: the write carries leader epoch 1, the "
+             "store's leader epoch is 2" in leader.server.output)
