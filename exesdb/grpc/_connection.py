@@ -50,6 +50,7 @@ from exesdb.grpc._auth_cache import BasicAuth, LoginBackoff
 from exesdb.grpc._h2lite import H2Connection
 from exesdb.grpc._wire import RESPONSE_HEADERS, Headers, parse_timeout, status_trailers
 from exesdb.grpc.rpc import Method, RpcError, StatusCode, User
+from exesdb.grpc.stats import UNKNOWN_METHOD, GrpcStats
 
 __all__ = ["Connection", "ServerCall"]
 
@@ -429,16 +430,16 @@ class ServerCall:
                 else:
                     logger.exception("handler of %s failed", self._method_path)
                     code, message = StatusCode.INTERNAL, "internal error"
+        if self._reset:  # the client reset the stream: it gets no status
+            self._count(StatusCode.CANCELLED)
+            return
         if self.scope.cancelled_caught:
-            if self._reset:
-                return
             if self._shutdown:
                 code, message = StatusCode.UNAVAILABLE, "server shutting down"
             else:
                 code, message = StatusCode.DEADLINE_EXCEEDED, "deadline exceeded"
             trailers = details = None
-        if self._reset:
-            return
+        self._count(code)
         if code is StatusCode.OK and not message and not trailers and details is None:
             self._finish(_OK_TRAILERS)
         else:
@@ -470,6 +471,7 @@ class ServerCall:
         """End a call that never ran (bad request) with a Trailers-Only response."""
         headers: Headers = [(b":status", status), *RESPONSE_HEADERS[1:]]
         self._closed = True
+        self._count(code)
         try:
             self._conn.h2.send_headers(
                 self._stream_id, headers + status_trailers(code, message), end_stream=True
@@ -479,6 +481,13 @@ class ServerCall:
         except h2.exceptions.ProtocolError:
             pass
         self._conn.kick()
+
+    def _count(self, code: StatusCode) -> None:
+        """Count the call's end with ``code`` in the server's counters, if it has them."""
+        counters = self._conn.counters
+        if counters is not None:
+            known = self._method is not _NO_METHOD
+            counters.call_ended(self._method_path if known else UNKNOWN_METHOD, code)
 
     def _release(self) -> None:
         self._closed = True
@@ -579,12 +588,14 @@ class Connection:
         keepalive_timeout: float = 20.0,
         handshake_timeout: float = 10.0,
         max_buffer: int = 64 << 20,
+        counters: GrpcStats | None = None,
     ) -> None:
         self.stream = stream
         self.peer = peer
         self.services = services
         self.max_message_size = max_message_size
         self.auth = auth
+        self.counters = counters
         self.login_backoff = LoginBackoff()
         self.max_buffer = max_buffer
         self.reserved = 0  # bytes of incomplete messages admitted (see ServerCall._make_room)

@@ -12,7 +12,8 @@ With ``opts.grpc_port`` set, a store's GatewaySystem runs a :class:`GrpcSystem`
   (:mod:`exesdb.grpc.gossip_service`);
 * keeps the store's :class:`~exesdb.systems.commits.CommitSignal` up to date from the
   store's commit notifications (topic ``"$commits"`` of its system pub/sub);
-* runs :func:`exesdb.grpc.server.serve` in a linked process of its own and waits until it
+* runs :func:`exesdb.grpc.server.serve` in a linked process of its own, counting its calls
+  and connections in the store's :func:`~exesdb.grpc.stats.grpc_counters`, and waits until it
   listens: a port that cannot be bound (in use, not permitted) fails the store's start
   with :class:`GrpcListenError` naming the address, instead of a restart loop;
 * then logs, on logger ``exesdb.grpc`` at INFO, exactly
@@ -49,6 +50,7 @@ from .groups.manager import PersistentGroups
 from .persistent_service import service as persistent_subscriptions
 from .rpc import Call, Method, RpcError, Service, StatusCode, User
 from .server import ServerConfig, TlsFiles, serve
+from .stats import grpc_counters
 from .streams_service import service as streams
 
 __all__ = ["GrpcGateway", "GrpcListenError", "GrpcSystem", "address", "authorised", "frontend"]
@@ -165,7 +167,8 @@ class GrpcGateway(StoreServer):
                if opts.tls_cert_file is not None and opts.tls_key_file is not None else None)
         assert opts.grpc_port is not None
         return ServerConfig(host=opts.grpc_host, port=opts.grpc_port, tls=tls,
-                            authenticator=authenticator)
+                            authenticator=authenticator,
+                            counters=grpc_counters(opts.store_id))
 
     async def handle_info(self, msg: Any) -> Any:
         if type(msg) is otp.Exit and msg.pid == self.serving:

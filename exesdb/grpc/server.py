@@ -18,7 +18,8 @@ completes its handshake, sends garbage or stops answering PINGs is disconnected 
 calls cancelled); password checks run on a few threads of their own, and a connection
 whose logins fail waits longer and longer between checks; when :func:`serve` is
 cancelled, every in-flight call ends with ``UNAVAILABLE``, every connection gets GOAWAY
-and is closed.
+and is closed. Given :attr:`ServerConfig.counters`, it counts every call that ends by
+method and status code, and its open connections (:mod:`exesdb.grpc.stats`).
 
 Connection handling is in :mod:`exesdb.grpc._connection`, wire formats in
 :mod:`exesdb.grpc._wire`, credential checks in :mod:`exesdb.grpc._auth_cache`.
@@ -38,6 +39,7 @@ from exesdb.errors import TlsConfigError
 from exesdb.grpc._auth_cache import BasicAuth
 from exesdb.grpc._connection import GRACE_SECONDS, Connection, ServerCall
 from exesdb.grpc.rpc import Method, User
+from exesdb.grpc.stats import GrpcStats
 
 __all__ = ["ServerCall", "ServerConfig", "TlsConfigError", "TlsFiles", "serve"]
 
@@ -94,6 +96,9 @@ class ServerConfig:
     max_connection_buffer: int = attrs.field(
         default=64 * 1024 * 1024, validator=attrs.validators.ge(1)
     )
+    counters: GrpcStats | None = attrs.field(default=None, eq=False)
+    """Where the server counts its calls by method and status, and its open connections
+    (:mod:`exesdb.grpc.stats`); None: nowhere."""
 
 
 def _ssl_context(tls: TlsFiles) -> ssl.SSLContext:
@@ -166,12 +171,19 @@ class _Server:
             keepalive_timeout=config.keepalive_timeout,
             handshake_timeout=config.handshake_timeout,
             max_buffer=config.max_connection_buffer,
+            counters=config.counters,
         )
         self.connections.add(conn)
         self.no_connections = trio.Event()
+        counters = config.counters
+        if counters is not None:
+            counters.connections += 1
+            counters.connections_total += 1
         try:
             await conn.run()
         finally:
+            if counters is not None:
+                counters.connections -= 1
             self.connections.discard(conn)
             if not self.connections:
                 self.no_connections.set()
