@@ -138,6 +138,25 @@ def test_two_nodes_elect_exactly_one_leader_that_gossip_shows_with_its_endpoint(
     assert addresses == {("127.0.0.1", n.port) for n in nodes}
 
 
+def test_a_catch_up_subscriber_on_a_follower_receives_what_the_leader_commits(nodes):
+    leader = elected(nodes)
+    follower = next(n for n in nodes if n is not leader)
+    reader = KurrentDBClient(f"kurrentdb://127.0.0.1:{follower.port}?Tls=false"
+                             "&NodePreference=follower")
+    try:
+        stream = f"orders-{uuid.uuid4()}"
+        subscription = reader.subscribe_to_stream(stream, timeout=10)
+        time.sleep(0.3)  # caught up (nothing yet) and waiting: only a notice can wake it
+        assert leader.client is not None
+        leader.client.append_to_stream(stream, current_version=StreamState.NO_STREAM,
+                                       events=[NewEvent(type="Placed", data=b"{}")])
+        event = next(iter(subscription))
+        assert (event.stream_name, event.type) == (stream, "Placed")
+        subscription.stop()
+    finally:
+        reader.close()
+
+
 def test_a_follower_sends_persistent_subscription_calls_to_the_leader(nodes):
     leader = elected(nodes)
     follower = next(n for n in nodes if n is not leader)
