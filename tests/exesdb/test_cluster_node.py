@@ -104,6 +104,7 @@ async def test_a_node_alone_leads_and_serves_the_gateway_api(node):
 
 async def test_a_commit_of_another_node_reaches_a_catch_up_subscriber_here(node, other_node):
     async with gateway.subscribe(node, "by_stream", "$order-9") as events:
+        await trio.sleep(0.3)  # caught up (nothing yet) and waiting: only a notice wakes it
         await other_node.append("order-9", exesdb.ANY, [NewEvent("Placed", {"n": 9})])
         with trio.fail_after(5):
             async for event in events:
@@ -115,6 +116,7 @@ async def test_a_commit_too_large_to_name_its_streams_still_wakes_their_subscrib
         node, other_node):
     streams = [f"{'x' * 900}-{i}" for i in range(12)]  # ~11 kB of names: over the payload
     async with gateway.subscribe(node, "by_stream", f"${streams[7]}") as events:
+        await trio.sleep(0.3)  # caught up and waiting, as above
         results = await other_node.write(
             [Append(s, exesdb.ANY, [NewEvent("Placed", {"i": i})])
              for i, s in enumerate(streams)])
