@@ -415,7 +415,8 @@ class ServerCall:
         with self.scope:
             try:
                 auth = self._conn.auth
-                if auth is not None:
+                if auth is not None and not (self._method.anonymous
+                                             and self._authorization is None):
                     self._user = await auth.user(self._authorization, self._conn.login_backoff)
                     if self._user is None:
                         raise RpcError(StatusCode.UNAUTHENTICATED, "invalid credentials")

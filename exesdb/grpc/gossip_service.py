@@ -9,11 +9,16 @@
 * ``ServerFeatures.GetSupportedMethods`` lists every method the listener serves, service
   and method names lower-cased as KurrentDB lists them (``event_store.client.streams.
   streams`` / ``read``), with the server version :data:`SERVER_VERSION`, the KurrentDB
-  protocol level this gateway matches. Persistent subscription methods carry the
-  features ``stream`` and ``all`` (groups on ``$all`` are supported).
+  protocol level this gateway matches, and the features KurrentDB lists for each
+  (:func:`features`): every persistent subscriptions method ``stream`` and ``all``
+  (groups on a stream and on ``$all``), Streams ``Read`` ``position`` and ``events``,
+  ``BatchAppend`` ``deadline_duration``. The clients decide from it which calls exist.
 
-Neither service touches a store's data, so they need no store permission (the server
-still refuses wrong credentials).
+Neither service touches a store's data, so they need no store permission, and both are
+anonymous methods (:attr:`exesdb.grpc.rpc.Method.anonymous`): with a users file they answer
+a call without credentials, as KurrentDB does (clients ask for the server features before
+anything else, without credentials; gossip is anonymous by KurrentDB's default), while
+wrong credentials are still refused.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ __all__ = [
     "SERVER_FEATURES",
     "SERVER_VERSION",
     "advertised_host",
+    "features",
     "gossip",
     "server_features",
 ]
@@ -43,8 +49,7 @@ SERVER_FEATURES: Final = (
     "/event_store.client.server_features.ServerFeatures/GetSupportedMethods")
 
 _PERSISTENT_SERVICE: Final = "event_store.client.persistent_subscriptions.persistentsubscriptions"
-_PERSISTENT_FEATURES: Final = ("stream", "all")
-_PERSISTENT_WITH_FEATURES: Final = frozenset({"create", "update", "delete", "read"})
+_STREAMS_SERVICE: Final = "event_store.client.streams.streams"
 
 
 def advertised_host(host: str) -> str:
@@ -79,12 +84,26 @@ def gossip(endpoint: Callable[[], tuple[str, int]], instance_id: uuid.UUID,
         )
         await call.send(gossip_pb2.ClusterInfo(members=[member]))
 
-    return {GOSSIP_READ: Method(shared_pb2.Empty, gossip_pb2.ClusterInfo, "unary", read)}
+    return {GOSSIP_READ: Method(shared_pb2.Empty, gossip_pb2.ClusterInfo, "unary", read,
+                                anonymous=True)}
 
 
 def _split(path: str) -> tuple[str, str]:
     service, _, method = path.lstrip("/").partition("/")
     return service.lower(), method.lower()
+
+
+def features(service: str, method: str) -> list[str]:
+    """The features KurrentDB's ServerFeatures lists for a method (names lower-cased):
+    ``stream`` and ``all`` for every PersistentSubscriptions method, ``position`` and
+    ``events`` for Streams ``Read``, ``deadline_duration`` for ``BatchAppend``."""
+    if service == _PERSISTENT_SERVICE:
+        return ["stream", "all"]
+    if service == _STREAMS_SERVICE and "read" in method:
+        return ["position", "events"]
+    if service == _STREAMS_SERVICE and "batchappend" in method:
+        return ["deadline_duration"]
+    return []
 
 
 def server_features(paths: Iterable[str]) -> Service:
@@ -94,11 +113,7 @@ def server_features(paths: Iterable[str]) -> Service:
     answer = serverfeatures_pb2.SupportedMethods(
         methods=[
             serverfeatures_pb2.SupportedMethod(
-                service_name=service, method_name=method,
-                features=list(_PERSISTENT_FEATURES)
-                if service == _PERSISTENT_SERVICE and method in _PERSISTENT_WITH_FEATURES
-                else [],
-            )
+                service_name=service, method_name=method, features=features(service, method))
             for service, method in listed
         ],
         event_store_server_version=SERVER_VERSION,
@@ -109,4 +124,4 @@ def server_features(paths: Iterable[str]) -> Service:
         await call.send(answer)
 
     return {SERVER_FEATURES: Method(shared_pb2.Empty, serverfeatures_pb2.SupportedMethods,
-                                    "unary", get_supported_methods)}
+                                    "unary", get_supported_methods, anonymous=True)}

@@ -103,7 +103,8 @@ class Call(Protocol):
     def user(self) -> User | None:
         """Who made the call: None when the server has no users file (everyone may do
         everything) ; otherwise the authenticated user (the server refuses calls with
-        missing or wrong credentials before the handler runs)."""
+        missing or wrong credentials before the handler runs), or None for a call without
+        credentials to an anonymous :class:`Method`."""
 
     @property
     def peer(self) -> str:
@@ -136,12 +137,18 @@ Kind = Literal["unary", "client_stream", "server_stream", "bidi"]
 @attrs.frozen
 class Method:
     """A method a service serves: request and response message classes, its kind (for
-    documentation and the server features service) and its handler."""
+    documentation and the server features service) and its handler.
+
+    ``anonymous`` True: with a users file, a call that carries no credentials is served
+    anyway (its :attr:`Call.user` is None), as KurrentDB serves the calls clients make
+    before they log in (ServerFeatures, Gossip); credentials it does carry are still
+    checked (wrong ones are ``UNAUTHENTICATED``)."""
 
     request_type: type[Any]
     response_type: type[Any]
     kind: Kind
     handler: Handler
+    anonymous: bool = False
 
 
 Service = Mapping[str, Method]

@@ -64,8 +64,18 @@ def test_server_features_list_gossip_and_themselves(features):
             "getsupportedmethods") in methods
 
 
-def test_server_features_list_persistent_subscriptions_on_streams_and_all(features):
+def test_server_features_list_every_persistent_subscriptions_method_on_streams_and_all(
+        features):
     by_name = {(m.service_name, m.method_name): list(m.features) for m in features.methods}
     service = "event_store.client.persistent_subscriptions.persistentsubscriptions"
-    assert by_name[(service, "create")] == ["stream", "all"]
-    assert by_name[(service, "read")] == ["stream", "all"]
+    for method in ("create", "update", "delete", "read", "getinfo", "list", "replayparked",
+                   "restartsubsystem"):
+        assert by_name[(service, method)] == ["stream", "all"], method
+
+
+def test_server_features_list_the_features_kurrentdb_lists_for_the_streams_methods(features):
+    by_name = {(m.service_name, m.method_name): list(m.features) for m in features.methods}
+    service = "event_store.client.streams.streams"
+    assert by_name[(service, "read")] == ["position", "events"]
+    assert by_name[(service, "batchappend")] == ["deadline_duration"]
+    assert by_name[(service, "append")] == by_name[(service, "delete")] == []

@@ -7,13 +7,16 @@ the real ``kurrentdbclient`` connects with the test CA as its root certificate.
 
 from __future__ import annotations
 
+import base64
 import re
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
 import trustme
 from kurrentdbclient import KurrentDBClient, NewEvent, StreamState
@@ -21,6 +24,7 @@ from kurrentdbclient.exceptions import AccessDeniedError, UnauthenticatedError
 
 from exesdb import InvalidArgument
 from exesdb.grpc import auth
+from exesdb.grpc.protos import gossip_pb2, serverfeatures_pb2, shared_pb2
 from exesdb.grpc.rpc import User
 
 from .conftest import Server, start_server
@@ -152,6 +156,43 @@ def test_an_unknown_user_is_refused(as_user, secure, ca):
                                     events=[new_event()])
     finally:
         client.close()
+
+
+# -- what a client asks before it logs in ----------------------------------------------------
+
+
+SUPPORTED_METHODS = "/event_store.client.server_features.ServerFeatures/GetSupportedMethods"
+GOSSIP_READ = "/event_store.client.gossip.Gossip/Read"
+
+
+def anonymous_call(server: Server, ca: trustme.CA, path: str, response: Any,
+                   metadata: tuple[tuple[str, str], ...] = ()) -> Any:
+    """Call ``path`` over TLS as the Node.js client calls GetSupportedMethods: no
+    credentials unless ``metadata`` carries some."""
+    credentials = grpc.ssl_channel_credentials(root_certificates=ca.cert_pem.bytes())
+    with grpc.secure_channel(f"127.0.0.1:{server.port}", credentials) as channel:
+        call = channel.unary_unary(path, request_serializer=shared_pb2.Empty.SerializeToString,
+                                   response_deserializer=response.FromString)
+        return call(shared_pb2.Empty(), timeout=10, metadata=metadata)
+
+
+def test_server_features_answer_a_call_without_credentials(secure, ca):
+    answer = anonymous_call(secure, ca, SUPPORTED_METHODS, serverfeatures_pb2.SupportedMethods)
+    methods = {(m.service_name, m.method_name) for m in answer.methods}
+    assert ("event_store.client.streams.streams", "append") in methods
+
+
+def test_gossip_answers_a_call_without_credentials(secure, ca):
+    answer = anonymous_call(secure, ca, GOSSIP_READ, gossip_pb2.ClusterInfo)
+    assert [m.http_end_point.port for m in answer.members] == [secure.port]
+
+
+def test_server_features_still_refuse_wrong_credentials(secure, ca):
+    token = base64.b64encode(b"admin:not-the-password").decode()
+    with pytest.raises(grpc.RpcError) as caught:
+        anonymous_call(secure, ca, SUPPORTED_METHODS, serverfeatures_pb2.SupportedMethods,
+                       (("authorization", f"Basic {token}"),))
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 # -- which store a user may use --------------------------------------------------------------
