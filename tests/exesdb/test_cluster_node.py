@@ -127,6 +127,23 @@ async def test_a_commit_too_large_to_name_its_streams_still_wakes_their_subscrib
                 break
 
 
+async def test_a_new_term_keeps_this_nodes_transient_subscriptions(node, pg_server):
+    """The elector's session is lost: the node steps down and is elected again. A
+    transient subscription of this node's goes on through both changes."""
+    async with gateway.subscribe(node, "by_stream", "$order-3") as events:
+        await gateway.append_events(node, "order-3", [NewEvent("Placed", {"n": 1})])
+        await trio.to_thread.run_sync(pg_server.terminate, f"exesdb {node} n1 elector")
+        await eventually(lambda: _not(leads(node)))
+        await eventually(lambda: leads(node))
+        await gateway.append_events(node, "order-3", [NewEvent("Placed", {"n": 2})])
+        seen = []
+        with trio.fail_after(5):
+            async for event in events:
+                seen.append(event.data["n"])
+                if seen == [1, 2]:
+                    break
+
+
 def _rival(dsn: str, store_id: str, taken: threading.Event, release: threading.Event,
            result: list[int]) -> None:
     """Another node's elector, in a plain thread: wait for the leader lock, start the next

@@ -236,9 +236,10 @@ class LeaderTracker(StoreServer):
         await self._load()
         return self._idle()
 
-    async def _load(self) -> None:
+    async def _load(self, adopt: bool = True) -> None:
         """Load the stored definitions (again after :data:`RETRY` s while the storage
-        restarts) and take over the pools already running."""
+        restarts) and, with ``adopt`` (when the tracker starts), take over the pools
+        already running."""
         try:
             definitions = await backend_of(self.store_id).list_subscriptions()
         except ExESDBError as exc:
@@ -256,7 +257,8 @@ class LeaderTracker(StoreServer):
                 self.subs[d.name] = _Running(definition, cell,
                                              with_subscriber=d.with_subscriber)
         self.loaded = True
-        await self._adopt()
+        if adopt:
+            await self._adopt()
 
     async def _adopt(self) -> None:
         """Take over the pools of persistent subscriptions left running by a previous
@@ -327,8 +329,9 @@ class LeaderTracker(StoreServer):
                 return otp.Reply(await self._health(), timeout=self._retry_timeout())
             case Lead():
                 self.active = True  # _reconcile creates the default subscription
-                # Cluster mode: take the definitions stored while another node led.
-                await self._load()
+                # Cluster mode: take the definitions stored while another node led (the
+                # pools running are this tracker's own: nothing to adopt).
+                await self._load(adopt=False)
             case StandDown():  # persistent pools stop; transient ones serve this node's
                 self.active = False  # own subscribers, leader or not
                 for running in self.subs.values():
