@@ -4,7 +4,9 @@ clients (``kurrentdbclient``, ``eventsourcing-kurrentdb``) use a store unchanged
 Each store with ``grpc_port`` set (``python -m exesdb start`` sets 2113, 2114, ... by
 default) runs its own listener, so a client picks the store by the address it connects
 to. Served: Streams (append, read, subscriptions, delete, tombstone, metadata),
-persistent subscriptions, Gossip (one node, the leader) and ServerFeatures.
+persistent subscriptions, Gossip (this node, the leader; in cluster mode every member,
+and calls that need the leader are sent to it: :mod:`~exesdb.grpc.cluster`) and
+ServerFeatures.
 
 Security: it listens on ``127.0.0.1`` by default; a non-loopback ``grpc_host`` needs TLS
 (``tls_cert_file`` and ``tls_key_file``) or ``insecure=True``. With a ``users_file``
