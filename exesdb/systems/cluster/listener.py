@@ -48,7 +48,7 @@ from ...storage.postgres_notify import CommitNotice, decode_notice
 from ...storage.postgres_schema import schema_name
 from ..commits import Committed, notify_commit
 from ..store import backend_of
-from .membership import session_config
+from .membership import call_bound, session_config
 from .periodic import Periodic
 
 __all__ = ["BATCH", "ListenerMessage", "PgListener", "Readable", "Rearm"]
@@ -112,7 +112,7 @@ class PgListener(Periodic):
             backend = self._backend()
             if self.known is None:
                 self.known = backend.last_position
-            fd = await trio.to_thread.run_sync(self.session.listen, self.interval * 2)
+            fd = await trio.to_thread.run_sync(self.session.listen, call_bound(self.opts))
             self.generation += 1
             self.fd = fd
             self.watcher = otp.spawn_link(_watch, otp.self(), fd, self.generation)

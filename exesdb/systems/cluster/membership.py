@@ -33,7 +33,8 @@ from ..backends import application_name
 from ..leadership import leadership, track
 from .periodic import Periodic
 
-__all__ = ["Membership", "advertise_port", "advertised_port", "session_config"]
+__all__ = ["Membership", "advertise_port", "advertised_port", "call_bound",
+           "session_config"]
 
 log: Final = logging.getLogger("exesdb.systems.cluster")
 
@@ -52,13 +53,19 @@ def advertised_port(opts: StoreOptions) -> int:
     return _ports.get().get(opts.store_id) or opts.grpc_port or 0
 
 
+def call_bound(opts: StoreOptions) -> float:
+    """Seconds one call of a cluster session may take (statement, connection attempt, the
+    client-side deadline): the lease, at most the store's ``timeout``."""
+    return min(opts.leader_lease_ms, opts.timeout) / 1000
+
+
 def session_config(opts: StoreOptions, role: str,
                    idle_session_timeout: float | None = None) -> SessionConfig:
     """The settings of one of the store's cluster sessions (``role`` names it in
-    ``pg_stat_activity``): statements and connection attempts bounded by the lease, at
-    most the store's ``timeout``."""
+    ``pg_stat_activity``): statements and connection attempts bounded by
+    :func:`call_bound`."""
     assert opts.pg_dsn is not None
-    bound = min(opts.leader_lease_ms, opts.timeout) / 1000
+    bound = call_bound(opts)
     return SessionConfig(opts.pg_dsn, f"{application_name(opts)} {role}",
                          connect_timeout=bound, statement_timeout=bound,
                          idle_session_timeout=idle_session_timeout)
@@ -83,7 +90,7 @@ class Membership(Periodic):
         host, port = self.opts.advertised_host, advertised_port(self.opts)
         try:
             await trio.to_thread.run_sync(self.session.heartbeat, self.node, self.instance,
-                                          host, port, self.interval * 2)
+                                          host, port, call_bound(self.opts))
         except ExESDBError as exc:
             if not self.failing:
                 log.warning("store %r: node %s: membership heartbeat failed (retrying): %s",
@@ -97,7 +104,7 @@ class Membership(Periodic):
     async def terminate(self, reason: Any) -> None:
         try:
             await trio.to_thread.run_sync(self.session.stop, self.node, self.instance,
-                                          self.interval * 2)
+                                          call_bound(self.opts))
         except ExESDBError as exc:
             log.info("store %r: node %s: not marked stopped: %s", self.store_id, self.node, exc)
         await trio.to_thread.run_sync(self.session.close)

@@ -39,7 +39,7 @@ from ...storage.postgres_cluster import ClusterQueries, MemberRow, MembershipSes
 from ...storage.postgres_schema import schema_name
 from ..leadership import leadership, track
 from ..pubsub import pubsub_name, store_log
-from .membership import advertised_port, session_config
+from .membership import advertised_port, call_bound, session_config
 from .periodic import Periodic
 
 __all__ = [
@@ -215,7 +215,7 @@ class NodeMonitor(Periodic):
     async def tick(self) -> None:
         try:
             rows = await trio.to_thread.run_sync(self.session.members, self.timeout,
-                                                 self.interval * 2)
+                                                 call_bound(self.opts))
         except ExESDBError as exc:
             if not self.failing:
                 log.warning("store %r: node %s: cannot read the cluster's members "
