@@ -33,6 +33,8 @@ __all__ = [
     "NewEvent",
     "Snapshot",
     "lazy_record",
+    "raw_data",
+    "set_raw_data",
 ]
 
 JSON_CONTENT_TYPE: Final = "application/json"
@@ -167,10 +169,14 @@ class _Lazy:
     """Lets a record read from storage decode its fields on first access.
 
     ``_source`` holds ``(fill, row)``; the first access to a missing field calls
-    ``fill(record, row)``, which sets every field, then drops the source.
+    ``fill(record, row)``, which sets every field, then drops the source. A fill may
+    leave JSON ``data`` undecoded and set ``_raw_data`` to its stored bytes instead
+    (:func:`set_raw_data`): ``data`` is then decoded on its own first access (JSON, or
+    the bytes themselves when they do not parse), so a reader that only forwards the
+    stored bytes (:func:`raw_data`) never decodes them.
     """
 
-    __slots__ = ("_source",)
+    __slots__ = ("_raw_data", "_source")
 
     if not TYPE_CHECKING:
 
@@ -184,13 +190,36 @@ class _Lazy:
                     fill(self, row)
                     with contextlib.suppress(AttributeError):  # another thread was first
                         _del_source(self)
+                try:
                     return object.__getattribute__(self, name)
+                except AttributeError:
+                    if name != "data":
+                        raise
+                value = payload.decode_json_text(_get_raw(self))
+                object.__setattr__(self, "data", value)
+                return value
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
 _get_source: Final[Callable[[Any], Any]] = _Lazy.__dict__["_source"].__get__
 _set_source: Final[Callable[[Any, Any], None]] = _Lazy.__dict__["_source"].__set__
 _del_source: Final[Callable[[Any], None]] = _Lazy.__dict__["_source"].__delete__
+_get_raw: Final[Callable[[Any], bytes]] = _Lazy.__dict__["_raw_data"].__get__
+set_raw_data: Final[Callable[[Any, bytes], None]] = _Lazy.__dict__["_raw_data"].__set__
+"""``set_raw_data(record, raw)``: for a backend's fill function, instead of setting
+``data``: the JSON bytes stored for the record's data, decoded on first access."""
+
+
+def raw_data(record: EventRecord) -> bytes | None:
+    """The bytes stored for ``record``'s JSON data, exactly as they were written (the
+    compact JSON of a value appended in-process, or the bytes a client sent as
+    ``application/json``); None for bytes data, or for a record not read from storage
+    (then ``data`` is all there is)."""
+    record.event_type  # noqa: B018 - fills a lazy record
+    try:
+        return _get_raw(record)
+    except AttributeError:
+        return None
 
 
 @attrs.frozen

@@ -7,6 +7,11 @@ str, int, float, bool, None). It is stored as compact UTF-8 JSON (no spaces,
 (int, float, bool, None) as its JSON string, as JSON does. Decoding the bytes
 :func:`encode` produced gives back an equal value, so a record that passed its checksum
 always decodes.
+
+Bytes their writer says are JSON (a :class:`JsonText`, as the gRPC door makes of data sent
+with content type ``application/json``) are stored unchanged too, as kind
+:data:`JSON_TEXT`: they read back as the JSON value they hold, or as the bytes themselves
+when they do not parse (they are never refused, and never altered).
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from typing import Any, Final
 
 from .errors import InvalidArgument
 
-__all__ = ["BYTES", "JSON", "NONE", "decode", "encode", "kind_of"]
+__all__ = ["BYTES", "JSON", "JSON_TEXT", "NONE", "JsonText", "decode", "decode_json_text",
+           "encode", "kind_of"]
 
 NONE: Final = 0
 """Kind of an absent payload (``None`` metadata)."""
@@ -25,6 +31,16 @@ JSON: Final = 1
 """Kind of a JSON payload."""
 BYTES: Final = 2
 """Kind of a bytes payload."""
+JSON_TEXT: Final = 3
+"""Kind of bytes stored as sent that their writer said are JSON text."""
+
+
+class JsonText(bytes):
+    """Bytes that their writer says are JSON text (e.g. an event sent with content type
+    ``application/json``): stored exactly as given, read back as the JSON value they
+    hold, or as these bytes when they do not parse (see :func:`decode_json_text`)."""
+
+    __slots__ = ()
 
 _decode_json: Final = json.loads
 
@@ -77,7 +93,7 @@ def encode(value: Any, field: str, optional: bool = False) -> tuple[int, bytes]:
     if value is None and optional:
         return NONE, b""
     if isinstance(value, bytes):
-        return BYTES, bytes(value)
+        return (JSON_TEXT if kind is JsonText else BYTES), bytes(value)
     try:
         return JSON, _encode_json(value).encode()
     except (TypeError, ValueError, RecursionError) as exc:
@@ -92,4 +108,14 @@ def decode(kind: int, raw: bytes) -> Any:
         return _decode_json(raw)
     if kind == BYTES:
         return raw
+    if kind == JSON_TEXT:
+        return decode_json_text(raw)
     return None
+
+
+def decode_json_text(raw: bytes) -> Any:
+    """The JSON value ``raw`` holds, or ``raw`` itself (bytes) when it is not JSON."""
+    try:
+        return _decode_json(raw)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return raw

@@ -30,7 +30,7 @@ from typing import Any, Final
 
 from .. import payload
 from ..errors import StorageError
-from ..events import EventRecord, NewEvent, Snapshot, utc_from_epoch_us
+from ..events import EventRecord, NewEvent, Snapshot, set_raw_data, utc_from_epoch_us
 from .definitions import SubscriptionDefinition
 
 __all__ = [
@@ -116,6 +116,7 @@ def corrupt_event(position: Any) -> StorageError:
 
 _new_uuid: Final = object.__new__
 _set: Final = object.__setattr__
+_set_raw_data: Final = set_raw_data
 _from_bytes: Final = int.from_bytes
 _SAFE_UNKNOWN: Final = uuid.SafeUUID.unknown
 _PREFIX_SIZE: Final = _PREFIX.size
@@ -123,6 +124,7 @@ _EVENT_SIZE: Final = _EVENT.size
 _unpack_prefix: Final = _PREFIX.unpack_from
 _unpack_event: Final = _EVENT.unpack_from
 _decode: Final = payload.decode
+_JSON_KINDS: Final = (payload.JSON, payload.JSON_TEXT)
 
 
 def _uuid(raw: bytes) -> uuid.UUID:
@@ -133,7 +135,9 @@ def _uuid(raw: bytes) -> uuid.UUID:
 
 
 def fill_event(record: EventRecord, row: Sequence[Any]) -> None:
-    """Set every field of the lazy ``record`` from its verified ``row``."""
+    """Set every field of the lazy ``record`` from its verified ``row`` (JSON data: its
+    stored bytes, which ``data`` decodes on first access, see
+    :func:`exesdb.events.raw_data`)."""
     position, number, blob = row[0], row[1], row[3]
     created, stream_len = _unpack_prefix(blob)
     at = _PREFIX_SIZE + stream_len
@@ -146,14 +150,17 @@ def fill_event(record: EventRecord, row: Sequence[Any]) -> None:
     at += type_len
     content_type = blob[at:at + ct_len].decode()
     at += ct_len
-    data = _decode(data_kind, blob[at:at + data_len])
+    raw = blob[at:at + data_len]
+    if data_kind in _JSON_KINDS:
+        _set_raw_data(record, raw)  # decoded when data is first read; forwarded as is
+    else:
+        _set(record, "data", _decode(data_kind, raw))
     at += data_len
     metadata = _decode(metadata_kind, blob[at:at + metadata_len])
     _set(record, "stream_id", stream_id)
     _set(record, "event_number", number)
     _set(record, "event_id", _uuid(raw_id))
     _set(record, "event_type", event_type)
-    _set(record, "data", data)
     _set(record, "metadata", metadata)
     _set(record, "content_type", content_type)
     _set(record, "created", utc_from_epoch_us(created))
