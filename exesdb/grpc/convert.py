@@ -8,7 +8,14 @@ Pure functions, no I/O. Guarantees:
   another exception.
 * Event data and metadata go to the store as the client's bytes, unchanged, and come back
   as the stored bytes: a record appended in-process with JSON data reads back as the
-  compact JSON encoding the store kept (:mod:`exesdb.payload`).
+  compact JSON encoding the store kept (:mod:`exesdb.payload`). Data sent with content
+  type ``application/json`` is stored as :class:`~exesdb.payload.JsonText`, so in-process
+  readers see the JSON value (or the bytes, when they do not parse) and gRPC readers the
+  very bytes sent.
+* Positions: the commit (and prepare) position a client sees for an event is its ``$all``
+  position plus one (:func:`grpc_position`, :func:`store_position` back), everywhere a
+  position crosses the wire. No event sits at commit position 0, as in KurrentDB, whose
+  clients take "from commit position 0" to mean after it.
 * Errors map as KurrentDB's server maps them, so the clients raise their usual
   exceptions: a wrong expected version of an append is an ``AppendResp``
   (``wrong_expected_version``, with the current revision) or, in a batch append, an
@@ -38,7 +45,7 @@ from ..errors import (
     StreamDeleted,
     WrongExpectedVersion,
 )
-from ..events import EventRecord, NewEvent
+from ..events import JSON_CONTENT_TYPE, EventRecord, NewEvent, raw_data
 from ..validation import check_stream_id
 from .protos import code_pb2, shared_pb2, status_pb2, streams_pb2
 from .rpc import RpcError, StatusCode
@@ -55,10 +62,14 @@ __all__ = [
     "delete_error",
     "event_payload",
     "expected_version",
+    "grpc_position",
     "new_event",
     "read_event",
+    "read_event_bytes",
+    "record_data",
     "rpc_error",
     "set_timestamp",
+    "store_position",
     "stream_deleted",
     "stream_name",
     "stream_not_found",
@@ -193,10 +204,11 @@ def uuid_to_proto(value: uuid.UUID, structured: bool = False) -> shared_pb2.UUID
 
 def new_event(proposed: _Proposed) -> NewEvent:
     """The event a proposed message describes: its ``metadata`` map must hold ``type``
-    and ``content-type``; ``data`` is kept as bytes, ``custom_metadata`` too (None when
-    empty). Raises :class:`EventTooLarge` for data plus metadata over
-    :data:`MAX_EVENT_APPEND_SIZE`, :class:`~exesdb.grpc.rpc.RpcError` ``INVALID_ARGUMENT`` for
-    anything else wrong."""
+    and ``content-type``; ``data`` is kept as bytes (a :class:`~exesdb.payload.JsonText`
+    when the content type is ``application/json``, as KurrentDB flags such events JSON),
+    ``custom_metadata`` too (None when empty). Raises :class:`EventTooLarge` for data
+    plus metadata over :data:`MAX_EVENT_APPEND_SIZE`, :class:`~exesdb.grpc.rpc.RpcError`
+    ``INVALID_ARGUMENT`` for anything else wrong."""
     event_id = uuid_from_proto(proposed.id, "proposed_message.id")
     metadata = proposed.metadata
     event_type = metadata.get("type")
@@ -211,8 +223,10 @@ def new_event(proposed: _Proposed) -> NewEvent:
     if size > MAX_EVENT_APPEND_SIZE:
         raise EventTooLarge(str(event_id), size)
     try:
-        return NewEvent(event_type, data=data, metadata=custom or None, event_id=event_id,
-                        content_type=content_type)
+        return NewEvent(event_type,
+                        data=payload.JsonText(data) if content_type == JSON_CONTENT_TYPE
+                        else data,
+                        metadata=custom or None, event_id=event_id, content_type=content_type)
     except InvalidArgument as exc:
         raise bad_request(f"proposed_message: {exc}") from None
 
@@ -232,6 +246,25 @@ def event_payload(value: Any, optional: bool = True) -> bytes:
     return payload.encode(value, "data")[1]
 
 
+def record_data(record: EventRecord) -> bytes:
+    """The data bytes of ``record`` on the wire: the stored bytes, exactly as written
+    (:func:`exesdb.events.raw_data`), else :func:`event_payload` of its value."""
+    raw = raw_data(record)
+    return raw if raw is not None else event_payload(record.data, optional=False)
+
+
+def grpc_position(position: int) -> int:
+    """The commit (and prepare) position clients see for the ``$all`` position
+    ``position``: one more, so the first event is at 1 (strictly increasing, one to one)."""
+    return position + 1
+
+
+def store_position(commit_position: int) -> int:
+    """The ``$all`` position of a client's commit position (:func:`grpc_position`
+    inverted): -1 for 0, which lies before every event."""
+    return commit_position - 1
+
+
 def set_timestamp(target: timestamp_pb2.Timestamp, epoch_us: int) -> None:
     """Set the ``Timestamp`` field ``target`` (of a message of this package's pool) to
     ``epoch_us`` microseconds after the Unix epoch."""
@@ -240,13 +273,10 @@ def set_timestamp(target: timestamp_pb2.Timestamp, epoch_us: int) -> None:
     target.nanos = micros * 1000
 
 
-def read_event(record: EventRecord, structured_uuid: bool = False) -> streams_pb2.ReadResp:
-    """The ``ReadResp`` carrying ``record``: ``stream_revision`` is its event number,
-    commit and prepare positions its ``$all`` position; the metadata map holds ``type``,
-    ``content-type`` and ``created`` (100 ns ticks since the Unix epoch, which the
-    clients read back as the commit time)."""
-    position = record.position
-    recorded = streams_pb2.ReadResp.ReadEvent.RecordedEvent(
+def _recorded(record: EventRecord,
+              structured_uuid: bool) -> streams_pb2.ReadResp.ReadEvent.RecordedEvent:
+    position = grpc_position(record.position)
+    return streams_pb2.ReadResp.ReadEvent.RecordedEvent(
         id=uuid_to_proto(record.event_id, structured_uuid),
         stream_identifier=shared_pb2.StreamIdentifier(stream_name=record.stream_id.encode()),
         stream_revision=record.event_number,
@@ -258,11 +288,24 @@ def read_event(record: EventRecord, structured_uuid: bool = False) -> streams_pb
             "created": str(record.created_epoch * 10),
         },
         custom_metadata=event_payload(record.metadata),
-        data=event_payload(record.data, optional=False),
+        data=record_data(record),
     )
-    return streams_pb2.ReadResp(
-        event=streams_pb2.ReadResp.ReadEvent(event=recorded, commit_position=position)
-    )
+
+
+def read_event(record: EventRecord, structured_uuid: bool = False,
+               link: EventRecord | None = None) -> streams_pb2.ReadResp:
+    """The ``ReadResp`` carrying ``record``: ``stream_revision`` is its event number,
+    commit and prepare positions its :func:`grpc_position`; the metadata map holds
+    ``type``, ``content-type`` and ``created`` (100 ns ticks since the Unix epoch, which
+    the clients read back as the commit time). With ``link``, ``record`` is the event a
+    link event resolved to: the response carries both, and its commit position is the
+    link's (the position of what was read), as KurrentDB answers."""
+    read = streams_pb2.ReadResp.ReadEvent(
+        event=_recorded(record, structured_uuid),
+        commit_position=grpc_position((link or record).position))
+    if link is not None:
+        read.link.CopyFrom(_recorded(link, structured_uuid))
+    return streams_pb2.ReadResp(event=read)
 
 
 def _varint(value: int) -> bytes:
@@ -285,11 +328,26 @@ def _field(tag: bytes, payload: bytes) -> bytes:
     return tag + _varint(len(payload)) + payload
 
 
-def read_event_bytes(record: EventRecord, structured_uuid: bool = False) -> bytes:
+def read_event_bytes(record: EventRecord, structured_uuid: bool = False,
+                     link: EventRecord | None = None) -> bytes:
     """The serialized ``ReadResp`` of :func:`read_event`, written directly (cheaper than
     building the message objects; the same fields and values, proto3 defaults left out as
     protobuf does)."""
-    position = record.position
+    recorded = _recorded_bytes(record, structured_uuid)
+    if link is None:
+        position = grpc_position(record.position)
+        read_event_field = _field(b"\x0a", recorded) + b"\x18" + _varint(position)
+    else:
+        position = grpc_position(link.position)
+        read_event_field = (_field(b"\x0a", recorded)
+                            + _field(b"\x12", _recorded_bytes(link, structured_uuid))
+                            + b"\x18" + _varint(position))
+    return _field(b"\x0a", read_event_field)
+
+
+def _recorded_bytes(record: EventRecord, structured_uuid: bool) -> bytes:
+    """A serialized ``ReadResp.ReadEvent.RecordedEvent``."""
+    position = grpc_position(record.position)
     event_id = record.event_id
     if structured_uuid:
         msb, lsb = event_id.int >> 64, event_id.int & 0xFFFF_FFFF_FFFF_FFFF
@@ -304,7 +362,7 @@ def read_event_bytes(record: EventRecord, structured_uuid: bool = False) -> byte
         uuid_field,
         _field(b"\x12", b"\x1a" + _varint(len(name)) + name),
         b"\x18" + _varint(record.event_number) if record.event_number else b"",
-        b"\x20" + _varint(position) + b"\x28" + _varint(position) if position else b"",
+        b"\x20" + _varint(position) + b"\x28" + _varint(position),
         _type_entry(record.event_type),
         _content_type_entry(record.content_type),
         _field(b"\x32", b"\x0a\x07created\x12" + _varint(len(created)) + created),
@@ -312,13 +370,10 @@ def read_event_bytes(record: EventRecord, structured_uuid: bool = False) -> byte
     custom = event_payload(record.metadata)
     if custom:
         parts.append(_field(b"\x3a", custom))
-    data = event_payload(record.data, optional=False)
+    data = record_data(record)
     if data:
         parts.append(_field(b"\x42", data))
-    recorded = b"".join(parts)
-    # commit_position sits in a oneof there: present even when 0
-    read_event_field = _field(b"\x0a", recorded) + b"\x18" + _varint(position)
-    return _field(b"\x0a", read_event_field)
+    return b"".join(parts)
 
 
 # A string UUID's field (tag, length 36, then the 36 characters follow)
@@ -346,14 +401,15 @@ def stream_not_found(stream_id: str) -> streams_pb2.ReadResp:
 
 
 def append_success(version: int, position: int | None) -> streams_pb2.AppendResp:
-    """A successful ``AppendResp``: the stream's new revision and the ``$all`` position
-    of its last event (``no_position`` when unknown)."""
+    """A successful ``AppendResp``: the stream's new revision and the position of its
+    last event (the :func:`grpc_position` of its ``$all`` position; ``no_position`` when
+    unknown)."""
     success = streams_pb2.AppendResp.Success(current_revision=version)
     if position is None:
         success.no_position.SetInParent()
     else:
-        success.position.commit_position = position
-        success.position.prepare_position = position
+        success.position.commit_position = success.position.prepare_position = (
+            grpc_position(position))
     return streams_pb2.AppendResp(success=success)
 
 
@@ -432,13 +488,14 @@ def batch_error_status(exc: ExESDBError, stream_id: str) -> status_pb2.Status:
 
 def batch_success(version: int, position: int | None) -> streams_pb2.BatchAppendResp.Success:
     """The success of a batch append: the stream's revision and its last event's
-    position (``no_position`` when unknown)."""
+    position (the :func:`grpc_position` of its ``$all`` position; ``no_position`` when
+    unknown)."""
     success = streams_pb2.BatchAppendResp.Success(current_revision=version)
     if position is None:
         success.no_position.SetInParent()
     else:
-        success.position.commit_position = position
-        success.position.prepare_position = position
+        success.position.commit_position = success.position.prepare_position = (
+            grpc_position(position))
     return success
 
 

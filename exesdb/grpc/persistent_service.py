@@ -29,7 +29,15 @@ import trio
 from ..errors import ExESDBError, InvalidArgument
 from ..events import EventRecord
 from ..validation import check_name
-from .convert import bad_request, event_payload, rpc_error, stream_name, uuid_from_proto
+from .convert import (
+    bad_request,
+    event_payload,
+    grpc_position,
+    record_data,
+    rpc_error,
+    stream_name,
+    uuid_from_proto,
+)
 from .convert import uuid_to_proto as _uuid_to_proto
 from .groups import client as groups
 from .groups.config import ALL, GroupConfig, GroupFilter, GroupSettings, subscription_name
@@ -203,7 +211,7 @@ def _uuids(ids: Any, field: str) -> list[uuid.UUID]:
 
 def _recorded(record: EventRecord,
               structured: bool) -> persistent_pb2.ReadResp.ReadEvent.RecordedEvent:
-    position = record.position
+    position = grpc_position(record.position)
     return persistent_pb2.ReadResp.ReadEvent.RecordedEvent(
         id=_uuid_to_proto(record.event_id, structured),
         stream_identifier=shared_pb2.StreamIdentifier(stream_name=record.stream_id.encode()),
@@ -213,7 +221,7 @@ def _recorded(record: EventRecord,
         metadata={"type": record.event_type, "content-type": record.content_type,
                   "created": str(record.created_epoch * 10)},
         custom_metadata=event_payload(record.metadata),
-        data=event_payload(record.data, optional=False),
+        data=record_data(record),
     )
 
 
@@ -221,7 +229,7 @@ def _read_event(event: EventRecord, link: EventRecord | None, retry_count: int,
                 structured: bool) -> persistent_pb2.ReadResp:
     read = persistent_pb2.ReadResp.ReadEvent(
         event=_recorded(event, structured),
-        commit_position=(link or event).position,
+        commit_position=grpc_position((link or event).position),
         retry_count=retry_count,
     )
     if link is not None:
@@ -232,7 +240,10 @@ def _read_event(event: EventRecord, link: EventRecord | None, retry_count: int,
 def _position(config: GroupConfig, key: int | None) -> str:
     if key is None:
         return ""
-    return f"C:{key}/P:{key}" if config.is_all else str(key)
+    if not config.is_all:
+        return str(key)
+    position = grpc_position(key)
+    return f"C:{position}/P:{position}"
 
 
 def _start_from(config: GroupConfig) -> str:

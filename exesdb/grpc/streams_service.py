@@ -137,6 +137,8 @@ def _now_us() -> int:
 
 
 def _checkpoint(position: int) -> streams_pb2.ReadResp:
+    """A filtered subscription's checkpoint at the ``$all`` position ``position``."""
+    position = convert.grpc_position(position)
     checkpoint = streams_pb2.ReadResp.Checkpoint(commit_position=position,
                                                  prepare_position=position)
     convert.set_timestamp(checkpoint.timestamp, _now_us())
@@ -149,8 +151,8 @@ def _caught_up(stream_revision: int | None, position: int | None) -> streams_pb2
     if stream_revision is not None and stream_revision >= 0:
         caught_up.stream_revision = stream_revision
     if position is not None and position >= 0:
-        caught_up.position.commit_position = position
-        caught_up.position.prepare_position = position
+        caught_up.position.commit_position = caught_up.position.prepare_position = (
+            convert.grpc_position(position))
     return streams_pb2.ReadResp(caught_up=caught_up)
 
 
@@ -169,12 +171,13 @@ def _check_writable(stream_id: str) -> None:
 
 
 def _set_position(response: Any, position: int | None) -> None:
-    """Set the ``position`` (or ``no_position``) of a delete or tombstone response."""
+    """Set the ``position`` (or ``no_position``) of a delete or tombstone response from
+    an ``$all`` position."""
     if position is None:
         response.no_position.SetInParent()
     else:
-        response.position.commit_position = position
-        response.position.prepare_position = position
+        response.position.commit_position = response.position.prepare_position = (
+            convert.grpc_position(position))
 
 
 def _confirmation() -> streams_pb2.ReadResp:
@@ -368,10 +371,14 @@ class _Streams:
 
     @staticmethod
     def _all_start(options: _Options.AllOptions) -> int | str:
+        """``"start"``, ``"end"``, or the ``$all`` position of the commit position given
+        (-1 for 0: before every event)."""
         which = options.WhichOneof("all_option")
         if which is None:
             raise bad_request("options.all: one of position, start or end is required")
-        return _position(options.position.commit_position) if which == "position" else which
+        if which == "position":
+            return convert.store_position(_position(int(options.position.commit_position)))
+        return str(which)
 
     async def _read_stream(self, send: _Sender, stream_id: str, start: int | str,
                            backwards: bool, count: int) -> None:
@@ -406,13 +413,13 @@ class _Streams:
                         event_filter: _EventFilter | None) -> None:
         direction: Any = "backward" if backwards else "forward"
         if backwards:
-            if start == "start" or start == 0:
+            if start == "start" or (start != "end" and int(start) <= 0):
                 return
             next_: int | End = END if start == "end" else int(start) - 1
         else:
             if start == "end":
                 return
-            next_ = 0 if start == "start" else int(start)
+            next_ = 0 if start == "start" else max(int(start), 0)
         matches = event_filter.matches if event_filter is not None else None
         sent = 0
         while sent < count:

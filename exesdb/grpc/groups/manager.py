@@ -30,7 +30,7 @@ from ...events import EventRecord, NewEvent
 from ...naming import child_spec_id, partition_name
 from ...options import StoreOptions
 from ...systems.processes import StoreServer, StoreSupervisor
-from ..convert import rpc_error
+from ..convert import grpc_position, rpc_error, store_position
 from ..rpc import RpcError
 from .config import (
     ALL,
@@ -386,10 +386,11 @@ class GroupManager(StoreServer):
                 return 0
             if config.start == "end":
                 return head + 1
-            if config.start > head + 1:
+            start = store_position(config.start)  # a commit position: its $all position
+            if start > head + 1:
                 raise invalid(f"start position: commit position {config.start} is past the "
-                               f"end of $all ({head})")
-            return config.start
+                               f"end of $all ({grpc_position(head)})")
+            return max(start, 0)
         if config.start == "start":
             return 0
         if config.start == "end":

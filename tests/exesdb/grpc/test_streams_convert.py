@@ -147,10 +147,10 @@ def record(data: object, metadata: object = None, **fields: object) -> EventReco
 def test_a_read_event_carries_revision_positions_type_content_type_and_created_ticks():
     response = convert.read_event(record(b"raw", content_type="application/octet-stream"))
     assert response.WhichOneof("content") == "event"
-    assert response.event.commit_position == 42
+    assert response.event.commit_position == 43  # its $all position (42) plus one
     event = response.event.event
     assert (event.stream_identifier.stream_name, event.stream_revision) == (b"orders", 3)
-    assert event.commit_position == event.prepare_position == 42
+    assert event.commit_position == event.prepare_position == 43
     assert event.id.string == str(uuid.UUID(int=5))
     assert dict(event.metadata) == {
         "type": "Placed", "content-type": "application/octet-stream",

@@ -1,0 +1,165 @@
+"""Streams behaviours where exesdb must answer as KurrentDB 25 does, through the real
+``kurrentdbclient``: positions (no event at commit position 0), JSON data whichever door it
+came in by, soft deletes that keep the stream's version and write ``$tb``, deleting a stream
+that never existed, link events resolved, and the progress messages of subscriptions.
+
+Most tests share one server subprocess (the ``server`` and ``client`` fixtures of
+conftest.py) and use streams of their own; the ones about a new store start their own.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+import uuid
+
+import pytest
+import trio
+from eventsourcing.application import Application
+from kurrentdbclient import KurrentDBClient, NewEvent, StreamState
+
+import otp
+from exesdb import gateway, start_store, stop_store
+from exesdb.grpc import address
+
+from .conftest import start_server
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def stream(request: pytest.FixtureRequest) -> str:
+    """A stream name no other test uses."""
+    return f"{request.node.name[:40]}-{next(_names)}-{uuid.uuid4().hex[:8]}"
+
+
+def events(*types: str) -> list[NewEvent]:
+    return [NewEvent(type=t, data=json.dumps({"t": t}).encode()) for t in types]
+
+
+# -- positions -------------------------------------------------------------------------------
+
+
+def test_the_client_synopsis_runs_against_a_new_store(tmp_path):
+    """kurrentdbclient's README synopsis: its subscription "from commit_position=0" (after
+    0) receives the first events of a new store, since none sits at 0."""
+    with start_server(tmp_path) as server:
+        client = KurrentDBClient(server.uri)
+        try:
+            stream_name1 = str(uuid.uuid4())
+            event1 = NewEvent(type="OrderCreated", data=b'{"order_number": "123456"}')
+            event2 = NewEvent(type="OrderSubmitted", data=b"{}")
+            event3 = NewEvent(type="OrderCancelled", data=b"{}")
+            commit_position1 = client.append_to_stream(
+                stream_name=stream_name1, current_version=StreamState.NO_STREAM,
+                events=[event1, event2])
+            commit_position2 = client.append_to_stream(
+                stream_name=stream_name1, current_version=1, events=[event3])
+            assert commit_position2 > commit_position1
+            recorded = client.get_stream(stream_name=stream_name1)
+            assert [e.stream_position for e in recorded] == [0, 1, 2]
+            assert recorded[0].data == b'{"order_number": "123456"}'
+            received = []
+            with client.subscribe_to_all(commit_position=0, timeout=10) as subscription:
+                for event in subscription:
+                    received.append(event)
+                    if event.commit_position == commit_position2:
+                        break
+            assert [(e.type, e.data, e.id) for e in received[-3:]] == [
+                ("OrderCreated", b'{"order_number": "123456"}', event1.id),
+                ("OrderSubmitted", b"{}", event2.id),
+                ("OrderCancelled", b"{}", event3.id)]
+        finally:
+            client.close()
+
+
+def test_commit_positions_start_above_zero_and_follow_the_all_order(tmp_path):
+    with start_server(tmp_path) as server:
+        client = KurrentDBClient(server.uri)
+        try:
+            first = client.append_to_stream("a", events=events("A"),
+                                            current_version=StreamState.ANY)
+            client.append_to_stream("b", events=events("B", "C"),
+                                    current_version=StreamState.ANY)
+            read = list(client.read_all())
+            positions = [e.commit_position for e in read]
+            assert first == positions[0] == 1
+            assert positions == sorted(set(positions))
+            assert all(e.prepare_position == e.commit_position for e in read)
+            # a position reads from its own event, forwards, and before it, backwards
+            assert [e.type for e in client.read_all(commit_position=positions[1])] == [
+                "B", "C"]
+            assert [e.type for e in client.read_all(commit_position=positions[1],
+                                                    backwards=True)] == ["A"]
+            assert client.get_commit_position() == positions[-1]
+        finally:
+            client.close()
+
+
+class _Notes(Application):
+    """An application with no aggregates: only its recorder is used."""
+
+
+def test_eventsourcing_notification_ids_start_at_one(tmp_path):
+    with start_server(tmp_path) as server:
+        client = KurrentDBClient(server.uri)
+        try:
+            client.append_to_stream("x", events=events("A", "B"),
+                                    current_version=StreamState.NO_STREAM)
+        finally:
+            client.close()
+        app = _Notes(env={"PERSISTENCE_MODULE": "eventsourcing_kurrentdb",
+                          "KURRENTDB_URI": server.uri})
+        try:
+            assert app.recorder.max_notification_id() == 2
+        finally:
+            app.close()
+
+
+# -- JSON ------------------------------------------------------------------------------------
+
+
+def test_json_sent_over_grpc_reads_back_over_grpc_as_the_very_bytes_sent(client, stream):
+    sent = [NewEvent(type="A", data=b'{ "sku" : "A-1",\n "n": 1.50 }'),
+            NewEvent(type="B", data=b"{not json", content_type="application/json")]
+    client.append_to_stream(stream, events=sent, current_version=StreamState.NO_STREAM)
+    assert [e.data for e in client.get_stream(stream)] == [e.data for e in sent]
+
+
+async def test_json_sent_over_grpc_is_a_json_value_in_process_and_bad_json_stays_bytes(
+        tmp_path):
+    async with otp.node():
+        await start_store("j", tmp_path, grpc_port=0)
+        host, port = address("j")
+
+        def append() -> None:
+            client = KurrentDBClient(f"kurrentdb://{host}:{port}?Tls=false")
+            try:
+                client.append_to_stream("order-1", events=[
+                    NewEvent(type="Placed", data=b'{"sku": "A-1"}'),
+                    NewEvent(type="Noted", data=b"{not json"),
+                    NewEvent(type="Raw", data=b'{"x": 1}',
+                             content_type="application/octet-stream"),
+                ], current_version=StreamState.NO_STREAM)
+            finally:
+                client.close()
+
+        await trio.to_thread.run_sync(append)
+        read = await gateway.get_events("j", "order-1")
+        assert [e.data for e in read] == [{"sku": "A-1"}, b"{not json", b'{"x": 1}']
+        await stop_store("j")
+
+
+def test_the_read_command_prints_json_sent_over_grpc_as_json(server, client, stream):
+    client.append_to_stream(stream, events=[NewEvent(type="Placed",
+                                                     data=b'{"sku": "A-1"}')],
+                            current_version=StreamState.NO_STREAM)
+    command = [sys.executable, "-m", "exesdb", "read", stream, "--store-id", "s",
+               "--data-dir", str(server.data_dir)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    assert out.rstrip("\n").split("\t")[-1] == '{"sku": "A-1"}'
+    out = subprocess.run([*command, "--json"], capture_output=True, text=True,
+                         check=True).stdout
+    assert json.loads(out)["data"] == {"sku": "A-1"}
