@@ -33,7 +33,33 @@ Errors: a connection error raises :class:`h2.exceptions.ProtocolError` (or its s
 with the matching ``error_code``) from :meth:`H2Connection.receive_data` after queueing
 one GOAWAY with that code; the connection then ignores further input and every send
 raises ProtocolError. Sending on a closed or unknown stream raises
-:class:`h2.exceptions.StreamClosedError` (a ProtocolError).
+:class:`h2.exceptions.StreamClosedError` (a ProtocolError). A malformed request or
+trailer block (headers h2's validator refuses, trailers without END_STREAM) is a stream
+error, as RFC 9113 8.1.1 asks: that stream is reset with PROTOCOL_ERROR (and a
+StreamReset event, remote_reset False, when it was open), the connection goes on. HPACK
+errors stay connection errors (the decoder's state is lost).
+
+Abuse (:class:`Limits`, checked as frames are parsed, so a flood stops at its budget
+even inside one read): every RST_STREAM the client sends and every stream the server
+resets because of the client's frames (a stream error, a frame on a closed stream, a
+window overflow, a refused stream: the "MadeYouReset" pattern), every PING, every
+SETTINGS, every header block and its bytes, every CONTINUATION and every frame that
+does nothing (PRIORITY, an empty DATA frame that does not end its stream, a frame of an
+unknown type, a WINDOW_UPDATE of a closed stream) is taken from a budget of its kind (a
+token bucket holding N, refilled at N per ``Limits.window`` seconds). A frame that finds
+its budget empty, a SETTINGS frame of more than ``Limits.settings_entries`` entries or a
+header block of more than ``Limits.continuations_per_block`` CONTINUATION frames is a
+flood: :class:`h2.exceptions.DenialOfServiceError`, GOAWAY ENHANCE_YOUR_CALM (with what
+was exceeded as its debug data). A SETTINGS frame is applied once, with the last value
+of each setting (one walk of the open streams per frame at most). The decoding cache
+holds at most ``Limits.decode_cache_bytes`` (blocks over 4 KiB are never cached).
+
+Streams held by the application: with :attr:`H2Connection.release_required` set, a
+stream counts against our SETTINGS_MAX_CONCURRENT_STREAMS from its RequestReceived until
+:meth:`H2Connection.release_stream`, even once closed (a call cancelled by a reset still
+runs until its handler has finished): so a client resetting its streams cannot have more
+than that many calls in progress; a stream beyond is refused (REFUSED_STREAM, which
+counts as a reset).
 
 The ``headers`` of a RequestReceived or TrailersReceived event may be the very list of
 an earlier event (a reused decoding): read them, never modify them. Outbound header names
@@ -45,9 +71,11 @@ Only one thread may use a connection at a time; nothing here blocks or does I/O.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import attrs
 import h2.config
 import h2.errors
 import h2.events
@@ -58,7 +86,7 @@ import hpack
 import hpack.exceptions
 import hpack.table
 
-__all__ = ["PREFACE", "H2Connection"]
+__all__ = ["PREFACE", "H2Connection", "Limits"]
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 """What a client sends before its first frame."""
@@ -101,7 +129,12 @@ _BY_RECEIVED_RESET = 3  # the client sent RST_STREAM
 _CLOSED_MEMORY = 4096
 """How many closed streams' endings are remembered; older ones are treated as reset by
 us (their late frames are ignored)."""
-_DECODE_CACHE_SIZE = 256
+_CACHEABLE_BLOCK = 4096
+"""Header blocks up to this size may have their decoding cached (requests' blocks are far
+smaller; a larger block is decoded every time)."""
+_CACHE_ENTRY_COST = 200
+_CACHE_HEADER_COST = 120
+"""What a cached decoding is counted to cost besides its bytes: per entry, per header."""
 _ENCODE_CACHE_SIZE = 256
 
 _REQUEST_FLAGS = h2.utilities.HeaderValidationFlags(
@@ -132,6 +165,82 @@ def _connection_error(message: str, code: _ErrorCodes) -> h2.exceptions.Protocol
     error = h2.exceptions.ProtocolError(message)
     error.error_code = code
     return error
+
+
+def _flood(message: str) -> h2.exceptions.DenialOfServiceError:
+    return h2.exceptions.DenialOfServiceError(message)
+
+
+@attrs.frozen
+class Limits:
+    """What one client may make one connection do (see the module doc). The budgets hold
+    so many of their kind and refill at that many per :attr:`window` seconds; the
+    defaults are those of :class:`exesdb.grpc.server.ServerConfig`."""
+
+    window: float = 10.0
+    """The seconds over which each budget refills completely."""
+    resets: int = 1000
+    """RST_STREAM frames received plus streams reset because of the client's frames."""
+    pings: int = 100
+    """PING frames (ACKs included)."""
+    settings: int = 100
+    """SETTINGS frames (ACKs included)."""
+    header_blocks: int = 50_000
+    """Header blocks (HEADERS frames)."""
+    header_bytes: int = 4 << 20
+    """Bytes of header blocks (HEADERS and CONTINUATION payloads): decoding costs CPU by
+    the byte."""
+    continuations: int = 1000
+    """CONTINUATION frames."""
+    empty_frames: int = 10_000
+    """Frames that do nothing: PRIORITY, empty DATA not ending its stream, unknown types,
+    WINDOW_UPDATE of a closed stream."""
+    settings_entries: int = 32
+    """The most entries one SETTINGS frame may carry."""
+    continuations_per_block: int = 16
+    """The most CONTINUATION frames one header block may take."""
+    decode_cache_bytes: int = 256 << 10
+    """What the cache of decoded header blocks may hold (its bytes and an estimate of
+    its decodings' memory)."""
+
+
+class _Budget:
+    """A token bucket: holds up to ``capacity``, refilled at ``capacity / window`` per
+    second; :meth:`take` raises DenialOfServiceError naming ``what`` once it is empty."""
+
+    __slots__ = ("capacity", "rate", "stamp", "tokens", "what")
+
+    def __init__(self, capacity: int, window: float, what: str, now: float) -> None:
+        self.capacity = float(capacity)
+        self.rate = capacity / window
+        self.tokens = float(capacity)
+        self.stamp = now
+        self.what = f"too many {what} (over {capacity} in {window:g} s)"
+
+    def take(self, now: float, n: int = 1) -> None:
+        tokens = self.tokens + (now - self.stamp) * self.rate
+        if tokens > self.capacity:
+            tokens = self.capacity
+        self.stamp = now
+        tokens -= n
+        self.tokens = tokens
+        if tokens < 0:
+            raise _flood(self.what)
+
+
+def _check_setting(code: int, value: int) -> None:
+    """Raise the connection error of an invalid SETTINGS value."""
+    if code == _SettingCodes.INITIAL_WINDOW_SIZE and value > _MAX_WINDOW:
+        error = _ErrorCodes.FLOW_CONTROL_ERROR
+    elif (code == _SettingCodes.MAX_FRAME_SIZE and not (
+        _DEFAULT_FRAME_SIZE <= value <= _MAX_FRAME_SIZE_LIMIT
+    )) or (
+        code in (_SettingCodes.ENABLE_PUSH, _SettingCodes.ENABLE_CONNECT_PROTOCOL) and value > 1
+    ):
+        error = _ErrorCodes.PROTOCOL_ERROR
+    else:
+        return
+    raise _connection_error(f"Setting {_SETTING_CODES[code]} has invalid value {value}", error)
 
 
 # -- HPACK encoding without the dynamic table ------------------------------------------
@@ -251,10 +360,32 @@ class H2Connection:
     which sends them; their values apply at once (h2 does the same with initial values).
     """
 
-    def __init__(self, config: h2.config.H2Configuration | None = None) -> None:
+    def __init__(
+        self,
+        config: h2.config.H2Configuration | None = None,
+        limits: Limits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if config is not None and config.client_side:
             raise ValueError("_h2lite only implements the server side")
         self.config = config
+        self.limits = limits = limits if limits is not None else Limits()
+        """The abuse budgets and caps (see the module doc)."""
+        self._clock = clock
+        now = self._now = clock()
+        window = limits.window
+        self._resets = _Budget(limits.resets, window, "stream resets", now)
+        self._pings = _Budget(limits.pings, window, "PING frames", now)
+        self._settings = _Budget(limits.settings, window, "SETTINGS frames", now)
+        self._header_blocks = _Budget(limits.header_blocks, window, "header blocks", now)
+        self._header_bytes = _Budget(limits.header_bytes, window, "header block bytes", now)
+        self._continuations = _Budget(limits.continuations, window, "CONTINUATION frames", now)
+        self._empty_frames = _Budget(limits.empty_frames, window, "frames doing nothing", now)
+        self.release_required = False
+        """True: streams count against the concurrency limit until released (see the
+        module doc and :meth:`release_stream`)."""
+        self._held: set[int] = set()  # streams delivered and not yet released
+        self._zombies = 0  # of those, the closed ones
         self.local_settings = h2.settings.Settings(client=False)
         self.max_inbound_frame_size = _DEFAULT_FRAME_SIZE
         """The largest frame payload accepted; a larger one is a FRAME_SIZE_ERROR."""
@@ -282,9 +413,12 @@ class H2Connection:
         self._header_stream = 0
         self._header_end_stream = False
         self._header_block_size = 0
+        self._header_frames = 0  # CONTINUATION frames of the block in progress
         self._goaway_sent = False
         self._terminated = False  # GOAWAY sent for an error, or received: input ignored
-        self._decoded: dict[bytes, tuple[Any, list[tuple[bytes, bytes]]]] = {}
+        self._decoded: dict[bytes, tuple[Any, list[tuple[bytes, bytes]], int]] = {}
+        self._decoded_bytes = 0  # what the entries of _decoded are counted to cost
+        self._out_size = 0  # bytes in _out
         self._encoded: dict[tuple[tuple[bytes, bytes], ...], bytes] = {}
 
     # -- state readers ------------------------------------------------------------------
@@ -299,6 +433,38 @@ class H2Connection:
         """How many streams are open or half-closed."""
         return len(self.streams)
 
+    @property
+    def max_concurrent_streams(self) -> int:
+        """Our SETTINGS_MAX_CONCURRENT_STREAMS (from :meth:`initiate_connection` on)."""
+        return self._max_streams
+
+    @property
+    def closed_unreleased_streams(self) -> int:
+        """With :attr:`release_required`: closed streams not yet released (calls still
+        finishing), which count against the concurrency limit."""
+        return self._zombies
+
+    @property
+    def outbound_buffered(self) -> int:
+        """How many bytes are queued for :meth:`data_to_send`."""
+        return self._out_size
+
+    @property
+    def incomplete_frame(self) -> bool:
+        """True while part of a frame (or of a header block awaiting CONTINUATION) has
+        arrived and the rest has not."""
+        return bool(self._pending) or self._header_block is not None
+
+    def release_stream(self, stream_id: int) -> None:
+        """The application is done with ``stream_id`` (its call has finished): with
+        :attr:`release_required`, it no longer counts against the concurrency limit.
+        Releasing a stream never delivered, or twice, does nothing."""
+        held = self._held
+        if stream_id in held:
+            held.remove(stream_id)
+            if stream_id not in self.streams:
+                self._zombies -= 1
+
     def local_flow_control_window(self, stream_id: int) -> int:
         """How many DATA bytes may be sent on ``stream_id`` now (the smaller of the
         connection and stream windows; may be negative). StreamClosedError for a stream
@@ -308,11 +474,15 @@ class H2Connection:
 
     # -- starting and ending ------------------------------------------------------------
 
+    def _emit(self, data: bytes) -> None:
+        self._out.append(data)
+        self._out_size += len(data)
+
     def initiate_connection(self) -> None:
         """Queue our SETTINGS (all of ``local_settings``); their values apply now."""
         settings = self.local_settings
         payload = b"".join(_U16_U32.pack(int(code), value) for code, value in settings.items())
-        self._out.append(_frame(_SETTINGS, 0, 0, payload))
+        self._emit(_frame(_SETTINGS, 0, 0, payload))
         self._local_initial_window = settings.initial_window_size
         self._max_streams = settings.max_concurrent_streams
         max_list = settings.max_header_list_size
@@ -336,14 +506,14 @@ class H2Connection:
         self._goaway_sent = True
         last_id = self.highest_inbound_stream_id if last is None else last
         payload = _LL.pack(last_id, int(error_code)) + (additional_data or b"")
-        self._out.append(_frame(_GOAWAY, 0, 0, payload))
+        self._emit(_frame(_GOAWAY, 0, 0, payload))
 
     def ping(self, opaque_data: bytes) -> None:
         """Queue a PING carrying ``opaque_data`` (8 bytes)."""
         if len(opaque_data) != 8:
             raise ValueError("PING data must be 8 bytes")
         self._check_open()
-        self._out.append(_frame(_PING, 0, 0, bytes(opaque_data)))
+        self._emit(_frame(_PING, 0, 0, bytes(opaque_data)))
 
     def data_to_send(self, amount: int | None = None) -> bytes:
         """The bytes queued since the last call, in order: all of them, or at most
@@ -353,14 +523,18 @@ class H2Connection:
             return b""
         data = b"".join(out)
         out.clear()
+        self._out_size = 0
         if amount is not None and len(data) > amount:
-            out.append(data[amount:])
+            rest = data[amount:]
+            out.append(rest)
+            self._out_size = len(rest)
             data = data[:amount]
         return data
 
     def clear_outbound_data_buffer(self) -> None:
         """Drop everything queued."""
         self._out.clear()
+        self._out_size = 0
 
     # -- sending ------------------------------------------------------------------------
 
@@ -397,13 +571,13 @@ class H2Connection:
         flags = _END_STREAM if end_stream else 0
         limit = self.max_outbound_frame_size
         if len(block) <= limit:
-            self._out.append(_frame(_HEADERS, flags | _END_HEADERS, stream_id, block))
+            self._emit(_frame(_HEADERS, flags | _END_HEADERS, stream_id, block))
         else:
             chunks = [block[i : i + limit] for i in range(0, len(block), limit)]
-            self._out.append(_frame(_HEADERS, flags, stream_id, chunks[0]))
+            self._emit(_frame(_HEADERS, flags, stream_id, chunks[0]))
             for i, chunk in enumerate(chunks[1:], start=2):
                 last = _END_HEADERS if i == len(chunks) else 0
-                self._out.append(_frame(_CONTINUATION, last, stream_id, chunk))
+                self._emit(_frame(_CONTINUATION, last, stream_id, chunk))
         if end_stream:
             self._local_end(stream_id, stream)
 
@@ -431,6 +605,7 @@ class H2Connection:
         out = self._out
         out.append(_frame_header(_DATA, _END_STREAM if end_stream else 0, stream_id, size))
         out.append(bytes(data))
+        self._out_size += 9 + size
         if end_stream:
             self._local_end(stream_id, stream)
 
@@ -452,11 +627,17 @@ class H2Connection:
         self._reset(stream_id, error_code)
 
     def _reset(self, stream_id: int, error_code: int) -> None:
-        self._out.append(_frame(_RST_STREAM, 0, stream_id, _U32.pack(int(error_code))))
+        self._emit(_frame(_RST_STREAM, 0, stream_id, _U32.pack(int(error_code))))
         self._close(stream_id, _BY_SENT_RESET)
 
+    def _reset_for_client(self, stream_id: int, error_code: int) -> None:
+        """Reset a stream because of what the client sent: counts as one of its resets."""
+        self._resets.take(self._now)
+        self._reset(stream_id, error_code)
+
     def _close(self, stream_id: int, how: int) -> None:
-        self.streams.pop(stream_id, None)
+        if self.streams.pop(stream_id, None) is not None and stream_id in self._held:
+            self._zombies += 1
         closed = self._closed
         closed[stream_id] = how
         if len(closed) > 2 * _CLOSED_MEMORY:
@@ -477,12 +658,12 @@ class H2Connection:
             return
         increment = self._inbound.process(acknowledged_size)
         if increment:
-            self._out.append(_frame(_WINDOW_UPDATE, 0, 0, _U32.pack(increment)))
+            self._emit(_frame(_WINDOW_UPDATE, 0, 0, _U32.pack(increment)))
         stream = self.streams.get(stream_id)
         if stream is not None and stream.remote_open:
             increment = stream.inbound.process(acknowledged_size)
             if increment:
-                self._out.append(_frame(_WINDOW_UPDATE, 0, stream_id, _U32.pack(increment)))
+                self._emit(_frame(_WINDOW_UPDATE, 0, stream_id, _U32.pack(increment)))
 
     def increment_flow_control_window(self, increment: int, stream_id: int | None = None) -> None:
         """Grow our receive window of the connection (``stream_id`` None) or a stream by
@@ -497,7 +678,7 @@ class H2Connection:
             stream.inbound.opened(increment)
         else:
             self._inbound.opened(increment)
-        self._out.append(_frame(_WINDOW_UPDATE, 0, stream_id or 0, _U32.pack(increment)))
+        self._emit(_frame(_WINDOW_UPDATE, 0, stream_id or 0, _U32.pack(increment)))
 
     # -- receiving ----------------------------------------------------------------------
 
@@ -508,6 +689,7 @@ class H2Connection:
         connection error; afterwards all input is ignored."""
         if self._terminated:
             return []
+        self._now = self._clock()
         if self._pending:
             self._pending += data
             if len(self._pending) < self._need:
@@ -522,8 +704,10 @@ class H2Connection:
         except h2.exceptions.ProtocolError as e:
             self._terminated = True
             self._pending.clear()
+            self._header_block = None
             if not self._goaway_sent:
-                self._goaway(e.error_code)
+                flood = isinstance(e, h2.exceptions.DenialOfServiceError)
+                self._goaway(e.error_code, str(e).encode()[:200] if flood else None)
             raise
         return events
 
@@ -572,7 +756,9 @@ class H2Connection:
                     )
                 self._settings_seen = True
             handler = handlers.get(ftype)
-            if handler is not None and handler(self, flags, stream_id, payload, events):
+            if handler is None:
+                self._empty_frames.take(self._now)  # an unknown type: ignored, but counted
+            elif handler(self, flags, stream_id, payload, events):
                 self._terminated = True  # GOAWAY received: ignore the rest
                 return
         if pos < total:
@@ -602,13 +788,15 @@ class H2Connection:
             raise _connection_error(
                 "Flow control window shrunk below 0", _ErrorCodes.FLOW_CONTROL_ERROR
             )
+        if not flow_length and not flags & _END_STREAM:
+            self._empty_frames.take(self._now)
         stream = self.streams.get(sid)
         if stream is None or not stream.remote_open:
             self._frame_on_closed(sid, stream, events)
             # Nobody will process these bytes: give the connection window back.
             increment = self._inbound.process(flow_length)
             if increment:
-                self._out.append(_frame(_WINDOW_UPDATE, 0, 0, _U32.pack(increment)))
+                self._emit(_frame(_WINDOW_UPDATE, 0, 0, _U32.pack(increment)))
             return False
         if not stream.inbound.consumed(flow_length):
             raise _connection_error(
@@ -638,7 +826,7 @@ class H2Connection:
         """DATA or HEADERS from the client on a stream it may not send on."""
         if stream is not None:
             # Half-closed (remote): a stream error (RFC 9113 5.1).
-            self._reset(sid, _ErrorCodes.STREAM_CLOSED)
+            self._reset_for_client(sid, _ErrorCodes.STREAM_CLOSED)
             events.append(
                 h2.events.StreamReset(
                     stream_id=sid, error_code=_ErrorCodes.STREAM_CLOSED, remote_reset=False
@@ -659,7 +847,8 @@ class H2Connection:
         if how == _BY_END:
             raise _connection_error(f"Frame on closed stream {sid}", _ErrorCodes.STREAM_CLOSED)
         if how == _BY_RECEIVED_RESET:
-            self._out.append(_frame(_RST_STREAM, 0, sid, _U32.pack(_ErrorCodes.STREAM_CLOSED)))
+            self._resets.take(self._now)
+            self._emit(_frame(_RST_STREAM, 0, sid, _U32.pack(_ErrorCodes.STREAM_CLOSED)))
         # reset by us: the client's frames in flight are ignored (RFC 9113 5.4.2)
 
     def _on_headers(
@@ -688,6 +877,9 @@ class H2Connection:
             )
         fragment = bytes(payload[start:end])
         end_stream = bool(flags & _END_STREAM)
+        now = self._now
+        self._header_blocks.take(now)
+        self._header_bytes.take(now, len(payload))
         if flags & _END_HEADERS:
             self._headers_complete(sid, end_stream, fragment, events)
         else:
@@ -695,6 +887,7 @@ class H2Connection:
             self._header_stream = sid
             self._header_end_stream = end_stream
             self._header_block_size = len(fragment)
+            self._header_frames = 0
         return False
 
     def _on_continuation(
@@ -703,6 +896,15 @@ class H2Connection:
         block = self._header_block
         if block is None or sid != self._header_stream:
             raise _connection_error("Unexpected CONTINUATION frame", _ErrorCodes.PROTOCOL_ERROR)
+        now = self._now
+        self._continuations.take(now)
+        self._header_bytes.take(now, len(payload))
+        self._header_frames += 1
+        if self._header_frames > self.limits.continuations_per_block:
+            raise _flood(
+                f"too many CONTINUATION frames in one header block "
+                f"(over {self.limits.continuations_per_block})"
+            )
         block.append(bytes(payload))
         self._header_block_size += len(payload)
         limit = self.decoder.max_header_list_size
@@ -713,31 +915,46 @@ class H2Connection:
             self._headers_complete(sid, self._header_end_stream, b"".join(block), events)
         return False
 
-    def _decode(self, block: bytes, trailers: bool) -> list[tuple[bytes, bytes]]:
-        """The validated headers of ``block`` (a cached decoding when the block and the
-        dynamic table are the same as when it was decoded and left the table alone)."""
+    def _decode(self, block: bytes, trailers: bool) -> list[tuple[bytes, bytes]] | None:
+        """The validated headers of ``block``, or None when they are malformed (a stream
+        error; HPACK errors raise connection errors). A cached decoding is reused when
+        the block and the dynamic table are the same as when it was decoded and left the
+        table alone."""
         table = self.decoder.header_table
         entries = table.dynamic_entries
         state = (len(entries), id(entries[0]) if entries else 0, table.maxsize, trailers)
         cached = self._decoded.get(block)
         if cached is not None and cached[0] == state:
             return cached[1]
-        try:
-            headers = self.decoder.decode(block, raw=True)
-        except hpack.exceptions.OversizedHeaderListError as e:
-            raise h2.exceptions.DenialOfServiceError(f"Oversized header block: {e}") from e
-        except (hpack.exceptions.HPACKError, IndexError, TypeError, UnicodeDecodeError) as e:
-            raise _connection_error(
-                f"Error decoding header block: {e}", _ErrorCodes.COMPRESSION_ERROR
-            ) from e
+        headers = self._decode_quietly(block)
         flags = _TRAILER_FLAGS if trailers else _REQUEST_FLAGS
-        validated: list[tuple[bytes, bytes]] = list(h2.utilities.validate_headers(headers, flags))
+        try:
+            validated: list[tuple[bytes, bytes]] = list(
+                h2.utilities.validate_headers(headers, flags)
+            )
+        except h2.exceptions.ProtocolError:
+            return None
         after = (len(entries), id(entries[0]) if entries else 0, table.maxsize, trailers)
-        if after == state:
-            if len(self._decoded) >= _DECODE_CACHE_SIZE:
-                self._decoded.clear()
-            self._decoded[block] = (state, validated)
+        if after == state and len(block) <= _CACHEABLE_BLOCK:
+            self._cache(block, state, validated)
         return validated
+
+    def _cache(self, block: bytes, state: Any, validated: list[tuple[bytes, bytes]]) -> None:
+        cost = _CACHE_ENTRY_COST + len(block)
+        for name, value in validated:
+            cost += _CACHE_HEADER_COST + len(name) + len(value)
+        budget = self.limits.decode_cache_bytes
+        if cost > budget:
+            return
+        decoded = self._decoded
+        previous = decoded.pop(block, None)
+        if previous is not None:
+            self._decoded_bytes -= previous[2]
+        while decoded and self._decoded_bytes + cost > budget:
+            oldest = next(iter(decoded))
+            self._decoded_bytes -= decoded.pop(oldest)[2]
+        decoded[block] = (state, validated, cost)
+        self._decoded_bytes += cost
 
     def _headers_complete(
         self, sid: int, end_stream: bool, block: bytes, events: list[h2.events.Event]
@@ -746,10 +963,15 @@ class H2Connection:
         if stream is not None and stream.remote_open:
             # Trailers.
             headers = self._decode(block, trailers=True)
-            if not end_stream:
-                raise _connection_error(
-                    "Trailers must have END_STREAM set", _ErrorCodes.PROTOCOL_ERROR
+            if headers is None or not end_stream:
+                # Malformed trailers, or trailers not ending the stream: a stream error.
+                self._reset_for_client(sid, _ErrorCodes.PROTOCOL_ERROR)
+                events.append(
+                    h2.events.StreamReset(
+                        stream_id=sid, error_code=_ErrorCodes.PROTOCOL_ERROR, remote_reset=False
+                    )
                 )
+                return
             ended = h2.events.StreamEnded(stream_id=sid)
             events.append(
                 h2.events.TrailersReceived(stream_id=sid, headers=headers, stream_ended=ended)
@@ -767,11 +989,19 @@ class H2Connection:
             )
         self.highest_inbound_stream_id = sid
         headers = self._decode(block, trailers=False)
-        if self._goaway_sent or len(self.streams) >= self._max_streams:
-            self._reset(sid, _ErrorCodes.REFUSED_STREAM)
+        if headers is None:
+            self._reset_for_client(sid, _ErrorCodes.PROTOCOL_ERROR)  # a malformed request
+            return
+        open_streams = len(self.streams)
+        if self.release_required:
+            open_streams += self._zombies
+        if self._goaway_sent or open_streams >= self._max_streams:
+            self._reset_for_client(sid, _ErrorCodes.REFUSED_STREAM)
             return
         stream = _Stream(self._local_initial_window, self._remote_initial_window)
         self.streams[sid] = stream
+        if self.release_required:
+            self._held.add(sid)
         request_ended = h2.events.StreamEnded(stream_id=sid) if end_stream else None
         events.append(
             h2.events.RequestReceived(stream_id=sid, headers=headers, stream_ended=request_ended)
@@ -780,9 +1010,11 @@ class H2Connection:
             events.append(request_ended)
             stream.remote_open = False
 
-    def _decode_quietly(self, block: bytes) -> None:
+    def _decode_quietly(self, block: bytes) -> Any:
+        """The headers of ``block`` as HPACK decodes them (no validation); HPACK errors
+        are connection errors."""
         try:
-            self.decoder.decode(block, raw=True)
+            return self.decoder.decode(block, raw=True)
         except hpack.exceptions.OversizedHeaderListError as e:
             raise h2.exceptions.DenialOfServiceError(f"Oversized header block: {e}") from e
         except (hpack.exceptions.HPACKError, IndexError, TypeError, UnicodeDecodeError) as e:
@@ -799,6 +1031,7 @@ class H2Connection:
             raise _connection_error("PRIORITY on stream 0", _ErrorCodes.PROTOCOL_ERROR)
         if _U32.unpack_from(payload, 0)[0] & 0x7FFFFFFF == sid:
             raise _connection_error("Stream cannot depend on itself", _ErrorCodes.PROTOCOL_ERROR)
+        self._empty_frames.take(self._now)  # priorities are ignored
         return False
 
     def _on_rst_stream(
@@ -808,6 +1041,7 @@ class H2Connection:
             raise _connection_error("RST_STREAM must be 4 bytes", _ErrorCodes.FRAME_SIZE_ERROR)
         if sid == 0:
             raise _connection_error("RST_STREAM on stream 0", _ErrorCodes.PROTOCOL_ERROR)
+        self._resets.take(self._now)
         if sid in self.streams:
             code = _U32.unpack_from(payload, 0)[0]
             self._close(sid, _BY_RECEIVED_RESET)
@@ -825,6 +1059,7 @@ class H2Connection:
     ) -> bool:
         if sid != 0:
             raise _connection_error("SETTINGS on a stream", _ErrorCodes.PROTOCOL_ERROR)
+        self._settings.take(self._now)
         if flags & _ACK:
             if payload:
                 raise _connection_error("SETTINGS ACK with a body", _ErrorCodes.FRAME_SIZE_ERROR)
@@ -836,49 +1071,40 @@ class H2Connection:
             raise _connection_error(
                 "SETTINGS length not a multiple of 6", _ErrorCodes.FRAME_SIZE_ERROR
             )
-        changed: dict[Any, h2.settings.ChangedSetting] = {}
+        if len(payload) // 6 > self.limits.settings_entries:
+            raise _flood(
+                f"too many entries in one SETTINGS frame (over {self.limits.settings_entries})"
+            )
+        # Every value is checked in order; then each setting takes its last value, once
+        # (the same end state as applying them one by one, without walking the streams
+        # once per entry).
+        values: dict[int, int] = {}
         for offset in range(0, len(payload), 6):
             code, value = _U16_U32.unpack_from(payload, offset)
+            _check_setting(code, value)
+            values.pop(code, None)  # the dict's order: where each setting last appeared
+            values[code] = value
+        changed: dict[Any, h2.settings.ChangedSetting] = {}
+        for code, value in values.items():
             setting: Any = _SETTING_CODES.get(code, code)
-            original: int | None
+            original: int | None = None
             if code == _SettingCodes.INITIAL_WINDOW_SIZE:
-                if value > _MAX_WINDOW:
-                    raise _connection_error(
-                        f"Setting {setting} has invalid value {value}",
-                        _ErrorCodes.FLOW_CONTROL_ERROR,
-                    )
                 original = self._remote_initial_window
                 delta = value - original
                 self._remote_initial_window = value
-                for stream in self.streams.values():
-                    stream.outbound += delta
-                    if stream.outbound > _MAX_WINDOW:
-                        raise _connection_error(
-                            "Flow control window exceeds the maximum",
-                            _ErrorCodes.FLOW_CONTROL_ERROR,
-                        )
+                if delta:
+                    for stream in self.streams.values():
+                        stream.outbound += delta
+                        if stream.outbound > _MAX_WINDOW:
+                            raise _connection_error(
+                                "Flow control window exceeds the maximum",
+                                _ErrorCodes.FLOW_CONTROL_ERROR,
+                            )
             elif code == _SettingCodes.MAX_FRAME_SIZE:
-                if not _DEFAULT_FRAME_SIZE <= value <= _MAX_FRAME_SIZE_LIMIT:
-                    raise _connection_error(
-                        f"Setting {setting} has invalid value {value}",
-                        _ErrorCodes.PROTOCOL_ERROR,
-                    )
                 original = self.max_outbound_frame_size
                 self.max_outbound_frame_size = value
-            elif code in (_SettingCodes.ENABLE_PUSH, _SettingCodes.ENABLE_CONNECT_PROTOCOL):
-                if value > 1:
-                    raise _connection_error(
-                        f"Setting {setting} has invalid value {value}",
-                        _ErrorCodes.PROTOCOL_ERROR,
-                    )
-                original = None
-            else:
-                original = None
-            previous = changed.get(setting)
-            if previous is not None:
-                original = previous.original_value
             changed[setting] = h2.settings.ChangedSetting(setting, original, value)
-        self._out.append(_frame(_SETTINGS, _ACK, 0))
+        self._emit(_frame(_SETTINGS, _ACK, 0))
         event = h2.events.RemoteSettingsChanged()
         event.changed_settings = changed
         events.append(event)
@@ -896,12 +1122,13 @@ class H2Connection:
             raise _connection_error("PING must be 8 bytes", _ErrorCodes.FRAME_SIZE_ERROR)
         if sid != 0:
             raise _connection_error("PING on a stream", _ErrorCodes.PROTOCOL_ERROR)
+        self._pings.take(self._now)
         data = bytes(payload)
         if flags & _ACK:
             events.append(h2.events.PingAckReceived(ping_data=data))
         else:
             if not self._goaway_sent:
-                self._out.append(_frame(_PING, _ACK, 0, data))
+                self._emit(_frame(_PING, _ACK, 0, data))
             events.append(h2.events.PingReceived(ping_data=data))
         return False
 
@@ -944,10 +1171,11 @@ class H2Connection:
                 raise _connection_error(
                     f"WINDOW_UPDATE on idle stream {sid}", _ErrorCodes.PROTOCOL_ERROR
                 )
+            self._empty_frames.take(self._now)
             return False  # a closed stream: ignored
         window = stream.outbound + increment
         if window > _MAX_WINDOW:
-            self._reset(sid, _ErrorCodes.FLOW_CONTROL_ERROR)
+            self._reset_for_client(sid, _ErrorCodes.FLOW_CONTROL_ERROR)
             events.append(
                 h2.events.StreamReset(
                     stream_id=sid, error_code=_ErrorCodes.FLOW_CONTROL_ERROR, remote_reset=False

@@ -602,11 +602,30 @@ def test_a_zero_window_update_is_a_protocol_error() -> None:
         [*REQUEST[:4], (b"te", b"gzip"), *REQUEST[5:]],  # te other than trailers
     ],
 )
-def test_invalid_request_headers_are_protocol_errors(headers: list[tuple[bytes, bytes]]) -> None:
+def test_invalid_request_headers_reset_only_their_stream(
+    headers: list[tuple[bytes, bytes]]
+) -> None:
     pair = Pair()
-    block = hpack.Encoder().encode(headers)
-    expect_connection_error(pair, HeadersFrame(1, data=block, flags=["END_HEADERS"]).serialize(),
-                            E.PROTOCOL_ERROR)
+    other = pair.request()
+    pair.to_server()
+    block = encode_headers(headers)  # leaves the dynamic tables alone
+    frame = HeadersFrame(3, data=block, flags=["END_HEADERS"]).serialize()
+    assert pair.server.receive_data(frame) == []  # the stream never opened
+    resets = [f for f in frames_of(pair.server.data_to_send()) if isinstance(f, RstStreamFrame)]
+    assert [(f.stream_id, f.error_code) for f in resets] == [(3, E.PROTOCOL_ERROR)]
+    assert other in pair.server.streams  # the connection and its other calls go on
+    pair.client.send_headers(5, REQUEST, end_stream=True)
+    assert summary(pair.to_server())[0][:2] == ("RequestReceived", 5)
+
+
+def test_invalid_trailers_reset_their_open_stream_with_an_event() -> None:
+    pair = Pair()
+    sid = pair.request()
+    pair.to_server()
+    block = encode_headers([(b"Bad-Trailer", b"x")])
+    frame = HeadersFrame(sid, data=block, flags=["END_HEADERS", "END_STREAM"]).serialize()
+    assert summary(pair.server.receive_data(frame)) == [("reset", sid, E.PROTOCOL_ERROR, False)]
+    assert sid not in pair.server.streams
 
 
 def test_a_broken_header_block_is_a_compression_error() -> None:
@@ -714,11 +733,11 @@ def test_any_split_of_the_bytes_gives_the_same_events_as_h2(
 
 
 def test_the_module_exports_what_the_connection_uses() -> None:
-    assert _h2lite.__all__ == ["PREFACE", "H2Connection"]
+    assert _h2lite.__all__ == ["PREFACE", "H2Connection", "Limits"]
     for name in ("receive_data", "send_headers", "send_data", "end_stream", "reset_stream",
                  "acknowledge_received_data", "increment_flow_control_window",
                  "local_flow_control_window", "ping", "close_connection", "data_to_send",
-                 "initiate_connection"):
+                 "initiate_connection", "release_stream"):
         assert callable(getattr(H2Connection, name))
 
 
