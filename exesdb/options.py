@@ -168,6 +168,18 @@ def _check_port(_: Any, attribute: Any, value: Any) -> None:
             f"got {value!r}")
 
 
+_LIMIT_ITEM: Final = re.compile(r"\s*[a-z_]+\s*=\s*[0-9.eE+]+\s*")
+
+
+def _check_grpc_limits(_: Any, attribute: Any, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not all(
+            _LIMIT_ITEM.fullmatch(item) for item in value.split(",") if item.strip()):
+        raise InvalidArgument(f"grpc_limits: must be NAME=NUMBER pairs separated by commas "
+                              f"(e.g. 'max_pings_per_window=50,idle_timeout=600'), got {value!r}")
+
+
 def _check_file_option(_: Any, attribute: Any, value: Any) -> None:
     if value is not None and (not isinstance(value, str) or not value):
         raise InvalidArgument(f"{attribute.name}: must be a file path, got {value!r}")
@@ -210,6 +222,10 @@ class StoreOptions:
     """The users file (:mod:`exesdb.grpc.auth`): every call then needs credentials."""
     insecure: bool = attrs.field(default=False, validator=_check_bool)
     """Allow a non-loopback ``grpc_host`` without TLS (plain text on the network)."""
+    grpc_limits: str | None = attrs.field(default=None, validator=_check_grpc_limits)
+    """The gRPC server's limits against hostile clients to change, ``"NAME=VALUE,..."``
+    (names and defaults: :class:`exesdb.grpc.server.ServerConfig`, README "Limits
+    against hostile clients"); checked in full when the listener starts."""
     pg_dsn: str | None = attrs.field(default=None, validator=_check_optional_text,
                                      repr=_redacted)
     """Cluster mode: the PostgreSQL database (libpq URI or ``key=value`` string)."""

@@ -15,17 +15,45 @@ connection-level window is given back as soon as data arrives (as grpc-go does):
 stream windows do the throttling, and a stream held back can never starve the
 connection's other streams of window.
 
-Memory: a message larger than what is already buffered needs its bytes acknowledged
-before they all arrive; a handler waiting for the rest of one first reserves the whole
-message from the connection's budget (``max_buffer``), in arrival order, and only then
-acknowledges. So one connection holds at most its budget in incomplete messages plus a
-stream window per stream (:data:`MAX_CONCURRENT_STREAMS` x :data:`STREAM_WINDOW`), and
-admitted messages always complete (no two half-admitted messages wait on each other).
+Memory, inbound: a message larger than what is already buffered needs its bytes
+acknowledged before they all arrive; a handler waiting for the rest of one first
+reserves the whole message from the connection's budget (``max_connection_buffer``) and
+then from the server's (``max_inbound_buffer``, shared by every connection), in arrival
+order, and only then acknowledges. So one connection holds at most its budget in
+incomplete messages plus a stream window per stream, all connections together at most
+the server's budget, and admitted messages always complete (no two half-admitted
+messages wait on each other); an admitted message whose rest does not come for
+``send_stall_timeout`` fails its call (``RESOURCE_EXHAUSTED``) and frees its share.
+
+Memory, outbound: a call hands h2 no more than the client's flow-control windows allow,
+nor more than keeps the connection's unflushed output (queued in h2 or being written)
+within ``max_connection_output``, nor (beyond a small fair share per connection) more
+than keeps the server's unsent output (every connection's, plus messages half sent and
+waiting for window) within ``max_send_buffer``; it waits otherwise.
+:meth:`ServerCall.writable` lets a handler wait for that room *before* it reads and
+encodes responses, and tells how much there is. A call that cannot send anything for
+``send_stall_timeout`` is reset (RST_STREAM CANCEL) and its handler ends.
+
+Abuse: the HTTP/2 layer's budgets (:class:`exesdb.grpc._h2lite.Limits`) cut a flooding
+client off with GOAWAY ENHANCE_YOUR_CALM; streams count against
+``max_concurrent_streams`` until their call's task has finished (a reset call still
+running counts), and while such finished-but-running calls keep the connection at its
+limit the connection is not read (the client's next requests wait in its socket, not in
+the server). Reading also stops while the connection's unflushed output is over its
+budget (a client that sends without reading what it is sent); if that lasts
+``send_stall_timeout`` the connection is closed. Each read is parsed in slices of
+:data:`FEED_SIZE`, yielding to other connections between them. A cut-off connection's
+calls are cancelled at once and its GOAWAY gets at most :data:`CUT_OFF_GRACE` seconds to
+be written. Cut-offs are logged at WARNING, at most once per
+:data:`NOTICE_INTERVAL` seconds per kind (with the count of those not logged).
 
 Liveness: a connection must finish its TLS handshake and send the HTTP/2 preface and
-SETTINGS within ``handshake_timeout``; after ``keepalive_interval`` seconds without
+SETTINGS within ``handshake_timeout``; then a frame (or a header block) once begun must
+be complete within ``frame_timeout``; after ``keepalive_interval`` seconds without
 receiving anything it is sent a PING, and is closed (its calls cancelled) when nothing
-comes back within ``keepalive_timeout``.
+comes back within ``keepalive_timeout``; a connection with no call in progress for
+``idle_timeout`` gets GOAWAY NO_ERROR and is closed (clients reconnect when they next
+need to).
 """
 
 from __future__ import annotations
@@ -37,7 +65,7 @@ import math
 import os
 import ssl
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h2.config
 import h2.errors
@@ -47,12 +75,15 @@ import h2.settings
 import trio
 
 from exesdb.grpc._auth_cache import BasicAuth, LoginBackoff
-from exesdb.grpc._h2lite import H2Connection
+from exesdb.grpc._h2lite import H2Connection, Limits
 from exesdb.grpc._wire import RESPONSE_HEADERS, Headers, parse_timeout, status_trailers
 from exesdb.grpc.rpc import Method, RpcError, StatusCode, User
 from exesdb.grpc.stats import UNKNOWN_METHOD, GrpcStats
 
-__all__ = ["Connection", "ServerCall"]
+if TYPE_CHECKING:
+    from exesdb.grpc.server import ServerConfig
+
+__all__ = ["ByteBudget", "Connection", "LogLimiter", "SendBuffer", "ServerCall", "Shared"]
 
 logger = logging.getLogger("exesdb.grpc")
 
@@ -63,16 +94,28 @@ CONNECTION_WINDOW = 8 << 20
 MAX_FRAME_SIZE = 1 << 20
 """The largest frame the client may send us."""
 MAX_CONCURRENT_STREAMS = 100
-"""The most calls one connection may have open at once."""
+"""The default of ``ServerConfig.max_concurrent_streams``."""
 MAX_HEADER_LIST_SIZE = 64 << 10
 READ_SIZE = 256 << 10
+FEED_SIZE = 64 << 10
+"""A read is handed to h2 in slices of this size, yielding between slices (header
+blocks cost CPU by the byte: one read's worth must not hold up the other connections)."""
 YIELD_BYTES = 64 << 10
 """A sending handler yields to the other tasks once this much output awaits the writer."""
 SEND_MANY_CHUNK = 1 << 20
 """:meth:`ServerCall.send_many` serializes and sends this much at a time (at least one
 message)."""
+FAIR_SHARE = 256 << 10
+"""A connection with less than this unflushed may send this much even when the server's
+send buffer is full (so well-behaved connections are not held up by the ones that fill
+it; the buffer may thus exceed its budget by at most this much per connection)."""
 GRACE_SECONDS = 2.0
 """How long a closing connection waits to flush its last frames."""
+CUT_OFF_GRACE = 1.0
+"""How long a connection cut off for abuse waits for its calls to end and its GOAWAY to
+be written."""
+NOTICE_INTERVAL = 10.0
+"""Seconds between two WARNING lines of the same kind (cut-offs, refused connections)."""
 
 _H2_CONFIG = h2.config.H2Configuration(
     client_side=False,
@@ -90,6 +133,118 @@ _EXPECTED_ERRORS = (
 )
 _OK_TRAILERS = status_trailers(StatusCode.OK, "")
 _SKIPPED_METADATA = frozenset({b"te", b"content-type", b"authorization"})
+_CALM = h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+
+
+# -- what the connections of one server share ------------------------------------------
+
+
+class LogLimiter:
+    """Logs a WARNING of each kind at most once per ``interval`` seconds (trio time),
+    telling how many of that kind were not logged in between."""
+
+    def __init__(self, interval: float = NOTICE_INTERVAL) -> None:
+        self.interval = interval
+        self._next: dict[str, float] = {}
+        self._skipped: collections.Counter[str] = collections.Counter()
+
+    def warning(self, kind: str, message: str, *args: object) -> None:
+        now = trio.current_time()
+        if now < self._next.get(kind, -math.inf):
+            self._skipped[kind] += 1
+            return
+        self._next[kind] = now + self.interval
+        skipped = self._skipped.pop(kind, 0)
+        if skipped:
+            message += f" (and {skipped} more in the last {self.interval:g} s)"
+        logger.warning(message, *args)
+
+
+class ByteBudget:
+    """Bytes handed out first come, first served: :meth:`take` waits until ``size``
+    fits beside what is taken (never more than ``limit`` at once)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._waiting: collections.deque[_Reservation] = collections.deque()
+
+    async def take(self, size: int) -> None:
+        """Take ``size`` bytes, waiting (in order) until they are free."""
+        if not self._waiting and self.used + size <= self.limit:
+            self.used += size
+            return
+        entry = _Reservation(size)
+        self._waiting.append(entry)
+        try:
+            await entry.event.wait()
+        except BaseException:
+            if entry.granted:
+                self.release(size)
+            else:
+                self._waiting.remove(entry)
+                self._grant()
+            raise
+
+    def release(self, size: int) -> None:
+        """Give back ``size`` bytes (to the waiters, in order)."""
+        self.used -= size
+        self._grant()
+
+    def _grant(self) -> None:
+        waiting = self._waiting
+        while waiting and self.used + waiting[0].size <= self.limit:
+            entry = waiting.popleft()
+            entry.granted = True
+            self.used += entry.size
+            entry.event.set()
+
+
+class SendBuffer:
+    """The server's unsent output: every connection's bytes queued or being written,
+    plus the messages half sent and waiting for window. Connections report their part
+    (:meth:`Connection.report_output`); calls blocked on it are woken once it is back
+    under ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.waiting: set[Connection] = set()
+
+    @property
+    def room(self) -> int:
+        return self.limit - self.used
+
+    def add(self, delta: int) -> None:
+        self.used += delta
+        if delta < 0 and self.waiting and self.used < self.limit:
+            waiting, self.waiting = self.waiting, set()
+            for conn in waiting:
+                conn.wake_blocked()
+
+
+class Shared:
+    """What the connections of one server share: the inbound and send budgets, the
+    authenticator and the log limiter."""
+
+    def __init__(self, config: ServerConfig, auth: BasicAuth | None) -> None:
+        self.inbound = ByteBudget(config.max_inbound_buffer)
+        self.send = SendBuffer(config.max_send_buffer)
+        self.auth = auth
+        self.notices = LogLimiter()
+        self.limits = Limits(
+            window=config.flood_window,
+            resets=config.max_resets_per_window,
+            pings=config.max_pings_per_window,
+            settings=config.max_settings_per_window,
+            header_blocks=config.max_header_blocks_per_window,
+            header_bytes=config.max_header_bytes_per_window,
+            continuations=config.max_continuations_per_window,
+            empty_frames=config.max_empty_frames_per_window,
+            settings_entries=config.max_settings_entries,
+            continuations_per_block=config.max_continuations_per_block,
+            decode_cache_bytes=config.header_cache_bytes,
+        )
 
 
 class _CallEnded(Exception):
@@ -102,7 +257,8 @@ class ServerCall:
 
     Messages are framed as gRPC length-prefixed messages over the stream's DATA; the
     response headers go out before the first message (or, for a call that fails before
-    any, a Trailers-Only response ends it).
+    any, a Trailers-Only response ends it). Sending waits for room (see the module doc
+    and :meth:`writable`).
     """
 
     def __init__(
@@ -189,7 +345,17 @@ class ServerCall:
                 self._recv_event = trio.Event()
                 await self._make_room()
                 self._ack_buffered()
-                await self._recv_event.wait()
+                if not self._reserved:
+                    await self._recv_event.wait()
+                    continue
+                # An admitted message holds budget others may wait for: it must progress.
+                with trio.move_on_after(self._conn.stall_timeout):
+                    await self._recv_event.wait()
+                if not self._recv_event.is_set():
+                    raise RpcError(
+                        StatusCode.RESOURCE_EXHAUSTED,
+                        f"the request message stalled for {self._conn.stall_timeout:g} s",
+                    )
         finally:
             self._recv_lock.release()
 
@@ -228,8 +394,64 @@ class ServerCall:
         if parts:
             await self._send_bytes(b"".join(parts))
 
+    async def writable(self) -> int:
+        """Wait until this call may send (the client's flow-control windows are open,
+        the connection's unflushed output and the server's send buffer have room), then
+        return about how many bytes it may send now without waiting (at least 1).
+
+        For handlers that read and encode their responses in batches: read no more
+        than this, so a client that does not read holds nothing of the server's. A call
+        that cannot send for ``send_stall_timeout`` is reset (RST_STREAM CANCEL); this
+        then raises :class:`RpcError` ``CANCELLED``, as it does once the call is over.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            return await self._wait_to_send()
+        except (h2.exceptions.ProtocolError, _CallEnded):
+            raise RpcError(StatusCode.CANCELLED, "the call is over") from None
+
+    async def _wait_to_send(self) -> int:
+        """The room :meth:`_send_frame` has now, once there is some (see :meth:`writable`);
+        _CallEnded when the call is over or stalled."""
+        conn = self._conn
+        stalled_since: float | None = None
+        while True:
+            if self._reset or self._closed:
+                raise _CallEnded
+            room = conn.send_room(self._stream_id)
+            if room > 0:
+                return room
+            now = trio.current_time()
+            if stalled_since is None:
+                stalled_since = now
+            elif now >= stalled_since + conn.stall_timeout:
+                self._stalled()
+                raise _CallEnded
+            conn.kick()
+            self._window_event = trio.Event()
+            conn.blocked.add(self)
+            try:
+                with trio.move_on_at(stalled_since + conn.stall_timeout):
+                    await self._window_event.wait()
+            finally:
+                conn.blocked.discard(self)
+
+    def _stalled(self) -> None:
+        """Nothing could be sent for the stall timeout: reset the stream, end the call."""
+        logger.debug(
+            "resetting %s on %s: nothing could be sent for %g s",
+            self._method_path,
+            self._conn.peer,
+            self._conn.stall_timeout,
+        )
+        self._reset = True
+        with contextlib.suppress(h2.exceptions.ProtocolError):
+            self._conn.h2.reset_stream(self._stream_id, h2.errors.ErrorCodes.CANCEL)
+        self._conn.kick()
+
     async def _send_bytes(self, frame: bytes) -> None:
-        """Send length-prefixed messages; waits while the stream's window is full."""
+        """Send length-prefixed messages; waits while there is no room (see
+        :meth:`writable`)."""
         conn = self._conn
         await trio.lowlevel.checkpoint_if_cancelled()
         await _acquire(self._send_lock)
@@ -237,34 +459,37 @@ class ServerCall:
             if self._reset or self._closed:
                 await trio.lowlevel.checkpoint()
                 raise RpcError(StatusCode.CANCELLED, "the call is over")
+            held = 0
             try:
                 self._send_frame(frame)
                 while self._partial:
-                    conn.kick()
-                    self._window_event = trio.Event()
-                    conn.blocked.add(self)
-                    try:
-                        await self._window_event.wait()
-                    finally:
-                        conn.blocked.discard(self)
-                    if self._reset or self._closed:
-                        raise _CallEnded
+                    # The rest waits in this call: it counts as the server's send buffer.
+                    rest = len(frame) - self._sent
+                    conn.held += rest - held
+                    held = rest
+                    conn.report_output()
+                    await self._wait_to_send()
                     self._send_frame(frame)
             except (h2.exceptions.ProtocolError, _CallEnded):
                 await trio.lowlevel.checkpoint()
                 raise RpcError(StatusCode.CANCELLED, "the call is over") from None
+            finally:
+                conn.held -= held
         finally:
             self._send_lock.release()
         conn.unflushed += len(frame)
+        conn.report_output()
         conn.kick()
         if conn.unflushed >= YIELD_BYTES:
             # A handler sending fast must not starve the connection's reader and writer.
             await trio.lowlevel.cancel_shielded_checkpoint()
 
     def _send_frame(self, frame: bytes) -> None:
-        """Hand as much of ``frame`` (from ``self._sent``) to h2 as the windows allow;
-        ``self._partial`` stays True while some of it is left."""
-        h2conn = self._conn.h2
+        """Hand as much of ``frame`` (from ``self._sent``) to h2 as there is room for
+        (:meth:`Connection.send_room`); ``self._partial`` stays True while some of it is
+        left."""
+        conn = self._conn
+        h2conn = conn.h2
         sid = self._stream_id
         if not self._headers_sent:
             self._headers_sent = True
@@ -273,11 +498,11 @@ class ServerCall:
         pos = self._sent if self._partial else 0
         self._partial = True
         while pos < total:
-            window = h2conn.local_flow_control_window(sid)
-            if window <= 0:
+            room = conn.send_room(sid)
+            if room <= 0:
                 self._sent = pos
                 return
-            size = min(window, h2conn.max_outbound_frame_size, total - pos)
+            size = min(room, h2conn.max_outbound_frame_size, total - pos)
             if size == total:
                 h2conn.send_data(sid, frame)
             else:
@@ -344,7 +569,7 @@ class ServerCall:
         if available < 5:
             return  # a few bytes of a message's prefix: nothing worth reserving
         size = 5 + int.from_bytes(self._buf[self._pos + 1 : self._pos + 5], "big")
-        budget = self._conn.max_buffer
+        budget = min(self._conn.inbound.limit, self._conn.shared.inbound.limit)
         if size > budget:
             raise RpcError(
                 StatusCode.RESOURCE_EXHAUSTED,
@@ -417,7 +642,9 @@ class ServerCall:
                 auth = self._conn.auth
                 if auth is not None and not (self._method.anonymous
                                              and self._authorization is None):
-                    self._user = await auth.user(self._authorization, self._conn.login_backoff)
+                    self._user = await auth.user(
+                        self._authorization, self._conn.login_backoff, self._conn.address
+                    )
                     if self._user is None:
                         raise RpcError(StatusCode.UNAUTHENTICATED, "invalid credentials")
                 await self._method.handler(self)
@@ -525,46 +752,8 @@ def _rpc_error_in(error: BaseException) -> RpcError | None:
     return None
 
 
-_PREFACE_LENGTH = 24
-"""``PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n``: what a client sends before its first frame."""
-
-
-class _FrameGuard:
-    """Follows the frame boundaries of the client's bytes to refuse a frame header that
-    announces more than :data:`MAX_FRAME_SIZE` as soon as the header arrives (h2 checks a
-    frame's length only once all of it is buffered, which a peer sending garbage need
-    never do: the connection would hang until the keepalive gave up on it)."""
-
-    __slots__ = ("_header", "_skip")
-
-    def __init__(self) -> None:
-        self._skip = _PREFACE_LENGTH  # bytes before the next frame header
-        self._header = bytearray()
-
-    def check(self, data: bytes | bytearray) -> bool:
-        """Take the next bytes from the client; False if they hold an oversize header."""
-        pos = 0
-        end = len(data)
-        while pos < end:
-            if self._skip:
-                step = min(self._skip, end - pos)
-                self._skip -= step
-                pos += step
-                continue
-            piece = data[pos : pos + 9 - len(self._header)]
-            self._header += piece
-            pos += len(piece)
-            if len(self._header) == 9:
-                length = int.from_bytes(self._header[:3], "big")
-                if length > MAX_FRAME_SIZE:
-                    return False
-                self._skip = length
-                self._header.clear()
-        return True
-
-
 class _Reservation:
-    """A call waiting for room in its connection's budget."""
+    """A call waiting for room in a :class:`ByteBudget`."""
 
     __slots__ = ("event", "granted", "size")
 
@@ -572,6 +761,15 @@ class _Reservation:
         self.size = size
         self.granted = False
         self.event = trio.Event()
+
+
+def address_of(peer: str) -> str:
+    """The client address of a ``host:port`` peer, for per-address login throttling:
+    an IPv4 address as is, an IPv6 address cut to its /64 (one host's usual share)."""
+    host = peer.rsplit(":", 1)[0].strip("[]")
+    if ":" in host:
+        return ":".join(host.split(":")[:4]) + "::/64"
+    return host
 
 
 class Connection:
@@ -582,46 +780,55 @@ class Connection:
         stream: trio.abc.Stream,
         peer: str,
         services: Mapping[str, Method],
-        max_message_size: int,
-        auth: BasicAuth | None,
-        *,
-        keepalive_interval: float = 30.0,
-        keepalive_timeout: float = 20.0,
-        handshake_timeout: float = 10.0,
-        max_buffer: int = 64 << 20,
-        counters: GrpcStats | None = None,
+        config: ServerConfig,
+        shared: Shared,
     ) -> None:
         self.stream = stream
         self.peer = peer
+        self.address = address_of(peer)
         self.services = services
-        self.max_message_size = max_message_size
-        self.auth = auth
-        self.counters = counters
+        self.shared = shared
+        self.max_message_size = config.max_receive_message_size
+        self.auth = shared.auth
+        self.counters: GrpcStats | None = config.counters
         self.login_backoff = LoginBackoff()
-        self.max_buffer = max_buffer
-        self.reserved = 0  # bytes of incomplete messages admitted (see ServerCall._make_room)
-        self._waiting: collections.deque[_Reservation] = collections.deque()
-        self._keepalive_interval = keepalive_interval
-        self._keepalive_timeout = keepalive_timeout
+        self.inbound = ByteBudget(config.max_connection_buffer)
+        """Bytes of incomplete messages admitted (see ServerCall._make_room)."""
+        self.stall_timeout = config.send_stall_timeout
+        self._max_output = config.max_connection_output
+        self._max_streams = config.max_concurrent_streams
+        self._keepalive_interval = config.keepalive_interval
+        self._keepalive_timeout = config.keepalive_timeout
+        self._idle_timeout = config.idle_timeout
+        self._frame_timeout = config.frame_timeout
         now = trio.current_time()
-        self._handshake_deadline = now + handshake_timeout
+        self._handshake_deadline = now + config.handshake_timeout
         self._handshake_done = False  # the client's preface and SETTINGS arrived
         self._last_received = now
-        self._frame_guard = _FrameGuard()
+        self.idle_since = now
+        """When the connection last had no call in progress (see :attr:`calls`)."""
+        self._partial_since: float | None = None  # when the frame now arriving began
         self._ping_data = b""
         self._ping_ack: trio.Event | None = None
-        self.h2 = H2Connection(config=_H2_CONFIG)
+        self.h2 = H2Connection(config=_H2_CONFIG, limits=shared.limits, clock=trio.current_time)
+        self.h2.release_required = True
         self.calls: dict[int, ServerCall] = {}
         self.blocked: set[ServerCall] = set()
         self.unflushed = 0  # bytes of messages handed to h2 since the writer last took them
+        self.held = 0  # bytes of half-sent messages waiting in their calls for room
+        self._writing = 0  # bytes the writer is writing now
+        self._reported = 0  # this connection's part of the server's send buffer
         self.scope = trio.CancelScope(shield=True)
         self._reader_scope = trio.CancelScope()
         self._wake = trio.Event()
+        self._resume = trio.Event()  # the reader may read again (see _may_read)
         self._idle = trio.Event()
         self._idle.set()
         self._writer_stop = False
         self._writer_done = trio.Event()
         self._shutting_down = False
+        self._ending = False  # closing on our side: idle, evicted or cut off
+        self._cut_off = False  # ending because of abuse: calls cancelled, short grace
         self._broken = False
         self._started = False
         self._nursery: trio.Nursery | None = None
@@ -642,40 +849,61 @@ class Connection:
         self._wake.set()
 
     async def reserve(self, size: int) -> None:
-        """Take ``size`` bytes of the budget, waiting (first come, first served) until
-        they are free. Never more than the budget is taken at once."""
-        if not self._waiting and self.reserved + size <= self.max_buffer:
-            self.reserved += size
-            return
-        entry = _Reservation(size)
-        self._waiting.append(entry)
+        """Take ``size`` bytes of the connection's inbound budget, then of the server's,
+        waiting (first come, first served) until they are free."""
+        await self.inbound.take(size)
         try:
-            await entry.event.wait()
+            await self.shared.inbound.take(size)
         except BaseException:
-            if entry.granted:
-                self.release(size)
-            else:
-                self._waiting.remove(entry)
-                self._grant()
+            self.inbound.release(size)
             raise
 
     def release(self, size: int) -> None:
-        """Give back ``size`` bytes of the budget (to the calls waiting, in order)."""
-        self.reserved -= size
-        self._grant()
+        """Give back ``size`` bytes taken with :meth:`reserve`."""
+        self.shared.inbound.release(size)
+        self.inbound.release(size)
 
-    def _grant(self) -> None:
-        waiting = self._waiting
-        while waiting and self.reserved + waiting[0].size <= self.max_buffer:
-            entry = waiting.popleft()
-            entry.granted = True
-            self.reserved += entry.size
-            entry.event.set()
+    @property
+    def output_pending(self) -> int:
+        """Bytes queued in h2 or being written: the connection's unflushed output."""
+        return self.h2.outbound_buffered + self._writing
+
+    def send_room(self, stream_id: int) -> int:
+        """How many DATA bytes a call on ``stream_id`` may hand h2 now: the client's
+        windows, within the connection's output budget and the server's send buffer
+        (of which a connection with little queued may always use :data:`FAIR_SHARE`).
+        StreamClosedError when the stream is closed."""
+        window = self.h2.local_flow_control_window(stream_id)
+        pending = self.output_pending
+        room = min(window, self._max_output - pending)
+        send = self.shared.send
+        shared_room = max(send.room, FAIR_SHARE - pending)
+        if shared_room < room:
+            room = shared_room
+            if room <= 0:
+                send.waiting.add(self)
+        return room
+
+    def report_output(self) -> None:
+        """Bring this connection's part of the server's send buffer up to date."""
+        part = self.output_pending + self.held
+        delta = part - self._reported
+        if delta:
+            self._reported = part
+            self.shared.send.add(delta)
+
+    def wake_blocked(self) -> None:
+        """Let every call waiting for room look again."""
+        for call in list(self.blocked):
+            call.window_opened()
 
     def call_finished(self, stream_id: int) -> None:
-        """A call's task is over."""
+        """A call's task is over: its stream stops counting against the limit."""
         self.calls.pop(stream_id, None)
+        self.h2.release_stream(stream_id)
+        self._resume.set()
         if not self.calls:
+            self.idle_since = trio.current_time()
             self._idle.set()
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -689,6 +917,33 @@ class Connection:
         for call in list(self.calls.values()):
             call.shutdown()
 
+    @property
+    def closing(self) -> bool:
+        """True once the connection is being closed on our side."""
+        return self._ending or self._shutting_down
+
+    def close_quietly(self, reason: str) -> None:
+        """Close the connection as if idle (GOAWAY NO_ERROR, calls in progress let
+        finish for a grace period): for a connection evicted to make room."""
+        logger.debug("closing connection from %s: %s", self.peer, reason)
+        self._ending = True
+        if not self._started:
+            self.scope.cancel()
+        self._reader_scope.cancel()
+
+    def _cut(self, kind: str, reason: str, goaway: bool = True) -> None:
+        """End the connection for abuse: a WARNING (rate limited), GOAWAY
+        ENHANCE_YOUR_CALM (unless h2 queued one already), calls cancelled."""
+        self.shared.notices.warning(
+            kind, "closing connection from %s: %s (GOAWAY ENHANCE_YOUR_CALM)", self.peer, reason
+        )
+        self._ending = True
+        self._cut_off = True
+        if goaway:
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self.h2.close_connection(error_code=_CALM, additional_data=reason.encode()[:200])
+        self._wake.set()
+
     async def run(self) -> None:
         """Serve the connection until the client closes it, it breaks, or shutdown."""
         try:
@@ -699,6 +954,9 @@ class Connection:
         except Exception:
             logger.exception("connection from %s failed unexpectedly", self.peer)
         finally:
+            self.shared.send.add(-self._reported)
+            self._reported = 0
+            self.shared.send.waiting.discard(self)
             with trio.CancelScope(shield=True):
                 with trio.move_on_after(GRACE_SECONDS):
                     await trio.aclose_forcefully(self.stream)
@@ -719,7 +977,7 @@ class Connection:
             initial_values={
                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
                 h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE,
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self._max_streams,
                 h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_SIZE,
             },
         )
@@ -731,6 +989,7 @@ class Connection:
             self._nursery = nursery
             nursery.start_soon(self._write_loop)
             nursery.start_soon(self._keepalive_loop)
+            nursery.start_soon(self._idle_loop)
             self._wake.set()
             if not self._handshake_done:
                 self._reader_scope.deadline = self._handshake_deadline
@@ -740,66 +999,109 @@ class Connection:
                 self._reader_scope.cancelled_caught
                 and not self._handshake_done
                 and not self._shutting_down
+                and not self._ending
             ):
                 logger.debug("closing connection from %s: no HTTP/2 preface in time", self.peer)
                 self._broken = True
             if self._broken:
                 nursery.cancel_scope.cancel()
                 return
-            # Orderly end (shutdown, GOAWAY or a protocol error): let the calls queue
-            # their trailers, then GOAWAY and flush.
+            # Orderly end (shutdown, GOAWAY, a protocol error, idle, cut off): let the
+            # calls queue their trailers, then GOAWAY and flush. A connection cut off for
+            # abuse has its calls cancelled and little time.
             for call in list(self.calls.values()):
                 if self._shutting_down:
                     call.shutdown()
                 else:
                     call.reset()
-            with trio.move_on_after(GRACE_SECONDS):
+            grace = CUT_OFF_GRACE if self._cut_off else GRACE_SECONDS
+            with trio.move_on_after(grace):
                 await self._idle.wait()
             with contextlib.suppress(h2.exceptions.ProtocolError):
                 self.h2.close_connection()
             self._writer_stop = True
             self._wake.set()
-            with trio.move_on_after(GRACE_SECONDS):
+            with trio.move_on_after(grace):
                 await self._writer_done.wait()
             nursery.cancel_scope.cancel()
+
+    async def _may_read(self) -> bool:
+        """Wait while the connection must not be read: its unflushed output is over its
+        budget, or calls reset but still running keep it at its stream limit. False
+        when the output stayed over budget for the stall timeout (the connection is
+        then being cut off)."""
+        h2conn = self.h2
+        paused_at: float | None = None
+        while True:
+            over = self.output_pending > self._max_output
+            zombies = h2conn.closed_unreleased_streams
+            if not over and not (
+                zombies and len(h2conn.streams) + zombies >= h2conn.max_concurrent_streams
+            ):
+                if paused_at is not None and self._partial_since is not None:
+                    self._partial_since = trio.current_time()  # our pause is not its delay
+                return True
+            now = trio.current_time()
+            if paused_at is None:
+                paused_at = now
+            if over and now >= paused_at + self.stall_timeout:
+                self._cut("stalled", f"it read nothing of {self.output_pending} bytes sent to it "
+                          f"for {self.stall_timeout:g} s")
+                return False
+            self._resume = trio.Event()
+            with trio.move_on_at(paused_at + self.stall_timeout):
+                await self._resume.wait()
 
     async def _read_loop(self) -> None:
         stream = self.stream
         h2conn = self.h2
         while True:
-            try:
-                data = await stream.receive_some(READ_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                logger.debug("connection from %s broken", self.peer, exc_info=True)
-                self._broken = True
+            if not await self._may_read():
+                return
+            deadline = math.inf
+            if self._partial_since is not None and self._handshake_done:
+                deadline = self._partial_since + self._frame_timeout
+            with trio.move_on_at(deadline) as slow:
+                try:
+                    data = await stream.receive_some(READ_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    logger.debug("connection from %s broken", self.peer, exc_info=True)
+                    self._broken = True
+                    return
+            if slow.cancelled_caught:
+                self._cut("slow-frame", f"a frame took over {self._frame_timeout:g} s to arrive")
                 return
             if not data:
                 self._broken = True
                 return
-            self._last_received = trio.current_time()
-            if not self._frame_guard.check(data):
-                logger.debug("HTTP/2 frame over %d bytes from %s", MAX_FRAME_SIZE, self.peer)
-                with contextlib.suppress(h2.exceptions.ProtocolError):
-                    h2conn.close_connection(error_code=h2.errors.ErrorCodes.FRAME_SIZE_ERROR)
-                self._wake.set()
-                return
-            try:
-                events = h2conn.receive_data(data)
-            except h2.exceptions.ProtocolError as e:
-                logger.debug("HTTP/2 protocol error from %s: %s", self.peer, e)
-                with contextlib.suppress(h2.exceptions.ProtocolError):
-                    h2conn.close_connection(error_code=h2.errors.ErrorCodes.PROTOCOL_ERROR)
-                self._wake.set()
-                return
-            for event in events:
-                if self._dispatch(event):
+            now = self._last_received = trio.current_time()
+            for start in range(0, len(data), FEED_SIZE):
+                if start:
+                    await trio.lowlevel.checkpoint()
+                try:
+                    events = h2conn.receive_data(data[start : start + FEED_SIZE])
+                except h2.exceptions.DenialOfServiceError as e:
+                    self._cut("flood", str(e), goaway=False)
+                    return
+                except h2.exceptions.ProtocolError as e:
+                    logger.debug("HTTP/2 protocol error from %s: %s", self.peer, e)
                     self._wake.set()
                     return
+                for event in events:
+                    if self._dispatch(event):
+                        self._wake.set()
+                        return
+            if h2conn.incomplete_frame:
+                if self._partial_since is None:
+                    self._partial_since = now
+            else:
+                self._partial_since = None
             # The connection window comes back at once: the stream windows throttle.
             deficit = CONNECTION_WINDOW - h2conn.inbound_flow_control_window
             if deficit >= CONNECTION_WINDOW // 8:
                 with contextlib.suppress(h2.exceptions.ProtocolError):
                     h2conn.increment_flow_control_window(deficit)
+            self.report_output()
             self._wake.set()
 
     def _dispatch(self, event: h2.events.Event) -> bool:
@@ -823,8 +1125,7 @@ class Connection:
                 if call is not None:
                     call.window_opened()
             else:
-                for call in self.blocked:
-                    call.window_opened()
+                self.wake_blocked()
         elif isinstance(event, h2.events.StreamReset):
             call = self.calls.get(event.stream_id)
             if call is not None:
@@ -837,8 +1138,7 @@ class Connection:
                 self._handshake_done = True
                 self._reader_scope.deadline = math.inf
             if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
-                for call in self.blocked:
-                    call.window_opened()
+                self.wake_blocked()
         elif isinstance(event, h2.events.ConnectionTerminated):
             logger.debug("GOAWAY from %s: %s", self.peer, event.error_code)
             return True
@@ -902,10 +1202,26 @@ class Connection:
             if error is None:
                 error = (StatusCode.UNAVAILABLE, "server shutting down", b"200")
             call.fail_early(*error)
+            self.h2.release_stream(sid)
             return
         self.calls[sid] = call
         self._idle = trio.Event()
         self._nursery.start_soon(call.run)
+
+    async def _idle_loop(self) -> None:
+        """Close the connection (GOAWAY NO_ERROR) once it has had no call in progress for
+        ``idle_timeout`` seconds."""
+        timeout = self._idle_timeout
+        while True:
+            if self.calls:
+                self._idle = self._idle if not self._idle.is_set() else trio.Event()
+                await self._idle.wait()
+                continue
+            deadline = self.idle_since + timeout
+            if trio.current_time() >= deadline:
+                self.close_quietly(f"no call for {timeout:g} s")
+                return
+            await trio.sleep_until(deadline)
 
     async def _keepalive_loop(self) -> None:
         """After ``keepalive_interval`` seconds of receiving nothing, PING the client;
@@ -954,7 +1270,13 @@ class Connection:
                 data = h2conn.data_to_send()
                 self.unflushed = 0
                 if data:
+                    self._writing = len(data)
                     await stream.send_all(data)
+                    self._writing = 0
+                    self.report_output()
+                    # Room again for calls and for reading.
+                    self.wake_blocked()
+                    self._resume.set()
                 elif self._writer_stop:
                     return
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):

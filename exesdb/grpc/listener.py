@@ -37,7 +37,7 @@ import otp
 from otp import registry, supervisor
 from otp.supervisor import ChildSpec
 
-from ..errors import GrpcListenError, StoreUnavailable, TlsConfigError
+from ..errors import GrpcListenError, InvalidArgument, StoreUnavailable, TlsConfigError
 from ..naming import REGISTRY
 from ..options import StoreOptions, check_grpc_files
 from ..systems.cluster import advertise_port
@@ -49,7 +49,7 @@ from .cluster import gossip_members, leader_routed
 from .groups.manager import PersistentGroups
 from .persistent_service import service as persistent_subscriptions
 from .rpc import Call, Method, RpcError, Service, StatusCode, User
-from .server import ServerConfig, TlsFiles, serve
+from .server import ServerConfig, TlsFiles, parse_limits, serve
 from .stats import grpc_counters
 from .streams_service import service as streams
 
@@ -166,9 +166,13 @@ class GrpcGateway(StoreServer):
         tls = (TlsFiles(opts.tls_cert_file, opts.tls_key_file)
                if opts.tls_cert_file is not None and opts.tls_key_file is not None else None)
         assert opts.grpc_port is not None
+        try:
+            limits = parse_limits(opts.grpc_limits or "")
+        except ValueError as exc:
+            raise InvalidArgument(f"grpc_limits: {exc}") from None
         return ServerConfig(host=opts.grpc_host, port=opts.grpc_port, tls=tls,
                             authenticator=authenticator,
-                            counters=grpc_counters(opts.store_id))
+                            counters=grpc_counters(opts.store_id), **limits)
 
     async def handle_info(self, msg: Any) -> Any:
         if type(msg) is otp.Exit and msg.pid == self.serving:

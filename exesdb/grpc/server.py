@@ -18,8 +18,24 @@ completes its handshake, sends garbage or stops answering PINGs is disconnected 
 calls cancelled); password checks run on a few threads of their own, and a connection
 whose logins fail waits longer and longer between checks; when :func:`serve` is
 cancelled, every in-flight call ends with ``UNAVAILABLE``, every connection gets GOAWAY
-and is closed. Given :attr:`ServerConfig.counters`, it counts every call that ends by
-method and status code, and its open connections (:mod:`exesdb.grpc.stats`).
+and is closed.
+
+Against hostile clients (every threshold a :class:`ServerConfig` field, defaults
+below): a client flooding one connection with resets, PINGs, SETTINGS, header blocks or
+CONTINUATIONs is cut off with GOAWAY ``ENHANCE_YOUR_CALM``; a connection's calls count
+against its stream limit until they have finished, and it is not read while finished
+calls keep it at that limit, nor while it does not read its own output; memory is
+bounded per connection and server-wide, outbound (unflushed output, the send buffer,
+responses read only as the client's window allows) and inbound (incomplete messages);
+at most :attr:`ServerConfig.max_connections` connections are open (a new one evicts the
+longest idle one without calls, or is closed at once), connections idle or trickling
+frames are closed, accept errors back off; failed logins back off per connection, user
+name and client address, user names are locked out after repeated failures, and the
+hashing queue is bounded and serves clean logins first (:mod:`exesdb.grpc._auth_cache`).
+The README's "Limits against hostile clients" lists them all.
+
+Given :attr:`ServerConfig.counters`, it counts every call that ends by method and status
+code, and its open connections (:mod:`exesdb.grpc.stats`).
 
 Connection handling is in :mod:`exesdb.grpc._connection`, wire formats in
 :mod:`exesdb.grpc._wire`, credential checks in :mod:`exesdb.grpc._auth_cache`.
@@ -29,23 +45,49 @@ from __future__ import annotations
 
 import errno
 import logging
+import resource
 import ssl
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import attrs
 import trio
 
 from exesdb.errors import TlsConfigError
-from exesdb.grpc._auth_cache import BasicAuth
-from exesdb.grpc._connection import GRACE_SECONDS, Connection, ServerCall
+from exesdb.grpc._auth_cache import BasicAuth, LoginLimits
+from exesdb.grpc._connection import GRACE_SECONDS, Connection, ServerCall, Shared
 from exesdb.grpc.rpc import Method, User
 from exesdb.grpc.stats import GrpcStats
 
-__all__ = ["ServerCall", "ServerConfig", "TlsConfigError", "TlsFiles", "serve"]
+__all__ = [
+    "LIMIT_FIELDS",
+    "ServerCall",
+    "ServerConfig",
+    "TlsConfigError",
+    "TlsFiles",
+    "default_max_connections",
+    "parse_limits",
+    "serve",
+]
 
 logger = logging.getLogger("exesdb.grpc")
 
 _ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+_ACCEPT_BACKOFF_MIN = 0.01
+_ACCEPT_BACKOFF_MAX = 1.0
+"""After an accept error the listener pauses, doubling from the first to the second
+(reset by a successful accept)."""
+_MiB = 1 << 20
+
+
+def default_max_connections() -> int:
+    """The default of :attr:`ServerConfig.max_connections`: the process's open-file
+    limit (``RLIMIT_NOFILE``, soft) less what the rest of the server needs (an eighth,
+    at least 64), at least 16 and at most 65,536. With the usual 1,024: 896."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft > 1 << 20:
+        soft = 1 << 20
+    return max(16, min(soft - max(64, soft // 8), 65_536))
 
 
 @attrs.frozen
@@ -74,11 +116,16 @@ class ServerConfig:
     closed and its calls cancelled.
 
     Memory: ``max_connection_buffer`` bounds the bytes one connection may hold in
-    request messages still arriving (beyond the HTTP/2 stream windows): once it is
-    spoken for, the connection's other incomplete messages are not acknowledged, so
-    HTTP/2 flow control holds their senders back until it frees up (they are delayed,
-    not failed); a message that alone is larger fails its call with
-    ``RESOURCE_EXHAUSTED``. Other connections are never affected.
+    request messages still arriving (beyond the HTTP/2 stream windows), and
+    ``max_inbound_buffer`` those of all connections together: once it is spoken for,
+    the other incomplete messages are not acknowledged, so HTTP/2 flow control holds
+    their senders back until it frees up (they are delayed, not failed); a message that
+    alone is larger fails its call with ``RESOURCE_EXHAUSTED``, as does an admitted one
+    whose rest does not come for ``send_stall_timeout``.
+
+    The fields from ``max_concurrent_streams`` on bound what hostile clients can do
+    (see the module doc; each is described where it is defined). Every one of them
+    (:data:`LIMIT_FIELDS`) can be given as text to :func:`parse_limits`.
     """
 
     host: str = "127.0.0.1"
@@ -99,6 +146,107 @@ class ServerConfig:
     counters: GrpcStats | None = attrs.field(default=None, eq=False)
     """Where the server counts its calls by method and status, and its open connections
     (:mod:`exesdb.grpc.stats`); None: nowhere."""
+
+    # -- limits against hostile clients (README: "Limits against hostile clients") ------
+    max_concurrent_streams: int = attrs.field(default=100, validator=attrs.validators.ge(1))
+    """Calls one connection may have in progress (SETTINGS_MAX_CONCURRENT_STREAMS); a
+    call reset by the client counts until its handler has finished."""
+    flood_window: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
+    """Seconds over which each per-connection budget below refills completely (a token
+    bucket: a burst of the whole budget, then that many per window)."""
+    max_resets_per_window: int = attrs.field(default=1000, validator=attrs.validators.ge(1))
+    """RST_STREAM frames from the client plus streams the server resets because of it."""
+    max_pings_per_window: int = attrs.field(default=100, validator=attrs.validators.ge(1))
+    """PING frames."""
+    max_settings_per_window: int = attrs.field(default=100, validator=attrs.validators.ge(1))
+    """SETTINGS frames."""
+    max_header_blocks_per_window: int = attrs.field(
+        default=50_000, validator=attrs.validators.ge(1)
+    )
+    """Header blocks (requests and trailers)."""
+    max_header_bytes_per_window: int = attrs.field(
+        default=4 * _MiB, validator=attrs.validators.ge(1 << 17)
+    )
+    """Bytes of header blocks (decoding costs CPU by the byte)."""
+    max_continuations_per_window: int = attrs.field(
+        default=1000, validator=attrs.validators.ge(1)
+    )
+    """CONTINUATION frames."""
+    max_empty_frames_per_window: int = attrs.field(
+        default=10_000, validator=attrs.validators.ge(1)
+    )
+    """Frames that do nothing (PRIORITY, empty DATA, unknown types, late WINDOW_UPDATE)."""
+    max_settings_entries: int = attrs.field(default=32, validator=attrs.validators.ge(8))
+    """Entries one SETTINGS frame may carry."""
+    max_continuations_per_block: int = attrs.field(default=16, validator=attrs.validators.ge(1))
+    """CONTINUATION frames one header block may take."""
+    header_cache_bytes: int = attrs.field(default=256 << 10, validator=attrs.validators.ge(0))
+    """What one connection's cache of decoded header blocks may hold."""
+    max_connection_output: int = attrs.field(
+        default=16 * _MiB, validator=attrs.validators.ge(1 << 16)
+    )
+    """Unflushed output (queued or being written) of one connection: calls wait and the
+    connection is not read while it is reached."""
+    max_send_buffer: int = attrs.field(default=256 * _MiB, validator=attrs.validators.ge(1))
+    """Unsent output of all connections together (plus a 256 KiB fair share each)."""
+    max_inbound_buffer: int = attrs.field(default=256 * _MiB, validator=attrs.validators.ge(1))
+    """Incomplete request messages of all connections together."""
+    send_stall_timeout: float = attrs.field(default=120.0, validator=attrs.validators.gt(0))
+    """A call that can send nothing for this long is reset; an admitted request message
+    that does not progress for this long fails; a connection that reads nothing of its
+    output for this long is closed."""
+    max_connections: int = attrs.field(
+        factory=default_max_connections, validator=attrs.validators.ge(1)
+    )
+    """Connections open at once (default: :func:`default_max_connections`). At the limit
+    a new connection evicts the one idle longest without calls (GOAWAY NO_ERROR), or is
+    closed at once when every connection has calls."""
+    idle_timeout: float = attrs.field(default=300.0, validator=attrs.validators.gt(0))
+    """A connection without calls for this long gets GOAWAY NO_ERROR and is closed."""
+    frame_timeout: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
+    """After the handshake, a frame (or header block) begun must be complete within this."""
+    login_lockout_failures: int = attrs.field(default=10, validator=attrs.validators.ge(1))
+    """Failed logins of one user name within ``login_lockout_seconds`` that lock it out."""
+    login_lockout_seconds: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
+    """The window those failures are counted in, and how long the lockout lasts."""
+    max_queued_logins: int = attrs.field(default=64, validator=attrs.validators.ge(1))
+    """Password checks that may wait for a hashing thread (beyond: ``UNAVAILABLE``)."""
+    max_logins_per_address: int = attrs.field(default=16, validator=attrs.validators.ge(1))
+    """Password checks one client address may have waiting or running."""
+
+
+LIMIT_FIELDS: tuple[str, ...] = (
+    "max_receive_message_size",
+    "keepalive_interval",
+    "keepalive_timeout",
+    "handshake_timeout",
+    "max_connection_buffer",
+    *(f.name for f in attrs.fields(ServerConfig)[
+        [f.name for f in attrs.fields(ServerConfig)].index("max_concurrent_streams"):]),
+)
+"""The :class:`ServerConfig` fields :func:`parse_limits` accepts."""
+
+
+def parse_limits(text: str) -> dict[str, Any]:
+    """The limits of ``text``, ``"NAME=VALUE,NAME=VALUE"`` (:data:`LIMIT_FIELDS`; sizes
+    in bytes, times in seconds), as keywords of :class:`ServerConfig`. ValueError names
+    what is wrong: an unknown name, a value that is not a number (or not whole for a
+    count) or that the field's rule refuses."""
+    out: dict[str, Any] = {}
+    types = {f.name: f.type for f in attrs.fields(ServerConfig)}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        name, sep, raw = item.partition("=")
+        name = name.strip()
+        if not sep or name not in LIMIT_FIELDS:
+            raise ValueError(f"{name or item!r} is not a limit (known: {', '.join(LIMIT_FIELDS)})")
+        try:
+            out[name] = int(raw) if types[name] in ("int", int) else float(raw)
+        except ValueError:
+            raise ValueError(f"{name}: {raw.strip()!r} is not a number") from None
+    ServerConfig(**out)
+    return out
 
 
 def _ssl_context(tls: TlsFiles) -> ssl.SSLContext:
@@ -133,24 +281,58 @@ class _Server:
         self.services = services
         self.config = config
         self.ssl_context = ssl_context
-        self.auth = BasicAuth(config.authenticator) if config.authenticator else None
+        self.auth = None
+        if config.authenticator is not None:
+            limits = LoginLimits(
+                lockout_failures=config.login_lockout_failures,
+                lockout_seconds=config.login_lockout_seconds,
+                max_queued=config.max_queued_logins,
+                max_per_address=config.max_logins_per_address,
+            )
+            self.auth = BasicAuth(config.authenticator, limits=limits)
+        self.shared = Shared(config, self.auth)
         self.connections: set[Connection] = set()
         self.stopping = False
         self.no_connections = trio.Event()
         self.no_connections.set()
 
     async def accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        """Accept connections; on an error of capacity (out of files or memory), pause
+        (doubling from 10 ms up to 1 s) and log once per notice interval."""
+        pause = _ACCEPT_BACKOFF_MIN
         async with listener:
             while True:
                 try:
                     stream = await listener.accept()
                 except OSError as e:
                     if e.errno in _ACCEPT_CAPACITY_ERRNOS:
-                        logger.error("cannot accept a connection: %s", e)
-                        await trio.sleep(0.1)
+                        self.shared.notices.warning(
+                            "accept", "cannot accept a connection: %s (pausing %.2f s)", e, pause
+                        )
+                        await trio.sleep(pause)
+                        pause = min(pause * 2, _ACCEPT_BACKOFF_MAX)
                         continue
                     raise
+                pause = _ACCEPT_BACKOFF_MIN
+                if len(self.connections) >= self.config.max_connections and not self._evict():
+                    self.shared.notices.warning(
+                        "full",
+                        "refusing a connection from %s: %d connections open, all with calls",
+                        _peer_of(stream),
+                        len(self.connections),
+                    )
+                    await trio.aclose_forcefully(stream)
+                    continue
                 nursery.start_soon(self.connection, stream)
+
+    def _evict(self) -> bool:
+        """Make room: close the connection idle longest without calls (False: none)."""
+        idle = [c for c in self.connections if not c.calls and not c.closing]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda c: c.idle_since)
+        oldest.close_quietly("making room for a new connection")
+        return True
 
     async def connection(self, socket_stream: trio.SocketStream) -> None:
         if self.stopping:
@@ -161,27 +343,18 @@ class _Server:
         if self.ssl_context is not None:
             stream = trio.SSLStream(socket_stream, self.ssl_context, server_side=True)
         config = self.config
-        conn = Connection(
-            stream,
-            peer,
-            self.services,
-            config.max_receive_message_size,
-            self.auth,
-            keepalive_interval=config.keepalive_interval,
-            keepalive_timeout=config.keepalive_timeout,
-            handshake_timeout=config.handshake_timeout,
-            max_buffer=config.max_connection_buffer,
-            counters=config.counters,
-        )
+        conn = Connection(stream, peer, self.services, config, self.shared)
         self.connections.add(conn)
         self.no_connections = trio.Event()
         counters = config.counters
         if counters is not None:
             counters.connections += 1
             counters.connections_total += 1
+        logger.debug("connection from %s opened", peer)
         try:
             await conn.run()
         finally:
+            logger.debug("connection from %s closed", peer)
             if counters is not None:
                 counters.connections -= 1
             self.connections.discard(conn)

@@ -160,8 +160,9 @@ class H2Client:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def connect(cls, port: int) -> AsyncIterator[H2Client]:
-        async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+    async def connect(cls, port: int, source: str | None = None) -> AsyncIterator[H2Client]:
+        """Connect to 127.0.0.1 (from the loopback address ``source``, when given)."""
+        async with await trio.open_tcp_stream("127.0.0.1", port, local_address=source) as stream:
             client = cls(stream)
             await client.flush()
             yield client
@@ -417,15 +418,16 @@ async def test_failed_logins_hash_on_their_own_few_threads_never_on_trios_defaul
     port = await _start(nursery, probe, authenticator=authenticator)
     outcomes: list[dict[bytes, bytes]] = []
 
-    async def wrong_login() -> None:
-        async with H2Client.connect(port) as client:
-            sid = await client.call("/test.Limits/WhoAmI", Msg(), [_basic("admin", "wrong")])
+    async def wrong_login(i: int) -> None:
+        # (logins of one address or one user name are checked one at a time)
+        async with H2Client.connect(port, source=f"127.0.1.{i + 1}") as client:
+            sid = await client.call("/test.Limits/WhoAmI", Msg(), [_basic(f"u{i}", "wrong")])
             outcomes.append(await client.outcome(sid))
 
     try:
         async with trio.open_nursery() as clients:
-            for _ in range(20):
-                clients.start_soon(wrong_login)
+            for i in range(20):
+                clients.start_soon(wrong_login, i)
             with trio.fail_after(10):
                 await two_inside.wait()
             await trio.testing.wait_all_tasks_blocked(cushion=0.05)
@@ -438,7 +440,7 @@ async def test_failed_logins_hash_on_their_own_few_threads_never_on_trios_defaul
     assert [o[b"grpc-status"] for o in outcomes] == [b"%d" % StatusCode.UNAUTHENTICATED] * 20
 
 
-async def test_a_flood_of_wrong_passwords_does_not_keep_a_right_password_out(
+async def test_a_flood_of_wrong_passwords_does_not_keep_another_users_first_login_out(
     nursery: trio.Nursery, probe: Probe
 ) -> None:
     def authenticator(username: str, password: str) -> User | None:
@@ -449,7 +451,7 @@ async def test_a_flood_of_wrong_passwords_does_not_keep_a_right_password_out(
     flooding = trio.Event()
 
     async def flood() -> None:
-        async with H2Client.connect(port) as client:
+        async with H2Client.connect(port, source="127.0.0.2") as client:
             for _ in range(10):
                 await client.call("/test.Limits/WhoAmI", Msg(), [_basic("admin", "wrong")])
             flooding.set()
@@ -463,7 +465,7 @@ async def test_a_flood_of_wrong_passwords_does_not_keep_a_right_password_out(
         await flooding.wait()
         async with H2Client.connect(port) as client:
             with trio.fail_after(60):
-                right = [_basic("admin", "changeit")]
+                right = [_basic("alice", "changeit")]
                 first = await client.outcome(await client.call("/test.Limits/WhoAmI", Msg(), right))
                 again = await client.outcome(await client.call("/test.Limits/WhoAmI", Msg(), right))
         floods.cancel_scope.cancel()
