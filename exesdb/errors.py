@@ -41,10 +41,14 @@ class WrongExpectedVersion(ExESDBError):
     """The stream's version (``.actual``, -1 for a missing stream) did not satisfy the
     expected version (``.expected``) of an append or delete on ``.stream_id``.
 
+    ``.last_event_number`` is the number of the last event ever written to the stream, as
+    the check saw it: ``.actual``, except for a soft-deleted stream (``.actual`` -1), whose
+    last number it keeps (KurrentDB's clients expect that version of such a stream).
     Nothing was written by the operation that raised it.
     """
 
-    def __init__(self, stream_id: str, expected: Any, actual: int, detail: str = "") -> None:
+    def __init__(self, stream_id: str, expected: Any, actual: int, detail: str = "",
+                 last_event_number: int | None = None) -> None:
         message = f"stream {stream_id!r}: expected version {expected!r}, actual version {actual}"
         if detail:
             message = f"{message} ({detail})"
@@ -53,9 +57,16 @@ class WrongExpectedVersion(ExESDBError):
         self.expected = expected
         self.actual = actual
         self.detail = detail
+        self.last_event_number = actual if last_event_number is None else last_event_number
+
+    @property
+    def soft_deleted(self) -> bool:
+        """True when the stream had events and was soft-deleted since its last one."""
+        return self.actual < 0 <= self.last_event_number
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.stream_id, self.expected, self.actual, self.detail))
+        return (type(self), (self.stream_id, self.expected, self.actual, self.detail,
+                             self.last_event_number))
 
 
 class StreamDeleted(ExESDBError):

@@ -237,11 +237,14 @@ async def get_version(store_id: str, stream_id: str) -> int:
 
 async def delete_stream(
     store_id: str, stream_id: str, expected_version: ExpectedVersion = ANY, hard: bool = False,
-) -> None:
+) -> int:
     """Delete ``stream_id``: soft (reads as missing; a later append continues its
-    numbering) or ``hard`` (gone for good). Its events stay in ``$all``."""
+    numbering) or ``hard`` (gone for good). Its events stay in ``$all``. Returns the
+    number of the stream's last event ever written, soft-deleted ones included (-1 when
+    it never had one)."""
     op = DeleteStream(stream_id, expected_version, hard)
-    await _request(store_id, Route("stream_writer", op.stream_id, op))
+    last: int = await _request(store_id, Route("stream_writer", op.stream_id, op))
+    return last
 
 
 # -- snapshots -------------------------------------------------------------------------------

@@ -89,13 +89,13 @@ class Backend(abc.ABC):
 
     async def delete_stream(
         self, stream_id: str, expected_version: ExpectedVersion = ANY, hard: bool = False
-    ) -> None:
+    ) -> int:
         """Delete ``stream_id``: soft by default (it reads as missing, not listed, version
         -1; a later append continues its numbering), or ``hard`` (reads, appends and
         versions raise :class:`exesdb.StreamDeleted` for good). Its events stay in
-        ``$all``."""
+        ``$all``. Returns the number of its last event ever written (-1 when none)."""
         op = DeleteStream(stream_id, expected_version, hard)
-        _raise_or_return((await self.write([op]))[0])
+        return _raise_or_return((await self.write([op]))[0])  # type: ignore[no-any-return]
 
     async def record_snapshot(
         self, source_uuid: str, stream_uuid: str, version: int, data: Any,

@@ -114,6 +114,7 @@ class StreamBatch:
             if version is not None:
                 return version
         key = self._key(stream_id, stream)
+        recreated = stream.first > stream.last >= 0  # it was soft-deleted
         number = stream.last
         position = self.position
         prefix = records.stream_prefix(self.now, stream_id)
@@ -133,9 +134,9 @@ class StreamBatch:
                 known.setdefault(event._encoded[0], []).append((key, number))
         self.position = position
         stream.last += len(events)
-        return Appended(stream.last, position - 1)
+        return Appended(stream.last, position - 1, recreated)
 
-    def _delete(self, op: DeleteStream) -> None:
+    def _delete(self, op: DeleteStream) -> int:
         stream_id = op.stream_id
         stream = self.streams[stream_id]
         check_delete(stream_id, op.expected_version, stream.last, stream.first, stream.hard)
@@ -144,8 +145,9 @@ class StreamBatch:
         elif visible_version(stream.last, stream.first) >= 0:
             stream.first = stream.last + 1
         else:
-            return
+            return stream.last
         if stream.key is None:
             self._key(stream_id, stream)
         elif stream_id not in self.dirty:
             self.dirty[stream_id] = (stream, False)
+        return stream.last

@@ -87,25 +87,29 @@ class Append:
 
 class Appended(int):
     """The result of an :class:`Append` that wrote its events: the stream's new version
-    (this int), and ``position``, the ``$all`` position of the last event written.
+    (this int), ``position``, the ``$all`` position of the last event written, and
+    ``recreated``, True when the stream was soft-deleted before these events.
 
     An idempotent re-send writes nothing and results in a plain int (the version)."""
 
     position: int
+    recreated: bool
 
-    def __new__(cls, version: int, position: int) -> Appended:
+    def __new__(cls, version: int, position: int, recreated: bool = False) -> Appended:
         self = super().__new__(cls, version)
         self.position = position
+        self.recreated = recreated
         return self
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Appended, (int(self), self.position))
+        return (Appended, (int(self), self.position, self.recreated))
 
 
 @attrs.frozen
 class DeleteStream:
     """Delete ``stream_id``: soft (it reads as missing, later appends continue its
-    numbering) or ``hard`` (gone for good). Result: None."""
+    numbering) or ``hard`` (gone for good). Result: the number of the stream's last event
+    ever written, soft-deleted ones included (-1 when it never had one)."""
 
     stream_id: str = attrs.field(converter=check_stream_id)
     expected_version: ExpectedVersion = attrs.field(

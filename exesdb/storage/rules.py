@@ -21,7 +21,12 @@ visible events to its number):
   another order) raises :class:`exesdb.WrongExpectedVersion`.
 
 Delete: the same version check (no idempotence); a soft delete of a stream whose version
-is -1 changes nothing; a hard delete of a missing stream leaves a tombstone.
+is -1 changes nothing; a hard delete of a missing stream leaves a tombstone. A delete
+returns ``last``, the number of the stream's last event ever written (-1 when none).
+
+Every :class:`exesdb.WrongExpectedVersion` raised here carries ``last`` as its
+``last_event_number`` (for a soft-deleted stream: the version it had, which KurrentDB's
+protocol keeps for later expectations; see :mod:`exesdb.grpc.streams_service`).
 """
 
 from __future__ import annotations
@@ -41,15 +46,16 @@ def visible_version(last: int, first: int) -> int:
     return last if last >= first else -1
 
 
-def _check(stream_id: str, expected: ExpectedVersion, version: int) -> None:
+def _check(stream_id: str, expected: ExpectedVersion, version: int, last: int) -> None:
     if expected is ANY:
         return
     if expected is STREAM_EXISTS:
         if version < 0:
-            raise WrongExpectedVersion(stream_id, expected, version, "the stream does not exist")
+            raise WrongExpectedVersion(stream_id, expected, version, "the stream does not exist",
+                                       last)
         return
     if version != expected:
-        raise WrongExpectedVersion(stream_id, expected, version)
+        raise WrongExpectedVersion(stream_id, expected, version, last_event_number=last)
 
 
 def check_append(
@@ -68,7 +74,7 @@ def check_append(
         raise StreamDeleted(stream_id)
     version = visible_version(last, first)
     if not found:
-        _check(stream_id, expected, version)
+        _check(stream_id, expected, version, last)
         return None
     count = len(ids)
     numbers = [found.get(event_id) for event_id in ids]
@@ -87,7 +93,7 @@ def check_append(
     shown = uuid.UUID(bytes=event_id) if isinstance(event_id, bytes) else event_id
     raise WrongExpectedVersion(
         stream_id, expected, version,
-        f"event id {shown} is already in the stream as event {found[event_id]}",
+        f"event id {shown} is already in the stream as event {found[event_id]}", last,
     )
 
 
@@ -97,4 +103,4 @@ def check_delete(
     """Apply the delete rules' version check (see the module docstring)."""
     if hard_deleted:
         raise StreamDeleted(stream_id)
-    _check(stream_id, expected, visible_version(last, first))
+    _check(stream_id, expected, visible_version(last, first), last)

@@ -179,6 +179,7 @@ class _Batch:
             if version is not None:
                 return version
         key = stream.key if stream.key is not None else self._key(stream_id, stream)
+        recreated = stream.first > stream.last >= 0  # it was soft-deleted
         number = stream.last
         position = self.position
         prefix = records.stream_prefix(self.now, stream_id)
@@ -198,9 +199,9 @@ class _Batch:
                 known.setdefault(event._encoded[0], []).append((key, number))
         self.position = position
         stream.last += len(events)
-        return Appended(stream.last, position - 1)
+        return Appended(stream.last, position - 1, recreated)
 
-    def _delete(self, op: DeleteStream) -> None:
+    def _delete(self, op: DeleteStream) -> int:
         stream_id = op.stream_id
         stream = self.streams[stream_id]
         check_delete(stream_id, op.expected_version, stream.last, stream.first, stream.hard)
@@ -209,11 +210,12 @@ class _Batch:
         elif visible_version(stream.last, stream.first) >= 0:
             stream.first = stream.last + 1
         else:
-            return
+            return stream.last
         if stream.key is None:
             self._key(stream_id, stream)
         elif stream_id not in self.dirty:
             self.dirty[stream_id] = (stream, False)
+        return stream.last
 
     def _other(self, op: WriteOp) -> None:
         conn = self.conn

@@ -243,10 +243,11 @@ async def delete_stream(
     *,
     hard: bool = False,
     timeout: float | None = DEFAULT_TIMEOUT,
-) -> None:
+) -> int:
     """Delete ``stream_id`` through ``writer`` (see
-    :meth:`exesdb.storage.Backend.delete_stream`)."""
-    await submit(writer, DeleteStream(stream_id, expected_version, hard), timeout)
+    :meth:`exesdb.storage.Backend.delete_stream`); return the number of its last event."""
+    last: int = await submit(writer, DeleteStream(stream_id, expected_version, hard), timeout)
+    return last
 
 
 async def record_snapshot(

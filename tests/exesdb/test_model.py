@@ -133,7 +133,7 @@ class Model:
             self.streams[stream_id] = s
         elif s.version >= 0:
             s.first = s.last + 1
-        return None
+        return s.last  # a delete answers the stream's last number, deleted or not
 
     def read_stream(self, stream_id: str, start: Any, count: int, direction: str) -> Any:
         s = self.stream(stream_id)
