@@ -53,7 +53,7 @@ def _start_server(data_dir: Path) -> tuple[subprocess.Popen[str], int]:
     """``python -m exesdb start`` with a free port; returns it once it listens."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "exesdb", "start", "--store-id", "bench", "--data-dir",
-         str(data_dir), "--grpc-port", "0"],
+         str(data_dir), "--grpc-port", "0", "--no-http"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     assert proc.stderr is not None

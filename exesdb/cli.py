@@ -7,7 +7,10 @@ they work beside a running server or without one. ``--json`` prints JSON Lines (
 object per stream or event; one object for ``info``).
 
 ``start`` also runs each store's gRPC gateway (the KurrentDB protocol, see
-:mod:`exesdb.grpc`) on its own port (2113, 2114, ... by default; ``--no-grpc`` for none).
+:mod:`exesdb.grpc`) on its own port (2113, 2114, ... by default; ``--no-grpc`` for none),
+and the node's HTTP listener (:mod:`exesdb.http`: the web console, ``/metrics``, the health
+checks) on ``127.0.0.1:2112`` (``--http-host``, ``--http-port``; ``--no-http`` for none),
+which logs the console's URL once it listens.
 ``user add|remove|list`` manages the gateway's users file.
 
 ``start --db-type cluster --pg-dsn DSN`` runs the stores in cluster mode: the same command
@@ -42,6 +45,7 @@ from .devcluster import run_dev_cluster
 from .errors import ExESDBError, InvalidArgument
 from .events import EventRecord
 from .grpc import auth
+from .http.options import DEFAULT_HTTP_PORT, check_http_files, resolve_http_options
 from .options import (
     ENV_PREFIX,
     StoreOptions,
@@ -162,6 +166,20 @@ def _parser() -> argparse.ArgumentParser:
         "--insecure", action="store_true", default=None,
         help=f"allow a non-loopback --grpc-host without TLS; default ${ENV_PREFIX}INSECURE",
     )
+    http = start.add_argument_group(
+        "HTTP listener (web console, /metrics, /health/live, /health/ready)",
+        "One per node, serving every store; it uses the same --tls-cert, --tls-key, "
+        "--users-file and --insecure as the gRPC gateway.")
+    http.add_argument(
+        "--http-host", default=None, metavar="HOST",
+        help=f"the address to listen on; default ${ENV_PREFIX}HTTP_HOST, else 127.0.0.1. "
+             "An address that is not loopback needs --tls-cert and --tls-key, or --insecure")
+    http.add_argument(
+        "--http-port", type=_port, default=None, metavar="PORT",
+        help=f"the port; 0 picks a free one; default ${ENV_PREFIX}HTTP_PORT, else "
+             f"{DEFAULT_HTTP_PORT}")
+    http.add_argument("--no-http", action="store_true",
+                      help="no HTTP listener (no console, metrics or health checks)")
 
     streams = commands.add_parser("streams", help="list a store's streams (read-only)")
     common(streams, several=False)
@@ -262,12 +280,17 @@ def _start(args: argparse.Namespace) -> int:
     if not store_ids:
         raise ExESDBError(f"give --store-id (or set {ENV_PREFIX}STORE_ID)")
     stores = _start_options(args, store_ids)
-    app = application(stores)
+    http = None if args.no_http else resolve_http_options(
+        http_host=args.http_host, http_port=args.http_port, tls_cert_file=args.tls_cert,
+        tls_key_file=args.tls_key, users_file=args.users_file, insecure=args.insecure)
+    app = application(stores, http=http)
 
     async def run() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             for opts in stores:  # fail before anything starts, as start_store does
                 await check_startable(opts)
+            if http is not None:
+                await trio.to_thread.run_sync(check_http_files, http)
             try:
                 top = await otp.application.start(app)
             except StartChildError as exc:

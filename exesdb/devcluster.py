@@ -153,7 +153,8 @@ def run_dev_cluster(store_id: str, nodes: int, *, base_port: int | None = None,
                 running.append(_Node(name, port, [
                     sys.executable, "-m", "exesdb", "start", "--store-id", store_id,
                     "--db-type", "cluster", "--pg-dsn", server.uri, "--node-name", name,
-                    "--grpc-port", str(port), "--log-level", log_level], out))
+                    "--grpc-port", str(port), "--log-level", log_level,
+                    "--http-port", "0"], out))  # each node its own console (logged)
             deadline = time.monotonic() + START_TIMEOUT
             for node in running:
                 while not _accepts(node.port):

@@ -11,6 +11,7 @@ from typing import Any
 __all__ = [
     "ExESDBError",
     "GrpcListenError",
+    "HttpListenError",
     "InvalidArgument",
     "StaleEpoch",
     "StorageError",
@@ -160,6 +161,12 @@ class TlsConfigError(ExESDBError, ValueError):
 class GrpcListenError(ExESDBError):
     """The store's gRPC listener could not listen (the port in use, not permitted, or
     the TLS files unusable); the message names the store and the address."""
+
+
+class HttpListenError(ExESDBError):
+    """The node's HTTP listener (:mod:`exesdb.http`) could not listen (the port in use,
+    not permitted, or the TLS files unusable); the message names the option and the
+    address."""
 
 
 class StorageUnavailable(StorageError):

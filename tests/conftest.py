@@ -1,4 +1,7 @@
-"""Shared test settings: hypothesis profiles ("dev" by default, "ci" with fewer examples)."""
+"""Shared test settings: hypothesis profiles ("dev" by default, "ci" with fewer examples),
+and ``EX_ESDB_HTTP_PORT=0``: the servers the tests start (``python -m exesdb start``) take a
+free port for their HTTP listener, never the fixed default 2112, so test runs side by side
+never collide on it."""
 
 import os
 
@@ -12,3 +15,4 @@ settings.register_profile(
     derandomize=True,
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+os.environ.setdefault("EX_ESDB_HTTP_PORT", "0")

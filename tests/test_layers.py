@@ -28,8 +28,8 @@ EXESDB_LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("storage", ("exesdb.storage",)),
     ("systems", ("exesdb.systems",)),
     ("API", ("exesdb.gateway",)),
-    ("front ends", ("exesdb.grpc", "exesdb.stores", "exesdb.application", "exesdb.cli",
-                    "exesdb.__main__", "exesdb.devcluster", "exesdb.pgserver")),
+    ("front ends", ("exesdb.grpc", "exesdb.http", "exesdb.stores", "exesdb.application",
+                    "exesdb.cli", "exesdb.__main__", "exesdb.devcluster", "exesdb.pgserver")),
 ]
 
 

@@ -102,6 +102,8 @@ class Server:
             args += ["--store-id", store_id]
         for port in ports or [0]:
             args += ["--grpc-port", str(port)]
+        if not any(arg.startswith(("--http-port", "--no-http")) for arg in self.extra_args):
+            args += ["--http-port", "0"]  # the environment is cleaned: never the fixed 2112
         return args + self.extra_args
 
     def start(self, ports: Sequence[int] | None = None) -> None:
