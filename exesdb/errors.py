@@ -9,12 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "CorruptData",
     "ExESDBError",
     "GrpcListenError",
     "HttpListenError",
     "InvalidArgument",
     "StaleEpoch",
     "StorageError",
+    "StorageFull",
     "StorageUnavailable",
     "StoreAlreadyStarted",
     "StoreLocked",
@@ -89,6 +91,83 @@ class StorageError(ExESDBError):
     its message says the outcome is unknown (the disk failed while making it durable).
     """
 
+
+class StorageFull(StorageError):
+    """The file system holding the store is full (``.detail`` says what failed).
+
+    The write that raised it took no effect; reads go on, and writes succeed again once
+    space is freed. Retrying at once is pointless: ``retryable`` is False.
+    """
+
+    retryable = False
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"the disk holding the store is full: {detail}")
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.detail,))
+
+
+class CorruptData(StorageError):
+    """Stored data is damaged: a record failed its checksum, or the database found its
+    file malformed. The read that raised it returned nothing; undamaged records still
+    read. Retrying cannot help: ``retryable`` is False.
+
+    ``.kind`` names the record (``"event"``, ``"stream"``, ``"snapshot"``,
+    ``"checkpoint"``, ``"subscription"``, ``"file"``); where known, ``.position`` (an
+    event's ``$all`` position), ``.stream_id`` and ``.event_number`` locate it, ``.key``
+    names any other record, and ``.reason`` says what is wrong.
+    """
+
+    retryable = False
+
+    def __init__(self, kind: str, reason: str = "checksum mismatch", *,
+                 position: int | None = None, stream_id: str | None = None,
+                 event_number: int | None = None, key: str | None = None) -> None:
+        super().__init__(f"corrupt {_corrupt_subject(kind, position, stream_id, event_number, key)}"
+                         f": {reason}")
+        self.kind = kind
+        self.reason = reason
+        self.position = position
+        self.stream_id = stream_id
+        self.event_number = event_number
+        self.key = key
+
+    @property
+    def location(self) -> str:
+        """Where the damage is, without the reason (``event record at $all position 4
+        (stream 'b', version 1)``)."""
+        return _corrupt_subject(self.kind, self.position, self.stream_id, self.event_number,
+                                self.key)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_corrupt, (type(self), self.kind, self.reason, self.position,
+                                   self.stream_id, self.event_number, self.key))
+
+
+def _corrupt_subject(kind: str, position: int | None, stream_id: str | None,
+                     event_number: int | None, key: str | None) -> str:
+    if kind == "event":
+        where = [f"stream {stream_id!r}"] if stream_id is not None else []
+        if event_number is not None:
+            where.append(f"version {event_number}")
+        return (f"event record at $all position {position!r}"
+                + (f" ({', '.join(where)})" if where else ""))
+    if kind == "stream":
+        return f"stream record {stream_id!r}"
+    if kind == "subscription":
+        return f"subscription definition {key!r}"
+    if kind == "file":
+        return f"database file{f' ({key})' if key else ''}"
+    return f"{kind} record{f' {key}' if key else ''}"
+
+
+def _rebuild_corrupt(cls: type[CorruptData], kind: str, reason: str, position: int | None,
+                     stream_id: str | None, event_number: int | None,
+                     key: str | None) -> CorruptData:
+    return cls(kind, reason, position=position, stream_id=stream_id,
+               event_number=event_number, key=key)
 
 
 class StoreNotFound(ExESDBError, LookupError):

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from .. import payload
-from ..errors import StorageError
+from ..errors import CorruptData
 from ..events import EventRecord, NewEvent, Snapshot, set_raw_data, utc_from_epoch_us
 from .definitions import SubscriptionDefinition
 
@@ -99,19 +99,21 @@ def event_crc(position: int, stream_key: int, number: int, blob: bytes) -> int:
 
 
 def verify_event(row: Sequence[Any], stream_key: int) -> None:
-    """Raise :class:`exesdb.StorageError` unless ``row`` (see :data:`EVENT_ROW_COLUMNS`),
-    found under ``stream_key``, matches its checksum."""
+    """Raise :class:`exesdb.errors.CorruptData` unless ``row`` (see
+    :data:`EVENT_ROW_COLUMNS`), found under ``stream_key``, matches its checksum."""
     position, number, crc, blob = row[0], row[1], row[2], row[3]
     if type(blob) is not bytes or _crc32(blob, _crc32(_pack_keys(position, stream_key,
                                                                    number))) != crc:
-        raise corrupt_event(position)
+        raise corrupt_event(position, number)
 
 
-def corrupt_event(position: Any) -> StorageError:
-    """The error for an event row that failed its checksum."""
-    return StorageError(
-        f"corrupt event record at $all position {position!r}: checksum mismatch"
-    )
+def corrupt_event(position: Any, event_number: Any = None,
+                  stream_id: str | None = None) -> CorruptData:
+    """The error for an event row that failed its checksum: its ``$all`` position, and
+    its event number and stream where known (the stream id is not read from a damaged
+    blob: the caller names it if it knows it from elsewhere)."""
+    return CorruptData("event", position=position, stream_id=stream_id,
+                       event_number=event_number if type(event_number) is int else None)
 
 
 _new_uuid: Final = object.__new__
@@ -184,10 +186,11 @@ def stream_crc(stream_key: int, stream_id: str, first: int, state: int) -> int:
 
 
 def verify_stream(stream_key: int, stream_id: str, first: int, state: int, crc: int) -> None:
-    """Raise :class:`exesdb.StorageError` unless the stream row matches its checksum."""
+    """Raise :class:`exesdb.errors.CorruptData` unless the stream row matches its
+    checksum."""
     if (type(stream_id) is not str or type(first) is not int or type(state) is not int
             or stream_crc(stream_key, stream_id, first, state) != crc):
-        raise StorageError(f"corrupt stream record {stream_id!r}: checksum mismatch")
+        raise CorruptData("stream", stream_id=stream_id if type(stream_id) is str else None)
 
 
 def encode_snapshot(data_kind: int, data: bytes, metadata_kind: int, metadata: bytes) -> bytes:
@@ -210,10 +213,7 @@ def decode_snapshot(source_uuid: str, stream_uuid: str, version: int, created_us
     if (type(blob) is not bytes or type(source_uuid) is not str
             or type(stream_uuid) is not str
             or snapshot_crc(source_uuid, stream_uuid, version, created_us, blob) != crc):
-        raise StorageError(
-            f"corrupt snapshot record ({source_uuid!r}, {stream_uuid!r}, {version!r}): "
-            "checksum mismatch"
-        )
+        raise CorruptData("snapshot", key=f"({source_uuid!r}, {stream_uuid!r}, {version!r})")
     data_kind, metadata_kind, data_len = _SNAPSHOT.unpack_from(blob)
     at = _SNAPSHOT.size
     return Snapshot(
@@ -235,7 +235,7 @@ def verify_checkpoint(name: str, position: int, crc: int) -> None:
     """Raise :class:`exesdb.StorageError` unless the checkpoint row matches its checksum."""
     if (type(name) is not str or type(position) is not int
             or checkpoint_crc(name, position) != crc):
-        raise StorageError(f"corrupt checkpoint record {name!r}: checksum mismatch")
+        raise CorruptData("checkpoint", key=repr(name))
 
 
 def subscription_crc(name: str, type: str, selector: str, start_from: int,
@@ -257,13 +257,11 @@ def decode_subscription(name: str, type: str, selector: str, start_from: int,
             or _type_of(selector) is not str or _type_of(start_from) is not int
             or with_subscriber not in (0, 1)
             or subscription_crc(name, type, selector, start_from, with_subscriber) != crc):
-        raise StorageError(f"corrupt subscription definition {name!r}: checksum mismatch")
+        raise CorruptData("subscription", key=name)
     try:
         decoded = json.loads(selector)
     except ValueError:
-        raise StorageError(
-            f"corrupt subscription definition {name!r}: its selector is not JSON"
-        ) from None
+        raise CorruptData("subscription", "its selector is not JSON", key=name) from None
     return SubscriptionDefinition(name, type, decoded, start_from, bool(with_subscriber))
 
 

@@ -17,6 +17,16 @@ Counters (:attr:`Backend.counters`): each write observes how long its last ``COM
 (the WAL written and, when durable, fsynced) in ``fsync_seconds``; each stream and
 ``$all`` read counts itself and the events it returned.
 
+Faults: a store whose files cannot be written (a read-only mount, an immutable file) is
+refused at open with :class:`exesdb.StorageError` naming the file (SQLite would open it
+read-only and fail every write); a full disk fails the write with
+:class:`~exesdb.errors.StorageFull` (nothing written; reads go on; writes resume once
+there is room); damage met by a read (a checksum mismatch, a malformed page) fails that
+read with :class:`~exesdb.errors.CorruptData` and is logged at ERROR (logger
+``exesdb.storage``) with where it is: the ``$all`` position, the stream and the version.
+A store opened for writing holds :data:`RUNNING_FILE` until it is closed cleanly, so the
+next open can tell (:attr:`SQLiteBackend.unclean_stop`) that a run was killed.
+
 The writer keeps each stream's state (key, last number, first visible number, deleted)
 in a bounded in-memory cache; it is the only writer of the file, so the cache is exact,
 and it is dropped whenever a transaction fails.
@@ -24,6 +34,8 @@ and it is dropped whenever a transaction fails.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sqlite3
 import struct
@@ -37,7 +49,14 @@ from typing import Any, Final, TypeVar
 import trio
 
 from ..constants import ANY, DEFAULT_COUNT, END, Direction, End
-from ..errors import ExESDBError, InvalidArgument, StorageError, StreamDeleted
+from ..errors import (
+    CorruptData,
+    ExESDBError,
+    InvalidArgument,
+    StorageError,
+    StorageFull,
+    StreamDeleted,
+)
 from ..events import EventRecord, Filter, Snapshot, _set_source, lazy_record
 from ..validation import (
     check_count,
@@ -92,6 +111,10 @@ _ALL_BACKWARD: Final = (
     f"{_SELECT_EVENT}, skey FROM events WHERE pos <= ? ORDER BY pos DESC LIMIT ?"
 )
 _KEYS: Final = struct.Struct("<qqq")  # as records.event_crc packs the row keys
+RUNNING_FILE: Final = "exesdb.running"
+"""The marker a store's directory holds while a backend has the store open for writing:
+written (durably) when it opens, removed when it closes cleanly. Found at open, it says the
+previous run did not stop cleanly (:attr:`SQLiteBackend.unclean_stop`)."""
 _INSERT_EVENT: Final = "INSERT INTO events(pos, skey, num, eid, crc, rec) VALUES (?, ?, ?, ?, ?, ?)"
 
 
@@ -107,7 +130,25 @@ class _Stream:
         self.hard = hard
 
 
+log: Final = logging.getLogger("exesdb.storage")
+
+_SQLITE_CORRUPT: Final = 11
+_SQLITE_FULL: Final = 13
+_SQLITE_NOTADB: Final = 26
+
+
 def _storage_error(exc: sqlite3.Error, doing: str) -> StorageError:
+    """The :class:`exesdb.StorageError` of a failed SQLite call: :class:`StorageFull` when
+    the disk is full, :class:`CorruptData` when SQLite found the file malformed."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    if code == _SQLITE_FULL:
+        full: StorageError = StorageFull(f"{doing} failed: {exc}")
+        full.__cause__ = exc
+        return full
+    if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+        corrupt = CorruptData("file", f"{doing} failed: {exc}")
+        corrupt.__cause__ = exc
+        return corrupt
     error = StorageError(f"{doing} failed: {type(exc).__name__}: {exc}")
     error.__cause__ = exc
     return error
@@ -300,6 +341,7 @@ class _Engine:
         self._next_position = 0
         self._next_key = 0
         self.read_only = writer is None
+        self.unclean_stop: str | None = None
         if writer is not None:
             self._load_counters(writer)
 
@@ -333,9 +375,18 @@ class _Engine:
         except OSError as exc:
             raise StorageError(f"{directory}: cannot create the store directory ({exc})") from exc
         path = directory / DB_FILE
+        _check_writable(directory, path)
+        previous = _read_marker(directory / RUNNING_FILE)
+        wal = path.with_name(path.name + "-wal")
+        wal_bytes = wal.stat().st_size if previous is not None and wal.exists() else 0
         writer = open_file(path, durable)
         try:
-            return cls(path, durable, writer)
+            engine = cls(path, durable, writer)
+            if previous is not None:
+                engine.unclean_stop = _unclean_stop_note(previous, wal_bytes,
+                                                         engine.last_position)
+            _write_marker(directory / RUNNING_FILE)
+            return engine
         except sqlite3.Error as exc:
             writer.close()
             raise _storage_error(exc, f"opening {path}") from exc
@@ -433,9 +484,21 @@ class _Engine:
             finally:
                 conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise _storage_error(exc, doing) from exc
+            error = _storage_error(exc, doing)
+            if isinstance(error, CorruptData):
+                self._report_corruption(error)
+            raise error from exc
+        except CorruptData as exc:
+            located = _locate(conn, exc)
+            self._report_corruption(located)
+            raise located from None
         finally:
             self._release_reader(conn)
+
+    def _report_corruption(self, error: CorruptData) -> None:
+        """Log damage met while reading, at ERROR, with where it is."""
+        log.error("%s: %s (other records still read; python -m exesdb verify lists all "
+                  "damage)", self.path, error)
 
     def _acquire_reader(self) -> sqlite3.Connection:
         with self._readers_lock:
@@ -685,6 +748,7 @@ class _Engine:
             with self._readers_lock:
                 self._closed = True
                 conns, self._readers = self._readers, []
+            had_writer = self._writer is not None
             if self._writer is not None:
                 conns.append(self._writer)  # closed last: it checkpoints the WAL
                 self._writer = None
@@ -694,6 +758,9 @@ class _Engine:
                     conn.close()
                 except sqlite3.Error as exc:
                     failure = failure or exc
+            if had_writer and failure is None:  # a clean stop: see RUNNING_FILE
+                with contextlib.suppress(OSError):
+                    (self.path.parent / RUNNING_FILE).unlink(missing_ok=True)
         if failure is not None:
             raise _storage_error(failure, f"closing {self.path}")
 
@@ -715,7 +782,7 @@ def _verified_stream_rows(rows: list[Any], key: int, number: int, step: int
                     f"corrupt stream index: expected event {number}, found {row[1]!r} at "
                     f"$all position {row[0]!r}"
                 )
-            raise records.corrupt_event(row[0])
+            raise records.corrupt_event(row[0], number)
         record = new(EventRecord)
         set_source(record, (fill, row))
         append(record)
@@ -734,11 +801,96 @@ def _verified_all_rows(rows: list[Any]) -> list[EventRecord]:
     set_source = _set_source
     for row in rows:
         if crc32(row[3], crc32(pack(row[0], row[4], row[1]))) != row[2]:
-            raise records.corrupt_event(row[0])
+            raise records.corrupt_event(row[0], row[1])
         record = new(EventRecord)
         set_source(record, (fill, row))
         append(record)
     return out
+
+
+def _locate(conn: sqlite3.Connection, error: CorruptData) -> CorruptData:
+    """``error`` with the stream of a damaged event named (looked up by its row's stream
+    key, which the checksum also covers), if it was not."""
+    if error.kind != "event" or error.stream_id is not None or error.position is None:
+        return error
+    try:
+        row = conn.execute("SELECT s.stream_id, e.num FROM events e JOIN streams s "
+                           "ON s.skey = e.skey WHERE e.pos = ?", (error.position,)).fetchone()
+    except sqlite3.Error:
+        return error
+    if row is None or type(row[0]) is not str:
+        return error
+    located = CorruptData("event", error.reason, position=error.position, stream_id=row[0],
+                          event_number=error.event_number if error.event_number is not None
+                          else row[1])
+    located.__traceback__ = error.__traceback__
+    return located
+
+
+def _read_marker(marker: Path) -> str | None:
+    """The content of a previous run's :data:`RUNNING_FILE`, None if there is none."""
+    try:
+        return marker.read_text(encoding="utf-8", errors="replace").strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+
+
+def _write_marker(marker: Path) -> None:
+    """Write :data:`RUNNING_FILE` durably (the file and its directory entry fsynced), so
+    that a crash of the machine too is seen at the next open. A failure (a full disk) is
+    not fatal: the store then just cannot tell the next run how this one ended."""
+    try:
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, f"pid {os.getpid()}, opened {time.strftime('%Y-%m-%d %H:%M:%S %z')}"
+                         "\n".encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        directory = os.open(marker.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError as exc:
+        log.debug("%s: cannot write the running marker: %s", marker, exc)
+
+
+def _unclean_stop_note(previous: str, wal_bytes: int, last_position: int) -> str:
+    """What to tell the operator about a store whose previous run did not stop cleanly."""
+    if wal_bytes:
+        recovered = (f"SQLite recovered its write-ahead log ({wal_bytes} bytes): every "
+                     "committed transaction kept, an unfinished one dropped")
+    else:
+        recovered = "its write-ahead log was empty: nothing to recover"
+    head = f"up to $all position {last_position}" if last_position >= 0 else "no events"
+    return (f"the previous run ({previous}) did not stop cleanly (killed, or the machine "
+            f"stopped); {recovered}; the store holds {head}; 'python -m exesdb verify' "
+            "checks every record")
+
+
+def _check_writable(directory: Path, path: Path) -> None:
+    """Raise :class:`exesdb.StorageError` naming the file and the reason if the store's
+    files cannot be written: the database file or its write-ahead log and shared-memory
+    files, where they exist (opened for writing and closed again), or the directory, where
+    SQLite creates them (else SQLite would open the store read-only and fail every write).
+    Checked by trying, so it holds for root too (an immutable file, a read-only mount)."""
+    for candidate in (path, path.with_name(path.name + "-wal"),
+                      path.with_name(path.name + "-shm")):
+        try:
+            fd = os.open(candidate, os.O_RDWR)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise StorageError(f"{candidate}: the store file is not writable "
+                               f"({exc.strerror or exc}); appends would fail") from None
+        os.close(fd)
+    if not os.access(directory, os.W_OK | os.X_OK):  # access(2) sees read-only mounts
+        raise StorageError(f"{directory}: the store directory is not writable (permissions, "
+                           "a read-only file system or an immutable directory); appends "
+                           "would fail")
 
 
 class SQLiteBackend(Backend):
@@ -790,6 +942,14 @@ class SQLiteBackend(Backend):
     def durable(self) -> bool:
         """True when each write is fsynced before it is acknowledged."""
         return self._engine.durable
+
+    @property
+    def unclean_stop(self) -> str | None:
+        """None if the previous run that opened this store for writing closed it cleanly
+        (or there was none); else one line for the operator: that it did not stop cleanly,
+        what SQLite's recovery did, and how far the store goes (see
+        :data:`RUNNING_FILE`)."""
+        return self._engine.unclean_stop
 
     @property
     def transactions(self) -> int:

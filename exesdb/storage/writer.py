@@ -20,6 +20,10 @@ Every write of a store goes through its :class:`Writer`. Guarantees:
 * On a normal stop (``SHUTDOWN`` from its supervisor, :func:`otp.gen_server.stop`) the
   writer first commits and answers the requests it holds. The writer does not close the
   backend: whoever opened it does.
+* **Failures are logged, not flooded**: a write the backend fails keeps its error's kind
+  for the caller (:class:`~exesdb.errors.StorageFull` for a full disk, ...) and is logged
+  at ERROR, once per run of failures and then at most every 10 s, with a WARNING when
+  writes succeed again (:class:`FailedWrites`).
 * **Counted**: each transaction written is counted in the backend's
   :attr:`~exesdb.storage.Backend.counters` (transactions, batch sizes, transaction
   times; per append its wait at the writer, and when it wrote, its events and bytes),
@@ -28,11 +32,14 @@ Every write of a store goes through its :class:`Writer`. Guarantees:
 
 from __future__ import annotations
 
+import copy as copy_module
 import logging
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
-from time import perf_counter
+from time import monotonic, perf_counter
 from typing import Any, Final
+
+import trio
 
 import otp
 from otp.gen_server import From
@@ -121,6 +128,7 @@ class Writer(otp.GenServer):
         self.max_batch = max_batch
         self.on_commit = on_commit
         self.pending = []
+        self.failures = FailedWrites()
 
     async def handle_call(self, request: Any, from_: From) -> Any:
         if type(request) not in _OPS:
@@ -152,9 +160,11 @@ class Writer(otp.GenServer):
             written = True
             try:
                 results = await self.backend.write([op for op, _from, _at in batch])
-            except ExESDBError as exc:
-                results = [StorageError(str(exc)) for _ in batch]
+            except ExESDBError as exc:  # the kind of storage error is kept (disk full, ...)
+                results = [_copy_error(exc) if isinstance(exc, StorageError)
+                           else StorageError(str(exc)) for _ in batch]
                 written = False
+            self.failures.record(self.backend, results)
             done = perf_counter()
             reply = otp.gen_server.reply
             for (_op, from_, _at), result in zip(batch, results, strict=True):
@@ -163,6 +173,64 @@ class Writer(otp.GenServer):
                 _count(self.backend.counters, batch, results, done - started, done)
             if self.on_commit is not None:
                 self.on_commit([op for op, _from, _at in batch], results)
+
+
+def _copy_error(exc: StorageError) -> StorageError:
+    """A copy of ``exc`` for one caller (each caller raises its own), of the same class."""
+    try:
+        copy: StorageError = copy_module.copy(exc)
+    except Exception:
+        return StorageError(str(exc))
+    copy.__traceback__ = None
+    return copy
+
+
+class FailedWrites:
+    """Logs the writes a backend failed (logger ``exesdb.storage.writer``), so a full or
+    broken disk shows in the log without flooding it: the first failed write of a run at
+    ERROR at once, with the error; then, while writes keep failing, at most one ERROR line
+    every ``interval`` seconds with how many failed since; and one WARNING line when a
+    write succeeds again. Only storage errors count (a wrong expected version is the
+    caller's affair)."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self.failing = False
+        self.unreported = 0
+        self.total = 0
+        self.last_logged = 0.0
+
+    def record(self, backend: Backend, results: list[Any]) -> None:
+        """Note the results of one transaction of ``backend``."""
+        failed = [r for r in results if isinstance(r, StorageError)]
+        if not failed:
+            if self.failing and len(results) > 0:
+                log.warning("%r: writes succeed again (%d failed in all)", backend,
+                            self.total + self.unreported)
+                self.failing = False
+                self.unreported = self.total = 0
+            return
+        now = _now()
+        if not self.failing:
+            self.failing = True
+            self.total = len(failed)
+            self.last_logged = now
+            log.error("%r: a write failed: %s", backend, failed[0])
+            return
+        self.unreported += len(failed)
+        if now - self.last_logged >= self.interval:
+            log.error("%r: %d more writes failed in %.0f s, the last with: %s", backend,
+                      self.unreported, now - self.last_logged, failed[-1])
+            self.total += self.unreported
+            self.unreported = 0
+            self.last_logged = now
+
+
+def _now() -> float:
+    try:
+        return trio.current_time()
+    except RuntimeError:  # outside trio (a test calling record directly)
+        return monotonic()
 
 
 def _count(counters: StorageStats, batch: list[tuple[WriteOp, From, float]],
