@@ -31,6 +31,7 @@ from ..events import EventRecord
 __all__ = [
     "METADATA_EVENT_TYPE",
     "StreamMetadata",
+    "decoded",
     "fetch",
     "first_visible",
     "is_metadata_stream",
@@ -44,6 +45,7 @@ METADATA_EVENT_TYPE: Final = "$metadata"
 
 _EPOCH: Final = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 _RESERVED: Final = frozenset({"$maxCount", "$maxAge", "$tb", "$acl"})
+_DELETED_TB: Final = (1 << 63) - 1
 
 
 @attrs.frozen
@@ -83,22 +85,32 @@ def _int_at_least(value: Any, lowest: int) -> int | None:
     return None
 
 
+def decoded(data: Any) -> Any:
+    """The JSON value of a ``$metadata`` event's data: decoded already, or bytes of JSON
+    (None when they do not parse)."""
+    if isinstance(data, bytes | bytearray):
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError):
+            return None
+    return data
+
+
 def parse(data: Any) -> StreamMetadata:
     """The metadata that the data of a ``$metadata`` event holds: bytes of a JSON object
     (as the clients write it) or an already decoded JSON value. Anything else, or a
-    reserved key with a value of the wrong kind, counts as absent."""
-    value = data
-    if isinstance(data, bytes | bytearray):
-        try:
-            value = json.loads(data)
-        except (ValueError, RecursionError):
-            return StreamMetadata()
+    reserved key with a value of the wrong kind, counts as absent. A ``$tb`` of
+    ``2**63 - 1`` is the mark a soft delete writes (KurrentDB's deleted stream): the
+    storage's own soft delete hides those events, so it truncates nothing more (events
+    appended later, in-process too, stay visible)."""
+    value = decoded(data)
     if not isinstance(value, dict):
         return StreamMetadata()
+    truncate_before = _int_at_least(value.get("$tb"), 0)
     return StreamMetadata(
         max_count=_int_at_least(value.get("$maxCount"), 1),
         max_age=_int_at_least(value.get("$maxAge"), 1),
-        truncate_before=_int_at_least(value.get("$tb"), 0),
+        truncate_before=None if truncate_before == _DELETED_TB else truncate_before,
         acl=value.get("$acl"),
         custom={k: v for k, v in value.items() if k not in _RESERVED},
     )

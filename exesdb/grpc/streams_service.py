@@ -10,8 +10,15 @@ Behaviour, as KurrentDB's:
   Events keep the client's bytes; an event over 16 MiB or an append over
   :data:`~exesdb.grpc.convert.MAX_APPEND_SIZE` bytes is refused (``INVALID_ARGUMENT``,
   or a ``MaximumAppendSizeExceeded`` batch error) and writes nothing.
-* Delete (soft) and Tombstone (hard) with an expected state; they answer the ``$all``
-  head position at the time of the delete (exesdb writes no delete record).
+* Delete (soft) and Tombstone (hard) with an expected state. As in KurrentDB, a
+  soft-deleted stream keeps its last event number for expected versions (deleting,
+  tombstoning or appending with it succeeds; a wrong one reports it), expecting it to
+  exist is the stream-deleted error, and a soft delete of a stream that never had an
+  event nor metadata fails with the wrong-version error of a missing stream (the clients'
+  not found). A soft delete also writes the metadata ``{"$tb": 2**63 - 1}`` to
+  ``$$<stream>`` as KurrentDB does, and answers its position; the first append that
+  recreates the stream rewrites that ``$tb`` to the stream's first new number (what
+  KurrentDB's undelete writes). Tombstone answers the ``$all`` head position.
 * Read a stream forwards or backwards from its start, its end or a revision (included),
   at most ``count`` events, honouring the stream's metadata (:mod:`exesdb.grpc.metadata`);
   a stream without visible events answers ``stream_not_found``, a hard-deleted one the
@@ -37,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -46,9 +54,17 @@ from typing import Any, Final
 import attrs
 
 from .. import gateway
-from ..constants import END, End, ExpectedVersion
+from ..constants import (
+    END,
+    MAX_STREAM_ID_LENGTH,
+    NO_STREAM,
+    STREAM_EXISTS,
+    End,
+    ExpectedVersion,
+)
 from ..errors import ExESDBError, InvalidArgument, StreamDeleted, WrongExpectedVersion
-from ..events import EventRecord, NewEvent
+from ..events import JSON_CONTENT_TYPE, EventRecord, NewEvent
+from ..payload import JsonText
 from ..storage.ops import Appended
 from ..storage.rules import check_delete
 from ..systems.commits import CommitSignal, Cursor, follow
@@ -73,6 +89,7 @@ DEFAULT_WINDOW: Final = 32
 
 _PARKED_PREFIX: Final = parked_stream("", "").split("::")[0]  # "$persistentsubscription-"
 _MAX_INT64: Final = (1 << 63) - 1
+_DELETED_TB: Final = _MAX_INT64  # the "$tb" of a soft delete (KurrentDB's DeletedStream)
 _MAX_PENDING: Final = 2 * convert.MAX_APPEND_SIZE  # bytes in a call's unfinished batches
 _Options = streams_pb2.ReadReq.Options
 _now = _dt.datetime.now
@@ -180,6 +197,29 @@ def _set_position(response: Any, position: int | None) -> None:
             convert.grpc_position(position))
 
 
+def _soft_deleted_expectation(exc: WrongExpectedVersion) -> None:
+    """Decide a failed expectation as KurrentDB does, where a soft-deleted stream keeps
+    its last event number as its version: return (the caller then goes on as for a
+    soft-deleted stream expected missing, which the storage accepts) when the expected
+    version was that number; else raise the error to answer: the stream-deleted error
+    when it was expected to exist, else the wrong version with that number as the
+    current one. Any other failure is raised as it is."""
+    if not exc.soft_deleted:
+        raise exc
+    if exc.expected is STREAM_EXISTS:
+        raise StreamDeleted(exc.stream_id) from None
+    if exc.expected != exc.last_event_number:
+        raise WrongExpectedVersion(exc.stream_id, exc.expected, exc.last_event_number,
+                                   exc.detail) from None
+
+
+def _metadata_event(value: dict[str, Any]) -> NewEvent:
+    """A ``$metadata`` event holding ``value``, as compact JSON text."""
+    return NewEvent(metadata.METADATA_EVENT_TYPE,
+                    JsonText(json.dumps(value, separators=(",", ":")).encode()),
+                    content_type=JSON_CONTENT_TYPE)
+
+
 def _confirmation() -> streams_pb2.ReadResp:
     return streams_pb2.ReadResp(confirmation=streams_pb2.ReadResp.SubscriptionConfirmation(
         subscription_id=str(uuid.uuid4())))
@@ -209,12 +249,39 @@ class _Streams:
     async def _append(self, stream_id: str, expected: ExpectedVersion,
                       events: list[NewEvent]) -> int:
         """Append (an empty append only checks the expected version); return the
-        stream's version."""
-        if events:
-            return await gateway.append_events(self.store_id, stream_id, events, expected)
-        version = await gateway.get_version(self.store_id, stream_id)
-        check_delete(stream_id, expected, version, 0, False)
+        stream's version. A soft-deleted stream keeps its version (see
+        :func:`_soft_deleted_expectation`); recreating it rewrites its ``$tb``."""
+        if not events:
+            version = await gateway.get_version(self.store_id, stream_id)
+            check_delete(stream_id, expected, version, 0, False)
+            return version
+        try:
+            version = await gateway.append_events(self.store_id, stream_id, events, expected)
+        except WrongExpectedVersion as exc:
+            _soft_deleted_expectation(exc)
+            version = await self._append(stream_id, NO_STREAM, events)
+        if type(version) is Appended and version.recreated:
+            await self._undelete(stream_id, version - len(events) + 1)
         return version
+
+    async def _undelete(self, stream_id: str, first: int) -> None:
+        """After an append recreated soft-deleted ``stream_id`` from event ``first``: its
+        metadata's ``$tb``, if it is the soft delete's, becomes ``first``, the rest kept
+        (KurrentDB's undelete). A concurrent metadata change wins."""
+        meta_id = metadata.metadata_stream(stream_id)
+        if metadata.is_metadata_stream(stream_id) or len(meta_id) > MAX_STREAM_ID_LENGTH:
+            return
+        try:
+            last = await gateway.get_events(self.store_id, meta_id, END, 1, "backward")
+        except StreamDeleted:
+            return
+        value = metadata.decoded(last[0].data) if last else None
+        if not isinstance(value, dict) or value.get("$tb") != _DELETED_TB:
+            return
+        value["$tb"] = first
+        with contextlib.suppress(WrongExpectedVersion, StreamDeleted):
+            await gateway.append_events(self.store_id, meta_id, [_metadata_event(value)],
+                                        last[0].event_number)
 
     async def append(self, call: Call) -> None:
         """``Append``: options, then the proposed events, until the client half-closes."""
@@ -299,15 +366,54 @@ class _Streams:
     # -- delete ------------------------------------------------------------------------
 
     async def _delete(self, call: Call, hard: bool) -> int | None:
+        """Delete or tombstone as KurrentDB (see the module docstring); return the
+        ``$all`` position to answer."""
         request = await call.receive_one()
         stream_id = convert.stream_name(request.options.stream_identifier,
                                         "options.stream_identifier")
         _check_writable(stream_id)
         expected = convert.expected_version(request.options)
         with _store_errors():
-            await gateway.delete_stream(self.store_id, stream_id, expected, hard)
+            last_number = await self._delete_stream(stream_id, expected, hard)
+            if not hard:
+                if last_number < 0 and not await self._has_metadata(stream_id):
+                    raise convert.delete_error(WrongExpectedVersion(stream_id, expected, -1))
+                return await self._write_deleted_tb(stream_id)
             last = await gateway.read_all(self.store_id, END, 1, "backward")
         return last[0].position if last else None
+
+    async def _delete_stream(self, stream_id: str, expected: ExpectedVersion,
+                             hard: bool) -> int:
+        """The storage's delete, with a soft-deleted stream's version kept (see
+        :func:`_soft_deleted_expectation`); return the stream's last event number."""
+        try:
+            return await gateway.delete_stream(self.store_id, stream_id, expected, hard)
+        except WrongExpectedVersion as exc:
+            _soft_deleted_expectation(exc)
+            if not hard:  # soft-deleting it again changes nothing (its $tb is rewritten)
+                return exc.last_event_number
+            return await self._delete_stream(stream_id, NO_STREAM, hard)
+
+    async def _has_metadata(self, stream_id: str) -> bool:
+        """True when ``$$<stream_id>`` holds an event (or was tombstoned)."""
+        meta_id = metadata.metadata_stream(stream_id)
+        if len(meta_id) > MAX_STREAM_ID_LENGTH:
+            return False
+        try:
+            return await gateway.get_version(self.store_id, meta_id) >= 0
+        except StreamDeleted:
+            return True
+
+    async def _write_deleted_tb(self, stream_id: str) -> int | None:
+        """Write the metadata of a soft-deleted stream, ``{"$tb": 2**63 - 1}``, as
+        KurrentDB does (replacing what was set); return its ``$all`` position."""
+        meta_id = metadata.metadata_stream(stream_id)
+        if len(meta_id) > MAX_STREAM_ID_LENGTH:
+            last = await gateway.read_all(self.store_id, END, 1, "backward")
+            return last[0].position if last else None
+        version = await gateway.append_events(self.store_id, meta_id,
+                                              [_metadata_event({"$tb": _DELETED_TB})])
+        return await self._position_of(meta_id, version)
 
     async def delete(self, call: Call) -> None:
         """``Delete``: a soft delete (the stream reads as missing; appending continues

@@ -19,6 +19,7 @@ import pytest
 import trio
 from eventsourcing.application import Application
 from kurrentdbclient import KurrentDBClient, NewEvent, StreamState
+from kurrentdbclient.exceptions import NotFoundError, StreamIsDeletedError, WrongCurrentVersionError
 
 import otp
 from exesdb import gateway, start_store, stop_store
@@ -163,3 +164,90 @@ def test_the_read_command_prints_json_sent_over_grpc_as_json(server, client, str
     out = subprocess.run([*command, "--json"], capture_output=True, text=True,
                          check=True).stdout
     assert json.loads(out)["data"] == {"sku": "A-1"}
+
+
+# -- soft delete -----------------------------------------------------------------------------
+
+MAX_LONG = 9223372036854775807
+"""The ``$tb`` KurrentDB writes for a soft delete (its deleted stream's number)."""
+
+
+def test_a_soft_deleted_stream_can_be_deleted_again_with_its_last_version(client, stream):
+    client.append_to_stream(stream, events=events("A", "B"), current_version=StreamState.ANY)
+    client.delete_stream(stream, current_version=1)
+    client.delete_stream(stream, current_version=1)
+    with pytest.raises(NotFoundError):
+        client.get_stream(stream)
+
+
+def test_a_soft_deleted_stream_can_be_tombstoned_with_its_last_version(client, stream):
+    client.append_to_stream(stream, events=events("A", "B"), current_version=StreamState.ANY)
+    client.delete_stream(stream, current_version=1)
+    client.tombstone_stream(stream, current_version=1)
+    with pytest.raises(StreamIsDeletedError):
+        client.get_stream(stream)
+
+
+@pytest.mark.parametrize("operation", ["delete", "tombstone", "append"])
+def test_a_soft_deleted_stream_reports_its_last_version_to_a_wrong_expectation(
+        client, stream, operation):
+    client.append_to_stream(stream, events=events("A", "B"), current_version=StreamState.ANY)
+    client.delete_stream(stream, current_version=1)
+    with pytest.raises(WrongCurrentVersionError) as info:
+        if operation == "append":
+            client.append_to_stream(stream, events=events("C"), current_version=0)
+        else:
+            getattr(client, f"{operation}_stream")(stream, current_version=0)
+    assert info.value.actual_version == 1
+
+
+def test_appending_with_a_soft_deleted_streams_last_version_continues_it(client, stream):
+    client.append_to_stream(stream, events=events("A", "B"), current_version=StreamState.ANY)
+    client.delete_stream(stream, current_version=StreamState.ANY)
+    client.append_to_stream(stream, events=events("C"), current_version=1)
+    assert [(e.type, e.stream_position) for e in client.get_stream(stream)] == [("C", 2)]
+
+
+def test_expecting_a_soft_deleted_stream_to_exist_is_the_stream_deleted_error(client, stream):
+    client.append_to_stream(stream, events=events("A"), current_version=StreamState.ANY)
+    client.delete_stream(stream, current_version=StreamState.ANY)
+    with pytest.raises(StreamIsDeletedError):
+        client.delete_stream(stream, current_version=StreamState.EXISTS)
+
+
+def test_a_soft_delete_writes_the_deleted_tb_as_the_streams_metadata(client, stream):
+    client.append_to_stream(stream, events=events("A", "B"), current_version=StreamState.ANY)
+    client.set_stream_metadata(stream, metadata={"owner": "me"})
+    client.delete_stream(stream, current_version=1)
+    # KurrentDB writes {"$tb": MAX_LONG} alone: what was set before is replaced
+    assert client.get_stream_metadata(stream) == ({"$tb": MAX_LONG}, 1)
+
+
+def test_appending_after_a_soft_delete_starts_after_the_deleted_events_and_moves_tb(
+        client, stream):
+    client.append_to_stream(stream, events=events("A", "B"), current_version=StreamState.ANY)
+    client.delete_stream(stream, current_version=1)
+    client.append_to_stream(stream, events=events("C", "D"),
+                            current_version=StreamState.NO_STREAM)
+    assert [(e.type, e.stream_position) for e in client.get_stream(stream)] == [
+        ("C", 2), ("D", 3)]
+    assert client.get_stream_metadata(stream) == ({"$tb": 2}, 1)
+    client.append_to_stream(stream, events=events("E"), current_version=3)
+    assert client.get_stream_metadata(stream) == ({"$tb": 2}, 1)
+
+
+# -- deleting what never existed -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("expected", [StreamState.ANY, StreamState.NO_STREAM,
+                                      StreamState.EXISTS, 0], ids=str)
+def test_deleting_a_stream_that_never_existed_is_not_found(client, stream, expected):
+    with pytest.raises(NotFoundError):
+        client.delete_stream(stream, current_version=expected)
+    assert client.get_stream_metadata(stream) == ({}, StreamState.NO_STREAM)  # no $tb
+
+
+def test_a_stream_with_only_metadata_can_be_soft_deleted(client, stream):
+    client.set_stream_metadata(stream, metadata={"owner": "me"})
+    client.delete_stream(stream, current_version=StreamState.ANY)
+    assert client.get_stream_metadata(stream)[0] == {"$tb": MAX_LONG}
