@@ -73,6 +73,7 @@ __all__ = [
     "stream_deleted",
     "stream_name",
     "stream_not_found",
+    "unresolved_link_bytes",
     "uuid_from_proto",
     "uuid_to_proto",
     "wrong_expected_version",
@@ -342,6 +343,15 @@ def read_event_bytes(record: EventRecord, structured_uuid: bool = False,
         read_event_field = (_field(b"\x0a", recorded)
                             + _field(b"\x12", _recorded_bytes(link, structured_uuid))
                             + b"\x18" + _varint(position))
+    return _field(b"\x0a", read_event_field)
+
+
+def unresolved_link_bytes(link: EventRecord, structured_uuid: bool = False) -> bytes:
+    """The serialized ``ReadResp`` of a link event whose event is gone (or never was),
+    read with links resolved: the link alone, no event, as KurrentDB answers (the clients
+    skip it)."""
+    read_event_field = (_field(b"\x12", _recorded_bytes(link, structured_uuid))
+                        + b"\x18" + _varint(grpc_position(link.position)))
     return _field(b"\x0a", read_event_field)
 
 

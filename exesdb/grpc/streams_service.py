@@ -23,6 +23,10 @@ Behaviour, as KurrentDB's:
   at most ``count`` events, honouring the stream's metadata (:mod:`exesdb.grpc.metadata`);
   a stream without visible events answers ``stream_not_found``, a hard-deleted one the
   stream-deleted error.
+* With ``resolve_links``, reads and subscriptions send a link event (type ``$>``, data
+  ``<number>@<stream>``) as the event it points to together with the link (the
+  response's commit position is the link's), or the link alone when that event cannot
+  be read, as KurrentDB does.
 * Read ``$all`` forwards from a position (included) or backwards from a position
   (excluded), with an optional filter on event type or stream name (prefixes or a
   regular expression) applied here.
@@ -90,6 +94,7 @@ DEFAULT_WINDOW: Final = 32
 _PARKED_PREFIX: Final = parked_stream("", "").split("::")[0]  # "$persistentsubscription-"
 _MAX_INT64: Final = (1 << 63) - 1
 _DELETED_TB: Final = _MAX_INT64  # the "$tb" of a soft delete (KurrentDB's DeletedStream)
+_LINK_TYPE: Final = "$>"
 _MAX_PENDING: Final = 2 * convert.MAX_APPEND_SIZE  # bytes in a call's unfinished batches
 _Options = streams_pb2.ReadReq.Options
 _now = _dt.datetime.now
@@ -436,6 +441,8 @@ class _Streams:
         options = (await call.receive_one()).options
         structured = options.uuid_option.WhichOneof("content") == "structured"
         send = _Sender(call, structured)
+        if options.resolve_links:
+            send.resolver = self._resolve_link
         which = options.WhichOneof("stream_option")
         if which is None:
             raise bad_request("options: one of stream or all is required")
@@ -600,7 +607,7 @@ class _Streams:
                     out: list[Any] = []
                     for record in batch:
                         if matches(record):
-                            out.append(send.response(record))
+                            out.append(await send.response(record))
                         scanned += 1
                         if scanned >= interval:
                             scanned = 0
@@ -615,6 +622,18 @@ class _Streams:
     def _head(self) -> int:
         """The head of ``$all`` the subscriptions read up to: the commit signal's."""
         return self.commits.head
+
+    async def _resolve_link(self, link: EventRecord) -> EventRecord | None:
+        """The event a link event (data ``<number>@<stream>``) points to, None when it
+        cannot be read (missing, deleted, or not a link's data)."""
+        number, sep, stream_id = convert.record_data(link).decode(errors="replace").partition("@")
+        if not sep or not number.isdigit():
+            return None
+        try:
+            found = await gateway.get_events(self.store_id, stream_id, int(number), 1)
+        except (StreamDeleted, InvalidArgument):
+            return None
+        return found[0] if found and found[0].event_number == int(number) else None
 
 
 @attrs.define
@@ -632,15 +651,25 @@ class _Sender:
         """:attr:`batch_size` now (as the subscriptions ask before each read)."""
         return self.batch_size
 
-    def response(self, record: EventRecord) -> bytes:
-        """The serialized ``ReadResp`` carrying ``record``."""
-        return convert.read_event_bytes(record, self.structured)
+    resolver: Callable[[EventRecord], Awaitable[EventRecord | None]] | None = None
+    """With links resolved: what a link event points to (see :meth:`response`)."""
+
+    async def response(self, record: EventRecord) -> bytes:
+        """The serialized ``ReadResp`` carrying ``record`` (with a :attr:`resolver`, a
+        link event as the event it points to and the link, or the link alone)."""
+        if self.resolver is None or record.event_type != _LINK_TYPE:
+            return convert.read_event_bytes(record, self.structured)
+        target = await self.resolver(record)
+        if target is None:
+            return convert.unresolved_link_bytes(record, self.structured)
+        return convert.read_event_bytes(target, self.structured, record)
 
     async def events(self, records: Iterable[EventRecord]) -> int:
         """Send ``records`` in few writes; return how many."""
         structured = self.structured
         encode = convert.read_event_bytes
-        responses = [encode(record, structured) for record in records]
+        responses = ([encode(record, structured) for record in records]
+                     if self.resolver is None else [await self.response(r) for r in records])
         if responses:
             self.sized(responses)
             await self.call.send_many(responses)

@@ -251,3 +251,55 @@ def test_a_stream_with_only_metadata_can_be_soft_deleted(client, stream):
     client.set_stream_metadata(stream, metadata={"owner": "me"})
     client.delete_stream(stream, current_version=StreamState.ANY)
     assert client.get_stream_metadata(stream)[0] == {"$tb": MAX_LONG}
+
+
+# -- links -----------------------------------------------------------------------------------
+
+
+def _link(stream_id: str, number: int) -> NewEvent:
+    return NewEvent(type="$>", data=f"{number}@{stream_id}".encode(),
+                    content_type="application/octet-stream")
+
+
+def test_a_link_event_written_by_a_client_is_stored_as_it_was_sent(client, stream):
+    client.append_to_stream(stream, events=events("A"), current_version=StreamState.ANY)
+    client.append_to_stream(f"{stream}-links", events=[_link(stream, 0)],
+                            current_version=StreamState.ANY)
+    (read,) = client.get_stream(f"{stream}-links")
+    assert (read.type, read.data, read.link) == ("$>", f"0@{stream}".encode(), None)
+
+
+def test_reading_with_resolve_links_returns_the_linked_event_with_its_link(client, stream):
+    client.append_to_stream(stream, events=events("A", "B"), current_version=StreamState.ANY)
+    links = f"{stream}-links"
+    client.append_to_stream(links, events=[_link(stream, 1), _link(stream, 0)],
+                            current_version=StreamState.ANY)
+    read = client.get_stream(links, resolve_links=True)
+    assert [(e.type, e.stream_name, e.stream_position) for e in read] == [
+        ("B", stream, 1), ("A", stream, 0)]
+    assert [(e.link.type, e.link.stream_name, e.link.stream_position) for e in read] == [
+        ("$>", links, 0), ("$>", links, 1)]
+    # each carries its own position: the events were written before their links
+    assert all(e.commit_position < e.link.commit_position for e in read)
+    assert client.get_stream(links)[0].link is None  # not resolved unless asked
+
+
+def test_an_all_read_and_a_subscription_resolve_links_too(client, stream):
+    client.append_to_stream(stream, events=events("A"), current_version=StreamState.ANY)
+    links = f"{stream}-links"
+    start = client.append_to_stream(links, events=[_link(stream, 0)],
+                                    current_version=StreamState.ANY)
+    (read,) = client.read_all(commit_position=start, resolve_links=True, limit=1,
+                              filter_exclude=())  # the default one leaves out "$>" events
+    assert (read.type, read.stream_name, read.link.stream_name) == ("A", stream, links)
+    with client.subscribe_to_stream(links, resolve_links=True, timeout=10) as subscription:
+        got = next(iter(subscription))
+    assert (got.type, got.link.type) == ("A", "$>")
+
+
+def test_a_link_to_an_event_that_cannot_be_read_is_skipped_when_resolving(client, stream):
+    links = f"{stream}-links"
+    client.append_to_stream(links, events=[_link(stream, 5), _link("", 0)],
+                            current_version=StreamState.ANY)
+    assert client.get_stream(links, resolve_links=True) == ()  # the link alone: skipped
+    assert len(client.get_stream(links)) == 2
