@@ -206,6 +206,10 @@ class StoreOptions:
     store_tags: tuple[str, ...] = attrs.field(default=(), converter=_to_tags)
     durable: bool = attrs.field(default=True, validator=_check_bool)
     """Acknowledge writes only once fsynced (the default); False trades that for speed."""
+    verify: bool = attrs.field(default=False, validator=_check_bool)
+    """Check the whole store (SQLite's integrity check and every record's checksum) before
+    starting it, and refuse to start a damaged one (single mode; see
+    :mod:`exesdb.storage.verify`)."""
     grpc_host: str = attrs.field(default="127.0.0.1", validator=_check_host)
     """The address the gRPC gateway listens on (loopback unless TLS or ``insecure``)."""
     grpc_port: int | None = attrs.field(default=None, validator=_check_port)
@@ -313,7 +317,7 @@ DEFAULTS: Final = {f.name for f in attrs.fields(StoreOptions)}
 _INTS: Final = {"timeout", "writer_idle_ms", "reader_idle_ms", "persistence_interval",
                 "gateway_pool_size", "grpc_port", "leader_lease_ms", "election_interval_ms",
                 "member_timeout_ms"}
-_BOOLS: Final = {"durable", "insecure"}
+_BOOLS: Final = {"durable", "insecure", "verify"}
 
 
 def _from_env(name: str, raw: str) -> Any:

@@ -23,6 +23,9 @@ Pure functions, no I/O. Guarantees:
   ``FAILED_PRECONDITION`` whose message carries the versions; a hard-deleted stream
   ``FAILED_PRECONDITION`` "... is deleted." with the ``exception: stream-deleted``
   trailer; an unavailable store ``UNAVAILABLE``.
+* Storage faults that a retry cannot cure are never ``UNAVAILABLE`` (which the clients
+  retry without end): a full disk is ``RESOURCE_EXHAUSTED`` and damaged data
+  ``DATA_LOSS``, each with the store's message naming the cause.
 """
 
 from __future__ import annotations
@@ -37,9 +40,11 @@ from google.protobuf import timestamp_pb2
 from .. import payload
 from ..constants import ANY, MAX_EVENT_SIZE, NO_STREAM, STREAM_EXISTS, ExpectedVersion
 from ..errors import (
+    CorruptData,
     ExESDBError,
     InvalidArgument,
     StorageError,
+    StorageFull,
     StoreNotFound,
     StoreUnavailable,
     StreamDeleted,
@@ -466,7 +471,8 @@ def batch_error_status(exc: ExESDBError, stream_id: str) -> status_pb2.Status:
     """The error status of a failed batch append, with the detail the clients unpack:
     ``WrongExpectedVersion`` (``ALREADY_EXISTS``), ``StreamDeleted`` (``NOT_FOUND``),
     ``MaximumAppendSizeExceeded`` (with the limit broken) or ``BadRequest``
-    (``INVALID_ARGUMENT``), or ``Unknown`` with the error's message for an unavailable
+    (``INVALID_ARGUMENT``), or ``Unknown`` with the error's message: ``RESOURCE_EXHAUSTED``
+    for a full disk, ``DATA_LOSS`` for damaged data, ``UNAVAILABLE`` for an unavailable
     store."""
     if isinstance(exc, WrongExpectedVersion):
         detail = shared_pb2.WrongExpectedVersion()
@@ -493,6 +499,10 @@ def batch_error_status(exc: ExESDBError, stream_id: str) -> status_pb2.Status:
     if isinstance(exc, InvalidArgument):
         return _status(code_pb2.INVALID_ARGUMENT, "BadRequest",
                        shared_pb2.BadRequest(message=str(exc)))
+    if isinstance(exc, StorageFull):
+        return _status(code_pb2.RESOURCE_EXHAUSTED, str(exc), shared_pb2.Unknown())
+    if isinstance(exc, CorruptData):
+        return _status(code_pb2.DATA_LOSS, str(exc), shared_pb2.Unknown())
     return _status(code_pb2.UNAVAILABLE, str(exc), shared_pb2.Unknown())
 
 
@@ -540,7 +550,8 @@ def delete_error(exc: WrongExpectedVersion) -> RpcError:
 def rpc_error(exc: ExESDBError) -> RpcError:
     """The call-ending error for ``exc``: a stream deleted as :func:`stream_deleted`, a
     wrong expected version as :func:`delete_error`, invalid input ``INVALID_ARGUMENT``,
-    a store not running or restarting or a storage failure ``UNAVAILABLE``."""
+    a full disk ``RESOURCE_EXHAUSTED``, damaged data ``DATA_LOSS``, a store not running
+    or restarting or another storage failure ``UNAVAILABLE``."""
     if isinstance(exc, StreamDeleted):
         return stream_deleted(exc.stream_id)
     if isinstance(exc, WrongExpectedVersion):
@@ -552,6 +563,10 @@ def rpc_error(exc: ExESDBError) -> RpcError:
                          "maximum-append-size": str(exc.limit)})
     if isinstance(exc, InvalidArgument):
         return bad_request(str(exc))
+    if isinstance(exc, StorageFull):
+        return RpcError(StatusCode.RESOURCE_EXHAUSTED, str(exc))
+    if isinstance(exc, CorruptData):
+        return RpcError(StatusCode.DATA_LOSS, str(exc))
     if isinstance(exc, StoreNotFound | StoreUnavailable | StorageError):
         return RpcError(StatusCode.UNAVAILABLE, str(exc))
     return RpcError(StatusCode.UNAVAILABLE, f"{type(exc).__name__}: {exc}")

@@ -44,7 +44,7 @@ from ..systems.cluster import advertise_port
 from ..systems.commits import commit_signal
 from ..systems.processes import StoreServer, StoreSupervisor
 from . import gossip_service
-from .auth import load_users, may_use
+from .auth import Users, load_users, may_use
 from .cluster import gossip_members, leader_routed
 from .groups.manager import PersistentGroups
 from .persistent_service import service as persistent_subscriptions
@@ -110,6 +110,23 @@ async def _serve_process(services: Mapping[str, Method], config: ServerConfig,
         ready.send_nowait(bound)
 
 
+def _log_authentication(opts: StoreOptions, users: Users | None) -> None:
+    """Say whether the store's calls need credentials; warn when they do but the listener
+    is plain text, where the clients never send them (so every call that needs them is
+    refused), unless ``insecure`` says that is intended."""
+    if users is None:
+        log.info("exesdb.grpc: store %s: authentication off (no users file): every client "
+                 "may use the store", opts.store_id)
+        return
+    log.info("exesdb.grpc: store %s: authentication on: %d users from %s", opts.store_id,
+             len(users), opts.users_file)
+    if not opts.tls and not opts.insecure:
+        log.warning("exesdb.grpc: store %s: a users file on a plain-text port: clients send "
+                    "credentials over TLS only, so every call that needs them will be "
+                    "refused; give --tls-cert and --tls-key, or --insecure if that is "
+                    "intended", opts.store_id)
+
+
 class GrpcGateway(StoreServer):
     """The store's gRPC listener (see the module docstring)."""
 
@@ -144,6 +161,7 @@ class GrpcGateway(StoreServer):
             advertise_port(opts.store_id, port)  # what gossip tells the other nodes' clients
         log.info("exesdb.grpc: store %s listening on %s:%d%s", opts.store_id, host, port,
                  " (tls)" if opts.tls else "")
+        _log_authentication(opts, users)
 
     def _services(self, opts: StoreOptions) -> dict[str, Method]:
         services: dict[str, Method] = {}

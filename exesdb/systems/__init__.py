@@ -58,7 +58,7 @@ from .notification import NotificationSystem
 from .persistence import PersistenceSystem
 from .processes import StoreSupervisor
 from .pubsub import LoggingSystem, PubSubSystem
-from .store import StoreSystem, lock_store_dir
+from .store import StoreSystem, lock_store_dir, verify_at_start
 
 __all__ = [
     "CoreSystem",
@@ -158,7 +158,8 @@ async def check_startable(opts: StoreOptions) -> None:
     """Fail now, before anything starts, if the store cannot start: it runs on this node
     (:class:`exesdb.StoreAlreadyStarted`), a TLS or users file it names is missing or its
     directory cannot be created (:class:`exesdb.InvalidArgument`) or another store holds
-    it (:class:`exesdb.StoreLocked`).
+    it (:class:`exesdb.StoreLocked`); with ``opts.verify``, its file is damaged
+    (:class:`exesdb.errors.CorruptData`, see :func:`~exesdb.systems.store.verify_at_start`).
     """
     running = otp.whereis(system_name(opts.store_id)) if otp.whereis(REGISTRY) else None
     if running is not None:
@@ -166,7 +167,11 @@ async def check_startable(opts: StoreOptions) -> None:
     await trio.to_thread.run_sync(check_grpc_files, opts)
     if needs_dir_lock(opts):  # cluster mode keeps no folder: the store is in PostgreSQL
         fd = await lock_store_dir(opts.store_id, opts.store_dir)
-        await trio.to_thread.run_sync(os.close, fd)
+        try:
+            if opts.verify:  # under the lock: no other process writes while it checks
+                await verify_at_start(opts)
+        finally:
+            await trio.to_thread.run_sync(os.close, fd)
 
 
 def root_cause(exc: StartChildError) -> Exception:

@@ -30,11 +30,13 @@ from otp import registry, supervisor
 from otp.lowlevel import NodeVar, on_exit
 from otp.supervisor import ChildSpec
 
-from ..errors import InvalidArgument, StoreLocked, StoreUnavailable
+from ..errors import CorruptData, InvalidArgument, StoreLocked, StoreUnavailable
 from ..naming import REGISTRY, child_spec_id, genserver_name
 from ..options import StoreOptions
 from ..storage import Appended, Backend, Writer
 from ..storage import writer as storage_writer
+from ..storage.sqlite_schema import DB_FILE
+from ..storage.verify import VerifyReport, verify_store
 from .backends import needs_dir_lock, open_backend
 from .commits import Committed, notify_commit, storage_opened
 from .leadership import is_leading
@@ -55,6 +57,7 @@ __all__ = [
     "lock_store_dir",
     "node_stores",
     "registered_stores",
+    "verify_at_start",
     "writer_name",
 ]
 
@@ -67,7 +70,11 @@ def _open_lock(store_id: str, directory: Path) -> int:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InvalidArgument(f"data_dir: cannot create {directory}: {exc.strerror}") from None
-    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:  # a read-only mount, an immutable directory, permissions
+        raise InvalidArgument(f"data_dir: {directory} is not writable: cannot open its lock "
+                              f"file ({exc.strerror or exc})") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -112,6 +119,31 @@ async def lock_store_dir(store_id: str, directory: Path) -> int:
     return await trio.to_thread.run_sync(_open_lock, store_id, directory)
 
 
+def _verify_if_present(directory: Path) -> VerifyReport | None:
+    return verify_store(directory) if (directory / DB_FILE).is_file() else None
+
+
+async def verify_at_start(opts: StoreOptions) -> None:
+    """Check the store's file fully (:func:`exesdb.storage.verify.verify_store`) before it
+    starts (single mode; a store with no file yet passes): log the outcome, and each
+    damage at ERROR (logger ``exesdb.systems.store.<store_id>``), then raise
+    :class:`exesdb.errors.CorruptData` with a one-line summary if anything is damaged."""
+    report = await trio.to_thread.run_sync(_verify_if_present, opts.store_dir)
+    if report is None:
+        return
+    logger = logging.getLogger(f"exesdb.systems.store.{opts.store_id}")
+    if report.ok:
+        logger.info("verified: %s", report.summary())
+        return
+    for damage in report.damage:
+        logger.error("verify: %s", damage.message)
+    count = len(report.damage)
+    raise CorruptData(
+        "file", f"--verify found {count} damaged record{'s' if count > 1 else ''}, the first: "
+                f"{report.damage[0].message}; 'python -m exesdb verify --store-id "
+                f"{opts.store_id}' lists them", key=str(report.path))
+
+
 def backend_of(store_id: str) -> Backend:
     """The open storage of ``store_id``; :class:`StoreUnavailable` while it restarts."""
     entries = registry.lookup(REGISTRY, (store_id, Store))
@@ -150,6 +182,10 @@ class Store(StoreServer):
         storage_opened(opts.store_id, self.backend.last_position)
         registry.update_value(REGISTRY, (opts.store_id, Store), lambda _: self.backend)
         store_log(opts.store_id, logging.INFO, f"storage open: {self.backend!r}")
+        unclean = getattr(self.backend, "unclean_stop", None)  # SQLite's marker file
+        if unclean:
+            logging.getLogger(f"exesdb.systems.store.{opts.store_id}").warning(
+                "store %s: %s", opts.store_id, unclean)
 
     async def terminate(self, reason: Any) -> None:
         if self.backend is not None:
