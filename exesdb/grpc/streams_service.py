@@ -33,7 +33,10 @@ Behaviour, as KurrentDB's:
 * A catch-up subscription (``subscription`` count option) to a stream or to ``$all``
   answers with a confirmation, then the events after its start point (a revision or
   position is excluded), ``caught_up`` once it has read everything stored, then the
-  events committed later. It is the store's one catch-up-then-live loop
+  events committed later; should it fall behind (a read finds a full batch waiting) it
+  sends ``caught_up`` again when it has caught up again. As KurrentDB 25, it never sends
+  ``fell_behind`` (KurrentDB keeps that message to itself).
+  It is the store's one catch-up-then-live loop
   (:func:`~exesdb.systems.commits.follow`), which always reads the storage and, once caught
   up, waits on the store's :class:`~exesdb.systems.commits.CommitSignal`, so there is no gap
   and no duplicate at the switch. A filtered ``$all`` subscription also sends a
@@ -466,7 +469,8 @@ class _Streams:
                 if subscribe:
                     await self._subscribe_stream(send, stream_id, start)
                 else:
-                    await self._read_stream(send, stream_id, start, backwards, options.count)
+                    await self._read_stream(send, stream_id, start, backwards, options.count,
+                                            options.control_option.compatibility)
                 return
             event_filter = _event_filter(options.filter) if filtered else None
             start_all = self._all_start(options.all)
@@ -494,7 +498,12 @@ class _Streams:
         return str(which)
 
     async def _read_stream(self, send: _Sender, stream_id: str, start: int | str,
-                           backwards: bool, count: int) -> None:
+                           backwards: bool, count: int, compatibility: int = 0) -> None:
+        """Read a stream (see the module docstring). With ``compatibility`` 1 or more (the
+        client's ``control_option``), as KurrentDB: a forward read from before the first
+        visible event that found none first says where the stream starts
+        (``first_stream_position``), and a read of an existing stream ends with its last
+        event number (``last_stream_position``)."""
         meta = await metadata.fetch(self.store_id, stream_id)
         version = (await gateway.get_version(self.store_id, stream_id)
                    if meta.restricts else -1)
@@ -519,8 +528,17 @@ class _Streams:
                 if len(batch) < want or batch[-1].event_number <= lowest:
                     break
                 top = batch[-1].event_number - 1
-        if sent == 0 and await gateway.get_version(self.store_id, stream_id) < 0:
-            await send.message(convert.stream_not_found(stream_id))
+        if sent == 0 or compatibility >= 1:
+            current = await gateway.get_version(self.store_id, stream_id)
+            if sent == 0 and current < 0:
+                await send.message(convert.stream_not_found(stream_id))
+                return
+            if compatibility >= 1:
+                first = metadata.first_visible(meta, current)
+                if (sent == 0 and not backwards and start != "end"
+                        and (0 if start == "start" else int(start)) < first):
+                    await send.message(streams_pb2.ReadResp(first_stream_position=first))
+                await send.message(streams_pb2.ReadResp(last_stream_position=current))
 
     async def _read_all(self, send: _Sender, start: int | str, backwards: bool, count: int,
                         event_filter: _EventFilter | None) -> None:
@@ -575,9 +593,10 @@ class _Streams:
                 if batch:
                     version = max(version, batch[-1].event_number)
                     await send.events(metadata.visible(batch, meta, _utcnow(), version))
-                if cursor.caught_up and not caught_up:
-                    caught_up = True
-                    await send.message(_caught_up(cursor.next - 1, None))
+                if cursor.caught_up != caught_up:  # caught up, or fell behind again
+                    caught_up = cursor.caught_up
+                    if caught_up:
+                        await send.message(_caught_up(cursor.next - 1, None))
 
     async def _subscribe_all(self, send: _Sender, start: int | str,
                              event_filter: _EventFilter | None) -> None:
@@ -615,9 +634,10 @@ class _Streams:
                     if out:
                         send.sized(out)
                         await send.call.send_many(out)
-                if cursor.caught_up and not caught_up:
-                    caught_up = True
-                    await send.message(_caught_up(None, cursor.next - 1))
+                if cursor.caught_up != caught_up:  # caught up, or fell behind again
+                    caught_up = cursor.caught_up
+                    if caught_up:
+                        await send.message(_caught_up(None, cursor.next - 1))
 
     def _head(self) -> int:
         """The head of ``$all`` the subscriptions read up to: the commit signal's."""

@@ -14,12 +14,16 @@ import json
 import subprocess
 import sys
 import uuid
+from typing import Any
 
+import grpc
 import pytest
 import trio
 from eventsourcing.application import Application
 from kurrentdbclient import KurrentDBClient, NewEvent, StreamState
 from kurrentdbclient.exceptions import NotFoundError, StreamIsDeletedError, WrongCurrentVersionError
+from kurrentdbclient.protos.v1 import streams_pb2 as client_streams_pb2
+from kurrentdbclient.protos.v1 import streams_pb2_grpc
 
 import otp
 from exesdb import gateway, start_store, stop_store
@@ -303,3 +307,65 @@ def test_a_link_to_an_event_that_cannot_be_read_is_skipped_when_resolving(client
                             current_version=StreamState.ANY)
     assert client.get_stream(links, resolve_links=True) == ()  # the link alone: skipped
     assert len(client.get_stream(links)) == 2
+
+
+# -- subscription progress -------------------------------------------------------------------
+
+
+def _next_items(subscription: Any, n: int) -> list[Any]:
+    """The next ``n`` items of a subscription (its client timeout bounds the wait)."""
+    return [next(subscription) for _ in range(n)]
+
+
+def test_a_subscription_says_caught_up_again_after_falling_behind(client, stream):
+    with client.subscribe_to_stream(stream, include_caught_up=True, include_fell_behind=True,
+                                    timeout=20) as subscription:
+        (first,) = _next_items(subscription, 1)
+        assert type(first).__name__ == "CaughtUp"
+        client.append_to_stream(stream, events=events(*["Burst"] * 1200),
+                                current_version=StreamState.ANY)
+        items = _next_items(subscription, 1201)
+    kinds = [type(i).__name__ for i in items]
+    assert kinds.count("RecordedEvent") == 1200 and kinds[-1] == "CaughtUp"
+    assert "FellBehind" not in kinds  # KurrentDB 25 does not send it either
+    assert [i.stream_position for i in items if type(i).__name__ == "RecordedEvent"] == list(
+        range(1200))
+
+
+def _read_request(stream_id: str, compatibility: int, **options: Any) -> Any:
+    request = client_streams_pb2.ReadReq()
+    request.options.stream.stream_identifier.stream_name = stream_id.encode()
+    request.options.count = 100
+    request.options.uuid_option.string.SetInParent()
+    request.options.no_filter.SetInParent()
+    request.options.control_option.compatibility = compatibility
+    for name, value in options.items():
+        if name == "revision":
+            request.options.stream.revision = value
+        else:
+            getattr(request.options.stream, name).SetInParent()
+    return request
+
+
+def test_a_stream_read_ends_with_its_last_position_for_a_compatible_client(server, client,
+                                                                           stream):
+    client.append_to_stream(stream, events=events("A", "B", "C"),
+                            current_version=StreamState.ANY)
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    try:
+        stub = streams_pb2_grpc.StreamsStub(channel)  # type: ignore[no-untyped-call]
+        newer = list(stub.Read(_read_request(stream, 1, start=True)))
+        older = list(stub.Read(_read_request(stream, 0, start=True)))
+        client.set_stream_metadata(stream, metadata={"$tb": 2})
+        truncated = list(stub.Read(_read_request(stream, 1, revision=0)))
+        client.set_stream_metadata(stream, metadata={"$tb": 3})
+        hidden = list(stub.Read(_read_request(stream, 1, revision=0)))
+    finally:
+        channel.close()
+    assert [r.WhichOneof("content") for r in newer] == ["event"] * 3 + ["last_stream_position"]
+    assert newer[-1].last_stream_position == 2
+    assert [r.WhichOneof("content") for r in older] == ["event"] * 3
+    assert [r.WhichOneof("content") for r in truncated] == [
+        "event", "last_stream_position"]
+    assert [(r.WhichOneof("content"), getattr(r, r.WhichOneof("content"))) for r in hidden] == [
+        ("first_stream_position", 3), ("last_stream_position", 2)]
