@@ -128,6 +128,7 @@ function storeCard(store) {
     el("dl", {},
       field("head", "Head ($all)"), field("streams", "Streams"),
       field("rate-in", "Events in"), field("rate-out", "Events out"),
+      field("peak", "Peak in / out (5 min)"),
       field("appended", "Appended"), field("read", "Read"),
       field("connections", "gRPC connections")),
     el("canvas", { class: "chart", width: 600, height: 140 }),
@@ -169,7 +170,13 @@ function renderSample(sample) {
     set("appended", fmtNumber(store.events_appended));
     set("read", fmtNumber(store.events_read));
     set("connections", fmtNumber(store.grpc_connections));
-    if (rateIn !== null) { set("rate-in", fmtRate(rateIn)); set("rate-out", fmtRate(rateOut)); }
+    if (rateIn !== null) {
+      set("rate-in", fmtRate(rateIn));
+      set("rate-out", fmtRate(rateOut));
+      const series = state.series.get(store.store_id);
+      const peak = (key) => Math.max(...series.map((point) => point[key]));
+      set("peak", `${fmtRate(peak("in"))} / ${fmtRate(peak("out"))}`);
+    }
     if (sample.detail) {
       if ("streams" in store) set("streams", fmtNumber(store.streams));
       renderSubscriptionSummary(card.querySelector(".subs tbody"), store.subscriptions);
@@ -401,7 +408,8 @@ function treeNode(node, now) {
     el("span", { class: "label" }, node.label),
     node.kind === "node" ? null : el("span", { class: "pid" }, node.pid || "not running"),
     recent ? el("span", { class: "badge restart" }, "restarted") : null,
-    node.restarts ? el("span", { class: "badge" }, `${node.restarts} restarts seen`) : null,
+    node.restarts ? el("span", { class: "badge" },
+      `${node.restarts} restart${node.restarts === 1 ? "" : "s"} seen`) : null,
     node.unreachable ? el("span", { class: "badge" }, "not answering") : null);
   if (node.pid) label.addEventListener("click", () => selectProcess(node.pid));
   const children = node.children.map((child) => treeNode(child, now));
@@ -422,8 +430,8 @@ async function selectProcess(pid) {
     const fields = $("process-fields");
     clear(fields);
     const rows = [["Path", info.path], ["Kind", info.kind], ["Alive", info.alive ? "yes" : "no"],
-      ["Restarts seen", info.restarts],
       ["Last restart", info.restarted_at ? new Date(info.restarted_at * 1000).toISOString() : "–"]];
+    if (info.kind === "supervisor") rows.push(["Children restarts seen", info.restarts]);
     if (info.children) rows.push(["Children", `${info.children.active} running of ${info.children.specs}`]);
     if ("message_queue_len" in info) rows.push(["Message queue", info.message_queue_len]);
     for (const [label, value] of rows) fields.append(el("dt", {}, label), el("dd", {}, value));

@@ -23,10 +23,6 @@ from exesdb.systems.gateway import gateway_worker_name
 from .helpers import ADMIN, ALICE, chromium, users_file
 from .node_thread import NodeThread
 
-pytestmark = pytest.mark.skipif(
-    chromium() is None, reason="needs Debian's chromium (.ci/run installs it: "
-                               "apt-get install -y chromium)")
-
 PAGES = {"dashboard": "#node-processes", "streams": "#stream-list",
          "subscriptions": "#subs-table", "tree": "#tree .node",
          "cluster": "#cluster .card"}
@@ -34,8 +30,12 @@ PAGES = {"dashboard": "#node-processes", "streams": "#stream-list",
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    executable = chromium()
+    if executable is None:  # as the PostgreSQL tests: never skipped, a missing tool fails
+        pytest.fail("the console's browser tests need Debian's chromium at /usr/bin/chromium "
+                    "(apt-get install -y chromium; .ci/run installs it)")
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium())
+        launched = playwright.chromium.launch(executable_path=executable)
         yield launched
         launched.close()
 
@@ -124,7 +124,7 @@ def test_the_dashboard_moves_after_appends(browser, node):
     expect(card.locator(".appended")).to_have_text("50")
     expect(card.locator(".head")).to_have_text(re.compile(r"^\d+$"))
     expect(card.locator(".rate-in")).to_have_text(re.compile(r"^\d+\.\d/s$"))
-    expect(card.locator(".rate-in")).not_to_have_text("0.0/s")
+    expect(card.locator(".peak")).to_have_text(re.compile(r"^[1-9]\d*\.\d/s / "))
     expect(card.locator(".streams")).to_have_text(re.compile(r"^[1-9]"), timeout=15_000)
     expect(card.locator(".subs tbody tr")).to_contain_text(["all-events"])
     assert int(page.locator("#node-processes").inner_text().replace(",", "")) > 20
@@ -145,10 +145,10 @@ def test_a_worker_killed_through_the_api_is_marked_restarted_in_the_live_tree(br
     expect(worker.locator(".badge.restart")).to_have_text("restarted")
     assert worker.get_attribute("data-pid") not in (old_pid, "")
     supervisor = page.locator('#tree .node[data-path$="/GatewaySystem[demo]"]')
-    expect(supervisor).to_contain_text("1 restarts seen")
+    expect(supervisor).to_contain_text("1 restart seen")
     worker.click()
     expect(page.locator("#process-title")).to_contain_text("GatewayWorker[demo] 1")
-    expect(page.locator("#process-fields")).to_contain_text("Restarts seen")
+    expect(page.locator("#process-fields")).to_contain_text("Last restart")
     expect(page.locator("#process-kill")).to_be_visible()  # no users file: everyone may
 
 
