@@ -19,7 +19,8 @@ The package is built in layers, each importing only from its own layer or those 
 4. **API**: :mod:`exesdb.gateway`, what a program calls;
 5. **front ends**: :mod:`exesdb.grpc` (KurrentDB's protocol), :mod:`exesdb.http` (the
    node's web console, metrics and health checks), :mod:`.stores` (starting a
-   store with its front ends), :mod:`.application` and :mod:`.cli` (the command line),
+   store with its front ends), :mod:`.application`, :mod:`.cli` (the command line) and
+   :mod:`.oplog` (what the command logs for its operator),
    :mod:`.devcluster` and :mod:`.pgserver` (a throw-away local cluster on its own
    PostgreSQL).
 """

@@ -42,10 +42,17 @@ from otp.supervisor import StartChildError
 from .application import application
 from .constants import END
 from .devcluster import run_dev_cluster
-from .errors import ExESDBError, InvalidArgument
+from .errors import ExESDBError, InvalidArgument, StreamDeleted
 from .events import EventRecord
 from .grpc import auth
 from .http.options import DEFAULT_HTTP_PORT, check_http_files, resolve_http_options
+from .oplog import (
+    OneLineParser,
+    StartFailureFilter,
+    activity_summaries,
+    configure_logging,
+    environment_help,
+)
 from .options import (
     ENV_PREFIX,
     StoreOptions,
@@ -55,6 +62,7 @@ from .options import (
 )
 from .pgserver import PostgresNotInstalled
 from .storage import SQLiteBackend
+from .storage.verify import verify_store
 from .systems import check_startable, root_cause
 
 __all__ = ["main"]
@@ -72,7 +80,7 @@ def _store_ids(values: list[str] | None) -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m exesdb", description="exesdb: an event store on otp.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -103,7 +111,19 @@ def _parser() -> argparse.ArgumentParser:
         "--db-type", choices=["single", "cluster"], default=None,
         help=f"single (one node) or cluster; default ${ENV_PREFIX}DB_TYPE, else single",
     )
-    start.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    start.add_argument(
+        "--log-level", default="INFO", metavar="LEVEL[,LOGGER=LEVEL...]",
+        help="the logging level (default INFO), then any per-logger levels "
+             "(DEBUG,hpack=DEBUG); third-party loggers stay at INFO unless named")
+    start.add_argument(
+        "--verify", action="store_true", default=None,
+        help=f"check each store's file fully (SQLite's integrity check, every record's "
+             f"checksum) before starting, and refuse a damaged one; default "
+             f"${ENV_PREFIX}VERIFY")
+    start.add_argument(
+        "--activity-interval", type=float, default=None, metavar="SECONDS",
+        help=f"log a summary of each store's activity this often, when there was any "
+             f"(0: never); default ${ENV_PREFIX}ACTIVITY_INTERVAL, else 60")
     cluster = start.add_argument_group(
         "cluster mode (--db-type cluster)",
         "The nodes of a store share one PostgreSQL database; run the same command on each "
@@ -197,6 +217,14 @@ def _parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="a store's size and contents (read-only)")
     common(info, several=False)
     info.add_argument("--json", action="store_true", help="one JSON object")
+    verify = commands.add_parser(
+        "verify", help="check a store's file for damage (read-only)",
+        description="Run SQLite's integrity check and verify every record's checksum; "
+                    "print what is damaged and where (stream, version, $all position). "
+                    "Exit 1 if anything is damaged, 0 if the store is clean.")
+    common(verify, several=False)
+    verify.add_argument("--json", action="store_true",
+                        help="one JSON object per damage, then one for the summary")
     _user_parser(commands)
 
     dev = commands.add_parser(
@@ -210,6 +238,7 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--base-port", type=_port, default=None, metavar="PORT",
                      help="node i listens on PORT+i-1 (default: free ports)")
     dev.add_argument("--log-level", default="INFO", help="the nodes' logging level")
+    start.epilog = environment_help(start)
     return parser
 
 
@@ -229,8 +258,9 @@ def _user_parser(commands: Any) -> None:
     add = actions.add_parser("add", help="add a user, or replace its password and groups")
     users_file(add)
     add.add_argument("name", help="the user name")
-    add.add_argument("--group", action="append", default=[], metavar="GROUP",
-                     help="a group of the user ($admins, or a store id); repeat for several")
+    add.add_argument("--group", action="append", default=None, metavar="GROUP",
+                     help="a group of the user ($admins, or a store id); repeat for several; "
+                          "without it an existing user keeps its groups")
     add.add_argument("--password-stdin", action="store_true",
                      help="read the password from the first line of stdin (else a prompt)")
     remove = actions.add_parser("remove", help="remove a user")
@@ -260,6 +290,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             return _start(args)
         if args.command == "user":
             return _user(args, out)
+        if args.command == "verify":
+            return _verify(args, out)
         if args.command == "dev-cluster":
             store_id = args.store_id or os.environ.get(ENV_PREFIX + "STORE_ID") or "demo"
             return run_dev_cluster(store_id, args.nodes, base_port=args.base_port,
@@ -274,11 +306,18 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
 
 
 def _start(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     store_ids = [validate_store_id(s) for s in _store_ids(args.store_id)]
     if not store_ids:
         raise ExESDBError(f"give --store-id (or set {ENV_PREFIX}STORE_ID)")
+    repeated = sorted({s for s in store_ids if store_ids.count(s) > 1})
+    if repeated:
+        raise InvalidArgument(f"store_id: {repeated[0]!r} is given more than once (each "
+                              "--store-id runs one store)")
+    interval = _activity_interval(args.activity_interval)
+    quiet_start = StartFailureFilter(logging.getLogger().getEffectiveLevel())
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(quiet_start)
     stores = _start_options(args, store_ids)
     http = None if args.no_http else resolve_http_options(
         http_host=args.http_host, http_port=args.http_port, tls_cert_file=args.tls_cert,
@@ -296,17 +335,50 @@ def _start(args: argparse.Namespace) -> int:
             except StartChildError as exc:
                 raise root_cause(exc) from exc
             assert top is not None
+            quiet_start.active = False
             for line in await tree_lines(top):
                 log.info("%s", line)
             log.info("exesdb: serving %s; stop with SIGINT or SIGTERM", ", ".join(store_ids))
-            async for signum in signals:
-                log.info("exesdb: %s received: stopping", signal.Signals(signum).name)
-                break
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(activity_summaries, store_ids, interval)
+                async for signum in signals:
+                    log.info("exesdb: %s received: stopping", signal.Signals(signum).name)
+                    break
+                nursery.cancel_scope.cancel()
             await otp.application.stop(app)
             log.info("exesdb: stopped")
 
-    otp.run(run)
+    try:
+        otp.run(run)
+    except StartChildError as exc:  # a start that failed with something not exesdb's own
+        reason = _innermost(exc)
+        log.debug("exesdb: the start failed", exc_info=exc)
+        print(f"exesdb: the start failed: {type(reason).__name__}: {reason}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _innermost(exc: StartChildError) -> Any:
+    reason: Any = exc
+    while isinstance(reason, StartChildError | otp.InitError):
+        reason = reason.reason
+    return reason
+
+
+def _activity_interval(given: float | None) -> float:
+    """Seconds between two activity summaries: ``--activity-interval``, else
+    ``EX_ESDB_ACTIVITY_INTERVAL``, else 60; 0 for none."""
+    if given is None:
+        raw = os.environ.get(ENV_PREFIX + "ACTIVITY_INTERVAL", "").strip()
+        try:
+            given = float(raw) if raw else 60.0
+        except ValueError:
+            raise InvalidArgument(f"activity_interval: {ENV_PREFIX}ACTIVITY_INTERVAL must be "
+                                  f"a number of seconds, got {raw!r}") from None
+    if not given >= 0:  # also refuses NaN
+        raise InvalidArgument(f"activity_interval: must be a number of seconds >= 0, got "
+                              f"{given}")
+    return given
 
 
 def _start_options(args: argparse.Namespace, store_ids: list[str]) -> list[StoreOptions]:
@@ -316,7 +388,8 @@ def _start_options(args: argparse.Namespace, store_ids: list[str]) -> list[Store
     for key, value in [("data_dir", args.data_dir), ("db_type", args.db_type),
                        ("grpc_host", args.grpc_host), ("tls_cert_file", args.tls_cert),
                        ("tls_key_file", args.tls_key), ("users_file", args.users_file),
-                       ("insecure", args.insecure), ("pg_dsn", args.pg_dsn),
+                       ("insecure", args.insecure), ("verify", args.verify),
+                       ("pg_dsn", args.pg_dsn),
                        ("node_name", args.node_name), ("advertise_host", args.advertise_host),
                        ("leader_lease_ms", args.leader_lease_ms),
                        ("election_interval_ms", args.election_interval_ms),
@@ -388,9 +461,9 @@ def _user(args: argparse.Namespace, out: TextIO) -> int:
         raise InvalidArgument(f"users_file: give --users-file (or set {ENV_PREFIX}USERS_FILE)")
     if args.action == "add":
         password = _read_password(args.password_stdin)
-        new = auth.add_user(path, args.name, password, args.group)
+        new, groups = auth.add_user(path, args.name, password, args.group)
         print(f"{'added' if new else 'updated'} {args.name} "
-              f"(groups: {', '.join(args.group) or 'none'}) in {path}", file=out)
+              f"(groups: {', '.join(groups) or 'none'}) in {path}", file=out)
     elif args.action == "remove":
         auth.remove_user(path, args.name)
         print(f"removed {args.name} from {path}", file=out)
@@ -406,6 +479,9 @@ def _user(args: argparse.Namespace, out: TextIO) -> int:
 def _read_password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise InvalidArgument("password: no terminal to ask for it on; give --password-stdin "
+                              "and the password on the first line of stdin")
     password = getpass.getpass("password: ")
     if getpass.getpass("again: ") != password:
         raise InvalidArgument("password: the two entries differ")
@@ -426,7 +502,7 @@ async def _read_only(args: argparse.Namespace, out: TextIO) -> int:
         if args.command == "streams":
             await _streams(backend, args.json, out)
         elif args.command == "read":
-            await _read(backend, args, out)
+            return await _read(backend, store_id, args, out)
         else:
             await _info(backend, store_id, root / store_id, args.json, out)
     finally:
@@ -443,10 +519,26 @@ async def _streams(backend: SQLiteBackend, as_json: bool, out: TextIO) -> None:
             print(f"{stream_id}\t{version + 1} events (version {version})", file=out)
 
 
-async def _read(backend: SQLiteBackend, args: argparse.Namespace, out: TextIO) -> None:
+async def _read(backend: SQLiteBackend, store_id: str, args: argparse.Namespace,
+                out: TextIO) -> int:
+    """Print the events asked for; 1 (and a line on stderr) for a stream that has no
+    events or was deleted."""
+    if args.start is not None and args.start < 0:
+        raise InvalidArgument(f"--from: must be an event number >= 0, got {args.start}")
+    if args.count < 1:
+        raise InvalidArgument(f"--count: must be >= 1, got {args.count}")
     start: Any = args.start if args.start is not None else (END if args.backward else 0)
-    events = await backend.read_stream(args.stream, start, args.count,
-                                       "backward" if args.backward else "forward")
+    try:
+        events = await backend.read_stream(args.stream, start, args.count,
+                                           "backward" if args.backward else "forward")
+        missing = not events and await backend.stream_version(args.stream) < 0
+    except StreamDeleted as exc:
+        print(f"exesdb: {exc} in store {store_id}", file=sys.stderr)
+        return 1
+    if missing:
+        print(f"exesdb: stream {args.stream!r}: not found in store {store_id} (no events)",
+              file=sys.stderr)
+        return 1
     for event in events:
         if args.json:
             print(json.dumps(event_json(event)), file=out)
@@ -454,6 +546,30 @@ async def _read(backend: SQLiteBackend, args: argparse.Namespace, out: TextIO) -
             data = event.data if not isinstance(event.data, bytes) else f"<{len(event.data)} bytes>"
             print(f"{event.event_number}\t{event.event_type}\t{event.created.isoformat()}\t"
                   f"{json.dumps(data) if not isinstance(data, str) else data}", file=out)
+    return 0
+
+
+def _verify(args: argparse.Namespace, out: TextIO) -> int:
+    """``verify``: print each damage and a summary; 1 if anything is damaged, else 0.
+    Blocking, and run outside trio."""
+    ids = _store_ids([args.store_id] if args.store_id else None)
+    if len(ids) != 1:
+        raise InvalidArgument(f"store_id: give one --store-id (or set {ENV_PREFIX}STORE_ID)")
+    store_id = validate_store_id(ids[0])
+    root = Path(args.data_dir or os.environ.get(ENV_PREFIX + "DATA_DIR") or default_data_dir())
+    report = verify_store(root / store_id)
+    for damage in report.damage:
+        if args.json:
+            print(json.dumps(damage.as_json()), file=out)
+        else:
+            print(f"damaged: {damage.message}", file=out)
+    if args.json:
+        print(json.dumps({"store_id": store_id, "path": str(report.path), "ok": report.ok,
+                          "damaged": len(report.damage), "events": report.events,
+                          "streams": report.streams}), file=out)
+    else:
+        print(report.summary(), file=out)
+    return 0 if report.ok else 1
 
 
 def event_json(event: EventRecord) -> dict[str, Any]:

@@ -29,7 +29,8 @@ EXESDB_LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("systems", ("exesdb.systems",)),
     ("API", ("exesdb.gateway",)),
     ("front ends", ("exesdb.grpc", "exesdb.http", "exesdb.stores", "exesdb.application",
-                    "exesdb.cli", "exesdb.__main__", "exesdb.devcluster", "exesdb.pgserver")),
+                    "exesdb.cli", "exesdb.__main__", "exesdb.devcluster", "exesdb.pgserver",
+                    "exesdb.oplog")),
 ]
 
 

@@ -286,28 +286,34 @@ def _write_entries(path: Path, entries: Iterable[UserEntry]) -> None:
 
 
 def add_user(path: str | os.PathLike[str], name: str, password: str,
-             groups: Iterable[str] = ()) -> bool:
-    """Add user ``name`` to the users file (created if missing), or replace its password
-    and groups; return True if it was new. :class:`InvalidArgument` for a bad name,
-    group or empty password."""
+             groups: Iterable[str] | None = None) -> tuple[bool, tuple[str, ...]]:
+    """Add user ``name`` to the users file (created if missing), or replace its password;
+    return whether it was new and the groups it has now.
+
+    ``groups`` None keeps an existing user's groups (a new user gets none); any other
+    value replaces them, so a password change never takes away a user's stores.
+    :class:`InvalidArgument` for a bad name, group or empty password."""
     problem = _check_name("the user name", name)
     if problem:
         raise InvalidArgument(f"name: {problem}")
-    group_list = tuple(dict.fromkeys(groups))
-    for group in group_list:
+    group_list = tuple(dict.fromkeys(groups)) if groups is not None else None
+    for group in group_list or ():
         problem = _check_name("a group", group)
         if problem:
             raise InvalidArgument(f"group: {problem}")
     if not password:
         raise InvalidArgument("password: must not be empty")
     target = Path(path)
-    entry = UserEntry(name, hash_password(password), group_list)
+    password_hash = hash_password(password)
     with _locked(target):
         entries = _read_entries(target)
-        new = all(e.name != name for e in entries)
-        entries = [entry if e.name == name else e for e in entries] + ([entry] if new else [])
+        old = next((e for e in entries if e.name == name), None)
+        kept = group_list if group_list is not None else (old.groups if old else ())
+        entry = UserEntry(name, password_hash, kept)
+        entries = [entry if e.name == name else e for e in entries] + (
+            [entry] if old is None else [])
         _write_entries(target, entries)
-    return new
+    return old is None, kept
 
 
 def remove_user(path: str | os.PathLike[str], name: str) -> None:
