@@ -3,22 +3,29 @@
 Needs ``hypothesis`` (and pytest-trio for the fixtures). The pieces:
 
 * **Descriptions** -- :class:`Sup` and :class:`Worker` describe a tree: each supervisor's
-  strategy, intensity, period and children; each child's id, restart type and shutdown.
-  A :class:`Worker` is a harness gen_server (it logs its starts and ``terminate`` calls,
-  optionally traps exits and takes ``terminate_delay`` virtual seconds to shut down) or
-  your own process (``start=``).
+  form (static, or ``form="dynamic"`` with ``max_children``), strategy, intensity,
+  period, ``auto_shutdown`` and children; each child's id, restart type, shutdown and
+  whether it is ``significant``. A :class:`Worker` is a harness gen_server (it logs its
+  starts and ``terminate`` calls, optionally traps exits, takes ``terminate_delay``
+  virtual seconds to shut down, and can be made to fail its next starts) or your own
+  process (``start=``).
 * **Strategies** -- :func:`trees` (bounded depth and width; every field can be
   overridden), :func:`workers`, :func:`fault_reasons` (``NORMAL``, ``SHUTDOWN``,
   ``shutdown(term)``, an :class:`InjectedFault`, ``KILL``), :func:`fault_delays`,
-  :func:`faults` and :func:`fault_schedules` (lists of :class:`Fault`: which process,
-  which reason, after how many virtual seconds).
+  :func:`failed_starts`, :func:`calls_after_exit`, :func:`faults` and
+  :func:`fault_schedules` (lists of :class:`Fault`: which process, which reason, after
+  how many virtual seconds, how many of its next starts fail).
 * **The model** -- :class:`Model`, pure Python: given a tree and an action it predicts a
   :class:`Step`: which processes exit, in which order and with which reasons (children
-  of a killed supervisor die together in no order: :class:`KilledTogether`), which
+  of a killed supervisor die together in no order: :class:`KilledTogether`; those a
+  dynamic supervisor stops at the same instant: :class:`ExitedTogether`), which
   children get a new pid, which supervisors give up (more than ``intensity`` restarts in
   ``period`` seconds: they stop their children in reverse order and exit with
-  ``SHUTDOWN``, which their parent handles as a child exit), temporaries removed,
-  transients not restarted after a normal exit, and the virtual time it takes.
+  ``SHUTDOWN``, which their parent handles as a child exit) or shut down because of
+  significant children (``auto_shutdown``), temporaries removed, transients not
+  restarted after a normal exit, restarts that fail and are retried (each try counting
+  toward the intensity, the child *restarting* meanwhile, as seen by a
+  :class:`CallAfterExit`), and the virtual time it takes.
 * **The live side** -- :class:`TreeCheck` runs the tree on a node next to the model,
   applies each action to both, lets the node settle and compares (exits and their order
   through monitors, ``which_children`` of every supervisor, pids kept or replaced,
@@ -81,8 +88,11 @@ supervisors from the description. For fault schedules instead of stateful steps,
         assert ("web",) in step.started                # rest_for_one: web got a new pid
         check.close()
 
-Limits: the model covers static supervisors (not dynamic or partition supervisors inside
-the tree), children that start successfully, and workers that exit when told to.
+Limits: the model covers static and dynamic supervisors (not partition supervisors; a
+dynamic supervisor's children are workers, and a tree with one must be built by the
+harness), starts that fail only when a :class:`Fault` says so (harness workers), and
+workers that exit when told to. A process started and stopped within one step is not
+watched, so its exit is not checked (its start and ``terminate`` are).
 """
 
 from .._util import fixup_module_metadata
@@ -97,8 +107,22 @@ from ._live import (
     can_inject,
 )
 from ._machine import check_schedule, run_supervision_machine, supervision_machine
-from ._model import Ambiguous, Exited, KilledTogether, Model, Step, compare_exits
+from ._model import (
+    CALL_OPS,
+    Ambiguous,
+    CallAfterExit,
+    Concurrently,
+    Exited,
+    ExitedTogether,
+    KilledTogether,
+    Model,
+    Step,
+    compare_exits,
+    compare_terminates,
+)
 from ._strategies import (
+    calls_after_exit,
+    failed_starts,
     fault_delays,
     fault_reasons,
     fault_schedules,
@@ -107,14 +131,31 @@ from ._strategies import (
     trees,
     workers,
 )
-from ._tree import RESTARTS, STRATEGIES, Fault, InjectedFault, Path, Sup, Worker, as_own
+from ._tree import (
+    AUTO_SHUTDOWNS,
+    FORMS,
+    RESTARTS,
+    STRATEGIES,
+    Fault,
+    InjectedFault,
+    Path,
+    Sup,
+    Worker,
+    as_own,
+)
 
 __all__ = [
+    "AUTO_SHUTDOWNS",
+    "CALL_OPS",
+    "FORMS",
     "RESTARTS",
     "STRATEGIES",
     "Ambiguous",
+    "CallAfterExit",
+    "Concurrently",
     "DriverTimeout",
     "Exited",
+    "ExitedTogether",
     "Fault",
     "HarnessSupervisor",
     "HarnessWorker",
@@ -131,9 +172,12 @@ __all__ = [
     "TreeMismatch",
     "Worker",
     "as_own",
+    "calls_after_exit",
     "can_inject",
     "check_schedule",
     "compare_exits",
+    "compare_terminates",
+    "failed_starts",
     "fault_delays",
     "fault_reasons",
     "fault_schedules",

@@ -12,18 +12,19 @@ import attrs
 import trio
 import trio.testing
 
+from .. import dynamic_supervisor as dyn_api
 from .. import gen_server
 from .. import supervisor as sup_api
 from .._child_spec import ChildSpec
-from .._errors import AlreadyStarted, OTPError, ReceiveTimeout
+from .._errors import AlreadyStarted, NoProc, OTPError, ReceiveTimeout, ServerExited
 from .._messages import Down, Exit
 from .._primitives import exit as send_exit
 from .._primitives import is_alive, monitor, receive, trap_exits
-from .._process import Pid
-from .._supervision import AlreadyPresent, NotFound, Running, StartChildError
+from .._process import Pid, current
+from .._supervision import AlreadyPresent, NotFound, Restarting, Running, StartChildError
 from .._terms import KILL, NORMAL, SHUTDOWN, Ref
-from ._model import Ambiguous, Model, Step, compare_exits
-from ._tree import Path, StartFn, Sup, Worker, as_own
+from ._model import Ambiguous, CallAfterExit, Model, Step, compare_exits, compare_terminates
+from ._tree import InjectedFault, Path, StartFn, Sup, Worker, as_own
 
 __all__ = [
     "HarnessSupervisor",
@@ -53,10 +54,19 @@ class HarnessWorker(gen_server.GenServer):
     """The gen_server the harness starts for a :class:`Worker` without ``start``.
 
     It logs its start and every ``terminate`` in its :class:`LiveTree`, traps exits if
-    told to, fails on demand, and answers any call with its path.
+    told to, fails on demand (also to start, see :attr:`LiveTree.failing`), and answers
+    any call with its path.
     """
 
     async def init(self, live: LiveTree, path: Path, desc: Worker) -> None:
+        failing = live.failing.get(path)
+        if failing is not None and failing[0] == current().parent:
+            sup, count = failing
+            if count <= 1:
+                del live.failing[path]
+            else:
+                live.failing[path] = (sup, count - 1)
+            raise InjectedFault(f"{path!r} fails to start")
         self.live = live
         self.path = path
         self.desc = desc
@@ -96,30 +106,57 @@ class HarnessSupervisor(sup_api.Supervisor):
 
     async def init(self, children: list[ChildSpec], desc: Sup) -> sup_api.Spec:
         return sup_api.Spec(
-            children, strategy=desc.strategy, intensity=desc.intensity, period=desc.period
+            children, strategy=desc.strategy, intensity=desc.intensity, period=desc.period,
+            auto_shutdown=desc.auto_shutdown,
         )
 
 
 def child_spec(desc: Worker | Sup, path: Path, live: LiveTree) -> ChildSpec:
-    """The child spec that starts ``desc`` (at ``path``) the harness way."""
+    """The child spec that starts ``desc`` (at ``path``) the harness way; each start
+    records the new pid's path in ``live.pid_paths``."""
+    spec = _child_spec(desc, path, live)
+    start = spec.start
+
+    async def recorded(*extra: Any) -> Pid | None:
+        pid = await start(*extra)
+        if pid is not None:
+            live.pid_paths[pid] = path
+        return pid
+
+    return attrs.evolve(spec, start=recorded)
+
+
+def _child_spec(desc: Worker | Sup, path: Path, live: LiveTree) -> ChildSpec:
     if isinstance(desc, Worker):
         if desc.start is not None:
-            return ChildSpec(desc.id, desc.start, desc.restart, desc.shutdown, "worker")
+            return ChildSpec(desc.id, desc.start, desc.restart, desc.shutdown, "worker",
+                             desc.significant)
         return HarnessWorker.child_spec(
-            live, path, desc, id=desc.id, restart=desc.restart, shutdown=desc.shutdown
+            live, path, desc, id=desc.id, restart=desc.restart, shutdown=desc.shutdown,
+            significant=desc.significant,
         )
     children = [child_spec(c, (*path, c.id), live) for c in desc.children]
     if desc.form == "class":
         return HarnessSupervisor.child_spec(
-            children, desc, id=desc.id, restart=desc.restart, shutdown=desc.shutdown
+            children, desc, id=desc.id, restart=desc.restart, shutdown=desc.shutdown,
+            significant=desc.significant,
         )
 
     async def start() -> Pid | None:
+        if desc.dynamic:
+            pid = await dyn_api.start_link(
+                max_children=desc.max_children, intensity=desc.intensity, period=desc.period
+            )
+            assert pid is not None
+            for child in children:
+                await dyn_api.start_child(pid, child)
+            return pid
         return await sup_api.start_link(
-            children, strategy=desc.strategy, intensity=desc.intensity, period=desc.period
+            children, strategy=desc.strategy, intensity=desc.intensity, period=desc.period,
+            auto_shutdown=desc.auto_shutdown,
         )
 
-    return ChildSpec(desc.id, start, desc.restart, desc.shutdown, "supervisor")
+    return ChildSpec(desc.id, start, desc.restart, desc.shutdown, "supervisor", desc.significant)
 
 
 # -- observing -----------------------------------------------------------------------------
@@ -168,7 +205,14 @@ class LiveTree:
         self._monitored: set[Pid] = set()
         self._labels: dict[Any, Path] = {}
         self._roots: set[Pid] = set()
+        self._early: list[tuple[Path, Any]] = []
         self.pids: dict[Path, Pid] = {}
+        self.pid_paths: dict[Pid, Path] = {}
+        """Where every process the harness started sits (how a dynamic supervisor's
+        children, listed without ids, are found)."""
+        self.failing: dict[Path, tuple[Pid, int]] = {}
+        """``path -> (supervisor, count)``: that many of the next starts of the harness
+        worker at ``path`` by that supervisor fail."""
 
     async def start(self) -> Pid | None:
         """Start the root (again, if it ended) and every child."""
@@ -205,6 +249,14 @@ class LiveTree:
         else:
             send_exit(pid, reason)
 
+    async def wait_exit(self, path: Path) -> Any:
+        """Wait for the exit of the process at ``path`` (monitored since the last
+        :meth:`observe`); return its reason. :meth:`observe` still reports it, first."""
+        refs = self._refs
+        down = await receive(match=lambda m: type(m) is Down and refs.get(m.ref) == path)
+        self._early.append((refs.pop(down.ref), down.reason))
+        return down.reason
+
     async def shutdown(self) -> None:
         """Shut the root down as its parent does (exit signal ``SHUTDOWN``), and wait."""
         root = self.root
@@ -228,7 +280,8 @@ class LiveTree:
     async def observe(self) -> Observation:
         """Collect the exits, terminates, starts and give-ups since the last call, then walk
         the tree with ``which_children`` and monitor every process in it."""
-        exits: list[tuple[Path, Any]] = []
+        exits: list[tuple[Path, Any]] = self._early
+        self._early = []
         root_exits: list[Any] = []
         refs, roots = self._refs, self._roots
 
@@ -257,6 +310,13 @@ class LiveTree:
                 if proc is not None and proc.name is not None:
                     self._labels[proc.name] = path
                 children = await sup_api.which_children(pid)
+                desc = self.tree.find(path)
+                if isinstance(desc, Sup) and desc.dynamic:  # listed as (None, pid, type)
+                    children = [
+                        (self.pid_paths.get(p, (*path, "?"))[-1] if p is not None else None,
+                         p, kind)
+                        for _, p, kind in children
+                    ]
                 listing[path] = children
                 for child_id, child_pid, kind in children:
                     if child_pid is not None:
@@ -293,7 +353,10 @@ def can_inject(desc: Worker | Sup, reason: Any) -> bool:
 
 # -- model and live tree side by side -------------------------------------------------------
 
-_CALL_ERRORS = (AlreadyStarted, AlreadyPresent, Running, NotFound, StartChildError)
+_CALL_ERRORS = (
+    AlreadyStarted, AlreadyPresent, Running, Restarting, NotFound, StartChildError,
+    dyn_api.MaxChildren, ValueError,
+)
 
 
 class TreeCheck:
@@ -316,6 +379,8 @@ class TreeCheck:
         self, tree: Sup, *, start: StartFn | None = None, check_time: bool | None = None
     ) -> None:
         if start is not None:
+            if any(isinstance(d, Sup) and d.dynamic for _, d in tree.walk()):
+                raise ValueError("a tree with dynamic supervisors must be built by the harness")
             tree = as_own(tree)
         self.tree = tree
         self.model = Model(tree)
@@ -343,34 +408,102 @@ class TreeCheck:
         await trio.sleep(delay)
         self.history.append(f"wait {delay} s")
 
-    async def fault(self, path: Path, reason: Any, delay: float = 0.0) -> Step | None:
+    async def fault(
+        self,
+        path: Path,
+        reason: Any,
+        delay: float = 0.0,
+        failed_starts: int = 0,
+        then: CallAfterExit | None = None,
+    ) -> Step | None:
         """Wait ``delay`` s, then make ``path`` fail with ``reason``; check the outcome.
 
+        For a harness worker, ``failed_starts`` of its next starts by its supervisor fail
+        (its restart is retried meanwhile) and ``then`` is a run-time call made as soon as
+        its exit is known, which its supervisor serves after one restart round (see
+        :class:`CallAfterExit`): its error and answer are checked too.
+
         Returns the model's step, or None when the fault is not injected: its outcome
-        cannot be predicted (two timers at the same instant), or it is aimed at one of your
-        own workers with a reason an exit signal cannot deliver (see :func:`can_inject`)."""
+        cannot be predicted (two timers at the same instant), it is aimed at one of your
+        own workers with a reason an exit signal cannot deliver (see :func:`can_inject`),
+        or ``failed_starts``/``then`` are given for something else than a running harness
+        worker."""
         if delay:
             await trio.sleep(delay)
         now = trio.current_time()
         info = self.model.processes().get(path)
         label = f"at {now:.3f}: fault {path!r} with {reason!r}"
+        if failed_starts:
+            label += f", its next {failed_starts} start(s) failing"
+        if then is not None:
+            label += f", then {then.op}"
         if info is not None and not can_inject(info[1], reason):
             self.history.append(f"{label}: skipped (an exit signal cannot carry it there)")
             return None
+        harness_worker = info is not None and isinstance(info[1], Worker) and info[1].is_harness
+        if (failed_starts or then is not None) and not (harness_worker and path):
+            self.history.append(f"{label}: skipped (not a running harness worker)")
+            return None
         try:
-            model, step = self.model.try_("fault", path, reason, now)
+            model, step = self.model.try_("fault", path, reason, now, failed_starts, then)
         except Ambiguous as exc:
             self.history.append(f"{label}: skipped ({exc})")
             return None
         self.model = model
         problems: list[str] = []
         if info is not None:
+            sup_pid = self.live.pids.get(path[:-1])
+            old_pid = self.live.pids.get(path)
+            if failed_starts and sup_pid is not None:
+                self.live.failing[path] = (sup_pid, failed_starts)
             try:
                 await self.live.inject(path, reason, info[1])
             except OTPError as exc:
                 problems.append(f"injecting the fault raised {exc!r}")
+            if then is not None and sup_pid is not None and old_pid is not None:
+                await self.live.wait_exit(path)
+                problems += await self._call_after_exit(step, then, path, sup_pid, old_pid)
         await self._check(step, label, problems)
         return step
+
+    async def _call_after_exit(
+        self, step: Step, then: CallAfterExit, path: Path, sup: Pid, old: Pid
+    ) -> list[str]:
+        """Make ``then``'s call to ``sup`` (the supervisor of ``path``, which ran as
+        ``old``); compare its error and answer with ``step``."""
+        result: Any = None
+        error: str | None = None
+        sup_desc = self.model.description(path[:-1])
+        dynamic = isinstance(sup_desc, Sup) and sup_desc.dynamic
+        try:
+            if then.op == "count_children":
+                result = await sup_api.count_children(sup)
+            elif then.op == "start_child":
+                assert then.spec is not None
+                spec = child_spec(then.spec, (*path[:-1], then.spec.id), self.live)
+                result = await sup_api.start_child(sup, spec)
+            elif then.op == "terminate_child":
+                await sup_api.terminate_child(sup, old if dynamic else path[-1])
+            elif then.op == "restart_child":
+                result = await sup_api.restart_child(sup, path[-1])
+            else:
+                await sup_api.delete_child(sup, path[-1])
+        except _CALL_ERRORS as exc:
+            error = type(exc).__name__
+        except (ServerExited, NoProc):
+            error = "ServerExited"  # the supervisor was gone, or went while serving it
+        problems = []
+        if error != step.error:
+            problems.append(f"{then.op} (after the exit) raised {error}, expected {step.error}")
+        if then.op == "count_children" and error is None and result != step.counts:
+            problems.append(f"count_children (after the exit) gave {result!r}, "
+                            f"expected {step.counts!r}")
+        started = isinstance(result, Pid)
+        if then.op in ("start_child", "restart_child") and error is None and (
+            step.result_started != started
+        ):
+            problems.append(f"{then.op} (after the exit) returned {result!r}")
+        return problems
 
     async def shutdown(self) -> Step | None:
         """The root's parent shuts it down; check the order of every exit (unless the
@@ -388,8 +521,15 @@ class TreeCheck:
         return step
 
     async def terminate_child(self, sup: Path, child_id: Hashable) -> Step | None:
-        """``otp.supervisor.terminate_child`` on the supervisor at ``sup``."""
-        return await self._call("terminate_child", sup, child_id, sup_api.terminate_child)
+        """``otp.supervisor.terminate_child`` on the supervisor at ``sup`` (a dynamic
+        supervisor is given the child's pid, or its own pid for an unknown id)."""
+        desc = self.model.description(sup)
+        live_arg = None
+        if isinstance(desc, Sup) and desc.dynamic:
+            live_arg = self.live.pids.get((*sup, child_id), self.live.pids[sup])
+        return await self._call(
+            "terminate_child", sup, child_id, sup_api.terminate_child, live_arg
+        )
 
     async def restart_child(self, sup: Path, child_id: Hashable) -> Step | None:
         """``otp.supervisor.restart_child`` on the supervisor at ``sup``."""
@@ -454,10 +594,7 @@ class TreeCheck:
 
     def _compare(self, step: Step, obs: Observation) -> list[str]:
         problems = compare_exits(step.exits, obs.exits)
-        if not _same_pairs(obs.terminates, step.terminates):
-            problems.append(
-                f"terminate calls: expected {step.terminates!r}, got {obs.terminates!r}"
-            )
+        problems += compare_terminates(step.terminates, obs.terminates)
         expected = self.model.processes()
         expected_starts = [p for p in step.started if self._is_harness_worker(p, expected)]
         if obs.starts != expected_starts:
@@ -530,9 +667,3 @@ def _same(a: Any, b: Any) -> bool:
 
 def _same_list(a: Sequence[Any], b: Sequence[Any]) -> bool:
     return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-
-
-def _same_pairs(a: Sequence[tuple[Path, Any]], b: Sequence[tuple[Path, Any]]) -> bool:
-    return len(a) == len(b) and all(
-        pa == pb and _same(ra, rb) for (pa, ra), (pb, rb) in zip(a, b, strict=True)
-    )

@@ -18,8 +18,15 @@ from hypothesis.strategies import SearchStrategy
 
 from ._driver import NodeDriver
 from ._live import TreeCheck
-from ._strategies import fault_delays, fault_reasons, reasons_for, workers
-from ._tree import Fault, Path, StartFn, Sup
+from ._strategies import (
+    calls_after_exit,
+    failed_starts,
+    fault_delays,
+    fault_reasons,
+    reasons_for,
+    workers,
+)
+from ._tree import Fault, Path, StartFn, Sup, Worker
 
 __all__ = ["check_schedule", "run_supervision_machine", "supervision_machine"]
 
@@ -36,6 +43,7 @@ def supervision_machine(
     start: StartFn | None = None,
     reasons: SearchStrategy[Any] | None = None,
     delays: SearchStrategy[float] | None = None,
+    failures: SearchStrategy[int] | None = None,
     runtime_api: bool = True,
     check_time: bool | None = None,
     timeout: float = 60.0,
@@ -47,13 +55,16 @@ def supervision_machine(
     :class:`NodeDriver`) and builds the tree: the harness way, or with ``start`` (your own
     async function that starts the root supervisor linked to the caller and returns its
     pid; ``tree`` then describes it). The rules inject faults (a target among the running
-    processes, a reason from ``reasons``, after a virtual delay from ``delays``), let
-    virtual time pass, call the run-time API (``terminate_child``, ``restart_child``,
-    ``delete_child``, ``start_child``; off with ``runtime_api=False``) and start the tree
-    again once its root has exited. After every rule the live tree is compared with the
-    model (:class:`TreeCheck`); at the end the root is shut down, the order of every exit
-    checked, and no process may be left on the node. ``timeout`` bounds, in real seconds,
-    each step (:class:`DriverTimeout` past it: something waits for ever).
+    processes, a reason from ``reasons``, after a virtual delay from ``delays``; a harness
+    worker's next starts may fail, ``failures`` of them, so that its restart is retried),
+    let virtual time pass, call the run-time API (``terminate_child``, ``restart_child``,
+    ``delete_child``, ``start_child``; also right after a worker's exit, while its
+    restart may be failing: see :class:`CallAfterExit`; off with ``runtime_api=False``)
+    and start the tree again once its root has exited. After every rule the live tree is
+    compared with the model (:class:`TreeCheck`); at the end the root is shut down, the
+    order of every exit checked, and no process may be left on the node. ``timeout``
+    bounds, in real seconds, each step (:class:`DriverTimeout` past it: something waits
+    for ever).
 
     Use it as ``TestMyTree = supervision_machine(MY_TREE).TestCase`` or with
     :func:`run_supervision_machine`.
@@ -61,6 +72,7 @@ def supervision_machine(
     tree_st: SearchStrategy[Sup] = st.just(tree) if isinstance(tree, Sup) else tree
     reason_st = reasons if reasons is not None else fault_reasons()
     delay_st = delays if delays is not None else fault_delays()
+    failure_st = failures if failures is not None else failed_starts()
 
     class SupervisionMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
@@ -103,9 +115,21 @@ def supervision_machine(
                 path: Path = ()
             else:
                 path = data.draw(st.sampled_from(below), label="target")
-            reason = data.draw(reasons_for(procs[path][1], reason_st), label="reason")
+            desc = procs[path][1]
+            reason = data.draw(reasons_for(desc, reason_st), label="reason")
             delay = data.draw(delay_st, label="delay")
-            self._run(self.check.fault, path, reason, delay)
+            failing, then = 0, None
+            if path and isinstance(desc, Worker) and desc.is_harness:
+                failing = data.draw(failure_st, label="failed starts")
+                if runtime_api and data.draw(st.integers(0, 3), label="call after") == 3:
+                    sup = self.check.model.description(path[:-1])
+                    self._fresh += 1
+                    then = data.draw(
+                        calls_after_exit(sup if isinstance(sup, Sup) else None,
+                                         f"d{self._fresh}"),
+                        label="call after exit",
+                    )
+            self._run(self.check.fault, path, reason, delay, failing, then)
 
         @precondition(_alive)
         @rule(delay=delay_st)
@@ -118,18 +142,21 @@ def supervision_machine(
             model = self.check.model
             sup = data.draw(st.sampled_from(model.supervisors()), label="supervisor")
             ids: list[Hashable] = [c.id for c in model.children(sup)]
-            op = data.draw(
-                st.sampled_from(
-                    ("terminate_child", "restart_child", "delete_child", "start_child")
-                ),
-                label="call",
-            )
+            flags = model.description(sup)
+            dynamic = isinstance(flags, Sup) and flags.dynamic
+            ops = (("terminate_child", "start_child") if dynamic else
+                   ("terminate_child", "restart_child", "delete_child", "start_child"))
+            op = data.draw(st.sampled_from(ops), label="call")
             if op == "start_child":
                 self._fresh += 1
-                child_id = data.draw(
-                    st.sampled_from([*ids, f"d{self._fresh}"]), label="child id"
+                fresh = f"d{self._fresh}"
+                child_id = fresh if dynamic else data.draw(
+                    st.sampled_from([*ids, fresh]), label="child id"
                 )
-                desc = data.draw(workers(child_id), label="spec")
+                desc = data.draw(
+                    workers(child_id, significant=st.integers(0, 3).map(lambda n: n == 3)),
+                    label="spec",
+                )
                 self._run(self.check.start_child, sup, desc)
                 return
             child_id = data.draw(st.sampled_from([*ids, _UNKNOWN_ID]), label="child id")
@@ -207,7 +234,7 @@ async def check_schedule(
         for fault in schedule:
             if not check.model.root_alive:
                 break
-            await check.fault(fault.path, fault.reason, fault.delay)
+            await check.fault(fault.path, fault.reason, fault.delay, fault.failed_starts)
         if check.model.root_alive:
             await check.shutdown()
     finally:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
 from .._terms import KILL, NORMAL, SHUTDOWN, shutdown
-from ._tree import RESTARTS, STRATEGIES, Fault, InjectedFault, Sup, Worker
+from ._model import CALL_OPS, CallAfterExit
+from ._tree import AUTO_SHUTDOWNS, RESTARTS, STRATEGIES, Fault, InjectedFault, Sup, Worker
 
 __all__ = [
+    "calls_after_exit",
+    "failed_starts",
     "fault_delays",
     "fault_reasons",
     "fault_schedules",
@@ -28,6 +32,7 @@ SUPERVISOR_SHUTDOWNS: tuple[Any, ...] = ("infinity", "infinity", "brutal_kill", 
 TERMINATE_DELAYS: tuple[float, ...] = (0.0, 0.0, 1.0, 3.0)
 PERIODS: tuple[float, ...] = (1.0, 5.0, 30.0)
 FAULT_DELAYS: tuple[float, ...] = (0.0, 0.0, 0.3, 1.3, 7.9)
+FAILED_STARTS: tuple[int, ...] = (0, 0, 0, 1, 2, 8)
 
 
 def workers(
@@ -37,9 +42,11 @@ def workers(
     shutdowns: SearchStrategy[Any] | None = None,
     trap_exits: SearchStrategy[bool] | None = None,
     terminate_delays: SearchStrategy[float] | None = None,
+    significant: SearchStrategy[bool] | None = None,
 ) -> SearchStrategy[Worker]:
-    """Harness workers with the given id: restart type, shutdown, whether they trap exits
-    and how long their ``terminate`` takes on shutdown."""
+    """Harness workers with the given id: restart type, shutdown, whether they trap exits,
+    how long their ``terminate`` takes on shutdown, and whether they are significant
+    (never by default; any combination drawn, so a supervisor may refuse one)."""
     return st.builds(
         Worker,
         id=st.just(id),
@@ -50,6 +57,7 @@ def workers(
             terminate_delays if terminate_delays is not None
             else st.sampled_from(TERMINATE_DELAYS)
         ),
+        significant=significant if significant is not None else st.just(False),
     )
 
 
@@ -67,6 +75,9 @@ def trees(
     trap_exits: SearchStrategy[bool] | None = None,
     terminate_delays: SearchStrategy[float] | None = None,
     forms: SearchStrategy[Any] | None = None,
+    auto_shutdowns: SearchStrategy[Any] | None = None,
+    significant: SearchStrategy[bool] | None = None,
+    max_children: SearchStrategy[int | None] | None = None,
     supervisor_probability: float = 0.3,
 ) -> SearchStrategy[Sup]:
     """Supervision trees of harness workers, rooted at a :class:`Sup` with id ``"root"``.
@@ -76,8 +87,13 @@ def trees(
     ``supervisor_probability`` (while the depth allows). Every other argument overrides
     the strategy for one field: ``strategies``, ``intensities`` (default 0-3), ``periods``
     (supervisors), ``restarts`` (every child), ``worker_shutdowns``,
-    ``supervisor_shutdowns``, ``trap_exits``, ``terminate_delays`` (workers) and ``forms``
-    (``"list"`` or ``"class"``). Child ids are unique in the tree: ``"w1"``, ``"s2"``, ...
+    ``supervisor_shutdowns``, ``trap_exits``, ``terminate_delays`` (workers), ``forms``
+    (``"list"`` or ``"class"`` by default; add ``"dynamic"`` for dynamic supervisors,
+    which get workers only, one_for_one, and ``max_children`` extra places drawn from
+    ``max_children`` (None: no limit)), ``auto_shutdowns`` (``"never"`` half the time by
+    default) and ``significant`` (drawn for each transient or temporary child of a
+    supervisor whose auto_shutdown allows it). Child ids are unique in the tree:
+    ``"w1"``, ``"s2"``, ...
     """
     strategy_st = strategies if strategies is not None else st.sampled_from(STRATEGIES)
     restart_st = restarts if restarts is not None else st.sampled_from(RESTARTS)
@@ -90,6 +106,14 @@ def trees(
     form_st: SearchStrategy[Any] = (
         forms if forms is not None else st.sampled_from(("list", "class"))
     )
+    auto_st: SearchStrategy[Any] = (
+        auto_shutdowns if auto_shutdowns is not None
+        else st.sampled_from(("never", *AUTO_SHUTDOWNS))
+    )
+    significant_st = significant if significant is not None else st.booleans()
+    spare_st: SearchStrategy[int | None] = (
+        max_children if max_children is not None else st.sampled_from((None, 0, 1, 2))
+    )
     threshold = round(100 * (1 - supervisor_probability))
 
     @st.composite
@@ -100,41 +124,58 @@ def trees(
             counter[0] += 1
             return f"{prefix}{counter[0]}"
 
-        def supervisor(id: Any, depth: int, restart: Any, shutdown_value: Any) -> Sup:
+        def supervisor(
+            id: Any, depth: int, restart: Any, shutdown_value: Any, significant: bool
+        ) -> Sup:
+            form = draw(form_st)
+            dynamic = form == "dynamic"
+            auto_shutdown: Any = "never" if dynamic else draw(auto_st)
             width = draw(st.integers(min_width, max_width))
             children: list[Worker | Sup] = []
             for _ in range(width):
                 # Shrinks towards 0, that is towards a worker.
-                if depth < max_depth and draw(st.integers(0, 99)) >= threshold:
+                if not dynamic and depth < max_depth and draw(st.integers(0, 99)) >= threshold:
+                    child_restart = draw(restart_st)
                     children.append(
                         supervisor(
-                            new_id("s"), depth + 1, draw(restart_st), draw(sup_shutdown_st)
+                            new_id("s"), depth + 1, child_restart, draw(sup_shutdown_st),
+                            may_be_significant(child_restart, auto_shutdown),
                         )
                     )
                 else:
-                    children.append(
-                        draw(
-                            workers(
-                                new_id("w"),
-                                restarts=restart_st,
-                                shutdowns=worker_shutdowns,
-                                trap_exits=trap_exits,
-                                terminate_delays=terminate_delays,
-                            )
+                    worker = draw(
+                        workers(
+                            new_id("w"),
+                            restarts=restart_st,
+                            shutdowns=worker_shutdowns,
+                            trap_exits=trap_exits,
+                            terminate_delays=terminate_delays,
                         )
                     )
+                    if may_be_significant(worker.restart, auto_shutdown):
+                        worker = attrs.evolve(worker, significant=True)
+                    children.append(worker)
+            spare = draw(spare_st) if dynamic else None
             return Sup(
                 id=id,
                 children=tuple(children),
-                strategy=draw(strategy_st),
+                strategy="one_for_one" if dynamic else draw(strategy_st),
                 intensity=draw(intensity_st),
                 period=draw(period_st),
                 restart=restart,
                 shutdown=shutdown_value,
-                form=draw(form_st),
+                form=form,
+                auto_shutdown=auto_shutdown,
+                significant=significant,
+                max_children=None if spare is None else width + spare,
             )
 
-        return supervisor("root", 0, "permanent", "infinity")
+        def may_be_significant(restart: Any, auto_shutdown: Any) -> bool:
+            if restart == "permanent" or auto_shutdown == "never":
+                return False
+            return draw(significant_st)
+
+        return supervisor("root", 0, "permanent", "infinity", False)
 
     return tree()
 
@@ -175,21 +216,49 @@ def reasons_for(desc: Worker | Sup, reasons: SearchStrategy[Any]) -> SearchStrat
     return reasons
 
 
+def failed_starts() -> SearchStrategy[int]:
+    """How many of a harness worker's next starts fail: mostly none, sometimes a few,
+    sometimes more than any intensity allows."""
+    return st.sampled_from(FAILED_STARTS)
+
+
+def calls_after_exit(sup: Sup | None, fresh_id: Any) -> SearchStrategy[CallAfterExit]:
+    """A :class:`CallAfterExit` for a worker of ``sup`` (None: a static supervisor): any
+    of :data:`CALL_OPS` (a dynamic supervisor: no ``restart_child``/``delete_child``),
+    ``start_child`` of a worker with id ``fresh_id``."""
+    dynamic = sup is not None and sup.dynamic
+    ops = [op for op in CALL_OPS
+           if not (dynamic and op in ("restart_child", "delete_child"))]
+
+    @st.composite
+    def call(draw: st.DrawFn) -> CallAfterExit:
+        op = draw(st.sampled_from(ops))
+        spec = draw(workers(fresh_id)) if op == "start_child" else None
+        return CallAfterExit(op, spec)
+
+    return call()
+
+
 def faults(
     tree: Sup,
     *,
     reasons: SearchStrategy[Any] | None = None,
     delays: SearchStrategy[float] | None = None,
+    failures: SearchStrategy[int] | None = None,
 ) -> SearchStrategy[Fault]:
-    """One :class:`Fault` aimed at any process of ``tree`` (the root included)."""
+    """One :class:`Fault` aimed at any process of ``tree`` (the root included); one aimed
+    at a harness worker also makes ``failures`` (default :func:`failed_starts`) of its
+    next starts fail."""
     nodes = list(tree.walk())
     reason_st = reasons if reasons is not None else fault_reasons()
     delay_st = delays if delays is not None else fault_delays()
+    failure_st = failures if failures is not None else failed_starts()
 
     @st.composite
     def fault(draw: st.DrawFn) -> Fault:
         path, desc = draw(st.sampled_from(nodes))
-        return Fault(path, draw(reasons_for(desc, reason_st)), draw(delay_st))
+        failing = draw(failure_st) if isinstance(desc, Worker) and desc.is_harness else 0
+        return Fault(path, draw(reasons_for(desc, reason_st)), draw(delay_st), failing)
 
     return fault()
 
@@ -201,9 +270,11 @@ def fault_schedules(
     max_size: int = 8,
     reasons: SearchStrategy[Any] | None = None,
     delays: SearchStrategy[float] | None = None,
+    failures: SearchStrategy[int] | None = None,
 ) -> SearchStrategy[list[Fault]]:
     """Lists of :class:`Fault` for ``tree``, applied in order (a fault whose target is not
     running at that moment does nothing)."""
     return st.lists(
-        faults(tree, reasons=reasons, delays=delays), min_size=min_size, max_size=max_size
+        faults(tree, reasons=reasons, delays=delays, failures=failures),
+        min_size=min_size, max_size=max_size,
     )

@@ -8,8 +8,11 @@ from typing import Any, Literal, TypeAlias
 import attrs
 
 from .._process import Pid
+from .._supervision import AUTO_SHUTDOWNS, AutoShutdown
 
 __all__ = [
+    "AUTO_SHUTDOWNS",
+    "FORMS",
     "RESTARTS",
     "STRATEGIES",
     "Fault",
@@ -27,8 +30,11 @@ Strategy: TypeAlias = Literal["one_for_one", "one_for_all", "rest_for_one"]
 ShutdownValue: TypeAlias = "float | Literal['brutal_kill', 'infinity']"
 StartFn: TypeAlias = Callable[[], Awaitable[Pid | None]]
 
+Form: TypeAlias = Literal["list", "class", "dynamic"]
+
 STRATEGIES: tuple[Strategy, ...] = ("one_for_one", "one_for_all", "rest_for_one")
 RESTARTS: tuple[Restart, ...] = ("permanent", "transient", "temporary")
+FORMS: tuple[Form, ...] = ("list", "class", "dynamic")
 
 
 def _check_shutdown(_: Any, attribute: Any, value: Any) -> None:
@@ -59,6 +65,9 @@ class Worker:
     model then assumes it exits at once when its supervisor shuts it down, and faults reach
     it as exit signals: set ``trap_exit=True`` if it traps exits, so that only ``kill`` is
     injected into it (a trapped signal would not make it exit).
+
+    ``significant`` marks a significant child (transient or temporary, under a supervisor
+    whose ``auto_shutdown`` is not ``"never"``): see :class:`otp.ChildSpec`.
     """
 
     id: Hashable
@@ -67,6 +76,7 @@ class Worker:
     trap_exit: bool = True
     terminate_delay: float = attrs.field(default=0.0, validator=_check_delay)
     start: StartFn | None = attrs.field(default=None, eq=False)
+    significant: bool = False
 
     @restart.validator
     def _check_restart(self, attribute: Any, value: Any) -> None:
@@ -91,10 +101,16 @@ def _as_children(value: Iterable[Worker | Sup]) -> tuple[Worker | Sup, ...]:
 class Sup:
     """A supervisor: its flags, its children in start order, and how its parent treats it.
 
-    ``restart`` and ``shutdown`` are its child spec in its parent (unused for the root).
+    ``restart``, ``shutdown`` and ``significant`` are its child spec in its parent (unused
+    for the root). ``auto_shutdown`` is its flag (see :func:`otp.supervisor.start_link`).
     ``form`` chooses how the harness starts it: ``"list"`` with
     ``otp.supervisor.start_link(children, ...)``, ``"class"`` with an
-    ``otp.supervisor.Supervisor`` subclass whose ``init`` returns a ``Spec``.
+    ``otp.supervisor.Supervisor`` subclass whose ``init`` returns a ``Spec``, ``"dynamic"``
+    with ``otp.dynamic_supervisor.start_link(max_children=...)`` followed by a
+    ``start_child`` of each child in order. A dynamic supervisor is one_for_one, its
+    ``auto_shutdown`` is ``"never"``, its children are workers (any number of which may
+    be added at run time, up to ``max_children``), and the harness must build it (not your
+    own ``start``).
     """
 
     id: Hashable = "root"
@@ -104,7 +120,10 @@ class Sup:
     period: float = 5.0
     restart: Restart = attrs.field(default="permanent")
     shutdown: ShutdownValue = attrs.field(default="infinity", validator=_check_shutdown)
-    form: Literal["list", "class"] = "list"
+    form: Form = "list"
+    auto_shutdown: AutoShutdown = "never"
+    significant: bool = False
+    max_children: int | None = None
 
     @strategy.validator
     def _check_strategy(self, attribute: Any, value: Any) -> None:
@@ -124,6 +143,42 @@ class Sup:
         for child in value:
             if not isinstance(child, Worker | Sup):
                 raise TypeError(f"a child must be a Worker or a Sup, got {child!r}")
+
+    def __attrs_post_init__(self) -> None:
+        if self.form not in FORMS:
+            raise ValueError(f"form must be one of {FORMS}, got {self.form!r}")
+        if self.auto_shutdown not in AUTO_SHUTDOWNS:
+            raise ValueError(
+                f"auto_shutdown must be one of {AUTO_SHUTDOWNS}, got {self.auto_shutdown!r}"
+            )
+        if self.form == "dynamic":
+            if self.strategy != "one_for_one" or self.auto_shutdown != "never":
+                raise ValueError(
+                    f"supervisor {self.id!r}: a dynamic supervisor is one_for_one with "
+                    "auto_shutdown 'never'"
+                )
+            if any(isinstance(child, Sup) for child in self.children):
+                raise ValueError(f"supervisor {self.id!r}: a dynamic supervisor's children "
+                                 "are workers")
+            if self.max_children is not None and (
+                not isinstance(self.max_children, int) or self.max_children < len(self.children)
+            ):
+                raise ValueError(f"supervisor {self.id!r}: max_children must be an int >= the "
+                                 f"number of children, got {self.max_children!r}")
+        elif self.max_children is not None:
+            raise ValueError(f"supervisor {self.id!r}: max_children is for dynamic supervisors")
+        for child in self.children:
+            if child.significant and child.restart == "permanent":
+                raise ValueError(f"child {child.id!r}: a significant child must be transient "
+                                 "or temporary")
+            if child.significant and self.auto_shutdown == "never":
+                raise ValueError(f"child {child.id!r} is significant, but supervisor "
+                                 f"{self.id!r} has auto_shutdown 'never'")
+
+    @property
+    def dynamic(self) -> bool:
+        """True for a dynamic supervisor (``form="dynamic"``)."""
+        return self.form == "dynamic"
 
     @property
     def type(self) -> Literal["supervisor"]:
@@ -165,14 +220,25 @@ class InjectedFault(Exception):
     instance), so injected crashes are easy to tell from real ones in logs."""
 
 
+def _check_failed_starts(_: Any, attribute: Any, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{attribute.name} must be an int >= 0, got {value!r}")
+
+
 @attrs.frozen
 class Fault:
     """One entry of a fault schedule: wait ``delay`` virtual seconds, then make the process
-    at ``path`` fail with ``reason`` (see :meth:`otp.testing.Model.fault`)."""
+    at ``path`` fail with ``reason`` (see :meth:`otp.testing.Model.fault`).
+
+    ``failed_starts`` (harness workers only): that many of the next starts of the process
+    by the same supervisor fail (its ``init`` raises), so its restart is retried while it
+    is *restarting*; they are forgotten once that supervisor has exited.
+    """
 
     path: Path
     reason: Any
     delay: float = attrs.field(default=0.0, validator=_check_delay)
+    failed_starts: int = attrs.field(default=0, validator=_check_failed_starts)
 
 
 async def started_elsewhere() -> Pid | None:

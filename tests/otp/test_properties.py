@@ -1,4 +1,5 @@
-"""Property tests: message order, link/monitor signals against a model, selective receive."""
+"""Property tests: message order, link/monitor signals against a model, selective receive,
+and supervision trees under fault schedules against the model of otp.testing."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import otp
+from otp.testing import NodeDriver, check_schedule, fault_schedules, trees
 
 from .core_helpers import drain
 
@@ -290,3 +292,23 @@ async def test_waiting_for_a_match_keeps_the_messages_that_arrive_meanwhile_in_o
     expected = list(values)
     expected.remove(wanted)
     assert rest == expected
+
+
+# -- supervision trees under fault schedules -------------------------------------------------
+
+significant_or_dynamic_trees = trees(
+    max_depth=2, max_width=3, intensities=st.integers(0, 8),
+    forms=st.sampled_from(["list", "class", "dynamic"]),
+    restarts=st.sampled_from(["permanent", "transient", "temporary"]),
+)
+
+
+@given(st.data())
+def test_any_fault_schedule_follows_the_model_with_significant_and_dynamic_supervisors(data):
+    """Random trees mixing static supervisors (auto_shutdown and significant children) and
+    dynamic ones, under random schedules of faults whose targets may then fail to
+    start again: the live tree does what the model predicts, step by step."""
+    tree = data.draw(significant_or_dynamic_trees, label="tree")
+    schedule = data.draw(fault_schedules(tree, max_size=8), label="schedule")
+    with NodeDriver() as driver:
+        driver.run(check_schedule, tree, schedule)

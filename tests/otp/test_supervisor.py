@@ -1125,3 +1125,37 @@ def test_generated_trees_with_slow_shutdowns_follow_the_model():
               supervisor_shutdowns=st.sampled_from(["infinity", 9.7])),
         settings=MACHINE,
     )
+
+
+def test_generated_trees_with_significant_children_follow_the_model():
+    """Significant transient and temporary children under any_significant and
+    all_significant supervisors, auto-shutdowns escalating through significant
+    supervisors, against the model."""
+    run_supervision_machine(
+        trees(max_depth=2, max_width=3,
+              auto_shutdowns=st.sampled_from(["any_significant", "all_significant"]),
+              restarts=st.sampled_from(["transient", "temporary", "permanent"])),
+        settings=MACHINE,
+    )
+
+
+def test_generated_trees_with_dynamic_supervisors_follow_the_model():
+    """Dynamic supervisors (max_children, concurrent shutdown, a restarted child listed
+    last) inside static ones and as the root, against the model."""
+    run_supervision_machine(
+        trees(max_depth=2, max_width=3, forms=st.sampled_from(["list", "class", "dynamic"])),
+        settings=MACHINE,
+    )
+
+
+def test_generated_trees_with_restarts_that_keep_failing_follow_the_model():
+    """Restarts that fail and are retried (each try counted), with run-time calls served
+    while a child is restarting (terminate_child ends the retries, delete_child and
+    restart_child raise Restarting, count_children and max_children count it), against
+    the model. High intensities let the retries go on."""
+    run_supervision_machine(
+        trees(max_depth=1, max_width=3, intensities=st.integers(3, 12),
+              forms=st.sampled_from(["list", "dynamic"])),
+        failures=st.sampled_from([1, 2, 4, 30]),
+        settings=MACHINE,
+    )

@@ -13,8 +13,11 @@ import otp
 from otp import supervisor
 from otp.testing import (
     Ambiguous,
+    CallAfterExit,
+    Concurrently,
     DriverTimeout,
     Exited,
+    ExitedTogether,
     Fault,
     InjectedFault,
     KilledTogether,
@@ -26,6 +29,7 @@ from otp.testing import (
     Worker,
     check_schedule,
     compare_exits,
+    compare_terminates,
     fault_reasons,
     fault_schedules,
     reasons_for,
@@ -299,6 +303,169 @@ def test_model_run_time_calls_report_the_errors_of_the_contract():
     assert model.restart_child((), "w1", 0.0).result_started
 
 
+def test_descriptions_refuse_what_a_supervisor_refuses():
+    with pytest.raises(ValueError, match="transient or temporary"):
+        Sup(auto_shutdown="any_significant", children=(Worker("w", significant=True),))
+    with pytest.raises(ValueError, match="never"):
+        Sup(children=(Worker("w", restart="transient", significant=True),))
+    with pytest.raises(ValueError, match="workers"):
+        Sup(form="dynamic", children=(Sup("s"),))
+    with pytest.raises(ValueError, match="one_for_one"):
+        Sup(form="dynamic", strategy="one_for_all")
+    with pytest.raises(ValueError, match="max_children"):
+        Sup(form="dynamic", max_children=1, children=(Worker("a"), Worker("b")))
+    with pytest.raises(ValueError, match="max_children"):
+        Sup(max_children=3)
+    with pytest.raises(ValueError, match="failed_starts"):
+        Fault(("w",), otp.KILL, failed_starts=-1)
+
+
+def significant_pair(auto_shutdown="any_significant"):
+    return Sup("root", auto_shutdown=auto_shutdown, children=(
+        Worker("a", restart="transient", significant=True),
+        Worker("b", restart="temporary", significant=True),
+        Worker("c"),
+    ))
+
+
+def test_model_a_significant_child_ending_normally_shuts_an_any_significant_sup_down():
+    model = Model(significant_pair())
+    model.start(0.0)
+    step = model.fault(("a",), otp.NORMAL, 1.0)
+    assert step.auto_shutdown == [()]
+    assert step.exits == [Exited(("a",), otp.NORMAL), Exited(("c",), otp.SHUTDOWN),
+                          Exited(("b",), otp.SHUTDOWN), Exited((), otp.SHUTDOWN)]
+    assert step.root_exited and step.root_exit is otp.SHUTDOWN and step.gave_up == []
+
+
+def test_model_a_transient_significant_child_that_crashes_is_restarted_instead():
+    model = Model(significant_pair())
+    model.start(0.0)
+    step = model.fault(("a",), InjectedFault("x"), 1.0)
+    assert step.auto_shutdown == [] and step.started == [("a",)]
+
+
+def test_model_all_significant_waits_for_the_last_significant_child():
+    model = Model(significant_pair("all_significant"))
+    model.start(0.0)
+    assert model.fault(("b",), InjectedFault("x"), 1.0).auto_shutdown == []  # temporary
+    assert model.terminate_child((), "a", 2.0).auto_shutdown == []  # not on its own
+    model.restart_child((), "a", 3.0)
+    step = model.fault(("a",), otp.shutdown("done"), 4.0)
+    assert step.auto_shutdown == [()] and step.root_exited
+
+
+def test_model_auto_shutdown_escalates_through_a_significant_supervisor():
+    tree = Sup("root", auto_shutdown="any_significant", children=(
+        Worker("w"),
+        Sup("s", restart="transient", significant=True, auto_shutdown="any_significant",
+            children=(Worker("x", restart="transient", significant=True),)),
+    ))
+    model = Model(tree)
+    model.start(0.0)
+    step = model.fault(("s", "x"), otp.NORMAL, 1.0)
+    assert step.auto_shutdown == [("s",), ()]
+    assert [e.path for e in step.exits] == [("s", "x"), ("s",), ("w",), ()]
+
+
+def test_model_retries_a_failed_restart_each_try_counting_toward_the_intensity():
+    model = Model(three_workers(intensity=3, period=5.0))
+    model.start(0.0)
+    step = model.fault(("w1",), otp.KILL, 1.0, failed_starts=2)
+    assert step.started == [("w1",)] and step.gave_up == []  # 3rd try works: 3 restarts
+    step = model.fault(("w2",), otp.KILL, 2.0)
+    assert step.gave_up == [()]  # a 4th restart within 5 s
+
+
+def test_model_one_for_all_retry_stops_what_the_failed_round_started():
+    model = Model(three_workers("one_for_all", intensity=5))
+    model.start(0.0)
+    step = model.fault(("w2",), otp.KILL, 1.0, failed_starts=1)
+    # round 1: w3, w1 stopped; w1 started, w2 fails; round 2: w1 stopped, all started
+    assert step.started == [("w1",), ("w1",), ("w2",), ("w3",)]
+    assert [e.path for e in step.exits] == [("w2",), ("w3",), ("w1",)]  # new w1's: unseen
+
+
+def test_model_a_call_after_the_exit_sees_the_child_restarting():
+    model = Model(three_workers(intensity=10))
+    model.start(0.0)
+    step = model.fault(("w1",), otp.KILL, 1.0, failed_starts=5,
+                       then=CallAfterExit("count_children"))
+    assert step.counts == {"specs": 3, "active": 2, "supervisors": 0, "workers": 3}
+    assert step.started == [("w1",)]  # it keeps trying until its start works
+    step = model.fault(("w1",), otp.KILL, 2.0, failed_starts=5,
+                       then=CallAfterExit("delete_child"))
+    assert step.error == "Restarting"
+
+
+def test_model_terminate_child_while_restarting_ends_the_retries():
+    model = Model(three_workers(intensity=10))
+    model.start(0.0)
+    step = model.fault(("w1",), otp.KILL, 1.0, failed_starts=5,
+                       then=CallAfterExit("terminate_child"))
+    assert step.error is None and step.started == []
+    assert model.listing(())[0] == ("w1", False, "worker")
+    # 1 of its 5 failing starts was used; restart_child's start, by the same supervisor,
+    # uses the next one
+    assert model.restart_child((), "w1", 2.0).error == "StartChildError"
+
+
+def test_model_a_dynamic_supervisor_lists_a_restarted_child_last():
+    tree = Sup("root", form="dynamic", children=(Worker("a"), Worker("b"), Worker("c")))
+    model = Model(tree)
+    model.start(0.0)
+    model.fault(("a",), otp.KILL, 1.0)
+    assert [i for i, _, _ in model.listing(())] == ["b", "c", "a"]
+
+
+def test_model_a_dynamic_supervisor_forgets_a_child_that_is_not_restarted():
+    tree = Sup("root", form="dynamic", children=(Worker("a", restart="transient"),))
+    model = Model(tree)
+    model.start(0.0)
+    step = model.fault(("a",), otp.NORMAL, 1.0)
+    assert step.removed == [("a",)] and model.listing(()) == []
+
+
+def test_model_a_dynamic_supervisor_stops_its_children_at_once():
+    tree = Sup("root", form="dynamic", children=(
+        Worker("a", trap_exit=False), Worker("b", trap_exit=False),
+        Worker("slow", terminate_delay=3.0, shutdown=5.0),
+        Worker("slower", terminate_delay=3.0, shutdown=2.0),
+    ))
+    model = Model(tree)
+    model.start(0.0)
+    step = model.shutdown_root(10.0)
+    assert step.exits == [
+        ExitedTogether((Exited(("b",), otp.SHUTDOWN), Exited(("a",), otp.SHUTDOWN))),
+        Exited(("slower",), otp.KILLED), Exited(("slow",), otp.SHUTDOWN),
+        Exited((), otp.SHUTDOWN),
+    ]
+    assert step.terminates == [
+        Concurrently(((("slower",), otp.SHUTDOWN), (("slow",), otp.SHUTDOWN)))
+    ]
+    assert step.end == 13.0
+
+
+def test_model_a_restarting_dynamic_child_counts_against_max_children():
+    tree = Sup("root", form="dynamic", intensity=10, max_children=2,
+               children=(Worker("a"), Worker("b")))
+    model = Model(tree)
+    model.start(0.0)
+    step = model.fault(("a",), otp.KILL, 1.0, failed_starts=5,
+                       then=CallAfterExit("start_child", Worker("c")))
+    assert step.error == "MaxChildren"
+    step = model.fault(("b",), otp.KILL, 2.0, failed_starts=5,
+                       then=CallAfterExit("terminate_child"))
+    assert step.error is None and [i for i, _, _ in model.listing(())] == ["a"]
+
+
+def test_compare_terminates_accepts_any_order_inside_concurrently_only():
+    calls = [(("x",), otp.SHUTDOWN), Concurrently(((("a",), 1), (("b",), 2)))]
+    assert compare_terminates(calls, [(("x",), otp.SHUTDOWN), (("b",), 2), (("a",), 1)]) == []
+    assert compare_terminates(calls, [(("b",), 2), (("x",), otp.SHUTDOWN), (("a",), 1)])
+    assert compare_terminates(calls, [(("x",), otp.SHUTDOWN)])
+
+
 def test_compare_exits_accepts_any_order_inside_a_group_but_children_first():
     group = [KilledTogether(frozenset({("s", "a"), ("s", "t"), ("s", "t", "b")}))]
     killed = otp.KILLED
@@ -321,6 +488,56 @@ async def test_tree_check_passes_for_a_tree_that_follows_the_rules(otp_node, aut
     await check.shutdown()
     check.close()
     assert check.steps == 4
+
+
+async def test_tree_check_checks_calls_made_while_a_child_is_restarting(
+    otp_node, autojump_clock
+):
+    check = TreeCheck(three_workers(intensity=20))
+    await check.start()
+    for op in ("count_children", "delete_child", "restart_child", "terminate_child"):
+        step = await check.fault(("w1",), InjectedFault("boom"), failed_starts=3,
+                                 then=CallAfterExit(op))
+        assert step is not None
+        if op == "terminate_child":
+            assert step.error is None and step.started == []
+        else:
+            assert step.error in (None, "Restarting") and step.started == [("w1",)]
+    await check.shutdown()
+    check.close()
+
+
+async def test_tree_check_follows_a_dynamic_supervisor(otp_node, autojump_clock):
+    tree = Sup("root", children=(
+        Worker("w"),
+        Sup("pool", form="dynamic", intensity=10, max_children=3,
+            children=(Worker("a"), Worker("b", terminate_delay=1.0, shutdown=0.5))),
+    ))
+    check = TreeCheck(tree)
+    await check.start()
+    await check.fault(("pool", "a"), otp.KILL, failed_starts=2,
+                      then=CallAfterExit("count_children"))
+    await check.start_child(("pool",), Worker("c"))
+    step = await check.start_child(("pool",), Worker("d"))
+    assert step is not None and step.error == "MaxChildren"
+    await check.terminate_child(("pool",), "c")
+    await check.fault(("pool",), otp.SHUTDOWN)
+    await check.shutdown()
+    check.close()
+
+
+async def test_tree_check_follows_an_auto_shutdown(otp_node, autojump_clock):
+    otp.trap_exits(True)
+    check = TreeCheck(Sup("root", children=(
+        Worker("w"),
+        Sup("s", restart="transient", significant=False, auto_shutdown="all_significant",
+            children=(Worker("x", restart="temporary", significant=True), Worker("y"))),
+    ), auto_shutdown="never"))
+    await check.start()
+    step = await check.fault(("s", "x"), InjectedFault("x"))
+    assert step is not None and step.auto_shutdown == [("s",)]
+    await check.shutdown()
+    check.close()
 
 
 @given(st.data())
