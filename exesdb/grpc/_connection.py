@@ -31,7 +31,9 @@ within ``max_connection_output``, nor (beyond a small fair share per connection)
 than keeps the server's unsent output (every connection's, plus messages half sent and
 waiting for window) within ``max_send_buffer``; it waits otherwise.
 :meth:`ServerCall.writable` lets a handler wait for that room *before* it reads and
-encodes responses, and tells how much there is. A call that cannot send anything for
+encodes responses, and tells how much there is, promising it to that call (the other
+calls of the connection see only what is left), so a client that does not read makes
+the server read nothing more for it. A call that cannot send anything for
 ``send_stall_timeout`` is reset (RST_STREAM CANCEL) and its handler ends.
 
 Abuse: the HTTP/2 layer's budgets (:class:`exesdb.grpc._h2lite.Limits`) cut a flooding
@@ -95,11 +97,14 @@ MAX_FRAME_SIZE = 1 << 20
 """The largest frame the client may send us."""
 MAX_CONCURRENT_STREAMS = 100
 """The default of ``ServerConfig.max_concurrent_streams``."""
-MAX_HEADER_LIST_SIZE = 64 << 10
 READ_SIZE = 256 << 10
-FEED_SIZE = 64 << 10
+WRITE_SIZE = 256 << 10
+"""The writer writes in pieces of this size; a piece not written within
+``send_stall_timeout`` means the client reads nothing: the connection is closed."""
+FEED_SIZE = 16 << 10
 """A read is handed to h2 in slices of this size, yielding between slices (header
-blocks cost CPU by the byte: one read's worth must not hold up the other connections)."""
+blocks cost CPU by the byte: one read's worth must not hold up the other connections;
+with blocks of at most ``max_header_list_size`` a turn of the reader takes a few ms)."""
 YIELD_BYTES = 64 << 10
 """A sending handler yields to the other tasks once this much output awaits the writer."""
 SEND_MANY_CHUNK = 1 << 20
@@ -293,6 +298,7 @@ class ServerCall:
         self._headers_sent = False
         self._partial = False  # a message is half sent (waiting for window, or cancelled)
         self._sent = 0  # how much of the half-sent message went out
+        self._promised = 0  # room writable() promised this call, not yet sent
         # state
         self._reset = False  # the client reset the stream
         self._closed = False  # we sent the trailers (or gave up on the stream)
@@ -400,25 +406,47 @@ class ServerCall:
         return about how many bytes it may send now without waiting (at least 1).
 
         For handlers that read and encode their responses in batches: read no more
-        than this, so a client that does not read holds nothing of the server's. A call
+        than this, so a client that does not read holds nothing of the server's. The
+        room returned is promised to this call (until it is sent, or the call asks
+        again, or ends): the connection's other calls are told only what is left, so
+        calls sharing one connection window do not each read a window's worth. A call
         that cannot send for ``send_stall_timeout`` is reset (RST_STREAM CANCEL); this
         then raises :class:`RpcError` ``CANCELLED``, as it does once the call is over.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
+        self._unpromise()
         try:
-            return await self._wait_to_send()
+            room = await self._wait_to_send(promised=True)
         except (h2.exceptions.ProtocolError, _CallEnded):
             raise RpcError(StatusCode.CANCELLED, "the call is over") from None
+        self._promised = room
+        self._conn.promised += room
+        return room
 
-    async def _wait_to_send(self) -> int:
-        """The room :meth:`_send_frame` has now, once there is some (see :meth:`writable`);
-        _CallEnded when the call is over or stalled."""
+    def _unpromise(self, used: int | None = None) -> None:
+        """Give back the room promised by :meth:`writable` (``used`` bytes of it, once
+        sent; all of it by default)."""
+        promised = self._promised
+        if promised:
+            back = promised if used is None else min(used, promised)
+            self._promised = promised - back
+            conn = self._conn
+            conn.promised -= back
+            if used is None and conn.blocked:
+                conn.wake_blocked()  # (room sent leaves the others' room as it was)
+
+    async def _wait_to_send(self, promised: bool = False) -> int:
+        """The room :meth:`_send_frame` has now (less what is promised to the
+        connection's other calls, with ``promised``), once there is some (see
+        :meth:`writable`); _CallEnded when the call is over or stalled."""
         conn = self._conn
         stalled_since: float | None = None
         while True:
             if self._reset or self._closed:
                 raise _CallEnded
             room = conn.send_room(self._stream_id)
+            if promised:
+                room -= conn.promised
             if room > 0:
                 return room
             now = trio.current_time()
@@ -508,6 +536,8 @@ class ServerCall:
             else:
                 h2conn.send_data(sid, frame[pos : pos + size])
             pos += size
+            if self._promised:
+                self._unpromise(size)
         self._partial = False
 
     # -- inbound ------------------------------------------------------------------------
@@ -719,6 +749,7 @@ class ServerCall:
 
     def _release(self) -> None:
         self._closed = True
+        self._unpromise()
         if self._reserved:
             self._conn.release(self._reserved)
             self._reserved = 0
@@ -797,6 +828,7 @@ class Connection:
         self.stall_timeout = config.send_stall_timeout
         self._max_output = config.max_connection_output
         self._max_streams = config.max_concurrent_streams
+        self._max_header_list = config.max_header_list_size
         self._keepalive_interval = config.keepalive_interval
         self._keepalive_timeout = config.keepalive_timeout
         self._idle_timeout = config.idle_timeout
@@ -816,6 +848,7 @@ class Connection:
         self.blocked: set[ServerCall] = set()
         self.unflushed = 0  # bytes of messages handed to h2 since the writer last took them
         self.held = 0  # bytes of half-sent messages waiting in their calls for room
+        self.promised = 0  # room promised to calls by ServerCall.writable, not yet sent
         self._writing = 0  # bytes the writer is writing now
         self._reported = 0  # this connection's part of the server's send buffer
         self.scope = trio.CancelScope(shield=True)
@@ -978,11 +1011,11 @@ class Connection:
                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
                 h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE,
                 h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self._max_streams,
-                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_SIZE,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: self._max_header_list,
             },
         )
         self.h2.max_inbound_frame_size = MAX_FRAME_SIZE
-        self.h2.decoder.max_header_list_size = MAX_HEADER_LIST_SIZE
+        self.h2.decoder.max_header_list_size = self._max_header_list
         self.h2.initiate_connection()
         self.h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
         async with trio.open_nursery() as nursery:
@@ -1271,7 +1304,14 @@ class Connection:
                 self.unflushed = 0
                 if data:
                     self._writing = len(data)
-                    await stream.send_all(data)
+                    view = memoryview(data)
+                    for start in range(0, len(data), WRITE_SIZE):
+                        with trio.move_on_after(self.stall_timeout) as stalled:
+                            await stream.send_all(view[start : start + WRITE_SIZE])
+                        if stalled.cancelled_caught:
+                            self._write_stalled()
+                            return
+                        self._writing = max(0, len(data) - start - WRITE_SIZE)
                     self._writing = 0
                     self.report_output()
                     # Room again for calls and for reading.
@@ -1281,12 +1321,26 @@ class Connection:
                     return
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             logger.debug("cannot write to %s", self.peer, exc_info=True)
-            self._broken = True
-            self._reader_scope.cancel()
-            for call in list(self.calls.values()):
-                call.reset()
+            self._give_up()
         finally:
             self._writer_done.set()
+
+    def _give_up(self) -> None:
+        """The socket cannot be written to: end everything, say nothing more."""
+        self._broken = True
+        self._reader_scope.cancel()
+        for call in list(self.calls.values()):
+            call.reset()
+
+    def _write_stalled(self) -> None:
+        """Nothing could be written for the stall timeout: the client reads nothing."""
+        self.shared.notices.warning(
+            "stalled",
+            "closing connection from %s: it read nothing of its output for %g s",
+            self.peer,
+            self.stall_timeout,
+        )
+        self._give_up()
 
 
 async def _no_handler(call: Any) -> None:  # pragma: no cover - never run

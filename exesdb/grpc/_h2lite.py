@@ -187,7 +187,7 @@ class Limits:
     """SETTINGS frames (ACKs included)."""
     header_blocks: int = 50_000
     """Header blocks (HEADERS frames)."""
-    header_bytes: int = 4 << 20
+    header_bytes: int = 1 << 20
     """Bytes of header blocks (HEADERS and CONTINUATION payloads): decoding costs CPU by
     the byte."""
     continuations: int = 1000

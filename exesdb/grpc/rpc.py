@@ -129,6 +129,15 @@ class Call(Protocol):
         subscriptions). An item may be a message's serialized bytes instead of the
         message."""
 
+    async def writable(self) -> int:
+        """Wait until the client can take more responses (its flow-control windows are
+        open and the server has room to send), then return about how many bytes it can
+        take now (at least 1): a handler that reads and encodes responses in batches
+        reads no more than this, so a client that does not read holds nothing of the
+        server's. Raises :class:`RpcError` ``CANCELLED`` once the call is over, and
+        when nothing could be sent for the server's stall timeout (the call is then
+        reset)."""
+
 
 Handler = Callable[[Call], Awaitable[None]]
 Kind = Literal["unary", "client_stream", "server_stream", "bidi"]

@@ -151,6 +151,11 @@ class ServerConfig:
     max_concurrent_streams: int = attrs.field(default=100, validator=attrs.validators.ge(1))
     """Calls one connection may have in progress (SETTINGS_MAX_CONCURRENT_STREAMS); a
     call reset by the client counts until its handler has finished."""
+    max_header_list_size: int = attrs.field(
+        default=16 << 10, validator=[attrs.validators.ge(4096), attrs.validators.le(1 << 20)]
+    )
+    """The largest header block (SETTINGS_MAX_HEADER_LIST_SIZE, as HPACK counts it) a
+    request may have; larger is a flood. 16 KiB, grpc-core's own hard limit on metadata."""
     flood_window: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
     """Seconds over which each per-connection budget below refills completely (a token
     bucket: a burst of the whole budget, then that many per window)."""
@@ -165,7 +170,7 @@ class ServerConfig:
     )
     """Header blocks (requests and trailers)."""
     max_header_bytes_per_window: int = attrs.field(
-        default=4 * _MiB, validator=attrs.validators.ge(1 << 17)
+        default=1 * _MiB, validator=attrs.validators.ge(1 << 17)
     )
     """Bytes of header blocks (decoding costs CPU by the byte)."""
     max_continuations_per_window: int = attrs.field(

@@ -446,6 +446,7 @@ class _Streams:
         send = _Sender(call, structured)
         if options.resolve_links:
             send.resolver = self._resolve_link
+        await send.fit()
         which = options.WhichOneof("stream_option")
         if which is None:
             raise bad_request("options: one of stream or all is required")
@@ -665,7 +666,18 @@ class _Sender:
 
     batch_size: int = BATCH
     """How many events to read next: :data:`BATCH`, fewer once events are large, so a
-    batch holds about :data:`BATCH_BYTES`."""
+    batch holds about :data:`BATCH_BYTES`, and fewer than the client can take now
+    (:meth:`fit`)."""
+    per_event: int = BATCH_BYTES // BATCH
+    """The bytes of a response, as the last batch had them (before any: what a full
+    batch allows)."""
+
+    async def fit(self) -> None:
+        """Wait until the client can take more responses, and make the next batch about
+        what it can take (at least 64 KiB's worth, :meth:`exesdb.grpc.rpc.Call.writable`),
+        so a client that does not read makes the server read and hold nothing more."""
+        room = max(await self.call.writable(), BATCH_BYTES // 64)
+        self.batch_size = max(1, min(self.batch_size, room // self.per_event))
 
     def get_batch_size(self) -> int:
         """:attr:`batch_size` now (as the subscriptions ask before each read)."""
@@ -690,16 +702,19 @@ class _Sender:
         encode = convert.read_event_bytes
         responses = ([encode(record, structured) for record in records]
                      if self.resolver is None else [await self.response(r) for r in records])
+        count = len(responses)
         if responses:
             self.sized(responses)
             await self.call.send_many(responses)
-        return len(responses)
+            del responses  # not held while the client catches up
+            await self.fit()
+        return count
 
     def sized(self, responses: list[Any]) -> None:
         """Fit :attr:`batch_size` to the size of the responses just sent (messages or
         their bytes)."""
         total = sum(len(r) if type(r) is bytes else r.ByteSize() for r in responses)
-        per_event = max(1, total // len(responses))
+        per_event = self.per_event = max(1, total // len(responses))
         self.batch_size = max(1, min(BATCH, BATCH_BYTES // per_event))
 
     async def message(self, response: streams_pb2.ReadResp) -> None:

@@ -1,0 +1,290 @@
+"""What the hostile-traffic tests use: a raw HTTP/2 attacker on a socket, a well-behaved
+``kurrentdbclient`` working in a thread, and the server process's RSS.
+
+:class:`Attacker` sends hand-made frames (no h2 state machine: an attacker does not play
+by the rules) and, in a thread of its own, reads what the server sends, noting when a
+GOAWAY (and its error code) or RST_STREAM arrived and when the socket closed. It counts
+the frames of the kind under test that it has sent and notes when the count first
+passed the server's threshold (``crossed_at``: the time the write holding that frame
+completed), so a test can bound the time from crossing to being cut off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from kurrentdbclient import KurrentDBClient, NewEvent, StreamState
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = (
+    0, 1, 3, 4, 6, 7, 8, 9)
+END_STREAM, END_HEADERS, ACK = 0x1, 0x4, 0x1
+ENHANCE_YOUR_CALM, PROTOCOL_ERROR, CANCEL, NO_ERROR = 11, 1, 8, 0
+READ = "/event_store.client.streams.Streams/Read"
+_HEADER = struct.Struct(">BHBBL")
+
+
+def frame(ftype: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
+    """One HTTP/2 frame."""
+    n = len(payload)
+    return _HEADER.pack(n >> 16, n & 0xFFFF, ftype, flags, stream_id) + payload
+
+
+def _int(value: int, prefix_bits: int, first: int) -> bytes:
+    limit = (1 << prefix_bits) - 1
+    if value < limit:
+        return bytes((first | value,))
+    out = bytearray((first | limit,))
+    value -= limit
+    while value >= 128:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def block(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """An HPACK block of literals without indexing (the dynamic table is left alone)."""
+    out = bytearray()
+    for name, value in headers:
+        out += b"\x00" + _int(len(name), 7, 0) + name + _int(len(value), 7, 0) + value
+    return bytes(out)
+
+
+def request(path: str = READ, extra: list[tuple[bytes, bytes]] | None = None) -> bytes:
+    """The header block of a gRPC request to ``path``."""
+    return block([(b":method", b"POST"), (b":scheme", b"http"), (b":path", path.encode()),
+                  (b":authority", b"127.0.0.1"), (b"content-type", b"application/grpc"),
+                  (b"te", b"trailers"), *(extra or [])])
+
+
+def read_all(count: int = 1 << 40) -> bytes:
+    """A length-prefixed ``ReadReq``: ``$all`` forwards from the start."""
+    from exesdb.grpc.protos import streams_pb2
+
+    message = streams_pb2.ReadReq()
+    message.options.all.start.SetInParent()
+    message.options.count = count
+    message.options.no_filter.SetInParent()
+    message.options.uuid_option.string.SetInParent()
+    data = message.SerializeToString()
+    return b"\x00" + len(data).to_bytes(4, "big") + data
+
+
+class Attacker:
+    """One raw HTTP/2 connection (see the module doc)."""
+
+    def __init__(self, port: int, *, reading: bool = True, settings: bytes = b"",
+                 source: str | None = None) -> None:
+        self.sock = socket.create_connection(
+            ("127.0.0.1", port), source_address=(source, 0) if source else None)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.start = time.monotonic()
+        self.goaway: tuple[float, int, bytes] | None = None  # (when, code, debug data)
+        self.resets: dict[int, int] = {}  # stream id -> error code
+        self.headers: set[int] = set()  # streams that got HEADERS
+        self.closed_at: float | None = None
+        self.counted = 0
+        self.threshold: int | None = None
+        self.crossed_at: float | None = None
+        self._buf = bytearray()
+        self._reader: threading.Thread | None = None
+        self.sock.sendall(PREFACE + frame(SETTINGS, 0, 0, settings))
+        if reading:
+            self._reader = threading.Thread(target=self._read, daemon=True)
+            self._reader.start()
+
+    # -- sending ---------------------------------------------------------------------------
+    def send(self, data: bytes, counted: int = 0) -> bool:
+        """Send ``data`` holding ``counted`` frames of the kind under test; False once
+        the server has closed the connection."""
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            self._closed()
+            return False
+        self.counted += counted
+        if (self.threshold is not None and self.crossed_at is None
+                and self.counted > self.threshold):
+            self.crossed_at = time.monotonic()
+        return True
+
+    def flood(self, batch: Callable[[int], bytes], per_batch: int, threshold: int,
+              seconds: float = 10.0) -> None:
+        """Send ``batch(i)`` (``per_batch`` counted frames each) until cut off, or for
+        ``seconds``."""
+        self.threshold = threshold
+        deadline = time.monotonic() + seconds
+        i = 0
+        while time.monotonic() < deadline and not self.over:
+            if not self.send(batch(i), per_batch):
+                break
+            i += 1
+        self.wait_over(2.0)
+
+    @property
+    def over(self) -> bool:
+        return self.goaway is not None or self.closed_at is not None
+
+    def wait_over(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.over and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def cut_off_after(self) -> float:
+        """Seconds from crossing the threshold to the GOAWAY (or the close)."""
+        assert self.crossed_at is not None, "the threshold was never crossed"
+        ended = self.goaway[0] if self.goaway is not None else self.closed_at
+        assert ended is not None, "the server never cut the connection off"
+        return ended - self.crossed_at
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        if self._reader is not None:
+            self._reader.join(5)
+
+    # -- receiving -------------------------------------------------------------------------
+    def _closed(self) -> None:
+        if self.closed_at is None:
+            self.closed_at = time.monotonic()
+
+    def _read(self) -> None:
+        try:
+            while data := self.sock.recv(1 << 20):
+                self._feed(data)
+        except OSError:
+            pass
+        self._closed()
+
+    def _feed(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        pos = 0
+        while len(buf) - pos >= 9:
+            high, low, ftype, _flags, sid = _HEADER.unpack_from(buf, pos)
+            length = (high << 16) | low
+            if len(buf) - pos - 9 < length:
+                break
+            body = bytes(buf[pos + 9: pos + 9 + length])
+            if ftype == GOAWAY and self.goaway is None:
+                self.goaway = (time.monotonic(), struct.unpack(">L", body[4:8])[0], body[8:])
+            elif ftype == RST_STREAM:
+                self.resets[sid & 0x7FFFFFFF] = struct.unpack(">L", body)[0]
+            elif ftype == HEADERS:
+                self.headers.add(sid & 0x7FFFFFFF)
+            pos += 9 + length
+        del buf[:pos]
+
+    def drain(self, seconds: float = 2.0) -> None:
+        """For a connection nobody read: read what came, until the end or ``seconds``."""
+        self.sock.settimeout(seconds)
+        try:
+            while data := self.sock.recv(1 << 20):
+                self._feed(data)
+        except TimeoutError:
+            return
+        except OSError:
+            pass
+        self._closed()
+
+
+class GoodClient:
+    """A ``kurrentdbclient`` appending an event and reading the stream back, again and
+    again, in a thread, while :meth:`working` holds; every call's latency and every
+    error is kept."""
+
+    def __init__(self, uri: str, stream: str = "good") -> None:
+        self.client = KurrentDBClient(uri)
+        self.stream = stream
+        self.latencies: list[float] = []
+        self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            for call in (self._append, self._read):
+                started = time.monotonic()
+                try:
+                    call()
+                except Exception as e:  # kept for the test to report
+                    self.errors.append(e)
+                self.latencies.append(time.monotonic() - started)
+
+    def _append(self) -> None:
+        self.client.append_to_stream(self.stream, events=NewEvent(type="Good", data=b"{}"),
+                                     current_version=StreamState.ANY, timeout=30)
+
+    def _read(self) -> None:
+        assert self.client.get_stream(self.stream, backwards=True, limit=5, timeout=30)
+
+    @contextlib.contextmanager
+    def working(self) -> Iterator[GoodClient]:
+        """Work in a thread for the duration (some calls first, so the connection is up)."""
+        self._append()
+        self._stop.clear()
+        self.latencies.clear()
+        self.errors.clear()
+        thread = threading.Thread(target=self._loop, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            thread.join(60)
+
+    def check(self, least_calls: int = 2) -> None:
+        """Every call succeeded, none took over 5 s, and the client kept working."""
+        assert not self.errors, self.errors[:3]
+        assert len(self.latencies) >= least_calls
+        assert max(self.latencies) <= 5.0, max(self.latencies)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def rss(pid: int) -> int:
+    """The resident memory of process ``pid``, in bytes (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+class PeakRss:
+    """Samples a process's RSS in a thread (every 20 ms) while entered; ``growth`` is
+    the peak over the RSS at entry."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.before = 0
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def __enter__(self) -> PeakRss:
+        self.before = self.peak = rss(self.pid)
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            with contextlib.suppress(OSError, AssertionError):
+                self.peak = max(self.peak, rss(self.pid))
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        with contextlib.suppress(OSError, AssertionError):
+            self.peak = max(self.peak, rss(self.pid))
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.before
