@@ -40,13 +40,14 @@ import otp
 from otp import supervisor
 from otp.lowlevel import current_node
 
-from ..constants import END
+from ..constants import END, End
 from ..errors import ExESDBError, InvalidArgument, StoreNotFound, StoreUnavailable
 from ..gateway import get_events, get_streams, get_version, list_stores
 from ..grpc.groups.client import replay_parked
 from ..grpc.rpc import RpcError
 from ..systems.cluster import cluster_view
 from ..systems.store import is_leader, node_stores
+from ..validation import check_direction
 from .auth import viewer_of
 from .sample import resident_memory_bytes, sample_store
 from .tree import TreeNode
@@ -163,15 +164,15 @@ async def events(request: Request) -> Response:
     if isinstance(store_id, JSONResponse):
         return store_id
     stream_id = request.query_params.get("stream", "")
-    direction = request.query_params.get("direction", "forward")
     raw_from = request.query_params.get("from", "")
     try:
+        direction = check_direction(request.query_params.get("direction", "forward"))
         count = _int(request, "count", 20, 1, MAX_PAGE)
         if raw_from in ("", "end"):
-            start: Any = END if raw_from == "end" or direction == "backward" else 0
+            start: int | End = END if raw_from == "end" or direction == "backward" else 0
         else:
             start = _int(request, "from", 0, 0, 2**62)
-        page = await get_events(store_id, stream_id, start, count, direction)  # type: ignore[arg-type]
+        page = await get_events(store_id, stream_id, start, count, direction)
         version = await get_version(store_id, stream_id)
     except (ExESDBError, otp.OTPError) as exc:
         return _failure(exc)

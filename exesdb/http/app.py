@@ -65,7 +65,9 @@ class _SecurityHeaders:
 def console_app(stores: Sequence[str] | None, users: Users | None,
                 dashboard_interval: float = DASHBOARD_INTERVAL) -> ASGIApp:
     """The application for ``stores`` (None: every store running on the node; readiness
-    waits for these), authenticating against ``users`` (None: nobody is asked)."""
+    waits for these), authenticating against ``users`` (None: nobody is asked).
+
+    Blocking (the metrics' process collector reads ``/proc`` once): call it in a thread."""
     metrics = Metrics(stores)
 
     async def index(request: Request) -> Response:

@@ -112,7 +112,8 @@ async def serve(options: HttpOptions, *, stores: Sequence[str] | None = None,
     users: Users | None = None
     if options.users_file is not None:
         users = await trio.to_thread.run_sync(load_users, options.users_file)
-    app = console_app(stores, users, dashboard_interval)
+    # Built in a thread: prometheus-client's process collector reads /proc when made.
+    app = await trio.to_thread.run_sync(console_app, stores, users, dashboard_interval)
     config = await _config(options)
     async with trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(partial(hypercorn_serve, cast(Any, app),

@@ -30,7 +30,7 @@ from prometheus_client.core import (
 )
 
 from ..storage.stats import Histogram
-from .sample import NodeSample, StoreSample, sample_node
+from .sample import QUEUE_THRESHOLD, NodeSample, StoreSample, sample_node
 
 __all__ = ["CONTENT_TYPE", "METRICS", "Metrics", "SampleCollector"]
 
@@ -81,6 +81,9 @@ METRICS: Final[dict[str, tuple[str, str]]] = {
     "exesdb_supervisor_restarts_observed": ("counter", "Children of a supervisor seen "
                                             "restarting (a new pid) by the console's tree "
                                             "watcher"),
+    "exesdb_process_message_queue_length": ("gauge", "Messages waiting in the mailbox of a "
+                                            "process of the tree, for mailboxes holding "
+                                            f"{QUEUE_THRESHOLD} or more"),
 }
 """Every ``exesdb_*`` family: its type and help (counters are exposed with ``_total``)."""
 
@@ -193,11 +196,16 @@ class SampleCollector:
         for path, count in sorted(sample.tree_restarts.items()):
             restarts.add_metric([path], float(count))
         yield restarts
+        queues = _scalar("exesdb_process_message_queue_length", ["process"])
+        for path, length in sorted(sample.long_queues.items()):
+            queues.add_metric([path], float(length))
+        yield queues
 
 
 class Metrics:
     """The metrics of a node's stores (``stores``; None: every store running): see the
-    module docstring."""
+    module docstring. Making one reads ``/proc`` (the process collector): do it in a
+    thread."""
 
     def __init__(self, stores: Sequence[str] | None = None, timeout: float = 5.0) -> None:
         self.stores = None if stores is None else tuple(stores)

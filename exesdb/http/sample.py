@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import attrs
 import trio
@@ -38,8 +38,12 @@ from ..systems.stats import storage_counters
 from ..systems.store import backend_of
 from .watcher import board
 
-__all__ = ["GroupSample", "NodeSample", "StoreSample", "SubscriptionSample",
-           "resident_memory_bytes", "sample_node", "sample_store"]
+__all__ = ["QUEUE_THRESHOLD", "GroupSample", "NodeSample", "StoreSample",
+           "SubscriptionSample", "long_queues", "resident_memory_bytes", "sample_node",
+           "sample_store"]
+
+QUEUE_THRESHOLD: Final = 100
+"""A mailbox holding this many messages or more is reported (``/metrics``)."""
 
 
 @attrs.frozen
@@ -110,12 +114,15 @@ class StoreSample:
 class NodeSample:
     """The node: ``processes`` (running now), ``tree_restarts`` (per supervisor path, as the
     tree watcher observed them), ``memory_bytes`` (resident set size; None where the
-    system does not tell) and its ``stores``."""
+    system does not tell), its ``stores``, and ``long_queues``: the processes of the tree
+    (by path) whose mailbox holds at least :data:`QUEUE_THRESHOLD` messages, when otp
+    can tell (``otp.process_info``; empty until it can)."""
 
     processes: int
     tree_restarts: dict[str, int]
     memory_bytes: int | None
     stores: tuple[StoreSample, ...]
+    long_queues: dict[str, int] = attrs.field(factory=dict)
 
 
 def resident_memory_bytes() -> int | None:
@@ -148,7 +155,31 @@ async def sample_node(stores: Sequence[str] | None = None, timeout: float = 5.0,
         memory = await trio.to_thread.run_sync(resident_memory_bytes)
     return NodeSample(processes=len(current_node().processes),
                       tree_restarts=dict(board().restarts), memory_bytes=memory,
-                      stores=tuple(s for s in samples if s is not None))
+                      stores=tuple(s for s in samples if s is not None),
+                      long_queues=long_queues())
+
+
+def long_queues(threshold: int | None = None) -> dict[str, int]:
+    """The processes of the node's tree (as the tree watcher last saw it, by path) whose
+    mailbox holds at least ``threshold`` (:data:`QUEUE_THRESHOLD`) messages.
+
+    It reads them with ``otp.process_info`` (otp's introspection, see the contracts: an
+    object with ``message_queue_len``, None for a process that ended); while otp does not
+    have it, the answer is empty."""
+    process_info = getattr(otp, "process_info", None)
+    snapshot = board().snapshot
+    if process_info is None or snapshot is None:
+        return {}
+    limit = QUEUE_THRESHOLD if threshold is None else threshold
+    out: dict[str, int] = {}
+    for node in snapshot.walk():
+        if node.pid is None:
+            continue
+        info = process_info(node.pid)
+        length = getattr(info, "message_queue_len", None) if info is not None else None
+        if isinstance(length, int) and length >= limit:
+            out[node.path] = length
+    return out
 
 
 async def sample_store(store_id: str, status: str, timeout: float = 5.0,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+from types import SimpleNamespace
 from typing import Any
 
 import trio
@@ -164,3 +165,22 @@ async def test_the_node_counts_the_restarts_its_tree_watcher_sees(tmp_path):
 
 async def _equals(awaitable: Any, expected: Any) -> bool:
     return await awaitable == expected
+
+
+async def test_long_mailboxes_of_the_tree_are_reported_when_otp_can_tell(tmp_path,
+                                                                          monkeypatch):
+    async with running(tmp_path) as console:
+        await refresh()
+        samples = await scrape(console)
+        assert not [k for k in samples if k[0] == "exesdb_process_message_queue_length"]
+        busy = otp.whereis(gateway_worker_name("s", 0))
+
+        def process_info(pid: otp.Pid) -> Any:  # otp.process_info as the contracts say
+            return SimpleNamespace(message_queue_len=250 if pid == busy else 99)
+
+        monkeypatch.setattr(otp, "process_info", process_info, raising=False)
+        samples = await scrape(console)
+    queues = {dict(labels)["process"]: v for (name, labels), v in samples.items()
+              if name == "exesdb_process_message_queue_length"}
+    assert queues == {"node/System[s]/GatewaySystem[s]/GatewayWorker[s] 0": 250}
+
