@@ -8,11 +8,15 @@
 * ``pg_server``: one PostgreSQL server for the whole session
   (:class:`tests.pg_server.PostgresServer`), started on first use, stopped and removed
   at the end; ``pg_store_id`` a store id no other test uses (so its schema is fresh).
+
+The summary at the end of the run shows the cluster checker's figures of each scenario
+that ran (:mod:`tests.exesdb.cluster_checker`), whatever the capture settings.
 """
 
 from __future__ import annotations
 
 import itertools
+import sys
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -61,3 +65,12 @@ async def backend(open_backend):
         yield store
     finally:
         await store.close()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Print the cluster checker's figures, one line per scenario run."""
+    checker = sys.modules.get("tests.exesdb.cluster_checker")
+    if checker is not None and checker.REPORTS:
+        terminalreporter.write_sep("=", "cluster checker")
+        for line in checker.REPORTS:
+            terminalreporter.write_line(line)
