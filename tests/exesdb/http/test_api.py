@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import urllib.parse
 
+import trio
+from kurrentdbclient import KurrentDBClient
+
 import otp
 from exesdb import NewEvent, gateway
+from exesdb.grpc.listener import address
 from exesdb.http import tree_snapshot
 from exesdb.http.tree import MAX_CHILDREN, label
 from exesdb.http.views import hex_dump, payload_view
@@ -159,3 +163,47 @@ def test_child_ids_read_as_module_and_store():
 
 def _walk(node: dict) -> list[dict]:
     return [node, *[n for child in node["children"] for n in _walk(child)]]
+
+
+async def test_grpc_groups_show_their_parked_messages_which_the_console_replays(tmp_path):
+    async with running(tmp_path, grpc=True) as console:
+        host, port = address("s")
+        await gateway.append_events("s", "orders", [NewEvent("Placed", {"n": n})
+                                                    for n in range(3)])
+        client = KurrentDBClient(f"kurrentdb://{host}:{port}?Tls=false")
+        try:
+            await trio.to_thread.run_sync(
+                lambda: client.create_subscription_to_stream("g", "orders"))
+            subscription = await trio.to_thread.run_sync(
+                lambda: client.read_subscription_to_stream("g", "orders"))
+            first = await trio.to_thread.run_sync(next, subscription)
+            await trio.to_thread.run_sync(subscription.nack, first.ack_id, "park")
+
+            async def parked() -> list[dict]:
+                groups = (await console.get("/api/stores/s/subscriptions")).json()["groups"]
+                return [g for g in groups if g["parked"] == 1]
+
+            [group] = await eventually(parked)
+            assert (group["stream"], group["group"], group["consumers"]) == ("orders", "g", 1)
+            replayed = await console.post("/api/stores/s/groups/replay-parked",
+                                          {"stream": "orders", "group": "g"}, headers=CONSOLE)
+            assert replayed.status == 200
+            again = await trio.to_thread.run_sync(_next_number, subscription, 0)
+            assert again == 0  # the parked event, delivered once more
+            unknown = await console.post("/api/stores/s/groups/replay-parked",
+                                         {"stream": "orders", "group": "nope"},
+                                         headers=CONSOLE)
+            assert unknown.status == 404
+            subscription.stop()
+        finally:
+            await trio.to_thread.run_sync(client.close)
+
+
+def _next_number(subscription, number: int) -> int:
+    """Acknowledge events until the one numbered ``number`` arrives; return its number."""
+    for event in subscription:
+        if event.stream_position == number:
+            subscription.ack(event.ack_id)
+            return event.stream_position
+        subscription.ack(event.ack_id)
+    raise AssertionError("the subscription ended")
