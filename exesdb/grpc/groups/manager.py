@@ -6,6 +6,10 @@ store supervisor, rest_for_one: a dynamic supervisor of the
 The manager serialises creations, updates and deletions (the settings durably in
 :data:`~exesdb.grpc.groups.config.CONFIG_STREAM` first) and, when it starts, starts a
 process for every stored group, so groups survive a restart of the store or of the node.
+Before each request it reads the settings again if that stream moved since it last read
+or wrote it: in cluster mode the leader before this node's may have changed them, so a
+group made there is served here after a failover, and this manager never writes back
+settings that miss it.
 Settings that do not read never make it remove a group or its checkpoint (see
 :class:`GroupManager`).
 """
@@ -112,6 +116,7 @@ class GroupManager(StoreServer):
         self.groups: dict[GroupKey, GroupConfig] = {}
         self.unreadable: list[Any] = []  # stored groups that do not read: kept as they are
         self.loaded = False
+        self.version = -1  # CONFIG_STREAM's version when the settings were last read/written
         return otp.Continue("load")
 
     async def handle_continue(self, arg: Any) -> Any:
@@ -130,7 +135,9 @@ class GroupManager(StoreServer):
     async def _load(self) -> Any:
         store_id = self.store_id
         try:
+            version = await self._stored_version()
             groups, unreadable, deleting, recovered = await self._read_config()
+            self.version = version
             for sub in await gateway.get_subscriptions(store_id):
                 if sub.name in deleting:  # the deletion was interrupted: finish it
                     with contextlib.suppress(SubscriptionNotFound):
@@ -249,9 +256,31 @@ class GroupManager(StoreServer):
         names = {subscription_name(*key) for key in groups}
         self.unreadable = [raw for raw in self.unreadable if raw_name(raw) not in names]
         data = config_event_data(groups.values(), self.unreadable, deleting)
-        await gateway.append_events(self.store_id, CONFIG_STREAM,
-                                    [NewEvent(CONFIG_EVENT_TYPE, data)])
+        self.version = await gateway.append_events(self.store_id, CONFIG_STREAM,
+                                                   [NewEvent(CONFIG_EVENT_TYPE, data)])
         self.groups = groups
+
+    async def _stored_version(self) -> int:
+        """:data:`CONFIG_STREAM`'s version now (-1: none, or deleted)."""
+        try:
+            return await gateway.get_version(self.store_id, CONFIG_STREAM)
+        except StreamDeleted:
+            return -1
+
+    async def _refresh(self) -> None:
+        """Read the settings again if :data:`CONFIG_STREAM` moved since this manager read
+        or wrote it (another node wrote them: see the module docstring): start the groups
+        that appeared, tell the running ones their settings, stop those that went."""
+        version = await self._stored_version()
+        if version == self.version:
+            return
+        groups, unreadable, _deleting, _recovered = await self._read_config()
+        for key in self.groups.keys() - groups.keys():
+            await self._stop_group(key)
+        self.groups, self.unreadable, self.version = groups, unreadable, version
+        for config in groups.values():
+            await self._tell_group(config.key, ApplySettings(config.settings))
+            await self._start_group(config)
 
     async def handle_call(self, request: Any, from_: gen_server.From) -> Any:
         """Serve a :data:`~exesdb.grpc.groups.messages.ManagerRequest`: its value, or
@@ -261,6 +290,7 @@ class GroupManager(StoreServer):
         if not self.loaded:
             return unavailable("persistent subscriptions are loading")
         try:
+            await self._refresh()
             return await self._serve(request)
         except RpcError as exc:
             return exc
