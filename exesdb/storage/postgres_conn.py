@@ -97,8 +97,6 @@ class Connector:
         options = (f"-c statement_timeout={timeout_ms} "
                    f"-c idle_in_transaction_session_timeout={timeout_ms} "
                    f"-c synchronous_commit={'on' if self.durable else 'off'}")
-        if reader:
-            options += " -c default_transaction_read_only=on"
         try:
             conn = psycopg.connect(
                 self.dsn,
@@ -112,6 +110,15 @@ class Connector:
                 keepalives_count=3,
                 tcp_user_timeout=timeout_ms,
             )
+            if reader:
+                # Read-only once connected, not in the startup options: libpq's
+                # target_session_attrs=read-write (a DSN that follows the primary) tells a
+                # primary by that setting, and would take every server for a standby.
+                try:
+                    conn.execute("SET default_transaction_read_only = on")
+                except psycopg.Error:
+                    close_quietly(conn)
+                    raise
         except psycopg.Error as exc:
             error = StorageUnavailable(f"connecting to the database failed: {exc}".strip())
             raise error from exc
