@@ -60,6 +60,7 @@ __all__ = [
     "MAX_EVENT_APPEND_SIZE",
     "AppendTooLarge",
     "EventTooLarge",
+    "access_denied",
     "append_success",
     "bad_request",
     "batch_error_status",
@@ -517,6 +518,13 @@ def batch_success(version: int, position: int | None) -> streams_pb2.BatchAppend
         success.position.commit_position = success.position.prepare_position = (
             grpc_position(position))
     return success
+
+
+def access_denied() -> RpcError:
+    """KurrentDB's error for a call the user may not make: ``PERMISSION_DENIED`` "Access
+    Denied" with the ``exception: access-denied`` trailer (the clients' AccessDenied)."""
+    return RpcError(StatusCode.PERMISSION_DENIED, "Access Denied",
+                    {"exception": "access-denied"})
 
 
 def stream_deleted(stream_id: str) -> RpcError:

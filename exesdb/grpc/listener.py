@@ -8,7 +8,8 @@ With ``opts.grpc_port`` set, a store's GatewaySystem runs a :class:`GrpcSystem`
 * builds the services: Streams (:mod:`exesdb.grpc.streams_service`) and persistent
   subscriptions (:mod:`exesdb.grpc.persistent_service`), each method behind the store's
   authorisation check (:func:`authorised`: a user not allowed on the store gets
-  ``PERMISSION_DENIED``, the protocol's access denied), plus Gossip and ServerFeatures
+  KurrentDB's access denied, :func:`exesdb.grpc.convert.access_denied`), plus Gossip and
+  ServerFeatures
   (:mod:`exesdb.grpc.gossip_service`);
 * keeps the store's :class:`~exesdb.systems.commits.CommitSignal` up to date from the
   store's commit notifications (topic ``"$commits"`` of its system pub/sub);
@@ -46,9 +47,10 @@ from ..systems.processes import StoreServer, StoreSupervisor
 from . import gossip_service
 from .auth import Users, load_users, may_use
 from .cluster import gossip_members, leader_routed
+from .convert import access_denied
 from .groups.manager import PersistentGroups
 from .persistent_service import service as persistent_subscriptions
-from .rpc import Call, Method, RpcError, Service, StatusCode, User
+from .rpc import Call, Method, Service, User
 from .server import ServerConfig, TlsFiles, parse_limits, serve
 from .stats import grpc_counters
 from .streams_service import service as streams
@@ -57,19 +59,18 @@ __all__ = ["GrpcGateway", "GrpcListenError", "GrpcSystem", "address", "authorise
 
 log: Final = logging.getLogger("exesdb.grpc")
 
-ACCESS_DENIED: Final = "Access denied"
-
 
 def authorised(service: Service, store_id: str) -> Service:
     """``service`` with every handler behind the check that the call's user may use
-    ``store_id`` (:func:`exesdb.grpc.auth.may_use`); others end ``PERMISSION_DENIED``."""
+    ``store_id`` (:func:`exesdb.grpc.auth.may_use`); others end with KurrentDB's access
+    denied (``PERMISSION_DENIED`` with ``exception: access-denied``)."""
 
     def guard(method: Method) -> Method:
         inner = method.handler
 
         async def handler(call: Call) -> None:
             if not may_use(call.user, store_id):
-                raise RpcError(StatusCode.PERMISSION_DENIED, ACCESS_DENIED)
+                raise access_denied()
             await inner(call)
 
         return attrs.evolve(method, handler=handler)

@@ -30,6 +30,7 @@ from ..errors import ExESDBError, InvalidArgument
 from ..events import EventRecord
 from ..validation import check_name
 from .convert import (
+    access_denied,
     bad_request,
     event_payload,
     grpc_position,
@@ -43,8 +44,9 @@ from .groups import client as groups
 from .groups.config import ALL, GroupConfig, GroupFilter, GroupSettings, subscription_name
 from .groups.ledger import NackAction
 from .groups.messages import Connection, ConsumerInfo, GroupInfo
+from .groups.rpc_errors import not_found
 from .protos import persistent_pb2, shared_pb2
-from .rpc import Call, Method, RpcError, Service, StatusCode
+from .rpc import Call, Method, RpcError, Service
 
 __all__ = ["PREFIX", "service"]
 
@@ -348,8 +350,7 @@ def service(store_id: str) -> Service:
             raise bad_request("options.list_option: required")
         infos = await _guard(groups.list_groups(store_id, stream))
         if stream is not None and not infos:
-            raise RpcError(StatusCode.NOT_FOUND,
-                           f"Subscription group  on stream {stream} does not exist.")
+            raise not_found(stream, "")
         await call.send(persistent_pb2.ListResp(subscriptions=[_info(i) for i in infos]))
 
     async def replay_parked(call: Call) -> None:
@@ -365,7 +366,7 @@ def service(store_id: str) -> Service:
     async def restart_subsystem(call: Call) -> None:
         await call.receive_one()
         if call.user is not None and not call.user.is_admin:  # KurrentDB: admins only
-            raise RpcError(StatusCode.PERMISSION_DENIED, "Access denied")
+            raise access_denied()
         await _guard(groups.restart_groups(store_id))
         await call.send(shared_pb2.Empty())
 

@@ -191,8 +191,7 @@ def written_by_the_server(stream_id: str) -> bool:
 
 def _check_writable(stream_id: str) -> None:
     if written_by_the_server(stream_id):
-        raise RpcError(StatusCode.PERMISSION_DENIED,
-                       f"Access denied: {stream_id!r} is written by the server only")
+        raise convert.access_denied()
 
 
 def _set_position(response: Any, position: int | None) -> None:

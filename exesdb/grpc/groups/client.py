@@ -7,8 +7,10 @@ call's hold on its group).
 Every function builds its request (:mod:`exesdb.grpc.groups.messages`) and calls the
 store's group manager, or the group's process; every error is raised as an
 :class:`exesdb.grpc.rpc.RpcError` with the protocol's status: ``UNAVAILABLE`` when the
-process does not answer (not running, restarting, no answer within
-:data:`~exesdb.grpc.groups.messages.CALL_TIMEOUT` seconds), or what the process answered.
+manager does not answer (not running, restarting, no answer within
+:data:`~exesdb.grpc.groups.messages.CALL_TIMEOUT` seconds), KurrentDB's persistent
+subscription dropped (``CANCELLED``) when a consumer's group process does not, or what
+the process answered.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from .messages import (
     UpdateGroup,
     manager_name,
 )
-from .rpc_errors import restarting, unavailable
+from .rpc_errors import dropped, unavailable
 
 __all__ = [
     "Consumer",
@@ -89,7 +91,7 @@ async def update_group(store_id: str, stream: str, group: str, settings: GroupSe
     ``start`` (None: unchanged) is stored and reported, and, as KurrentDB does (a group
     starts from its start position only when it has no checkpoint), it moves where the
     group reads from only while nothing of it was acknowledged yet: then the group
-    restarts there (its consumers are dropped, ``UNAVAILABLE``); once it has a checkpoint
+    restarts there (its consumers are dropped, ``CANCELLED``); once it has a checkpoint
     it goes on from that."""
     await _call_manager(store_id, UpdateGroup((stream, group), settings, start))
 
@@ -137,7 +139,7 @@ class Consumer:
         try:
             return await gen_server.call(self.pid, request, timeout)
         except (otp.NoProc, otp.ServerExited, otp.CallTimeout):
-            raise restarting(self.stream, self.group) from None
+            raise dropped(self.stream, self.group) from None
 
     async def pull(self) -> list[DeliveredEvent] | None:
         """The next events ``(event, link, retry_count)`` for this consumer (waits for

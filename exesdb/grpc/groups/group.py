@@ -11,7 +11,8 @@ everything is acked, skipped, filtered out or parked: the bookkeeping is the pur
 
 It serves :data:`~exesdb.grpc.groups.messages.GroupRequest` and the cast
 :class:`~exesdb.grpc.groups.messages.Disconnect`. When the store is not ready it tries
-again every :data:`RETRY` seconds. An orderly stop drops its consumers (``UNAVAILABLE``),
+again every :data:`RETRY` seconds. An orderly stop drops its consumers (KurrentDB's
+``persistent-subscription-dropped``, ``CANCELLED``),
 parks what is to be parked and stores the checkpoint of what is done; a parking failure
 then is logged and does not keep the checkpoint from being stored (the events not parked
 are behind it, so they are delivered again when the group starts).
@@ -62,7 +63,7 @@ from .messages import (
     ReplayParked,
     Stopped,
 )
-from .rpc_errors import dropped, max_subscribers, not_found, restarting, unavailable
+from .rpc_errors import dropped, max_subscribers, not_found, unavailable
 
 __all__ = ["HARD_CHECKPOINT", "RETRY", "SHUTDOWN", "PersistentGroup", "group_name"]
 
@@ -466,12 +467,13 @@ class PersistentGroup(otp.GenServer):
                          max(self.parked_last - self.replayed_before + 1, 0))
 
     async def terminate(self, reason: Any) -> None:
-        """Drop the consumers (``UNAVAILABLE``), park what is to be parked, then store the
+        """Drop the consumers (``CANCELLED``, KurrentDB's persistent subscription dropped),
+        park what is to be parked, then store the
         checkpoint of what is done. Each step is tried whatever became of the one before,
         and a failure is logged: what is neither parked nor checkpointed is delivered again
         when the group starts."""
         for cid in list(self.consumers):
-            await self._drop_consumer(cid, Dropped(restarting(*self.config.key)))
+            await self._drop_consumer(cid, Dropped(dropped(*self.config.key)))
         count = len(self.ledger.parking)
         try:
             await self._write_parked()  # now, whatever a failed try before asked

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from ..rpc import RpcError, StatusCode
 
-__all__ = ["dropped", "exists", "invalid", "max_subscribers", "not_found", "restarting",
-           "unavailable"]
+__all__ = ["dropped", "exists", "invalid", "max_subscribers", "not_found", "unavailable"]
 
 
 def invalid(message: str) -> RpcError:
@@ -39,16 +38,13 @@ def max_subscribers(stream: str, group: str) -> RpcError:
                                    "stream-name": stream, "group-name": group})
 
 
-def restarting(stream: str, group: str) -> RpcError:
-    """``UNAVAILABLE``: the group's process is stopping or not running (yet)."""
-    return RpcError(StatusCode.UNAVAILABLE,
-                    f"Subscription group {group} on stream {stream} is restarting.")
-
-
 def dropped(stream: str, group: str) -> RpcError:
-    """``CANCELLED``: the group no longer knows the consumer that asks."""
+    """``CANCELLED``: the group dropped the consumer (it stopped, or no longer knows the
+    consumer that asks), with KurrentDB's ``persistent-subscription-dropped`` trailers."""
     return RpcError(StatusCode.CANCELLED,
-                    f"Subscription group {group} on stream {stream} was dropped.")
+                    f"Subscription group {group} on stream {stream} was dropped.",
+                    {"exception": "persistent-subscription-dropped",
+                     "stream-name": stream, "group-name": group})
 
 
 def unavailable(detail: str) -> RpcError:

@@ -135,5 +135,6 @@ def test_restart_subsystem_is_for_admins_only(with_users):
     with pytest.raises(grpc.RpcError) as caught:
         restart_subsystem(with_users, "alice", "alice-pw")
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert caught.value.details() == "Access denied"
+    assert caught.value.details() == "Access Denied"  # KurrentDB's, with its trailer
+    assert dict(caught.value.trailing_metadata()) == {"exception": "access-denied"}
     assert restart_subsystem(with_users, "admin", "admin-pw") == shared_pb2.Empty()

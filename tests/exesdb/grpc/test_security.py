@@ -211,6 +211,15 @@ def test_a_user_not_allowed_on_the_store_is_denied_append(as_user):
             stream(), current_version=StreamState.ANY, events=[new_event()])
 
 
+def test_a_user_not_allowed_on_the_store_gets_kurrentdbs_access_denied_trailer(as_user):
+    with pytest.raises(AccessDeniedError) as caught:
+        as_user("bob", store_id="s").delete_stream(stream(), current_version=StreamState.ANY)
+    denied = caught.value.__context__
+    assert isinstance(denied, grpc.Call)
+    assert (denied.details(), dict(denied.trailing_metadata() or ())) == (
+        "Access Denied", {"exception": "access-denied"})
+
+
 def test_a_client_of_one_store_cannot_read_another(as_user):
     name = stream()
     as_user("bob", store_id="other").append_to_stream(
