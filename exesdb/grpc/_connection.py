@@ -44,7 +44,9 @@ limit the connection is not read (the client's next requests wait in its socket,
 the server). Reading also stops while the connection's unflushed output is over its
 budget (a client that sends without reading what it is sent); if that lasts
 ``send_stall_timeout`` the connection is closed. Each read is parsed in slices of
-:data:`FEED_SIZE`, yielding to other connections between them. A cut-off connection's
+:data:`FEED_SIZE`, yielding to other connections between them, and a connection whose
+frames take more than ``reader_cpu_share`` of a CPU to parse and dispatch is read less
+often (its reader sleeps off the excess). A cut-off connection's
 calls are cancelled at once and its GOAWAY gets at most :data:`CUT_OFF_GRACE` seconds to
 be written. Cut-offs are logged at WARNING, at most once per
 :data:`NOTICE_INTERVAL` seconds per kind (with the count of those not logged).
@@ -66,6 +68,7 @@ import logging
 import math
 import os
 import ssl
+import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -105,6 +108,8 @@ FEED_SIZE = 16 << 10
 """A read is handed to h2 in slices of this size, yielding between slices (header
 blocks cost CPU by the byte: one read's worth must not hold up the other connections;
 with blocks of at most ``max_header_list_size`` a turn of the reader takes a few ms)."""
+READER_BURST = 0.05
+"""Seconds of CPU a connection's reader may spend at once beyond its share."""
 YIELD_BYTES = 64 << 10
 """A sending handler yields to the other tasks once this much output awaits the writer."""
 SEND_MANY_CHUNK = 1 << 20
@@ -833,6 +838,9 @@ class Connection:
         self._keepalive_timeout = config.keepalive_timeout
         self._idle_timeout = config.idle_timeout
         self._frame_timeout = config.frame_timeout
+        self._cpu_share = config.reader_cpu_share
+        self._cpu_tokens = READER_BURST
+        self._cpu_stamp = time.perf_counter()
         now = trio.current_time()
         self._handshake_deadline = now + config.handshake_timeout
         self._handshake_done = False  # the client's preface and SETTINGS arrived
@@ -1085,12 +1093,31 @@ class Connection:
             with trio.move_on_at(paused_at + self.stall_timeout):
                 await self._resume.wait()
 
+    def _charge(self, spent: float) -> None:
+        """The reader spent ``spent`` seconds on the client's frames: take them from its
+        share (``reader_cpu_share`` of a second each second, up to :data:`READER_BURST`)."""
+        now = time.perf_counter()
+        tokens = self._cpu_tokens + (now - self._cpu_stamp) * self._cpu_share
+        self._cpu_tokens = min(tokens, READER_BURST) - spent
+        self._cpu_stamp = now
+
+    async def _take_turn(self) -> None:
+        """Let the other tasks run; longer, when this connection's frames have taken
+        more than its share of the CPU (so that one costly client cannot make every
+        other connection wait behind its turns)."""
+        self._charge(0.0)
+        if self._cpu_tokens < 0:
+            await trio.sleep(-self._cpu_tokens / self._cpu_share)
+        else:
+            await trio.lowlevel.checkpoint()
+
     async def _read_loop(self) -> None:
         stream = self.stream
         h2conn = self.h2
         while True:
             if not await self._may_read():
                 return
+            await self._take_turn()
             deadline = math.inf
             if self._partial_since is not None and self._handshake_done:
                 deadline = self._partial_since + self._frame_timeout
@@ -1110,7 +1137,8 @@ class Connection:
             now = self._last_received = trio.current_time()
             for start in range(0, len(data), FEED_SIZE):
                 if start:
-                    await trio.lowlevel.checkpoint()
+                    await self._take_turn()
+                began = time.perf_counter()
                 try:
                     events = h2conn.receive_data(data[start : start + FEED_SIZE])
                 except h2.exceptions.DenialOfServiceError as e:
@@ -1124,6 +1152,7 @@ class Connection:
                     if self._dispatch(event):
                         self._wake.set()
                         return
+                self._charge(time.perf_counter() - began)
             if h2conn.incomplete_frame:
                 if self._partial_since is None:
                     self._partial_since = now

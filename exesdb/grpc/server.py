@@ -184,6 +184,13 @@ class ServerConfig:
     max_settings_entries: int = attrs.field(default=32, validator=attrs.validators.ge(8))
     """Entries one SETTINGS frame may carry."""
     max_continuations_per_block: int = attrs.field(default=16, validator=attrs.validators.ge(1))
+    reader_cpu_share: float = attrs.field(
+        default=0.25, validator=[attrs.validators.gt(0), attrs.validators.le(1)]
+    )
+    """The share of a CPU one connection's frames may take to parse and dispatch (a
+    50 ms burst beyond); past it, reading that connection pauses, so one costly client
+    (header blocks by the megabyte) cannot make every other connection wait behind its
+    turns."""
     """CONTINUATION frames one header block may take."""
     header_cache_bytes: int = attrs.field(default=256 << 10, validator=attrs.validators.ge(0))
     """What one connection's cache of decoded header blocks may hold."""
