@@ -13,5 +13,6 @@ SUITES: tuple[str, ...] = (
     "benchmarks.bench_gateway",
     "benchmarks.bench_subscriptions",
     "benchmarks.bench_grpc",
+    "benchmarks.bench_hostile",
 )
 """Benchmark modules, in the order they run."""
