@@ -2,18 +2,22 @@
 subscription groups (:mod:`exesdb.grpc.groups`).
 
 ``service(store_id)`` returns the method table. Requests are checked here: a missing or
-malformed field, or a setting out of range, ends the call with ``INVALID_ARGUMENT`` naming
-the field; an unknown group with ``NOT_FOUND``, a group created twice with
-``ALREADY_EXISTS``, a consumer over the group's maximum with ``FAILED_PRECONDITION``
-("Maximum subscriptions reached ..."), a store that is not ready with ``UNAVAILABLE``, as
-KurrentDB's server does (so the clients raise their usual exceptions). ``Read`` sends the
-subscription confirmation (``"<stream>::<group>"``), then the events the group gives this
-consumer, while it takes the client's acks and nacks (of the events in flight to this
-consumer: others' ids are ignored); a nack ``stop`` ends the call (OK). A filter's regex
+malformed field ends the call with ``INVALID_ARGUMENT`` naming the field; settings or a
+start KurrentDB refuses (an unknown consumer strategy, a read batch not below the history
+buffer, a start past the end of ``$all`` or with its prepare past its commit position)
+with KurrentDB's ``INTERNAL`` "Subscription group G on stream S failed: 'reason'"
+(``persistent-subscription-failed``); an unknown group with ``NOT_FOUND``, a group created
+twice with ``ALREADY_EXISTS``, a consumer over the group's maximum with
+``FAILED_PRECONDITION`` ("Maximum subscriptions reached ..."), a store that is not ready
+with ``UNAVAILABLE``, as KurrentDB's server does (so the clients raise their usual
+exceptions). ``Read`` sends the subscription confirmation (``"<stream>::<group>"``), then
+the events the group gives this consumer, while it takes the client's acks and nacks (of
+any event in flight to the group, as KurrentDB takes them); a nack ``stop`` ends the call
+(OK). A filter's regex
 is RE2 syntax, matched in linear time (``INVALID_ARGUMENT`` naming ``filter...regex``
 otherwise). ``Update`` takes the settings and the start position (see
 :func:`exesdb.grpc.groups.client.update_group`). ``RestartSubsystem`` is for admins when the
-server has users (``PERMISSION_DENIED`` "Access denied" otherwise). Event data that is
+server has users (KurrentDB's access denied otherwise). Event data that is
 JSON ``null`` is sent as ``null``, as the Streams service does.
 """
 
@@ -44,7 +48,7 @@ from .groups import client as groups
 from .groups.config import ALL, GroupConfig, GroupFilter, GroupSettings, subscription_name
 from .groups.ledger import NackAction
 from .groups.messages import Connection, ConsumerInfo, GroupInfo
-from .groups.rpc_errors import not_found
+from .groups.rpc_errors import failed, not_found
 from .protos import persistent_pb2, shared_pb2
 from .rpc import Call, Method, RpcError, Service
 
@@ -60,6 +64,10 @@ _NACK: Final[dict[int, NackAction]] = {
     persistent_pb2.ReadReq.Nack.Stop: "stop",
 }
 _STRATEGY_NAMES: Final = {0: "DispatchToSingle", 1: "RoundRobin", 2: "Pinned"}
+PREPARE_PAST_COMMIT: Final = ("Invalid Start From position: prepare position must be less "
+                              "than or equal to the commit position.")
+"""KurrentDB's reason for refusing a group on ``$all`` whose start's prepare position is
+past its commit position."""
 
 
 # -- request fields ------------------------------------------------------------------------
@@ -87,35 +95,37 @@ def _source(options: Any, field: str = "options") -> str:
 
 
 def _ms(settings: Any, oneof: str, field: str) -> int:
+    """Milliseconds of a ``*_ms`` or ``*_ticks`` setting, truncated as KurrentDB casts
+    them (an int32, which ticks may overflow: ``INVALID_ARGUMENT`` then)."""
     which = settings.WhichOneof(oneof)
     if which is None:
         return 0
     value = int(getattr(settings, which))
     if which.endswith("_ticks"):
-        value //= _TICKS_PER_MS
-    if not 0 <= value < 2**31:
-        raise bad_request(f"settings.{field}: must be between 0 and 2**31 - 1 ms, got {value}")
+        value = value // _TICKS_PER_MS if value >= 0 else -(-value // _TICKS_PER_MS)
+    if not -2**31 <= value < 2**31:
+        raise bad_request(f"settings.{field}: must fit in 32 bits as milliseconds, got "
+                          f"{value}")
     return value
 
 
 def _settings(settings: Any, strategy: str) -> GroupSettings:
-    try:
-        return GroupSettings(
-            resolve_links=settings.resolve_links,
-            extra_statistics=settings.extra_statistics,
-            message_timeout_ms=_ms(settings, "message_timeout", "message_timeout"),
-            max_retry_count=settings.max_retry_count,
-            live_buffer_size=settings.live_buffer_size,
-            read_batch_size=settings.read_batch_size,
-            history_buffer_size=settings.history_buffer_size,
-            checkpoint_after_ms=_ms(settings, "checkpoint_after", "checkpoint_after"),
-            min_checkpoint_count=settings.min_checkpoint_count,
-            max_checkpoint_count=settings.max_checkpoint_count,
-            max_subscriber_count=settings.max_subscriber_count,
-            consumer_strategy=strategy,
-        ).check()
-    except RpcError as exc:
-        raise bad_request(f"settings.{exc.message}") from None
+    """The settings as sent; the group manager refuses those KurrentDB refuses (see
+    :class:`~exesdb.grpc.groups.config.GroupSettings`)."""
+    return GroupSettings(
+        resolve_links=settings.resolve_links,
+        extra_statistics=settings.extra_statistics,
+        message_timeout_ms=_ms(settings, "message_timeout", "message_timeout"),
+        max_retry_count=settings.max_retry_count,
+        live_buffer_size=settings.live_buffer_size,
+        read_batch_size=settings.read_batch_size,
+        history_buffer_size=settings.history_buffer_size,
+        checkpoint_after_ms=_ms(settings, "checkpoint_after", "checkpoint_after"),
+        min_checkpoint_count=settings.min_checkpoint_count,
+        max_checkpoint_count=settings.max_checkpoint_count,
+        max_subscriber_count=settings.max_subscriber_count,
+        consumer_strategy=strategy,
+    )
 
 
 def _filter(options: Any) -> GroupFilter | None:
@@ -156,8 +166,7 @@ def _source_and_start(options: Any, required: bool = True) -> tuple[str, Any]:
             commit = all_options.position.commit_position
             prepare = all_options.position.prepare_position
             if prepare > commit:
-                raise bad_request("options.all.position: the prepare position must not be "
-                                  "greater than the commit position")
+                raise failed(ALL, options.group_name, PREPARE_PAST_COMMIT)
             if commit >= 2**63:
                 raise bad_request(f"options.all.position: must be below 2**63, got {commit}")
             return ALL, int(commit)

@@ -31,8 +31,10 @@ from .rpc_errors import invalid
 
 __all__ = [
     "ALL",
+    "BATCH_NOT_BELOW_BUFFER",
     "CONFIG_EVENT_TYPE",
     "CONFIG_STREAM",
+    "NO_STRATEGY",
     "PREFIX",
     "STRATEGIES",
     "GroupConfig",
@@ -76,14 +78,31 @@ def parked_stream(stream: str, group: str) -> str:
 # -- settings --------------------------------------------------------------------------------
 
 
+NO_STRATEGY: Final = "Consumer strategy {} does not exist."
+"""KurrentDB's reason for refusing a consumer strategy it does not know."""
+BATCH_NOT_BELOW_BUFFER: Final = (
+    "Specified argument was out of the range of valid values. "
+    "(Parameter 'ReadBatchSize may not be greater than or equal to BufferSize')")
+"""KurrentDB's reason (its .NET exception's message) for refusing a read batch size not
+below the history buffer size."""
+
+
 @attrs.frozen
 class GroupSettings:
     """A group's settings, with KurrentDB's names and defaults (times in milliseconds).
 
     Behaviour follows ``message_timeout_ms`` (0: no timeout), ``max_retry_count``,
     ``max_subscriber_count`` (0: no limit), ``consumer_strategy``, ``resolve_links``,
-    ``checkpoint_after_ms``, ``min_checkpoint_count`` and ``max_checkpoint_count``; the
-    buffer and batch sizes and ``extra_statistics`` are kept and reported.
+    ``checkpoint_after_ms`` (0: never by time, only at ``max_checkpoint_count``),
+    ``min_checkpoint_count`` and ``max_checkpoint_count``; the buffer and batch sizes and
+    ``extra_statistics`` are kept and reported.
+
+    KurrentDB refuses two things only, and so does a group (:meth:`strategy_problem`,
+    :meth:`buffer_problem`): a consumer strategy it does not know, and a read batch size
+    not below the history buffer size. Any other int is taken as KurrentDB takes it
+    (checkpoint counts in any order, negative counts and times), with KurrentDB's
+    meaning where it has one (a negative ``max_retry_count`` parks at the first failure,
+    a negative ``max_subscriber_count`` admits no consumer).
     """
 
     resolve_links: bool = False
@@ -99,31 +118,26 @@ class GroupSettings:
     max_subscriber_count: int = 5
     consumer_strategy: str = "DispatchToSingle"
 
-    def check(self) -> GroupSettings:
-        """Return self, or raise ``RpcError(INVALID_ARGUMENT)`` naming the bad field."""
-        for field in ("message_timeout_ms", "max_retry_count", "checkpoint_after_ms",
-                      "min_checkpoint_count", "max_subscriber_count"):
-            value = getattr(self, field)
-            if value < 0:
-                raise invalid(f"{field}: must be >= 0, got {value}")
-        for field in ("live_buffer_size", "read_batch_size", "history_buffer_size",
-                      "max_checkpoint_count"):
-            value = getattr(self, field)
-            if value <= 0:
-                raise invalid(f"{field}: must be > 0, got {value}")
-        if self.max_checkpoint_count < self.min_checkpoint_count:
-            raise invalid(f"max_checkpoint_count: must be >= min_checkpoint_count "
-                           f"({self.min_checkpoint_count}), got {self.max_checkpoint_count}")
+    def strategy_problem(self) -> str | None:
+        """KurrentDB's reason for refusing :attr:`consumer_strategy` (not one of
+        :data:`STRATEGIES`), or None."""
         if self.consumer_strategy not in STRATEGIES:
-            raise invalid(f"consumer_strategy: must be one of {', '.join(STRATEGIES)}, "
-                           f"got {self.consumer_strategy!r}")
-        return self
+            return NO_STRATEGY.format(self.consumer_strategy)
+        return None
+
+    def buffer_problem(self) -> str | None:
+        """KurrentDB's reason for refusing the sizes (a ``read_batch_size`` not below the
+        ``history_buffer_size``), or None."""
+        if self.read_batch_size >= self.history_buffer_size:
+            return BATCH_NOT_BELOW_BUFFER
+        return None
 
     @classmethod
     def from_json(cls, data: Any, field: str = "settings") -> GroupSettings:
         """The settings stored as ``attrs.asdict`` made them: every field type-checked
         (bools bool, numbers int, the strategy a str; a missing one takes its default,
-        an unknown one is ignored) and in range. Raises ``ValueError`` naming the field
+        an unknown one is ignored) and as KurrentDB takes them (a known strategy, a read
+        batch below the history buffer). Raises ``ValueError`` naming the field
         (``settings.<name>``) otherwise."""
         if not isinstance(data, dict):
             raise ValueError(f"{field}: must be an object, got {type(data).__name__}")
@@ -143,10 +157,14 @@ class GroupSettings:
                 raise ValueError(f"{field}.{attribute.name}: must be {expected.__name__}, "
                                  f"got {value!r}")
             values[attribute.name] = value
-        try:
-            return cls(**values).check()
-        except RpcError as exc:
-            raise ValueError(f"{field}.{exc.message}") from None
+        settings = cls(**values)
+        problem = settings.strategy_problem()
+        if problem is not None:
+            raise ValueError(f"{field}.consumer_strategy: {problem}")
+        problem = settings.buffer_problem()
+        if problem is not None:
+            raise ValueError(f"{field}.read_batch_size: {problem}")
+        return settings
 
 
 @attrs.frozen

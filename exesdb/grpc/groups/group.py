@@ -385,8 +385,8 @@ class PersistentGroup(otp.GenServer):
                            self.checkpoint_retry_at, self.park_retry_at,
                            self.replay_retry_at) if t is not None]
         settings = self.config.settings
-        if self.ledger.since_checkpoint and self.ledger.since_checkpoint >= max(
-                1, settings.min_checkpoint_count):
+        if self.ledger.since_checkpoint and settings.checkpoint_after_ms and \
+                self.ledger.since_checkpoint >= max(1, settings.min_checkpoint_count):
             due.append(self.checkpoint_at + settings.checkpoint_after_ms / 1000)
         return max(min(due) - now, 0.0) if due else None
 
@@ -433,9 +433,10 @@ class PersistentGroup(otp.GenServer):
         if self.checkpoint_retry_at is not None and now < self.checkpoint_retry_at and not force:
             return
         settings = self.config.settings
+        after = settings.checkpoint_after_ms  # 0: never by time (KurrentDB's MaxValue)
         due = (force or count >= min(settings.max_checkpoint_count, HARD_CHECKPOINT)
-               or (count >= max(1, settings.min_checkpoint_count)
-                   and now - self.checkpoint_at >= settings.checkpoint_after_ms / 1000))
+               or (after != 0 and count >= max(1, settings.min_checkpoint_count)
+                   and now - self.checkpoint_at >= after / 1000))
         if not due:
             return
         try:

@@ -34,7 +34,7 @@ from ...events import EventRecord, NewEvent
 from ...naming import child_spec_id, partition_name
 from ...options import StoreOptions
 from ...systems.processes import StoreServer, StoreSupervisor
-from ..convert import grpc_position, rpc_error, store_position
+from ..convert import rpc_error, store_position
 from ..rpc import RpcError
 from .config import (
     ALL,
@@ -73,11 +73,15 @@ from .messages import (
     UpdateGroup,
     manager_name,
 )
-from .rpc_errors import exists, invalid, not_found, unavailable
+from .rpc_errors import exists, failed, not_found, unavailable
 
 __all__ = ["GroupManager", "PersistentGroups"]
 
 log: Final = logging.getLogger("exesdb.grpc.groups")
+
+START_PAST_END: Final = ("Invalid Start From position: commit position must be less than or "
+                         "equal to the last commit position in the transaction file.")
+"""KurrentDB's reason for refusing a group on ``$all`` that starts past its end."""
 
 
 def _groups_sup_name(store_id: str) -> Any:
@@ -302,10 +306,13 @@ class GroupManager(StoreServer):
     async def _serve(self, request: ManagerRequest) -> Any:
         match request:
             case CreateGroup(new):
+                self._check_strategy(new)
+                start_from = await self._resolve_start(new)
                 name = subscription_name(*new.key)
                 if any(subscription_name(*key) == name for key in self.groups):
                     raise exists(*new.key)  # or another group of the same exesdb name
-                new = attrs.evolve(new, start_from=await self._resolve_start(new))
+                self._check_buffers(new)
+                new = attrs.evolve(new, start_from=start_from)
                 await self._save({**self.groups, new.key: new})
                 await self._start_group(new)
                 return None
@@ -319,7 +326,14 @@ class GroupManager(StoreServer):
                     await self._start_group(each)
                 return None
             case UpdateGroup(key, settings, start):
-                await self._update(self._config(key), settings, start)
+                config = self._config(key)
+                changed = attrs.evolve(config, settings=settings,
+                                       start=config.start if start is None else start)
+                self._check_strategy(changed)
+                if start is not None:
+                    await self._resolve_start(changed)  # refuses a start past the end
+                self._check_buffers(changed)
+                await self._update(config, settings, start)
                 return None
             case DeleteGroup(key):
                 await self._delete(self._config(key))
@@ -333,6 +347,21 @@ class GroupManager(StoreServer):
                 return await self._ask_group(key, ReplayParked(stop_at))
             case _:
                 assert_never(request)
+
+    @staticmethod
+    def _check_strategy(config: GroupConfig) -> None:
+        """Refuse an unknown consumer strategy as KurrentDB does (``failed``)."""
+        problem = config.settings.strategy_problem()
+        if problem is not None:
+            raise failed(*config.key, problem)
+
+    @staticmethod
+    def _check_buffers(config: GroupConfig) -> None:
+        """Refuse a read batch not below the history buffer as KurrentDB does
+        (``failed``)."""
+        problem = config.settings.buffer_problem()
+        if problem is not None:
+            raise failed(*config.key, problem)
 
     def _config(self, key: GroupKey) -> GroupConfig:
         """The group ``key``; raises ``NOT_FOUND`` when there is none."""
@@ -407,7 +436,8 @@ class GroupManager(StoreServer):
         return None
 
     async def _resolve_start(self, config: GroupConfig) -> int:
-        """The exesdb start (inclusive) of a new group."""
+        """The exesdb start (inclusive) of a new group; a commit position past the end of
+        ``$all`` is refused as KurrentDB refuses it (``failed``)."""
         store_id = self.store_id
         if config.is_all:
             last = await gateway.read_all(store_id, END, 1, "backward")
@@ -418,8 +448,7 @@ class GroupManager(StoreServer):
                 return head + 1
             start = store_position(config.start)  # a commit position: its $all position
             if start > head + 1:
-                raise invalid(f"start position: commit position {config.start} is past the "
-                               f"end of $all ({grpc_position(head)})")
+                raise failed(*config.key, START_PAST_END)
             return max(start, 0)
         if config.start == "start":
             return 0

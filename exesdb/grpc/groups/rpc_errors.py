@@ -6,12 +6,23 @@ from __future__ import annotations
 
 from ..rpc import RpcError, StatusCode
 
-__all__ = ["dropped", "exists", "invalid", "max_subscribers", "not_found", "unavailable"]
+__all__ = ["dropped", "exists", "failed", "invalid", "max_subscribers", "not_found",
+           "unavailable"]
 
 
 def invalid(message: str) -> RpcError:
     """``INVALID_ARGUMENT``: ``message`` names the field that is wrong."""
     return RpcError(StatusCode.INVALID_ARGUMENT, message)
+
+
+def failed(stream: str, group: str, reason: str) -> RpcError:
+    """``INTERNAL``: KurrentDB refused to create or update group ``group`` on ``stream``
+    (its settings or start position), ``reason`` in KurrentDB's words; the clients raise
+    their persistent subscription failed error (the Python client's InternalError)."""
+    return RpcError(StatusCode.INTERNAL,
+                    f"Subscription group {group} on stream {stream} failed: '{reason}'",
+                    {"exception": "persistent-subscription-failed", "stream-name": stream,
+                     "group-name": group, "reason": reason})
 
 
 def not_found(stream: str, group: str) -> RpcError:

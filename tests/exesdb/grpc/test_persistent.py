@@ -20,10 +20,13 @@ from kurrentdbclient import KurrentDBClient, NewEvent, StreamState
 from kurrentdbclient.exceptions import (
     AlreadyExistsError,
     GrpcError,
+    InternalError,
     MaximumSubscriptionsReachedError,
     NotFoundError,
 )
 from kurrentdbclient.protos.v1 import persistent_pb2, persistent_pb2_grpc, shared_pb2
+
+from exesdb.grpc.groups.config import BATCH_NOT_BELOW_BUFFER
 
 READ_DEADLINE = 20.0
 
@@ -135,16 +138,63 @@ def test_an_unknown_group_is_not_found_for_every_call(client, stream):
         take(client.read_subscription_to_stream("nope", stream, timeout=READ_DEADLINE), 1)
 
 
-def test_bad_settings_are_invalid_argument_naming_the_field(client, stream):
-    with pytest.raises(GrpcError, match="history_buffer_size"):
-        client.create_subscription_to_stream("g", stream, history_buffer_size=0)
-    with pytest.raises(GrpcError, match="consumer_strategy"):
-        client.persistent_subscriptions.create("g", stream_name=stream,
-                                               consumer_strategy="Lottery")  # type: ignore[arg-type]
-    with pytest.raises(GrpcError, match="INVALID_ARGUMENT"):
-        client.create_subscription_to_all(unique("g"), filter_include=["(unclosed"])
+# -- settings are validated as KurrentDB validates them --------------------------------------
+
+
+def failure(error: BaseException) -> dict[str, str]:
+    """The trailers of the gRPC error the client raised ``error`` from."""
+    origin = error.__context__
+    assert isinstance(origin, grpc.Call)
+    return dict(origin.trailing_metadata() or ())
+
+
+def test_a_read_batch_not_below_the_history_buffer_fails_the_create(client, stream):
+    with pytest.raises(InternalError, match="may not be greater than or equal") as caught:
+        client.create_subscription_to_stream("g", stream, read_batch_size=50,
+                                             history_buffer_size=50)
+    assert failure(caught.value) == {
+        "exception": "persistent-subscription-failed", "stream-name": stream,
+        "group-name": "g", "reason": BATCH_NOT_BELOW_BUFFER}
     with pytest.raises(NotFoundError):  # nothing was created
         client.get_subscription_info("g", stream)
+
+
+def test_an_unknown_consumer_strategy_fails_the_create(client, stream):
+    with pytest.raises(InternalError) as caught:
+        client.persistent_subscriptions.create("g", stream_name=stream,
+                                               consumer_strategy="Lottery")  # type: ignore[arg-type]
+    assert failure(caught.value)["reason"] == "Consumer strategy Lottery does not exist."
+    with pytest.raises(NotFoundError):
+        client.get_subscription_info("g", stream)
+
+
+def test_an_update_to_settings_kurrentdb_refuses_fails_and_changes_nothing(client, stream):
+    client.create_subscription_to_stream("g", stream, read_batch_size=20)
+    with pytest.raises(InternalError):
+        client.update_subscription_to_stream("g", stream, read_batch_size=500,
+                                             history_buffer_size=100)
+    assert client.get_subscription_info("g", stream).read_batch_size == 20
+
+
+def test_a_start_past_the_end_of_all_fails_the_create(client):
+    group = unique("g")
+    end = client.get_commit_position()
+    with pytest.raises(InternalError, match="last commit position in the transaction file"):
+        client.create_subscription_to_all(group, commit_position=end + 1000)
+
+
+def test_settings_kurrentdb_accepts_are_accepted(client, stream):
+    client.create_subscription_to_stream(
+        "g", stream, min_checkpoint_count=100, max_checkpoint_count=5, live_buffer_size=0,
+        max_retry_count=-1, message_timeout=-1.0, checkpoint_after=0)
+    info = client.get_subscription_info("g", stream)
+    assert (info.min_checkpoint_count, info.max_checkpoint_count, info.live_buffer_size,
+            info.max_retry_count) == (100, 5, 0, -1)
+
+
+def test_a_filter_regex_that_does_not_compile_is_invalid_argument(client):
+    with pytest.raises(GrpcError, match="INVALID_ARGUMENT"):
+        client.create_subscription_to_all(unique("g"), filter_include=["(unclosed"])
 
 
 # -- reading ----------------------------------------------------------------------------------

@@ -464,13 +464,20 @@ def test_stored_settings_read_back_as_they_were_written():
     assert GroupConfig.from_json(config.as_json()) == config
 
 
+def test_stored_settings_kurrentdb_accepts_read_back_as_they_were_written():
+    settings = GroupSettings(min_checkpoint_count=100, max_checkpoint_count=5,
+                             live_buffer_size=0, max_retry_count=-1, checkpoint_after_ms=0)
+    config = GroupConfig("orders", "g", settings)
+    assert GroupConfig.from_json(config.as_json()) == config
+
+
 @pytest.mark.parametrize(("changes", "field"), [
     ({"settings__max_retry_count": "ten"}, "settings.max_retry_count"),
     ({"settings__resolve_links": 1}, "settings.resolve_links"),
     ({"settings__message_timeout_ms": 1.5}, "settings.message_timeout_ms"),
     ({"settings__consumer_strategy": None}, "settings.consumer_strategy"),
     ({"settings__consumer_strategy": "Lottery"}, "settings.consumer_strategy"),
-    ({"settings__live_buffer_size": 0}, "settings.live_buffer_size"),
+    ({"settings__read_batch_size": 500}, "settings.read_batch_size"),  # not below the buffer
     ({"settings": []}, "settings"),
     ({"stream": 5}, "stream"),
     ({"group": ""}, "group"),
