@@ -110,7 +110,8 @@ class CampaignReport:
             f"full disk: {self.full_disk_refused} large appends refused with "
             f"RESOURCE_EXHAUSTED and not written, {self.full_disk_accepted} fitted; "
             f"{self.full_disk_failures} failed-write lines in the server's log",
-            f"hostile connections cut off by the server: {self.hostile_cut}",
+            f"hostile connections: {self.hostile_cut} cut-off warnings in the server's log "
+            "(it logs at most one per 10 s)",
         ])
 
     def as_json(self) -> dict[str, Any]:
