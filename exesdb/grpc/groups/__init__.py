@@ -27,9 +27,10 @@ A group ``G`` on stream ``S`` (or on ``$all``) is:
 * its filter (``$all`` only): a regex matched in time linear in the subject (RE2, see
   :mod:`exesdb.grpc.patterns`), or prefixes.
 
-A consumer acks and nacks only the events in flight to itself: other ids are ignored (so
-one consumer cannot settle what another holds). A consumer whose call ends, however it
-ends, leaves at once: its slot is free and its events in flight go to the others.
+Any consumer of a group may ack or nack any event in flight to the group, whichever
+consumer it went to, as in KurrentDB; ids not in flight are ignored. Events to retry go
+out before new ones. A consumer whose call ends, however it ends, leaves at once: its slot
+is free and its events in flight go to the others.
 
 Delivery is at least once: after a crash, what was not checkpointed is delivered again; on
 an orderly stop a group checkpoints everything done first (even when it cannot park what

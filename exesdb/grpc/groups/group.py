@@ -248,10 +248,10 @@ class PersistentGroup(otp.GenServer):
                 else:
                     consumer.waiting = from_
                     return await self._settle(no_reply=True)
-            case Ack(cid, ids):
-                self.ledger.ack(ids, cid)
+            case Ack(_, ids):
+                self.ledger.ack(ids)
             case Nack(cid, ids, action, reason):
-                self.ledger.nack(ids, action, reason, cid)
+                self.ledger.nack(ids, action, reason)
                 if action == "stop":
                     await self._drop_consumer(cid, Stopped())
             case Connect(connection, buffer_size):

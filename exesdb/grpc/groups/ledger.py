@@ -71,7 +71,10 @@ class Ledger:
     not done (acked, skipped, filtered out or parked); an event goes to at most one
     consumer at a time, to a consumer with a free slot (``buffer_size`` in flight at most);
     an event that fails (nack retry, timeout, its consumer leaving) more than
-    ``max_retry_count`` times is handed back to be parked.
+    ``max_retry_count`` times is handed back to be parked; events to retry go out before
+    new ones, the retried ones in their subscription order (ahead of any later retry), as
+    KurrentDB's retry buffer has them; an ack or nack settles an event in flight to the
+    group whoever sends it, as in KurrentDB.
     """
 
     def __init__(self, max_retry_count: int, message_timeout: float, strategy: str) -> None:
@@ -182,26 +185,26 @@ class Ledger:
         return None
 
     # -- outcomes ------------------------------------------------------------------------------
-    def ack(self, ids: Iterable[Hashable], cid: int | None = None) -> None:
-        """The events with these ids are processed. Only ids in flight count (to consumer
-        ``cid`` when given): others are ignored, so a consumer cannot settle an event it
-        does not hold (one waiting, or in flight to another consumer)."""
+    def ack(self, ids: Iterable[Hashable]) -> None:
+        """The events with these ids are processed. Any id in flight to the group counts,
+        whichever consumer it went to (KurrentDB lets any consumer of a group settle any
+        event in flight to it); ids not in flight (waiting, done, unknown) are ignored."""
         for ack_id in ids:
-            entry = self._take(ack_id, cid)
+            entry = self._take(ack_id)
             if entry is not None:
                 self._done(entry)
 
-    def nack(self, ids: Iterable[Hashable], action: NackAction, reason: str = "",
-             cid: int | None = None) -> list[Entry]:
+    def nack(self, ids: Iterable[Hashable], action: NackAction,
+             reason: str = "") -> list[Entry]:
         """The events with these ids failed: ``park`` (returned, to be parked), ``skip``
         (done), ``retry`` or ``unknown`` (sent again, or parked once over the retry
         count). ``stop`` changes nothing here (the group ends that consumer). As for
-        :meth:`ack`, ids not in flight (to ``cid`` when given) are ignored."""
+        :meth:`ack`, any id in flight to the group counts and others are ignored."""
         to_park: list[Entry] = []
         if action == "stop":
             return to_park
         for ack_id in ids:
-            entry = self._take(ack_id, cid)
+            entry = self._take(ack_id)
             if entry is None:
                 continue
             if action == "skip":
@@ -243,9 +246,9 @@ class Ledger:
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
-    def _take(self, ack_id: Hashable, cid: int | None = None) -> Entry | None:
+    def _take(self, ack_id: Hashable) -> Entry | None:
         entry = self.flight.get(ack_id)
-        if entry is None or (cid is not None and entry.consumer != cid):
+        if entry is None:
             return None
         del self.flight[ack_id]
         slot = self.consumers.get(entry.consumer) if entry.consumer is not None else None
@@ -263,7 +266,19 @@ class Ledger:
         else:
             entry.retry_count += 1
             entry.state = "ready"
-            self.retry.append(entry)
+            self._requeue(entry)
+
+    def _requeue(self, entry: Entry) -> None:
+        """Put a failed event back among the retries: before the first retry later in
+        the subscription's order (KurrentDB's ``StreamBuffer.AddRetry``), after the
+        replayed parked events, which have no place in it."""
+        retry = self.retry
+        if entry.key is not None:
+            for index, other in enumerate(retry):
+                if other.key is not None and other.key > entry.key:
+                    retry.insert(index, entry)
+                    return
+        retry.append(entry)
 
     def _done(self, entry: Entry) -> None:
         entry.state = "done"

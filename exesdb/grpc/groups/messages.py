@@ -133,7 +133,8 @@ class Pull:
 
 @attrs.frozen
 class Ack:
-    """Consumer ``cid`` processed the events ``ids``: only those in flight to it count."""
+    """Consumer ``cid`` processed the events ``ids``: any of them in flight to the group
+    counts, whichever consumer it went to (as in KurrentDB)."""
 
     cid: int
     ids: tuple[uuid.UUID, ...]
@@ -141,9 +142,9 @@ class Ack:
 
 @attrs.frozen
 class Nack:
-    """Consumer ``cid`` failed the events ``ids`` (only those in flight to it count):
-    ``action`` as :meth:`exesdb.grpc.groups.ledger.Ledger.nack` says; ``stop`` also
-    ends the consumer (its pull gets :class:`Stopped`)."""
+    """Consumer ``cid`` failed the events ``ids`` (any of them in flight to the group
+    counts): ``action`` as :meth:`exesdb.grpc.groups.ledger.Ledger.nack` says; ``stop``
+    also ends consumer ``cid`` (its pull gets :class:`Stopped`)."""
 
     cid: int
     ids: tuple[uuid.UUID, ...]

@@ -499,23 +499,36 @@ def test_update_without_a_start_keeps_where_the_group_reads_from(client, stream)
         assert [e.stream_position for e in take(sub, 2)] == [1, 2]
 
 
-def test_a_consumer_cannot_ack_or_nack_events_in_flight_to_another(client, stream):
+def test_any_consumer_may_ack_or_nack_an_event_in_flight_to_another(client, stream):
     client.create_subscription_to_stream("g", stream, consumer_strategy="RoundRobin",
                                          message_timeout=600)
     one = client.read_subscription_to_stream("g", stream, timeout=READ_DEADLINE)
     two = client.read_subscription_to_stream("g", stream, timeout=READ_DEADLINE)
     eventually(lambda: len(client.get_subscription_info("g", stream).connections) == 2)
-    append(client, stream, 2)
-    [mine], [theirs] = take(one, 1), take(two, 1)
-    one.ack(theirs)  # ignored: it is in flight to the other consumer
-    one.nack(theirs, "skip")
-    one.ack(mine)
-    eventually(lambda: client.get_subscription_info("g", stream)
-               .total_in_flight_messages == 1)
-    two.stop()  # what it held goes back, to the other consumer
-    [again] = take(one, 1)
-    assert (again.id, again.retry_count) == (theirs.id, 1)
-    one.ack(again)
+    append(client, stream, 4)
+    mine, theirs = take(one, 2), take(two, 2)
+    one.ack(theirs[0])  # in flight to the other consumer: settled all the same
+    one.nack(theirs[1], "park")
+    one.ack(mine[0])
+    one.ack(mine[1])
     eventually(lambda: client.get_subscription_info("g", stream)
                .total_in_flight_messages == 0)
+    eventually(lambda: client.get_subscription_info("g", stream).parked_message_count == 1)
     one.stop()
+    two.stop()
+
+
+def test_a_timed_out_event_is_retried_then_parked_before_the_next_goes_out(client, stream):
+    append(client, stream, 3)
+    client.create_subscription_to_stream("g", stream, message_timeout=0.3, max_retry_count=2)
+    with client.read_subscription_to_stream("g", stream, event_buffer_size=1,
+                                            timeout=READ_DEADLINE) as sub:
+        seen = []
+        for event in sub:
+            seen.append((event.stream_position, event.retry_count))
+            if event.stream_position > 0:
+                sub.ack(event)
+            if len(seen) == 5:
+                break
+    assert seen == [(0, 0), (0, 1), (0, 2), (1, 0), (2, 0)]
+    eventually(lambda: client.get_subscription_info("g", stream).parked_message_count == 1)

@@ -252,18 +252,39 @@ def test_the_checkpoint_never_passes_an_event_not_done_and_every_event_ends_done
     assert book.safe_key == (keys[-1] if keys else None)
 
 
-def test_a_consumer_settles_only_the_events_in_flight_to_itself():
+def test_any_consumer_settles_any_event_in_flight_to_the_group():
     book = ledger(strategy="RoundRobin")
-    feed(book, [0, 1])
+    feed(book, [0, 1, 2])
     book.connect(1, 10)
     book.connect(2, 10)
-    assert [(cid, e.ack_id) for cid, e in book.dispatch(0.0)] == [(1, "id0"), (2, "id1")]
-    book.ack(["id1"], cid=1)
-    assert book.nack(["id1"], "park", cid=1) == []
-    book.nack(["id1"], "skip", cid=1)
-    assert set(book.flight) == {"id0", "id1"}
-    book.ack(["id1"], cid=2)
-    assert set(book.flight) == {"id0"}
+    assert [(cid, e.ack_id) for cid, e in book.dispatch(0.0)] == [
+        (1, "id0"), (2, "id1"), (1, "id2")]
+    book.ack(["id1"])  # in flight to consumer 2: settled, whoever acks it
+    [parked] = book.nack(["id2"], "park")
+    assert (set(book.flight), parked.ack_id) == ({"id0"}, "id2")
+    assert (book.free(1), book.free(2)) == (9, 10)
+
+
+def test_an_ack_or_nack_of_an_id_not_in_flight_changes_nothing():
+    book = ledger()
+    feed(book, [0, 1])
+    book.connect(1, 1)
+    book.dispatch(0.0)
+    book.ack(["id1"])  # waiting, not in flight
+    assert book.nack(["unknown"], "park") == []
+    assert (set(book.flight), [e.ack_id for e in book.ready], book.safe_key) == (
+        {"id0"}, ["id1"], None)
+
+
+def test_retried_events_go_out_in_subscription_order_before_new_ones():
+    book = ledger()
+    feed(book, [0, 1, 2, 3])
+    book.connect(1, 2)
+    book.dispatch(0.0)
+    book.nack(["id1"], "retry")
+    book.nack(["id0"], "retry")
+    assert [(e.ack_id, e.retry_count) for _, e in book.dispatch(0.0)] == [
+        ("id0", 1), ("id1", 1)]
 
 
 # -- the ledger under any interleaving (hypothesis' stateful testing) --------------------------
@@ -276,8 +297,9 @@ class TheLedgerUnderAnyInterleaving(RuleBasedStateMachine):
 
     * every event is in exactly one place: waiting, in flight to one consumer (within its
       buffer), to be parked, or done (acked, skipped, filtered out or parked);
-    * nothing is settled twice: a done event stays done, and an ack or nack of an id not
-      in flight to that consumer changes nothing;
+    * nothing is settled twice: a done event stays done; an ack or nack of an id in flight
+      to the group settles it, whichever consumer it went to (as in KurrentDB), and of an
+      id not in flight changes nothing;
     * retries never exceed ``max_retry_count``: no event is sent more than
       ``max_retry_count + 1`` times, and one that failed that often is to be parked;
     * the checkpoint never passes an event not done, never goes back, and counts every
@@ -329,26 +351,27 @@ class TheLedgerUnderAnyInterleaving(RuleBasedStateMachine):
             self.sent[entry.key] += 1
 
     @precondition(lambda self: self.entries)
-    @rule(data=st.data(), cid=st.integers(1, 3))
-    def a_consumer_acks(self, data: st.DataObject, cid: int) -> None:
+    @rule(data=st.data())
+    def a_consumer_acks(self, data: st.DataObject) -> None:
         key = data.draw(st.sampled_from(sorted(self.entries)))
-        if self.holds(cid, key):
-            self.book.ack([f"id{key}"], cid)
+        if self.in_flight(key):  # to whichever consumer: any may settle it
+            self.book.ack([f"id{key}"])
             assert self.state(key) == "done"
         else:
             with self.unchanged():
-                self.book.ack([f"id{key}"], cid)
+                self.book.ack([f"id{key}"])
 
     @precondition(lambda self: self.entries)
-    @rule(data=st.data(), cid=st.integers(1, 3),
+    @rule(data=st.data(),
           action=st.sampled_from(["unknown", "park", "retry", "skip", "stop"]))
-    def a_consumer_nacks(self, data: st.DataObject, cid: int, action: NackAction) -> None:
+    def a_consumer_nacks(self, data: st.DataObject, action: NackAction) -> None:
         key = data.draw(st.sampled_from(sorted(self.entries)))
-        if self.holds(cid, key) or action == "stop":
-            self.to_park += self.book.nack([f"id{key}"], action, "", cid)
+        if self.in_flight(key) and action != "stop":
+            self.to_park += self.book.nack([f"id{key}"], action, "")
+            assert self.state(key) != "flight"
         else:
             with self.unchanged():
-                assert self.book.nack([f"id{key}"], action, "", cid) == []
+                assert self.book.nack([f"id{key}"], action, "") == []
 
     @rule(seconds=st.floats(0.0, 3.0))
     def time_passes(self, seconds: float) -> None:
@@ -420,9 +443,9 @@ class TheLedgerUnderAnyInterleaving(RuleBasedStateMachine):
         entry = self.entries[key]
         return "done" if entry is None else entry.state
 
-    def holds(self, cid: int, key: int) -> bool:
+    def in_flight(self, key: int) -> bool:
         entry = self.entries[key]
-        return entry is not None and entry.state == "flight" and entry.consumer == cid
+        return entry is not None and entry.state == "flight"
 
     @contextlib.contextmanager
     def unchanged(self) -> Iterator[None]:
