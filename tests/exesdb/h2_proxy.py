@@ -13,6 +13,12 @@ so the client sees the connection lost after the server committed (its outcome u
 to the client), and counts it in :attr:`ReplyDroppingProxy.dropped`. Any other status is
 forwarded as it came (that call is not counted, and the next one to be dropped is the
 next call).
+
+The proxy follows the leader: a reply that sends the client to the leader (KurrentDB's
+``leader-endpoint-host`` and ``leader-endpoint-port`` trailers) names the proxy instead,
+and the next connections go to that leader, so the client stays behind the proxy
+whoever leads. To change a header, the proxy encodes every header block the server
+sends again (HPACK state is per direction: the client decodes what the proxy encoded).
 """
 
 from __future__ import annotations
@@ -55,9 +61,11 @@ class _Frames:
         self.block_stream = 0
         self.block_flags = 0
 
-    def feed(self, data: bytes) -> list[tuple[bytes, int, int, int, dict[str, str] | None]]:
+    def feed(self, data: bytes) -> list[tuple[bytes, int, int, int,
+                                             list[tuple[str, str]] | None]]:
         """The complete frames now available: ``(raw bytes, type, flags, stream id,
-        headers)``, headers set on the frame that ends a header block."""
+        headers)``, headers set on the frame that ends a header block (its END_STREAM
+        flag then that of the block's HEADERS frame)."""
         self.buffer += data
         if self.preface:
             if len(self.buffer) < len(PREFACE):
@@ -80,7 +88,7 @@ class _Frames:
             elif kind == CONTINUATION:
                 self.block += payload
             if kind in (HEADERS, CONTINUATION) and flags & END_HEADERS:
-                headers = {str(k): str(v) for k, v in self.decoder.decode(self.block)}
+                headers = [(str(k), str(v)) for k, v in self.decoder.decode(self.block)]
                 flags |= self.block_flags & END_STREAM
                 self.block = b""
             out.append((raw, kind, flags, stream, headers))
@@ -163,7 +171,7 @@ class _Connection:
             while data := self.client.recv(65536):
                 for _raw, kind, _flags, stream, headers in frames.feed(data):
                     if kind in (HEADERS, CONTINUATION) and headers is not None and \
-                            headers.get(":path") == self.proxy.path:
+                            dict(headers).get(":path") == self.proxy.path:
                         with self.proxy.lock:
                             self.proxy.calls += 1
                             if self.proxy.calls in self.proxy.drop:
@@ -173,12 +181,31 @@ class _Connection:
             pass
         self._sever()
 
+    def _header_frame(self, stream: int, flags: int, headers: list[tuple[str, str]]) -> bytes:
+        """The server's header block, encoded again (a leader's endpoint: the proxy's)."""
+        fields = dict(headers)
+        if "leader-endpoint-port" in fields:
+            with self.proxy.lock:
+                self.proxy.upstream = int(fields["leader-endpoint-port"])
+            headers = [(k, "127.0.0.1" if k == "leader-endpoint-host" else
+                        str(self.proxy.port) if k == "leader-endpoint-port" else v)
+                       for k, v in headers]
+        block = self.encoder.encode(headers)
+        flags = END_HEADERS | (flags & END_STREAM)
+        return (len(block).to_bytes(3, "big") + bytes([HEADERS, flags])
+                + stream.to_bytes(4, "big") + block)
+
     def _replies(self) -> None:
         frames = _Frames(preface=False)
+        self.encoder = hpack.Encoder()
         try:
             while data := self.server.recv(65536):
                 out = []
                 for raw, kind, flags, stream, headers in frames.feed(data):
+                    if kind in (HEADERS, CONTINUATION):
+                        if headers is None:
+                            continue  # the block goes on: sent once complete, encoded again
+                        raw = self._header_frame(stream, flags, headers)
                     if stream not in self.watched:
                         out.append(raw)
                         continue
@@ -188,7 +215,7 @@ class _Connection:
                         continue
                     self.watched.discard(stream)
                     held = self.held.pop(stream)
-                    if headers.get("grpc-status") == "0":  # acknowledged: lose the reply
+                    if dict(headers).get("grpc-status") == "0":  # acknowledged: lose it
                         with self.proxy.lock:
                             self.proxy.dropped += 1
                         self.client.sendall(b"".join(out))
