@@ -204,13 +204,18 @@ def run_supervision_machine(
     **options: Any,
 ) -> None:
     """Build :func:`supervision_machine` with ``options`` and run it now, under
-    ``settings`` (by default the current profile, with at most 20 steps per example)."""
+    ``settings`` (by default the current profile, with at most 20 steps per example).
+
+    Hypothesis's ``too_slow`` health check is always off, as hypothesis itself has it for
+    a state machine's ``TestCase``: the draws are interleaved with a running node, so how
+    long they take (on a busy machine) says nothing about the strategies."""
     machine = supervision_machine(tree, **options)
+    base = settings if settings is not None else hypothesis.settings(
+        stateful_step_count=20, deadline=None
+    )
+    checks = [*base.suppress_health_check, hypothesis.HealthCheck.too_slow]
     run_state_machine_as_test(
-        machine,
-        settings=settings if settings is not None else hypothesis.settings(
-            stateful_step_count=20, deadline=None
-        ),
+        machine, settings=hypothesis.settings(base, suppress_health_check=checks)
     )
 
 
