@@ -4,7 +4,8 @@ The metadata of stream ``S`` is the data of the last event of ``$$S`` (the clien
 it there with type ``$metadata``): a JSON object whose reserved keys are ``$maxCount``
 (only the last that many events are visible), ``$maxAge`` (only events younger than that
 many seconds are visible), ``$tb`` ("truncate before": events numbered below it are not
-visible) and ``$acl`` (kept, not enforced here); every other key is custom metadata.
+visible) and ``$acl`` (enforced by :mod:`exesdb.grpc.acl` when the server has users);
+every other key is custom metadata.
 
 Reads of ``S`` go through :func:`visible`; a metadata stream itself (``$$...``) is read
 as it is. Metadata that is not a JSON object, or a reserved value of the wrong kind,

@@ -13,11 +13,14 @@ with ``UNAVAILABLE``, as KurrentDB's server does (so the clients raise their usu
 exceptions). ``Read`` sends the subscription confirmation (``"<stream>::<group>"``), then
 the events the group gives this consumer, while it takes the client's acks and nacks (of
 any event in flight to the group, as KurrentDB takes them); a nack ``stop`` ends the call
-(OK). A filter's regex
+(OK). With users, creating, updating and deleting a group, replaying its parked events
+and restarting the subsystem are for ``$admins`` and ``$ops``, and reading a group needs
+the right to read its stream (``$all`` for a group on ``$all``), as KurrentDB's ACL policy
+says (:mod:`exesdb.grpc.acl`); others get its access denied. A filter's regex
 is RE2 syntax, matched in linear time (``INVALID_ARGUMENT`` naming ``filter...regex``
 otherwise). ``Update`` takes the settings and the start position (see
 :func:`exesdb.grpc.groups.client.update_group`). ``RestartSubsystem`` is for admins when the
-server has users (KurrentDB's access denied otherwise). Event data that is
+server has users. Event data that is
 JSON ``null`` is sent as ``null``, as the Streams service does.
 """
 
@@ -33,8 +36,8 @@ import trio
 from ..errors import ExESDBError, InvalidArgument
 from ..events import EventRecord
 from ..validation import check_name
+from . import acl
 from .convert import (
-    access_denied,
     bad_request,
     event_payload,
     grpc_position,
@@ -321,11 +324,13 @@ def service(store_id: str) -> Service:
 
     async def create(call: Call) -> None:
         request = await call.receive_one()
+        acl.check_operations(call.user)
         await _guard(groups.create_group(store_id, _create_config(request)))
         await call.send(persistent_pb2.CreateResp())
 
     async def update(call: Call) -> None:
         request = await call.receive_one()
+        acl.check_operations(call.user)
         options = request.options
         stream, start = _source_and_start(options, required=False)
         group = _group(options.group_name, stream)
@@ -338,6 +343,7 @@ def service(store_id: str) -> Service:
 
     async def delete(call: Call) -> None:
         options = (await call.receive_one()).options
+        acl.check_operations(call.user)
         stream = _source(options)
         await _guard(groups.delete_group(store_id, stream, _group(options.group_name, stream)))
         await call.send(persistent_pb2.DeleteResp())
@@ -364,6 +370,7 @@ def service(store_id: str) -> Service:
 
     async def replay_parked(call: Call) -> None:
         options = (await call.receive_one()).options
+        acl.check_operations(call.user)
         stream = _source(options)
         group = _group(options.group_name, stream)
         stop_at = options.stop_at if options.WhichOneof("stop_at_option") == "stop_at" else None
@@ -374,8 +381,7 @@ def service(store_id: str) -> Service:
 
     async def restart_subsystem(call: Call) -> None:
         await call.receive_one()
-        if call.user is not None and not call.user.is_admin:  # KurrentDB: admins only
-            raise access_denied()
+        acl.check_operations(call.user)
         await _guard(groups.restart_groups(store_id))
         await call.send(shared_pb2.Empty())
 
@@ -394,6 +400,7 @@ def service(store_id: str) -> Service:
         user = call.user
         connection = Connection(call.peer, user.name if user is not None else "",
                                 call.metadata.get("connection-name", "<unknown>"))
+        await _guard(acl.check(store_id, call.user, stream, "read"))  # ALL is "$all"
         consumer = await _guard(groups.connect(store_id, stream, group, connection,
                                                options.buffer_size))
         try:

@@ -43,6 +43,11 @@ Behaviour, as KurrentDB's:
   checkpoint (the last position scanned) every ``max * checkpointIntervalMultiplier``
   events scanned. Sending waits for the client's flow-control window, so a slow
   subscriber holds up only its own call.
+* With users, every call is checked against the stream's ACL first
+  (:mod:`exesdb.grpc.acl`: ``$r`` for reads and subscriptions, ``$all``'s for those of
+  ``$all``, ``$w`` for appends, ``$d`` for deletes and tombstones, ``$mr``/``$mw`` for
+  the metadata stream): a refusal is KurrentDB's access denied (in a batch append, that
+  batch's ``AccessDenied`` status).
 * Errors never end a call with ``INTERNAL``: bad input is ``INVALID_ARGUMENT``, a store
   that is not running or restarting ``UNAVAILABLE`` (see :mod:`exesdb.grpc.convert`).
 """
@@ -75,12 +80,12 @@ from ..payload import JsonText
 from ..storage.ops import Appended
 from ..storage.rules import check_delete
 from ..systems.commits import CommitSignal, Cursor, follow
-from . import convert, metadata
+from . import acl, convert, metadata
 from .convert import bad_request
 from .groups.config import CONFIG_STREAM, parked_stream
 from .patterns import compile_filter
 from .protos import shared_pb2, streams_pb2
-from .rpc import Call, Method, RpcError, Service, StatusCode
+from .rpc import Call, Method, RpcError, Service, StatusCode, User
 
 __all__ = ["BATCH", "BATCH_BYTES", "DEFAULT_WINDOW", "SERVICE", "service",
            "written_by_the_server"]
@@ -302,6 +307,7 @@ class _Streams:
         events: list[NewEvent] = []
         size = 0
         with _store_errors():
+            await acl.check(self.store_id, call.user, stream_id, "write")
             while (request := await call.receive()) is not None:
                 if request.WhichOneof("content") != "proposed_message":
                     raise bad_request("Append: every request after the first must carry a "
@@ -343,17 +349,20 @@ class _Streams:
             if not request.is_final:
                 continue
             del pending[correlation]
-            response = await self._batch_result(batch)
+            response = await self._batch_result(batch, call.user)
             response.correlation_id.CopyFrom(request.correlation_id)
             await call.send(response)
 
-    async def _batch_result(self, batch: _Batch) -> streams_pb2.BatchAppendResp:
+    async def _batch_result(self, batch: _Batch, user: User | None) -> streams_pb2.BatchAppendResp:
         response = batch.response()
         if batch.error is not None:
             response.error.CopyFrom(convert.batch_error_status(batch.error, batch.stream_id))
             return response
         assert batch.expected is not None
-        if written_by_the_server(batch.stream_id):
+        with _store_errors():
+            denied = written_by_the_server(batch.stream_id) or not await acl.allowed(
+                self.store_id, user, batch.stream_id, "write")
+        if denied:
             response.error.CopyFrom(convert.access_denied_status())
             return response
         with _store_errors():
@@ -381,6 +390,7 @@ class _Streams:
         _check_writable(stream_id)
         expected = convert.expected_version(request.options)
         with _store_errors():
+            await acl.check(self.store_id, call.user, stream_id, "delete")
             last_number = await self._delete_stream(stream_id, expected, hard)
             if not hard:
                 if last_number < 0 and not await self._has_metadata(stream_id):
@@ -465,6 +475,7 @@ class _Streams:
                     raise bad_request("options.filter: only a read of $all takes a filter")
                 stream_id = convert.stream_name(options.stream.stream_identifier,
                                                 "options.stream.stream_identifier")
+                await acl.check(self.store_id, call.user, stream_id, "read")
                 start = self._stream_start(options.stream)
                 if subscribe:
                     await self._subscribe_stream(send, stream_id, start)
@@ -472,6 +483,7 @@ class _Streams:
                     await self._read_stream(send, stream_id, start, backwards, options.count,
                                             options.control_option.compatibility)
                 return
+            await acl.check(self.store_id, call.user, "$all", "read")
             event_filter = _event_filter(options.filter) if filtered else None
             start_all = self._all_start(options.all)
             if subscribe:
@@ -667,9 +679,10 @@ class _Sender:
     """How many events to read next: :data:`BATCH`, fewer once events are large, so a
     batch holds about :data:`BATCH_BYTES`, and fewer than the client can take now
     (:meth:`fit`)."""
-    per_event: int = BATCH_BYTES // BATCH
-    """The bytes of a response, as the last batch had them (before any: what a full
-    batch allows)."""
+    per_event: int = 1024
+    """The bytes of a response, as the last batch had them (before any, a guess: the
+    room :meth:`fit` is promised keeps the calls of one connection from all reading at
+    once)."""
 
     async def fit(self) -> None:
         """Wait until the client can take more responses, and make the next batch about
