@@ -206,16 +206,17 @@ def run_supervision_machine(
     """Build :func:`supervision_machine` with ``options`` and run it now, under
     ``settings`` (by default the current profile, with at most 20 steps per example).
 
-    Hypothesis's ``too_slow`` health check is always off, as hypothesis itself has it for
-    a state machine's ``TestCase``: the draws are interleaved with a running node, so how
-    long they take (on a busy machine) says nothing about the strategies."""
+    Hypothesis's ``deadline`` and its ``too_slow`` health check are always off, as
+    hypothesis itself has them for a state machine's ``TestCase``: an example runs a node
+    through many steps and the draws are interleaved with it, so how long they take (on
+    a busy machine) says nothing. The machine's own ``timeout`` (real seconds per step,
+    :class:`DriverTimeout`) still bounds a step that never ends."""
     machine = supervision_machine(tree, **options)
-    base = settings if settings is not None else hypothesis.settings(
-        stateful_step_count=20, deadline=None
-    )
+    base = settings if settings is not None else hypothesis.settings(stateful_step_count=20)
     checks = [*base.suppress_health_check, hypothesis.HealthCheck.too_slow]
     run_state_machine_as_test(
-        machine, settings=hypothesis.settings(base, suppress_health_check=checks)
+        machine,
+        settings=hypothesis.settings(base, deadline=None, suppress_health_check=checks),
     )
 
 

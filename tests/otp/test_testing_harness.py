@@ -585,20 +585,22 @@ async def start_app():
     return await supervisor.start_link(App)
 
 
-def test_run_supervision_machine_turns_off_only_the_too_slow_health_check(monkeypatch):
-    """Its draws interleave with a running node: their timing is no health signal (as for
-    hypothesis's own state machine TestCase); the caller's other settings stay."""
+def test_run_supervision_machine_turns_off_the_deadline_and_the_too_slow_check(monkeypatch):
+    """An example runs a node through many steps and its draws interleave with it: their
+    timing is no signal (as for hypothesis's own state machine TestCase); the caller's
+    other settings stay."""
     import otp.testing._machine as machine_module
 
     seen = []
     monkeypatch.setattr(machine_module, "run_state_machine_as_test",
                         lambda machine, settings: seen.append(settings))
-    mine = settings(max_examples=3, suppress_health_check=[HealthCheck.filter_too_much])
+    mine = settings(max_examples=3, deadline=200,
+                    suppress_health_check=[HealthCheck.filter_too_much])
     run_supervision_machine(three_workers(), settings=mine)
     [used] = seen
     assert set(used.suppress_health_check) == {HealthCheck.filter_too_much,
                                                HealthCheck.too_slow}
-    assert used.max_examples == 3
+    assert used.deadline is None and used.max_examples == 3
 
 
 def test_the_machine_checks_a_users_own_tree_started_by_their_own_code():
