@@ -10,6 +10,7 @@ SUITES: tuple[str, ...] = (
     "benchmarks.bench_registry",
     "benchmarks.bench_otp_supervision",
     "benchmarks.bench_storage",
+    "benchmarks.bench_cluster",
     "benchmarks.bench_gateway",
     "benchmarks.bench_subscriptions",
     "benchmarks.bench_grpc",
