@@ -20,7 +20,7 @@ import trio
 
 from . import gen_server
 from ._child_spec import ChildSpec, ShutdownValue
-from ._errors import InitError, OTPError
+from ._errors import InitError, OTPError, ProcessExited
 from ._messages import Exit
 from ._names import Name
 from ._node import await_exit
@@ -230,6 +230,17 @@ class RestartIntensity:
         while times and times[0] <= now - self.period:
             times.popleft()
         return len(times) <= self.intensity
+
+    def recent(self, now: float) -> int:
+        """The restarts that count toward the intensity at ``now`` (trio time): those of
+        the last ``period`` seconds. Reads only; never waits."""
+        cutoff = now - self.period
+        count = 0
+        for when in reversed(self._times):
+            if when <= cutoff:
+                break
+            count += 1
+        return count
 
 
 async def start_child_process(spec: ChildSpec, extra: tuple[Any, ...] = ()) -> Pid | None:

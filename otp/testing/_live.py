@@ -22,7 +22,7 @@ from .._primitives import exit as send_exit
 from .._primitives import is_alive, monitor, receive, trap_exits
 from .._process import Pid, current
 from .._supervision import AlreadyPresent, NotFound, Restarting, Running, StartChildError
-from .._terms import KILL, NORMAL, SHUTDOWN, Ref
+from .._terms import KILL, SHUTDOWN, Ref, is_normal
 from ._model import Ambiguous, CallAfterExit, Model, Step, compare_exits, compare_terminates
 from ._tree import InjectedFault, Path, StartFn, Sup, Worker, as_own
 
@@ -348,7 +348,7 @@ def can_inject(desc: Worker | Sup, reason: Any) -> bool:
     them, and any reason but ``otp.KILL`` is a mere message to one that traps exits."""
     if isinstance(desc, Sup) or desc.is_harness or reason is KILL:
         return True
-    return not desc.trap_exit and reason is not NORMAL
+    return not desc.trap_exit and not is_normal(reason)
 
 
 # -- model and live tree side by side -------------------------------------------------------

@@ -8,7 +8,7 @@ import attrs
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
-from .._terms import KILL, NORMAL, SHUTDOWN, shutdown
+from .._terms import KILL, NORMAL, SHUTDOWN, is_normal, shutdown
 from ._model import CALL_OPS, CallAfterExit
 from ._tree import AUTO_SHUTDOWNS, RESTARTS, STRATEGIES, Fault, InjectedFault, Sup, Worker
 
@@ -212,7 +212,7 @@ def reasons_for(desc: Worker | Sup, reasons: SearchStrategy[Any]) -> SearchStrat
     if isinstance(desc, Worker) and not desc.is_harness:
         if desc.trap_exit:
             return st.just(KILL)
-        return reasons.filter(lambda r: r is not NORMAL)
+        return reasons.filter(lambda r: not is_normal(r))
     return reasons
 
 
