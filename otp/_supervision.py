@@ -249,6 +249,8 @@ async def start_child_process(spec: ChildSpec, extra: tuple[Any, ...] = ()) -> P
         pid = await spec.start(*extra)
     except InitError as exc:
         raise StartChildError(spec.id, exc.reason) from exc
+    except ProcessExited as exc:  # the start function exited with a reason: report it
+        raise StartChildError(spec.id, exc.reason) from exc
     except Exception as exc:
         raise StartChildError(spec.id, exc) from exc
     if pid is not None and type(pid) is not Pid:
