@@ -2,8 +2,9 @@
 
 Processes with mailboxes, links, monitors and exit signals; gen_server; supervisors,
 dynamic and partitioned supervisors; a registry with via names; pub/sub; applications;
-:mod:`otp.testing`, a property-test harness for supervision trees; and
-:mod:`otp.lowlevel`, the hooks for libraries built on otp (exit hooks, per-node state).
+:mod:`otp.testing`, a property-test harness for supervision trees; introspection
+(:func:`otp.process_info`, :mod:`otp.sys`, :mod:`otp.observer`); and :mod:`otp.lowlevel`,
+the hooks for libraries built on otp (exit hooks, per-node state).
 
 Run a node with :func:`otp.run` (a program) or ``async with otp.node():`` (a test, or a
 trio program that embeds ``otp``). The behaviour follows Erlang/OTP and Elixir; where they
@@ -15,10 +16,12 @@ from . import (
     dynamic_supervisor,
     gen_server,
     lowlevel,
+    observer,
     partition_supervisor,
     pubsub,
     registry,
     supervisor,
+    sys,
 )
 from ._child_spec import ChildSpec
 from ._errors import (
@@ -32,6 +35,7 @@ from ._errors import (
     ReceiveTimeout,
     ServerExited,
 )
+from ._introspection import process_info
 from ._messages import Down, Exit
 from ._names import Name, Via, register, unregister, whereis
 from ._node import node, run
@@ -114,7 +118,9 @@ __all__ = [
     "make_ref",
     "monitor",
     "node",
+    "observer",
     "partition_supervisor",
+    "process_info",
     "pubsub",
     "receive",
     "register",
@@ -127,6 +133,7 @@ __all__ = [
     "spawn_link",
     "spawn_monitor",
     "supervisor",
+    "sys",
     "trap_exits",
     "unlink",
     "unregister",
@@ -141,10 +148,12 @@ for _module in (
     dynamic_supervisor,
     gen_server,
     lowlevel,
+    observer,
     partition_supervisor,
     pubsub,
     registry,
     supervisor,
+    sys,
 ):
     fixup_module_metadata(_module.__name__, vars(_module))
 del _module, fixup_module_metadata

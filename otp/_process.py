@@ -320,6 +320,7 @@ class _Process:
         "exit_hooks",
         "exit_reason",
         "idle_timer",
+        "impl",
         "is_supervisor",
         "links",
         "mailbox",
@@ -333,6 +334,7 @@ class _Process:
         "self_exit",
         "spawn_nursery",
         "state",
+        "task",
         "trap_exit",
         "watching",
     )
@@ -361,6 +363,10 @@ class _Process:
         self.children: dict[Pid, None] | None = None  # main's live children, in start order
         self.is_supervisor = False
         self.idle_timer: IdleTimer | None = None
+        self.impl: Any = None
+        """What runs the process, for introspection: the function given to spawn, or a
+        gen_server's instance (set by the server once made)."""
+        self.task: Task | None = None  # its trio task, once it has started
         node.processes[self.pid._id] = self
 
     def __repr__(self) -> str:
@@ -418,6 +424,7 @@ class _Process:
     async def main(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
         """The body of the process's task: run ``fn(*args)``, then :meth:`finish`."""
         _current.set(self)
+        self.task = current_task()
         reason: Any = NORMAL
         try:
             with self.scope:
@@ -596,6 +603,7 @@ def spawn_process(
     parent = _current.get(None)
     node = parent.node if parent is not None else current_node()
     proc = _Process(node, parent)
+    proc.impl = fn
     if parent is not None:
         if link:
             link_pair(parent, proc)

@@ -184,6 +184,11 @@ class Child:
         self.pid = pid
         self.restarting = False
 
+    def __repr__(self) -> str:
+        state = repr(self.pid) if self.pid is not None else (
+            "restarting" if self.restarting else "not running")
+        return f"<Child {self.spec.id!r} {state}>"
+
 
 def check_auto_shutdown(value: Any) -> AutoShutdown:
     """Return ``value`` if it is one of :data:`AUTO_SHUTDOWNS`; raise ValueError otherwise."""
@@ -221,6 +226,9 @@ class RestartIntensity:
         self.intensity = intensity
         self.period = float(period)
         self._times: deque[float] = deque()
+
+    def __repr__(self) -> str:
+        return f"<RestartIntensity {self.intensity} in {self.period:g} s>"
 
     def add(self) -> bool:
         """Record a restart now; return False when that exceeds the intensity."""

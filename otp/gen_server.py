@@ -27,6 +27,8 @@ Guarantees:
 * ``terminate`` runs when a callback returns :class:`Stop` or raises, when :func:`stop` is
   called, and when the parent sends an exit signal while the server traps exits. It does
   not run after a kill, nor after an exit signal the server does not trap.
+* Every server answers the system messages of :mod:`otp.sys` (state, status, suspend,
+  resume, trace) in its loop, between two callbacks and without calling any.
 
 The return protocol: ``init``, ``handle_cast``, ``handle_info`` and ``handle_continue``
 return None to carry on; ``handle_call`` returns the reply. Any of them may instead return
@@ -38,9 +40,11 @@ timeout delivers :data:`otp.TIMEOUT` to ``handle_info`` when no message arrives 
 
 from __future__ import annotations
 
+import inspect
 import logging
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
-from typing import Any, ClassVar, Final, overload
+from typing import Any, ClassVar, Final, Literal, TypeAlias, overload
 
 import attrs
 import outcome
@@ -253,6 +257,67 @@ class _SystemStop:
         self.waiter = waiter
 
 
+class _System:
+    """A system message (OTP's ``{system, From, Msg}``): a request of :mod:`otp.sys`. The
+    server loop serves it between callbacks, without calling any, also while suspended;
+    the answer goes to ``from_``."""
+
+    __slots__ = ("from_", "request")
+
+    def __init__(self, from_: From, request: SystemRequest) -> None:
+        self.from_ = from_
+        self.request = request
+
+
+@attrs.frozen
+class _GetState:
+    """Answered with the server's state (see :func:`_state_of`)."""
+
+
+@attrs.frozen
+class _ReplaceState:
+    """Apply ``fn(state)`` as the new state; answered with it (or fn's exception)."""
+
+    fn: Callable[[dict[str, Any]], Any]
+
+
+@attrs.frozen
+class _GetStatus:
+    """Answered with a :class:`_StatusReply`."""
+
+
+@attrs.frozen
+class _Suspend:
+    """Serve nothing but system messages (and a stop, or the parent's exit) until
+    :class:`_Resume`."""
+
+
+@attrs.frozen
+class _Resume:
+    """End a suspension (nothing to do when the server runs)."""
+
+
+@attrs.frozen
+class _Trace:
+    """Log every message the server takes and every reply it sends, or stop doing so."""
+
+    flag: bool
+
+
+SystemRequest: TypeAlias = _GetState | _ReplaceState | _GetStatus | _Suspend | _Resume | _Trace
+"""What a :class:`_System` message asks for."""
+
+
+@attrs.frozen
+class _StatusReply:
+    """The answer to :class:`_GetStatus`, read in the server between two callbacks."""
+
+    status: Literal["running", "suspended"]
+    trace: bool
+    state: dict[str, Any]
+    behaviour: type
+
+
 class _ParentExit(ProcessExited):
     """Ends a server because its parent did: not the server's own crash, so not reported."""
 
@@ -268,6 +333,11 @@ class GenServer:
 
     child_shutdown: ClassVar[float | str] = 5.0
     """The ``shutdown`` that :meth:`child_spec` gives by default."""
+
+    _otp_behaviour: type | None = None
+    """The class introspection reports for this server (:func:`otp.process_info`'s
+    ``behaviour``), when not its own class: a supervisor's :class:`otp.Supervisor`
+    subclass."""
 
     async def init(self, *args: Any) -> Any:
         """Set up the state from the arguments given to ``start``/``start_link``."""
@@ -751,6 +821,7 @@ async def _serve(
         _unlink_parent(me)
         starter.resolve(outcome.Error(InitError(_init_reason(exc))))
         raise
+    me.impl = server
     # One coroutine frame for the whole life of a server: idle servers stay small.
     async with server._process_context():
         try:
@@ -770,6 +841,7 @@ async def _serve(
             raise
         starter.resolve(outcome.Value(me.pid))
         parent = me.parent
+        traced = False  # otp.sys.trace: log each message taken and each reply sent
         try:
             while True:
                 if cont is not UNSET:
@@ -781,16 +853,22 @@ async def _serve(
                 except ReceiveTimeout:
                     msg = TIMEOUT
                 kind = type(msg)
+                if traced:
+                    _trace_in(me, msg)
                 if kind is _Call:
                     result = await server.handle_call(msg.request, msg.from_)
                     kind = type(result)
                     if kind not in _DIRECTIVES:
                         msg.from_.resolve(outcome.Value(result))
+                        if traced:
+                            _trace_out(me, msg.from_, result)
                         timeout = None
                     elif kind is NoReply:  # replied to later, or by another process
                         timeout, cont = result.timeout, result.continue_
                     elif kind is Reply:
                         msg.from_.resolve(outcome.Value(result.value))
+                        if traced:
+                            _trace_out(me, msg.from_, result.value)
                         timeout, cont = result.timeout, result.continue_
                     elif kind is Stop and result.reply is not UNSET:
                         raise _StopRequested(result.reason, msg.from_, result.reply)
@@ -799,6 +877,8 @@ async def _serve(
                 elif kind is _Cast:
                     result = await server.handle_cast(msg.msg)
                     timeout, cont = _directive(server, result, "handle_cast")
+                elif kind is _System:  # the idle timeout, if any, starts again after it
+                    traced = await _system(server, me, msg, traced)
                 elif kind is _SystemStop:
                     if msg.waiter.task is not None:  # else the stop timed out: carry on
                         raise _StopRequested(msg.reason)
@@ -813,6 +893,8 @@ async def _serve(
             finally:  # the reply goes even if terminate raises (as OTP's try ... after)
                 if request.from_ is not None and not _killed(me):
                     request.from_.resolve(outcome.Value(request.reply))
+                    if traced:
+                        _trace_out(me, request.from_, request.reply)
             exit_class = _ParentExit if request.from_parent else ProcessExited
             raise exit_class(request.reason) from None
         except ProcessExited as exc:
@@ -887,3 +969,172 @@ class _StopRequested(Exception):
         self.from_ = from_
         self.reply = reply
         self.from_parent = from_parent
+
+
+# -- system messages: the server side of otp.sys ----------------------------------------------
+
+_trace_log: Final = logging.getLogger("otp.sys")
+
+
+def _state_of(server: GenServer) -> dict[str, Any]:
+    """A server's state as :mod:`otp.sys` sees it: a new dict of its instance attributes
+    whose names do not start with ``_`` (the values themselves are not copied)."""
+    attributes = getattr(server, "__dict__", None)
+    if attributes is None:
+        return {}
+    return {key: value for key, value in attributes.items() if not key.startswith("_")}
+
+
+def _replace_state(server: GenServer, fn: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    """Apply ``fn(state)``: the attributes it returns replace the public ones (those it
+    leaves out are removed); the ``_`` ones stay. Nothing changes if ``fn`` raises or
+    returns something that is not a state (TypeError/ValueError)."""
+    new = fn(_state_of(server))
+    if inspect.isawaitable(new):
+        if inspect.iscoroutine(new):
+            new.close()
+        raise TypeError("replace_state: fn returned an awaitable; it must be a plain function")
+    if not isinstance(new, dict):
+        raise TypeError(f"replace_state: fn must return the new state as a dict, got {new!r}")
+    for key in new:
+        if not isinstance(key, str) or not key or key.startswith("_"):
+            raise ValueError(
+                f"replace_state: {key!r} cannot be a state attribute (names are non-empty "
+                "str not starting with '_')"
+            )
+    attributes = getattr(server, "__dict__", None)
+    if attributes is None:
+        if new:
+            raise TypeError(f"{type(server).__qualname__} keeps no attributes (__slots__)")
+        return new
+    for key in [key for key in attributes if not key.startswith("_") and key not in new]:
+        del attributes[key]
+    attributes.update(new)
+    return new
+
+
+def _behaviour_of(impl: Any) -> Any:
+    """What :func:`otp.process_info` reports as ``behaviour`` for a process's ``impl``."""
+    if isinstance(impl, GenServer):
+        return impl._otp_behaviour or type(impl)
+    return impl
+
+
+def _answer_system(
+    server: GenServer, msg: _System, traced: bool, suspended: bool
+) -> bool:
+    """Answer one system message; return whether the server traces from now on."""
+    request = msg.request
+    from_ = msg.from_
+    kind = type(request)
+    if kind is _GetState:
+        from_.resolve(outcome.Value(_state_of(server)))
+    elif kind is _ReplaceState:
+        assert isinstance(request, _ReplaceState)
+        try:
+            new = _replace_state(server, request.fn)
+        except Exception as exc:  # the caller's error: the server carries on unchanged
+            from_.resolve(outcome.Error(exc))
+        else:
+            from_.resolve(outcome.Value(new))
+    elif kind is _GetStatus:
+        status: Literal["running", "suspended"] = "suspended" if suspended else "running"
+        from_.resolve(outcome.Value(
+            _StatusReply(status, traced, _state_of(server), _behaviour_of(server))
+        ))
+    else:
+        if kind is _Trace:
+            assert isinstance(request, _Trace)
+            traced = request.flag
+        from_.resolve(outcome.Value(None))
+    return traced
+
+
+async def _system(server: GenServer, me: _Process, msg: _System, traced: bool) -> bool:
+    """Serve a system message taken by the loop; after :class:`_Suspend`, serve only
+    system messages until :class:`_Resume`. Returns whether the server traces."""
+    traced = _answer_system(server, msg, traced, False)
+    if type(msg.request) is not _Suspend:
+        return traced
+    parent = me.parent
+
+    def wanted(m: Any) -> bool:
+        kind = type(m)
+        return kind is _System or kind is _SystemStop or (
+            kind is Exit and m.pid == parent and me.trap_exit
+        )
+
+    while True:
+        taken = await receive(None, wanted)
+        kind = type(taken)
+        if kind is _System:
+            traced = _answer_system(server, taken, traced, True)
+            if type(taken.request) is _Resume:
+                return traced
+        elif kind is _SystemStop:
+            if taken.waiter.task is not None:  # else the stop timed out: stay suspended
+                raise _StopRequested(taken.reason)
+        else:  # the parent's exit signal, trapped: shut down as when running
+            raise _StopRequested(taken.reason, from_parent=True)
+
+
+def _trace_label(me: _Process) -> Any:
+    return me.name if me.name is not None else me.pid
+
+
+def _trace_in(me: _Process, msg: Any) -> None:
+    kind = type(msg)
+    if kind is _Call:
+        _trace_log.info("%r got call %r", _trace_label(me), msg.request)
+    elif kind is _Cast:
+        _trace_log.info("%r got cast %r", _trace_label(me), msg.msg)
+    elif kind is _SystemStop:
+        _trace_log.info("%r got stop %r", _trace_label(me), msg.reason)
+    elif kind is not _System:
+        _trace_log.info("%r got %r", _trace_label(me), msg)
+
+
+def _trace_out(me: _Process, from_: From, value: Any) -> None:
+    _trace_log.info("%r sent reply %r to %r", _trace_label(me), value, from_)
+
+
+# -- system messages: the client side -------------------------------------------------------
+
+
+def _is_server(proc: _Process) -> bool:
+    """Whether ``proc`` runs the gen_server loop (or is about to): it answers system
+    messages."""
+    impl = proc.impl
+    return impl is _serve or isinstance(impl, GenServer)
+
+
+async def _system_call(server: Name, request: SystemRequest, timeout: Timeout) -> Any:
+    """Send ``server`` the system message ``request`` and return its answer; raises as
+    :func:`call` does, and ``TypeError`` for a process that is not a gen_server (nothing
+    is sent to it then)."""
+    seconds = check_timeout(timeout)
+    proc = resolve(server)
+    if proc is current_or_none():
+        raise ValueError(f"server: {server!r} is the calling process, which cannot call itself")
+    if not _is_server(proc):
+        raise TypeError(
+            f"server: {server!r} is not a gen_server (it runs {proc.impl!r}): it does "
+            "not answer system messages"
+        )
+    from_ = From()
+    from_.server = server
+    from_.holder = proc
+    monitors = proc.monitors
+    if monitors is None:
+        monitors = proc.monitors = {}
+    monitors[from_] = from_
+    proc.deliver(_System(from_, request))
+    try:
+        done, answer = await from_.wait(seconds)
+    finally:
+        monitors = from_.holder.monitors
+        if monitors is not None:
+            monitors.pop(from_, None)
+    if not done:
+        raise CallTimeout(server, seconds)
+    return answer

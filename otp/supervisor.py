@@ -291,6 +291,7 @@ class _StaticSupervisor(gen_server.GenServer):
         trap_exits(True)
         if isinstance(source, tuple):
             module_cls, args = source
+            self._otp_behaviour = module_cls  # what introspection reports it as
             spec = await module_cls().init(*args)
             if type(spec) is gen_server.Ignore:
                 return spec

@@ -1,6 +1,6 @@
-"""The public names of ``otp``, ``otp.gen_server``, ``otp.lowlevel``, ``otp.registry`` and
-``otp.partition_supervisor``: a change here is an API change. And what they export reports
-the public module it is exported from."""
+"""The public names of ``otp``, ``otp.gen_server``, ``otp.lowlevel``, ``otp.registry``,
+``otp.partition_supervisor``, ``otp.sys`` and ``otp.observer``: a change here is an API
+change. And what they export reports the public module it is exported from."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ OTP_NAMES = [
     "ReceiveTimeout", "Ref", "Reply", "SHUTDOWN", "ServerExited", "Shutdown", "Stop",
     "Supervisor", "TIMEOUT", "Via", "application", "demonitor", "dynamic_supervisor",
     "exit", "gen_server", "is_alive", "is_normal_exit", "link", "lowlevel", "make_ref", "monitor",
-    "node", "partition_supervisor", "pubsub", "receive", "register", "registry", "run",
-    "self", "send", "shutdown", "spawn", "spawn_link", "spawn_monitor", "supervisor",
-    "trap_exits", "unlink", "unregister", "whereis",
+    "node", "observer", "partition_supervisor", "process_info", "pubsub", "receive",
+    "register", "registry", "run", "self", "send", "shutdown", "spawn", "spawn_link",
+    "spawn_monitor", "supervisor", "sys", "trap_exits", "unlink", "unregister", "whereis",
 ]
 
 GEN_SERVER_NAMES = [
@@ -44,6 +44,12 @@ REGISTRY_NAMES = [
     "lock", "lookup", "match", "meta", "put_meta", "register", "select", "start",
     "start_link", "unregister", "unregister_match", "update_value", "values", "via",
 ]
+
+SYS_NAMES = [
+    "Status", "get_state", "get_status", "replace_state", "resume", "suspend", "trace",
+]
+
+OBSERVER_NAMES = ["Entry", "Kind", "ProcessInfo", "snapshot"]
 
 PARTITION_SUPERVISOR_NAMES = [
     "count_children", "partition_for", "partitions", "start_child", "start_link", "stop",
@@ -105,6 +111,29 @@ def test_every_name_partition_supervisor_exports_exists():
         assert hasattr(otp.partition_supervisor, name), name
 
 
+def test_sys_exports_exactly_its_public_names():
+    assert sorted(otp.sys.__all__) == sorted(SYS_NAMES)
+
+
+def test_every_name_sys_exports_exists():
+    for name in otp.sys.__all__:
+        assert hasattr(otp.sys, name), name
+
+
+def test_observer_exports_exactly_its_public_names():
+    assert sorted(otp.observer.__all__) == sorted(OBSERVER_NAMES)
+
+
+def test_every_name_observer_exports_exists():
+    for name in otp.observer.__all__:
+        assert hasattr(otp.observer, name), name
+
+
+def test_otp_sys_leaves_the_standard_librarys_sys_alone():
+    assert otp.sys.__name__ == "otp.sys"
+    assert sys.modules["sys"] is sys and sys is not otp.sys
+
+
 # -- the module each export reports ----------------------------------------------------------
 
 
@@ -153,6 +182,8 @@ def test_what_only_a_submodule_exports_reports_that_submodule():
     assert lowlevel.NodeVar.__module__ == "otp.lowlevel"
     assert lowlevel.on_exit.__module__ == "otp.lowlevel"
     assert otp.testing.NodeDriver.__module__ == "otp.testing"
+    assert otp.observer.ProcessInfo.__module__ == "otp.observer"
+    assert otp.process_info.__module__ == "otp"
 
 
 def test_what_otp_and_a_submodule_both_export_reports_otp():
