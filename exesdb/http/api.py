@@ -274,13 +274,11 @@ async def process(request: Request) -> Response:
             info["children"] = await supervisor.count_children(pid)
         except otp.OTPError:
             info["children"] = None
-    process_info = getattr(otp, "process_info", None)  # otp's introspection, when it has it
-    if process_info is not None:
-        details = process_info(pid)
-        if details is not None:
-            info["message_queue_len"] = getattr(details, "message_queue_len", None)
-            info["status"] = getattr(details, "status", None)
-            info["trap_exits"] = getattr(details, "trap_exits", None)
+    details = otp.process_info(pid)  # None once it has ended
+    if details is not None:
+        info["message_queue_len"] = details.message_queue_len
+        info["status"] = details.status
+        info["trap_exits"] = details.trap_exits
     return JSONResponse(info)
 
 

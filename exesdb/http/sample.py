@@ -115,8 +115,8 @@ class NodeSample:
     """The node: ``processes`` (running now), ``tree_restarts`` (per supervisor path, as the
     tree watcher observed them), ``memory_bytes`` (resident set size; None where the
     system does not tell), its ``stores``, and ``long_queues``: the processes of the tree
-    (by path) whose mailbox holds at least :data:`QUEUE_THRESHOLD` messages, when otp
-    can tell (``otp.process_info``; empty until it can)."""
+    (by path) whose mailbox holds at least :data:`QUEUE_THRESHOLD` messages, as
+    ``otp.process_info`` tells."""
 
     processes: int
     tree_restarts: dict[str, int]
@@ -163,19 +163,16 @@ def long_queues(threshold: int | None = None) -> dict[str, int]:
     """The processes of the node's tree (as the tree watcher last saw it, by path) whose
     mailbox holds at least ``threshold`` (:data:`QUEUE_THRESHOLD`) messages.
 
-    It reads them with ``otp.process_info`` (otp's introspection, see the contracts: an
-    object with ``message_queue_len``, None for a process that ended); while otp does not
-    have it, the answer is empty."""
-    process_info = getattr(otp, "process_info", None)
+    It reads them with ``otp.process_info`` (None for a process that has ended)."""
     snapshot = board().snapshot
-    if process_info is None or snapshot is None:
+    if snapshot is None:
         return {}
     limit = QUEUE_THRESHOLD if threshold is None else threshold
     out: dict[str, int] = {}
     for node in snapshot.walk():
         if node.pid is None:
             continue
-        info = process_info(node.pid)
+        info = otp.process_info(node.pid)
         length = getattr(info, "message_queue_len", None) if info is not None else None
         if isinstance(length, int) and length >= limit:
             out[node.path] = length

@@ -1,28 +1,27 @@
 """The node's supervision tree as data: :func:`tree_snapshot`.
 
-It walks the tree with :func:`otp.supervisor.which_children`, supervisor by supervisor
-(as ``python -m exesdb start`` logs it). It is the one place the console and the metrics
-read the tree from, so that it can become a call of ``otp.observer.snapshot`` (which also
-gives each process's info and restart count) once otp has it.
+It reads the tree with :func:`otp.observer.snapshot`, which reads the supervisors'
+records directly, in one instant, without calling them (a busy supervisor is read all the
+same). It is the one place the console and the metrics read the tree from.
 
-Guarantees: a supervisor that ends or does not answer while it is walked shows with no
-children (``unreachable`` true) instead of failing the snapshot; a supervisor with more
-than :data:`MAX_CHILDREN` children lists the first ones and counts the rest in ``more``
-(per-stream workers can be many); a child's ``path`` names it by its parent's path and
-its child id, so it stays the same when the child restarts under a new pid (children of
-dynamic supervisors, whose id is None, are named by their pid: they are new children).
+Guarantees: a root supervisor that is not running when it is read (a store's System that
+ends meanwhile) shows with no children (``unreachable`` true) instead of failing the
+snapshot; a supervisor with more than :data:`MAX_CHILDREN` children lists the first ones
+and counts the rest in ``more`` (per-stream workers can be many); a child's ``path``
+names it by its parent's path and its child id, so it stays the same when the child
+restarts under a new pid (children of dynamic supervisors, whose id is None, are named by
+their pid: they are new children).
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from typing import Any, Final
 
 import attrs
 
 import otp
-from otp import supervisor
+from otp import observer
 
 from ..gateway import list_stores
 from ..systems import system_name
@@ -41,7 +40,8 @@ class TreeNode:
     (readable child id), ``path`` (stable across restarts: see the module docstring),
     ``kind`` (``"supervisor"``, ``"worker"``, or ``"node"`` for the node itself when no
     supervisor holds every store), its ``children`` (supervisors only),
-    ``more`` (children not listed) and ``unreachable`` (a supervisor that did not answer)."""
+    ``more`` (children not listed) and ``unreachable`` (a supervisor whose process had
+    ended when the tree was read)."""
 
     pid: otp.Pid | None
     label: str
@@ -87,34 +87,39 @@ async def tree_snapshot(root: otp.Name | None = None) -> TreeNode:
     if root is not None:
         pid = otp.whereis(root) if not isinstance(root, otp.Pid) else root
         name = root if isinstance(root, str) else label(root)
-        return await _supervisor(pid, name, name)
+        return _supervisor(pid, name, name)
     top = otp.whereis(APPLICATION_SUPERVISOR)
     if top is not None:
-        return await _supervisor(top, APPLICATION_SUPERVISOR, APPLICATION_SUPERVISOR)
+        return _supervisor(top, APPLICATION_SUPERVISOR, APPLICATION_SUPERVISOR)
     children = []
     for info in await list_stores():
         pid = otp.whereis(system_name(info.store_id))
         if pid is not None:
             name = f"System[{info.store_id}]"
-            children.append(await _supervisor(pid, name, f"node/{name}"))
+            children.append(_supervisor(pid, name, f"node/{name}"))
     return TreeNode(None, "node", "node", "node", tuple(children))
 
 
-async def _supervisor(pid: otp.Pid | None, name: str, path: str) -> TreeNode:
+def _supervisor(pid: otp.Pid | None, name: str, path: str) -> TreeNode:
     if pid is None:
         return TreeNode(None, name, path, "supervisor")
-    listed: list[tuple[Any, otp.Pid | None, str]] | None = None
-    with contextlib.suppress(otp.OTPError):  # ended, restarting or busy: shown as such
-        listed = await supervisor.which_children(pid)
-    if listed is None:
+    try:
+        entry = observer.snapshot(pid)
+    except otp.NoProc:  # it ended: shown as such
         return TreeNode(pid, name, path, "supervisor", unreachable=True)
+    return _from_entry(entry, name, path)
+
+
+def _from_entry(entry: observer.Entry, name: str, path: str) -> TreeNode:
+    """The supervisor ``entry`` of a snapshot as a :class:`TreeNode`."""
     children = []
-    for child_id, child_pid, kind in listed[:MAX_CHILDREN]:
-        child_label = label(child_id) if child_id is not None else kind
-        child_path = f"{path}/{child_label if child_id is not None else repr(child_pid)}"
-        if kind == "supervisor":
-            children.append(await _supervisor(child_pid, child_label, child_path))
+    for child in entry.children[:MAX_CHILDREN]:
+        child_label = label(child.id) if child.id is not None else child.kind
+        child_path = f"{path}/{child_label if child.id is not None else repr(child.pid)}"
+        if child.kind == "supervisor":
+            children.append(_from_entry(child, child_label, child_path))
         else:
-            children.append(TreeNode(child_pid, child_label, child_path, "worker"))
-    return TreeNode(pid, name, path, "supervisor", tuple(children),
-                    more=max(len(listed) - MAX_CHILDREN, 0))
+            children.append(TreeNode(child.pid, child_label, child_path, "worker"))
+    return TreeNode(entry.pid, name, path, "supervisor", tuple(children),
+                    more=max(len(entry.children) - MAX_CHILDREN, 0),
+                    unreachable=entry.pid is not None and entry.info is None)
