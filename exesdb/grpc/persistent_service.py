@@ -270,7 +270,8 @@ def _connection(c: ConsumerInfo) -> persistent_pb2.SubscriptionInfo.ConnectionIn
     out = persistent_pb2.SubscriptionInfo.ConnectionInfo(
         username=c.connection.username, total_items=c.total_items,
         available_slots=c.available_slots, in_flight_messages=c.in_flight,
-        connection_name=c.connection.name)
+        connection_name=c.connection.name, average_items_per_second=c.average_items_per_second,
+        count_since_last_measurement=c.count_since_last_measurement)
     setattr(out, "from", c.connection.peer)  # a Python keyword
     return out
 
@@ -298,7 +299,9 @@ def _info(info: GroupInfo) -> persistent_pb2.SubscriptionInfo:
         min_check_point_count=s.min_checkpoint_count,
         max_check_point_count=s.max_checkpoint_count,
         read_buffer_count=info.waiting,
-        live_buffer_count=0,
+        live_buffer_count=info.live_buffer_count,
+        average_per_second=info.average_per_second,
+        count_since_last_measurement=info.count_since_last_measurement,
         retry_buffer_count=info.retrying,
         total_in_flight_messages=info.in_flight,
         outstanding_messages_count=info.in_flight,

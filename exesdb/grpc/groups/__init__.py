@@ -8,7 +8,8 @@ A group ``G`` on stream ``S`` (or on ``$all``) is:
   ``$<S>`` (or ``$all``), whose subscriber is the group's process; its stored position is
   the group's checkpoint;
 * a :class:`~exesdb.grpc.groups.group.PersistentGroup` process (one per group) that
-  receives the subscription's events in order, dispatches them to the connected consumers
+  receives the subscription's events in order, reads them into its buffer as KurrentDB
+  does (:mod:`~exesdb.grpc.groups.buffer`), dispatches them to the connected consumers
   (the ``Read`` calls), tracks each event in flight with its retry count and message
   timeout, handles acks and nacks, parks events, and moves the checkpoint
   (``exesdb.gateway.ack_event``, cumulative) only up to the last event before which
@@ -43,6 +44,8 @@ The modules, each with one job (only the two process modules use the store's API
   :class:`GroupSettings`, :class:`GroupFilter`), its JSON as stored, and the names a group
   has in the store;
 * :mod:`~exesdb.grpc.groups.ledger`: the pure ack, retry and checkpoint bookkeeping;
+* :mod:`~exesdb.grpc.groups.buffer`: the pure stream buffer in front of the ledger
+  (KurrentDB's history and live buffers, its reads of ``read_batch_size``);
 * :mod:`~exesdb.grpc.groups.messages`: the requests and replies of the processes, and what
   a group reports (:class:`GroupInfo`, :class:`ConsumerInfo`, :class:`Connection`);
 * :mod:`~exesdb.grpc.groups.rpc_errors`: the protocol errors the groups answer with;

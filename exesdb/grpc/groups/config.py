@@ -94,8 +94,9 @@ class GroupSettings:
     Behaviour follows ``message_timeout_ms`` (0: no timeout), ``max_retry_count``,
     ``max_subscriber_count`` (0: no limit), ``consumer_strategy``, ``resolve_links``,
     ``checkpoint_after_ms`` (0: never by time, only at ``max_checkpoint_count``),
-    ``min_checkpoint_count`` and ``max_checkpoint_count``; the buffer and batch sizes and
-    ``extra_statistics`` are kept and reported.
+    ``min_checkpoint_count`` and ``max_checkpoint_count``, ``history_buffer_size``,
+    ``read_batch_size`` and ``live_buffer_size`` (see :mod:`exesdb.grpc.groups.buffer`);
+    ``extra_statistics`` is kept and reported.
 
     KurrentDB refuses two things only, and so does a group (:meth:`strategy_problem`,
     :meth:`buffer_problem`): a consumer strategy it does not know, and a read batch size

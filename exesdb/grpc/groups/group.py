@@ -2,7 +2,10 @@
 gen_server per group, registered per store under :func:`group_name`).
 
 It is the subscriber of the group's exesdb persistent subscription: it receives the
-subscription's events in order, dispatches them to the connected consumers (the ``Read``
+subscription's events in order, reads them into its ledger as KurrentDB reads its stream
+(:class:`~exesdb.grpc.groups.buffer.StreamBuffer`: batches of ``read_batch_size`` while
+behind and a batch fits in ``history_buffer_size``, one by one while live), dispatches them
+to the connected consumers (the ``Read``
 calls), tracks each event in flight with its retry count and message timeout, handles
 acks and nacks, parks events, replays parked events, and moves the checkpoint
 (``exesdb.gateway.ack_event``, cumulative) only up to the last event before which
@@ -42,6 +45,7 @@ from ...naming import partition_name
 from ...options import StoreOptions
 from ...subscriptions import Events
 from ..rpc import RpcError
+from .buffer import StreamBuffer
 from .config import ALL, GroupConfig, GroupSettings, parked_stream, subscription_name
 from .ledger import Entry, Ledger
 from .messages import (
@@ -78,6 +82,9 @@ SHUTDOWN: Final = 10.0
 """Seconds a group's orderly stop (parking, the last checkpoint) may take."""
 
 
+_UNCHECKED: Final = object()
+
+
 def group_name(store_id: str, stream: str, group: str) -> Any:
     """The registered name of the group's process in ``store_id``."""
     return partition_name(PersistentGroup, store_id, stream, group)
@@ -91,6 +98,7 @@ class _Consumer:
     connection: Connection
     outbox: list[DeliveredEvent] = attrs.Factory(list)
     waiting: gen_server.From | None = None
+    measured_total: int = 0  # events sent to it by the last measurement of the rates
 
 
 class PersistentGroup(otp.GenServer):
@@ -131,6 +139,11 @@ class PersistentGroup(otp.GenServer):
         self.replay_retry_at: float | None = None
         self.deleted = False
         self.total = 0
+        self.buffer = StreamBuffer()  # what arrived and was not read into the ledger yet
+        # buffer.last_key at the last end-of-stream check that said no (_UNCHECKED: none)
+        self.end_checked: object = _UNCHECKED
+        self.measured_at = trio.current_time()  # the last measurement of the rates (GetInfo)
+        self.measured_total = 0
         return otp.Continue("start")
 
     @staticmethod
@@ -193,19 +206,70 @@ class PersistentGroup(otp.GenServer):
         return await self._settle(no_reply=True)
 
     async def _receive(self, events: Iterable[EventRecord]) -> None:
+        """The subscription's events arrived: each goes into the ledger now if the group
+        is live and has room, else waits in the stream buffer to be read
+        (:mod:`exesdb.grpc.groups.buffer`)."""
         config = self.config
+        settings = config.settings
         for record in events:
             key = record.position if config.is_all else record.event_number
-            if self.ledger.last_key is not None and key <= self.ledger.last_key:
-                continue
-            event, link = record, None
-            if config.settings.resolve_links and record.event_type == "$>":
-                target = await self._resolve(record)
-                if target is not None:
-                    event, link = target, record
             wanted = config.filter is None or config.filter.matches(record)
-            ack_id = (link or event).event_id
-            self.ledger.receive(key, ack_id, (event, link), event.stream_id, wanted, record)
+            room = self._waiting() < settings.history_buffer_size
+            if self.buffer.arrive(key, record, wanted, room,
+                                  settings.live_buffer_size) == "in":
+                await self._take_in(key, record, wanted)
+
+    def _waiting(self) -> int:
+        """The events waiting in the ledger for a consumer (KurrentDB's buffer count)."""
+        return self.ledger.waiting + self.ledger.retrying
+
+    async def _take_in(self, key: int, record: EventRecord, wanted: bool) -> None:
+        """Put an event read (or arrived live) into the ledger, its link resolved."""
+        event, link = record, None
+        if self.config.settings.resolve_links and record.event_type == "$>":
+            target = await self._resolve(record)
+            if target is not None:
+                event, link = target, record
+        ack_id = (link or event).event_id
+        self.ledger.receive(key, ack_id, (event, link), event.stream_id, wanted, record)
+
+    async def _read(self) -> None:
+        """Read from the stream buffer into the ledger as KurrentDB reads its stream: a
+        batch at a time while there is room; a short read at the end of the stream makes
+        the group live (:mod:`exesdb.grpc.groups.buffer`)."""
+        settings = self.config.settings
+        buffer = self.buffer
+        while not buffer.live:
+            batch, short = buffer.read(self._waiting(), settings.history_buffer_size,
+                                       settings.read_batch_size)
+            for key, record, wanted in batch:
+                await self._take_in(key, record, wanted)
+            if short:
+                if buffer.last_key != self.end_checked:  # else nothing arrived since
+                    at_end = await self._at_end()
+                    if at_end:
+                        buffer.caught_up()
+                    elif at_end is not None:  # ask again once something arrives
+                        self.end_checked = buffer.last_key
+                return
+            if not batch:
+                return
+
+    async def _at_end(self) -> bool | None:
+        """Whether everything the group's source holds arrived (its stream's last event,
+        or ``$all``'s, is not past the last event that arrived, the checkpoint or the
+        start); None when the store cannot tell now."""
+        config = self.config
+        try:
+            if config.is_all:
+                last = await gateway.read_all(self.store_id, END, 1, "backward")
+                head = last[0].position if last else -1
+            else:
+                head = await gateway.get_version(self.store_id, config.stream)
+        except ExESDBError:
+            return None
+        known = [k for k in (self.buffer.last_key, self.checkpoint) if k is not None]
+        return head <= max([*known, config.start_from - 1])
 
     async def _resolve(self, link: EventRecord) -> EventRecord | None:
         """The event a link (``"<number>@<stream>"``) points to, None if it is gone."""
@@ -365,6 +429,8 @@ class PersistentGroup(otp.GenServer):
         self.ledger.expire(now)
         await self._park()
         await self._pass_replayed()
+        if self.started:
+            await self._read()
         for cid, entry in self.ledger.dispatch(now):
             event, link = entry.item
             self.consumers[cid].outbox.append((event, link, entry.retry_count))
@@ -452,20 +518,47 @@ class PersistentGroup(otp.GenServer):
         ledger.checkpointed()
 
     def _info(self) -> GroupInfo:
+        """The group's statistics, as KurrentDB's ``GetStatistics`` measures them: the
+        rates are over the time since the last measurement (the last info asked for),
+        which this one ends."""
         ledger = self.ledger
-        connections = tuple(
-            ConsumerInfo(c.connection, ledger.consumers[cid].total,
-                         len(ledger.consumers[cid].in_flight), ledger.free(cid))
-            for cid, c in self.consumers.items() if cid in ledger.consumers)
+        now = trio.current_time()
+        elapsed = now - self.measured_at
+
+        def rate(count: int) -> int:
+            return int(count / elapsed) if elapsed > 0 else 0
+
+        connections = []
+        for cid, consumer in self.consumers.items():
+            slot = ledger.consumers.get(cid)
+            if slot is None:
+                continue
+            since = slot.total - consumer.measured_total
+            consumer.measured_total = slot.total
+            connections.append(ConsumerInfo(
+                consumer.connection, slot.total, len(slot.in_flight), ledger.free(cid),
+                average_items_per_second=rate(since), count_since_last_measurement=since))
+        since = self.total - self.measured_total
+        self.measured_at, self.measured_total = now, self.total
+        return GroupInfo(self.config, self._status(), tuple(connections), self.total,
+                         self.checkpoint, ledger.last_key, ledger.waiting, ledger.retrying,
+                         len(ledger.flight), max(self.parked_last - self.replayed_before + 1, 0),
+                         live_buffer_count=self.buffer.live_count,
+                         average_per_second=rate(since), count_since_last_measurement=since)
+
+    def _status(self) -> str:
+        """KurrentDB's state flags as its .NET ``ToString`` writes them (``NotReady``;
+        ``Behind`` or ``Live``, with ``ReplayingParkedMessages`` while parked events are
+        queued again)."""
         if not self.started:
-            status = "NotReady"
-        elif ledger.retry and any(e.key is None for e in ledger.retry):
-            status = "ReplayingParkedMessages"
-        else:
-            status = "Live"
-        return GroupInfo(self.config, status, connections, self.total, self.checkpoint,
-                         ledger.last_key, ledger.waiting, ledger.retrying, len(ledger.flight),
-                         max(self.parked_last - self.replayed_before + 1, 0))
+            return "NotReady"
+        flags = [] if self.buffer.live else ["Behind"]
+        if any(e.key is None and e.state != "done" for e in self.ledger.retry) or any(
+                e.key is None for e in self.ledger.flight.values()):
+            flags.append("ReplayingParkedMessages")
+        if self.buffer.live:
+            flags.append("Live")
+        return ", ".join(flags)
 
     async def terminate(self, reason: Any) -> None:
         """Drop the consumers (``CANCELLED``, KurrentDB's persistent subscription dropped),

@@ -82,12 +82,15 @@ class Connection:
 
 @attrs.frozen
 class ConsumerInfo:
-    """A connected consumer's statistics."""
+    """A connected consumer's statistics; the rates are over the time since the group's
+    last measurement."""
 
     connection: Connection
     total_items: int
     in_flight: int
     available_slots: int
+    average_items_per_second: int = 0
+    count_since_last_measurement: int = 0
 
 
 @attrs.frozen
@@ -95,7 +98,10 @@ class GroupInfo:
     """A group's settings and live statistics, as GetInfo and List report them.
 
     Positions are keys of the subscription's order (stream revisions, or ``$all``
-    positions); None when there is none yet.
+    positions); None when there is none yet. ``waiting`` and ``retrying`` are KurrentDB's
+    read and retry buffer counts, ``live_buffer_count`` its live buffer's; the rates are
+    over the time since the group's last measurement (KurrentDB's
+    ``average_per_second`` and ``count_since_last_measurement``).
     """
 
     config: GroupConfig
@@ -108,6 +114,9 @@ class GroupInfo:
     retrying: int = 0
     in_flight: int = 0
     parked: int = 0
+    live_buffer_count: int = 0
+    average_per_second: int = 0
+    count_since_last_measurement: int = 0
 
 
 # -- a group's process -----------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Which modules of :mod:`exesdb.grpc.groups` may use the store: only the two process
 modules (``group`` and ``manager``) import the store's API, :mod:`exesdb.gateway`; the
-configuration, the ledger, the messages, the protocol errors and the client API reach it
-by no chain of imports, nor the processes; and the ledger is pure (no ``otp``, no
-``trio``, nothing of exesdb).
+configuration, the ledger, the stream buffer, the messages, the protocol errors and the
+client API reach it by no chain of imports, nor the processes; and the ledger and the
+stream buffer are pure (no ``otp``, no ``trio``, nothing of exesdb).
 
 Read from the source with :mod:`ast`, as :mod:`tests.test_layers` reads it (nothing is
 imported; a delayed import counts).
@@ -17,7 +17,7 @@ from ...test_layers import import_graph, imports_of, module_files
 PACKAGE = "exesdb.grpc.groups"
 PROCESSES = {f"{PACKAGE}.group", f"{PACKAGE}.manager"}
 NOT_PROCESSES = [f"{PACKAGE}.{name}"
-                 for name in ("config", "ledger", "messages", "rpc_errors", "client")]
+                 for name in ("config", "ledger", "buffer", "messages", "rpc_errors", "client")]
 STORE_API = "exesdb.gateway"
 
 
@@ -52,8 +52,9 @@ def test_no_other_module_reaches_the_store_api_or_a_process(module):
     assert not reached & PROCESSES
 
 
-def test_the_ledger_imports_no_process_and_no_io():
+@pytest.mark.parametrize("module", ["ledger", "buffer"])
+def test_the_ledger_and_the_stream_buffer_import_no_process_and_no_io(module):
     files = module_files()
-    ledger = f"{PACKAGE}.ledger"
-    top_level = {name.split(".")[0] for name in imports_of(ledger, files[ledger], files)}
+    name = f"{PACKAGE}.{module}"
+    top_level = {imported.split(".")[0] for imported in imports_of(name, files[name], files)}
     assert not top_level & {"otp", "trio", "exesdb"}
