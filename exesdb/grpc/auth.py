@@ -22,7 +22,9 @@ The users file (``users_file`` option, ``--users-file``) is a text file, one use
 Authorisation (:func:`may_use`): a user may use a store if it is in the group ``$admins``
 (every store) or in the group named after the store id (that store only), so a client of
 one store cannot read or write another store unless a group allows it. Gossip and server
-features answer every authenticated user (they tell nothing of a store's data).
+features answer every user, and a call without credentials too (they tell nothing of a
+store's data; KurrentDB's clients ask for them before they log in). Within a store, stream
+ACLs decide (:mod:`exesdb.grpc.acl`).
 """
 
 from __future__ import annotations
