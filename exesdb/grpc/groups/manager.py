@@ -9,7 +9,10 @@ process for every stored group, so groups survive a restart of the store or of t
 Before each request it reads the settings again if that stream moved since it last read
 or wrote it: in cluster mode the leader before this node's may have changed them, so a
 group made there is served here after a failover, and this manager never writes back
-settings that miss it.
+settings that miss it. And when this node began a new term as leader since it started
+the group processes, it starts them afresh: a process kept from an earlier term holds
+what it knew then (events in flight, its ledger) while another leader acknowledged and
+checkpointed past it, and would deliver those events again.
 Settings that do not read never make it remove a group or its checkpoint (see
 :class:`GroupManager`).
 """
@@ -33,6 +36,7 @@ from ...errors import ExESDBError, StreamDeleted, SubscriptionNotFound
 from ...events import EventRecord, NewEvent
 from ...naming import child_spec_id, partition_name
 from ...options import StoreOptions
+from ...systems.leadership import leadership
 from ...systems.processes import StoreServer, StoreSupervisor
 from ..convert import rpc_error, store_position
 from ..rpc import RpcError
@@ -121,6 +125,7 @@ class GroupManager(StoreServer):
         self.unreadable: list[Any] = []  # stored groups that do not read: kept as they are
         self.loaded = False
         self.version = -1  # CONFIG_STREAM's version when the settings were last read/written
+        self.term: int | None = None  # this node's leader term when the groups were started
         return otp.Continue("load")
 
     async def handle_continue(self, arg: Any) -> Any:
@@ -141,7 +146,7 @@ class GroupManager(StoreServer):
         try:
             version = await self._stored_version()
             groups, unreadable, deleting, recovered = await self._read_config()
-            self.version = version
+            self.version, self.term = version, self._term()
             for sub in await gateway.get_subscriptions(store_id):
                 if sub.name in deleting:  # the deletion was interrupted: finish it
                     with contextlib.suppress(SubscriptionNotFound):
@@ -271,19 +276,31 @@ class GroupManager(StoreServer):
         except StreamDeleted:
             return -1
 
+    def _term(self) -> int | None:
+        """This node's term as the store's leader (None in ``single`` mode)."""
+        record = leadership(self.store_id)
+        return None if record is None else record.term
+
     async def _refresh(self) -> None:
         """Read the settings again if :data:`CONFIG_STREAM` moved since this manager read
-        or wrote it (another node wrote them: see the module docstring): start the groups
-        that appeared, tell the running ones their settings, stop those that went."""
-        version = await self._stored_version()
-        if version == self.version:
+        or wrote it (another node wrote them), and start every group afresh if this node
+        began a term as leader since the groups started (see the module docstring): start
+        the groups that appeared, tell the running ones their new settings, stop those
+        that went."""
+        version, term = await self._stored_version(), self._term()
+        if version == self.version and term == self.term:
             return
-        groups, unreadable, _deleting, _recovered = await self._read_config()
-        for key in self.groups.keys() - groups.keys():
+        old = self.groups
+        groups, unreadable = old, self.unreadable
+        if version != self.version:
+            groups, unreadable, _deleting, _recovered = await self._read_config()
+        renew = term != self.term
+        for key in list(old) if renew else old.keys() - groups.keys():
             await self._stop_group(key)
-        self.groups, self.unreadable, self.version = groups, unreadable, version
+        self.groups, self.unreadable, self.version, self.term = groups, unreadable, version, term
         for config in groups.values():
-            await self._tell_group(config.key, ApplySettings(config.settings))
+            if not renew and old.get(config.key) not in (None, config):
+                await self._tell_group(config.key, ApplySettings(config.settings))
             await self._start_group(config)
 
     async def handle_call(self, request: Any, from_: gen_server.From) -> Any:
