@@ -498,6 +498,7 @@ class _Process:
                 owner.children.pop(pid, None)
         self.mailbox = None
         self._waiting = None
+        self.task = None  # its context refers to this process: no cycle left for the gc
         node.processes.pop(pid._id, None)
         pid._proc = None
         if interrupt is not None:

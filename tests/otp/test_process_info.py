@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import pytest
@@ -68,6 +69,31 @@ async def test_a_process_that_has_ended_has_no_info(otp_node):
 async def test_something_else_than_a_pid_is_a_type_error(otp_node):
     with pytest.raises(TypeError):
         otp.process_info("a name")  # type: ignore[arg-type]
+
+
+def test_a_process_that_has_ended_is_freed_at_once_not_by_the_cycle_collector():
+    """Its state keeps its trio task for process_info while it runs, and lets go of it
+    when it ends: no reference cycle keeps it for the gc."""
+    from otp._process import _Process
+
+    async def noop() -> None:
+        return None
+
+    async def main() -> int:
+        for _ in range(20):
+            otp.spawn_monitor(noop)
+        for _ in range(20):
+            await otp.receive()
+        return sum(1 for obj in gc.get_objects() if type(obj) is _Process)
+
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        assert otp.run(main) == 1  # main itself
+    finally:
+        if enabled:
+            gc.enable()
 
 
 # -- name -----------------------------------------------------------------------------------
