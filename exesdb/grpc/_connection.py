@@ -103,7 +103,8 @@ MAX_CONCURRENT_STREAMS = 100
 READ_SIZE = 256 << 10
 WRITE_SIZE = 256 << 10
 """The writer writes in pieces of this size; a piece not written within
-``send_stall_timeout`` means the client reads nothing: the connection is closed."""
+``send_stall_timeout`` (a watchdog looks every quarter of it) means the client reads
+nothing: the connection is closed."""
 FEED_SIZE = 16 << 10
 """A read is handed to h2 in slices of this size, yielding between slices (header
 blocks cost CPU by the byte: one read's worth must not hold up the other connections;
@@ -858,6 +859,7 @@ class Connection:
         self.held = 0  # bytes of half-sent messages waiting in their calls for room
         self.promised = 0  # room promised to calls by ServerCall.writable, not yet sent
         self._writing = 0  # bytes the writer is writing now
+        self._write_began: float | None = None  # when the write in progress began
         self._reported = 0  # this connection's part of the server's send buffer
         self.scope = trio.CancelScope(shield=True)
         self._reader_scope = trio.CancelScope()
@@ -1031,6 +1033,7 @@ class Connection:
             nursery.start_soon(self._write_loop)
             nursery.start_soon(self._keepalive_loop)
             nursery.start_soon(self._idle_loop)
+            nursery.start_soon(self._watchdog)
             self._wake.set()
             if not self._handshake_done:
                 self._reader_scope.deadline = self._handshake_deadline
@@ -1101,7 +1104,7 @@ class Connection:
         self._cpu_tokens = min(tokens, READER_BURST) - spent
         self._cpu_stamp = now
 
-    async def _take_turn(self) -> None:
+    async def _take_turn(self) -> None:  # between the slices of one read
         """Let the other tasks run; longer, when this connection's frames have taken
         more than its share of the CPU (so that one costly client cannot make every
         other connection wait behind its turns)."""
@@ -1117,19 +1120,22 @@ class Connection:
         while True:
             if not await self._may_read():
                 return
-            await self._take_turn()
-            deadline = math.inf
-            if self._partial_since is not None and self._handshake_done:
-                deadline = self._partial_since + self._frame_timeout
-            with trio.move_on_at(deadline) as slow:
-                try:
+            self._charge(0.0)
+            if self._cpu_tokens < 0:
+                await trio.sleep(-self._cpu_tokens / self._cpu_share)
+            try:
+                if self._partial_since is None or not self._handshake_done:
                     data = await stream.receive_some(READ_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                    logger.debug("connection from %s broken", self.peer, exc_info=True)
-                    self._broken = True
-                    return
-            if slow.cancelled_caught:
-                self._cut("slow-frame", f"a frame took over {self._frame_timeout:g} s to arrive")
+                else:
+                    with trio.move_on_at(self._partial_since + self._frame_timeout):
+                        data = await stream.receive_some(READ_SIZE)
+                    if self._partial_since + self._frame_timeout <= trio.current_time():
+                        self._cut("slow-frame",
+                                  f"a frame took over {self._frame_timeout:g} s to arrive")
+                        return
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                logger.debug("connection from %s broken", self.peer, exc_info=True)
+                self._broken = True
                 return
             if not data:
                 self._broken = True
@@ -1270,14 +1276,24 @@ class Connection:
         self._idle = trio.Event()
         self._nursery.start_soon(call.run)
 
+    async def _watchdog(self) -> None:
+        """Close the connection when a write of :data:`WRITE_SIZE` bytes at most has not
+        completed within ``send_stall_timeout`` (checked every quarter of it)."""
+        stall = self.stall_timeout
+        while True:
+            await trio.sleep(stall / 4)
+            began = self._write_began
+            if began is not None and trio.current_time() - began >= stall:
+                self._write_stalled()
+                return
+
     async def _idle_loop(self) -> None:
         """Close the connection (GOAWAY NO_ERROR) once it has had no call in progress for
         ``idle_timeout`` seconds."""
         timeout = self._idle_timeout
         while True:
             if self.calls:
-                self._idle = self._idle if not self._idle.is_set() else trio.Event()
-                await self._idle.wait()
+                await self._idle.wait()  # (a call's start made it a fresh Event)
                 continue
             deadline = self.idle_since + timeout
             if trio.current_time() >= deadline:
@@ -1333,14 +1349,16 @@ class Connection:
                 self.unflushed = 0
                 if data:
                     self._writing = len(data)
-                    view = memoryview(data)
-                    for start in range(0, len(data), WRITE_SIZE):
-                        with trio.move_on_after(self.stall_timeout) as stalled:
+                    if len(data) <= WRITE_SIZE:
+                        self._write_began = trio.current_time()
+                        await stream.send_all(data)
+                    else:
+                        view = memoryview(data)
+                        for start in range(0, len(data), WRITE_SIZE):
+                            self._write_began = trio.current_time()
                             await stream.send_all(view[start : start + WRITE_SIZE])
-                        if stalled.cancelled_caught:
-                            self._write_stalled()
-                            return
-                        self._writing = max(0, len(data) - start - WRITE_SIZE)
+                            self._writing = max(0, len(data) - start - WRITE_SIZE)
+                    self._write_began = None
                     self._writing = 0
                     self.report_output()
                     # Room again for calls and for reading.

@@ -679,16 +679,16 @@ class _Sender:
     """How many events to read next: :data:`BATCH`, fewer once events are large, so a
     batch holds about :data:`BATCH_BYTES`, and fewer than the client can take now
     (:meth:`fit`)."""
-    per_event: int = 1024
+    per_event: int = 512
     """The bytes of a response, as the last batch had them (before any, a guess: the
     room :meth:`fit` is promised keeps the calls of one connection from all reading at
     once)."""
 
     async def fit(self) -> None:
         """Wait until the client can take more responses, and make the next batch about
-        what it can take (at least 64 KiB's worth, :meth:`exesdb.grpc.rpc.Call.writable`),
+        what it can take (at least 256 KiB's worth, :meth:`exesdb.grpc.rpc.Call.writable`),
         so a client that does not read makes the server read and hold nothing more."""
-        room = max(await self.call.writable(), BATCH_BYTES // 64)
+        room = max(await self.call.writable(), BATCH_BYTES // 16)
         self.batch_size = max(1, min(self.batch_size, room // self.per_event))
 
     def get_batch_size(self) -> int:

@@ -147,6 +147,8 @@ class Attacker:
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # (wakes the reader thread's recv)
+        with contextlib.suppress(OSError):
             self.sock.close()
         if self._reader is not None:
             self._reader.join(5)
