@@ -113,7 +113,8 @@ def test_exesdb_grpc_public_names_are_pinned():
         "SERVER_VERSION", "StatusCode", "User", "Users", "address", "load_users", "may_use",
     ]
     assert sorted(exesdb.grpc.server.__all__) == [
-        "ServerCall", "ServerConfig", "TlsConfigError", "TlsFiles", "serve",
+        "LIMIT_FIELDS", "ServerCall", "ServerConfig", "TlsConfigError", "TlsFiles",
+        "default_max_connections", "parse_limits", "serve",
     ]
     assert sorted(exesdb.grpc.rpc.__all__) == [
         "Call", "Handler", "Kind", "Method", "RpcError", "Service", "StatusCode", "User",
