@@ -182,8 +182,14 @@ class Queries:
             "FROM {s}.streams s WHERE s.stream_id = ANY(%s)"
         )
         self.find_ids = q("SELECT eid, skey, num FROM {s}.events WHERE eid = ANY(%s)")
-        self.insert_event = q("INSERT INTO {s}.events(pos, skey, num, eid, crc, rec) "
-                              "VALUES (%s, %s, %s, %s, %s, %s)")
+        # A transaction's events in one statement, one array per column: each statement
+        # goes with its Sync, so the server ends a writer stopped inside its transaction
+        # (idle_in_transaction_session_timeout) and its head lock goes with it; rows sent
+        # in a pipeline (executemany) leave the server waiting for the Sync, unbounded.
+        self.insert_events = q(
+            "INSERT INTO {s}.events(pos, skey, num, eid, crc, rec) SELECT * FROM unnest("
+            "%b::bigint[], %b::bigint[], %b::bigint[], %b::bytea[], %b::bigint[], %b::bytea[])"
+        )
         self.insert_stream = q("INSERT INTO {s}.streams(skey, stream_id, first, state, crc) "
                                "VALUES (%s, %s, %s, %s, %s)")
         self.update_stream = q("UPDATE {s}.streams SET first = %s, state = %s, crc = %s "

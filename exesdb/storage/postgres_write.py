@@ -254,8 +254,8 @@ class WriteEngine:
 
     def _write_streams(self, cursor: psycopg.Cursor[Any], batch: StreamBatch) -> None:
         q = self._q
-        if batch.rows:
-            cursor.executemany(q.insert_event, batch.rows)
+        if batch.rows:  # one statement, never a pipeline (see Queries.insert_events)
+            cursor.execute(q.insert_events, [list(c) for c in zip(*batch.rows, strict=True)])
         for stream_id, (stream, is_new) in batch.dirty.items():
             assert stream.key is not None
             state = HARD_DELETED if stream.hard else LIVE
