@@ -534,12 +534,24 @@ class Scenario:
                             str(self.appends), "--give-up", str(self.give_up))
             yield self
             self._finish()
+        except BaseException:
+            self.dump()
+            raise
         finally:
             for process in self.processes.values():
                 if process.poll() is None:
                     process.kill()
                     process.wait()
             self.watch.stop()
+
+    def dump(self) -> None:
+        """Write what is needed to tell what happened into the scenario's folder: each
+        node's log so far and the gossip watch's samples."""
+        for node in self.cluster.nodes:
+            (self.root / f"node-{node.name}.log").write_text(node.server.output)
+        with open(self.root / "gossip.jsonl", "w") as out:
+            for sample in list(self.watch.samples):
+                out.write(json.dumps(attrs.asdict(sample)) + "\n")
 
     def _finish(self) -> None:
         for label, _ in self.appenders:
@@ -573,6 +585,8 @@ class Scenario:
         in :data:`REPORTS` too."""
         figures = self.evaluate(read_store(self.cluster.dsn, self.cluster.store_id))
         REPORTS.append(figures.line())
+        if figures.violations():
+            self.dump()
         return figures
 
     def evaluate(self, store: StoreContents) -> Figures:
