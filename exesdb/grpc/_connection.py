@@ -46,7 +46,8 @@ budget (a client that sends without reading what it is sent); if that lasts
 ``send_stall_timeout`` the connection is closed. Each read is parsed in slices of
 :data:`FEED_SIZE`, yielding to other connections between them, and a connection whose
 frames take more than ``reader_cpu_share`` of a CPU to parse and dispatch is read less
-often (its reader sleeps off the excess). A cut-off connection's
+often (its reader sleeps off the excess; all such connections together get one
+share). A cut-off connection's
 calls are cancelled at once and its GOAWAY gets at most :data:`CUT_OFF_GRACE` seconds to
 be written. Cut-offs are logged at WARNING, at most once per
 :data:`NOTICE_INTERVAL` seconds per kind (with the count of those not logged).
@@ -109,7 +110,7 @@ FEED_SIZE = 16 << 10
 """A read is handed to h2 in slices of this size, yielding between slices (header
 blocks cost CPU by the byte: one read's worth must not hold up the other connections;
 with blocks of at most ``max_header_list_size`` a turn of the reader takes a few ms)."""
-READER_BURST = 0.05
+READER_BURST = 0.01
 """Seconds of CPU a connection's reader may spend at once beyond its share."""
 YIELD_BYTES = 64 << 10
 """A sending handler yields to the other tasks once this much output awaits the writer."""
@@ -243,6 +244,8 @@ class Shared:
         self.send = SendBuffer(config.max_send_buffer)
         self.auth = auth
         self.notices = LogLimiter()
+        self.heavy: set[Connection] = set()
+        """Connections whose frames took more than their share of a CPU lately."""
         self.limits = Limits(
             window=config.flood_window,
             resets=config.max_resets_per_window,
@@ -1000,6 +1003,7 @@ class Connection:
             self.shared.send.add(-self._reported)
             self._reported = 0
             self.shared.send.waiting.discard(self)
+            self.shared.heavy.discard(self)
             with trio.CancelScope(shield=True):
                 with trio.move_on_after(GRACE_SECONDS):
                     await trio.aclose_forcefully(self.stream)
@@ -1096,21 +1100,31 @@ class Connection:
             with trio.move_on_at(paused_at + self.stall_timeout):
                 await self._resume.wait()
 
+    def _share(self) -> float:
+        """This connection's share of a CPU for its frames: ``reader_cpu_share``, split
+        evenly among the connections over theirs (so all the costly ones together get
+        no more than one would)."""
+        return self._cpu_share / max(1, len(self.shared.heavy))
+
     def _charge(self, spent: float) -> None:
         """The reader spent ``spent`` seconds on the client's frames: take them from its
-        share (``reader_cpu_share`` of a second each second, up to :data:`READER_BURST`)."""
+        share (:meth:`_share` of a second each second, up to :data:`READER_BURST`)."""
         now = time.perf_counter()
-        tokens = self._cpu_tokens + (now - self._cpu_stamp) * self._cpu_share
-        self._cpu_tokens = min(tokens, READER_BURST) - spent
+        tokens = self._cpu_tokens + (now - self._cpu_stamp) * self._share()
+        tokens = self._cpu_tokens = min(tokens, READER_BURST) - spent
         self._cpu_stamp = now
+        if tokens < 0:
+            self.shared.heavy.add(self)
+        else:
+            self.shared.heavy.discard(self)
 
     async def _take_turn(self) -> None:  # between the slices of one read
         """Let the other tasks run; longer, when this connection's frames have taken
-        more than its share of the CPU (so that one costly client cannot make every
-        other connection wait behind its turns)."""
+        more than its share of the CPU (so that costly clients cannot make every other
+        connection wait behind their turns)."""
         self._charge(0.0)
         if self._cpu_tokens < 0:
-            await trio.sleep(-self._cpu_tokens / self._cpu_share)
+            await trio.sleep(-self._cpu_tokens / self._share())
         else:
             await trio.lowlevel.checkpoint()
 
@@ -1122,7 +1136,7 @@ class Connection:
                 return
             self._charge(0.0)
             if self._cpu_tokens < 0:
-                await trio.sleep(-self._cpu_tokens / self._cpu_share)
+                await trio.sleep(-self._cpu_tokens / self._share())
             try:
                 if self._partial_since is None or not self._handshake_done:
                     data = await stream.receive_some(READ_SIZE)

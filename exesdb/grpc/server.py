@@ -188,9 +188,10 @@ class ServerConfig:
         default=0.25, validator=[attrs.validators.gt(0), attrs.validators.le(1)]
     )
     """The share of a CPU one connection's frames may take to parse and dispatch (a
-    50 ms burst beyond); past it, reading that connection pauses, so one costly client
-    (header blocks by the megabyte) cannot make every other connection wait behind its
-    turns."""
+    10 ms burst beyond); past it, reading that connection pauses, and the connections
+    past it split that one share among them, so costly clients (header blocks by the
+    megabyte, on many connections) cannot make every other connection wait behind
+    their turns."""
     """CONTINUATION frames one header block may take."""
     header_cache_bytes: int = attrs.field(default=256 << 10, validator=attrs.validators.ge(0))
     """What one connection's cache of decoded header blocks may hold."""
