@@ -131,9 +131,11 @@ class Refresh:
 @attrs.frozen
 class ReadView:
     """Reply: the :class:`ClusterView` read from the database now (or at most
-    ``max_age`` seconds ago), or None when the database cannot be read."""
+    ``max_age`` seconds ago), or None when the database cannot be read. Gossip asks for
+    a view read now (the default): one read even 50 ms earlier named a leader killed in
+    between, which no longer held the lock when a client was sent to it."""
 
-    max_age: float = 0.05
+    max_age: float = 0.0
 
 
 MonitorRequest: TypeAlias = Refresh | ReadView
