@@ -5,6 +5,12 @@ defect 2: it went to a random worker of any store). A worker never waits on the 
 it finds (or starts) the per-stream or per-snapshot worker the request is for and hands
 the call on to it (``gen_server.forward``), which answers the caller directly. So a small
 pool serves any number of concurrent callers, and the storage's group commit sees them all.
+
+Appends, the hot path, skip the stream's writer worker: a gateway worker hands an
+:class:`~exesdb.storage.Append` straight to the store's group-committing writer, which
+writes the requests it receives in arrival order, so one stream's appends keep their
+order as they did through the stream's worker (which only passed them on), one process
+hop sooner. Deletes still go through the stream's writer worker.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from otp import gen_server, supervisor
 from ..errors import ExESDBError, StoreUnavailable
 from ..naming import child_spec_id, genserver_name, partition_name
 from ..options import StoreOptions
-from ..storage import WriteOp
+from ..storage import Append, WriteOp
 from .notification import LeaderTracker
 from .notification.leader import TrackerRequest
 from .persistence import (
@@ -35,6 +41,7 @@ from .persistence import (
     worker_for,
 )
 from .processes import StoreSupervisor
+from .store import writer_name
 
 __all__ = [
     "Frontend",
@@ -95,8 +102,9 @@ def gateway_worker_name(store_id: str, index: int) -> Any:
 
 
 class GatewayWorker(otp.GenServer):
-    """Serves :data:`GatewayRequest`: hands a :class:`Route` on to the worker of its key (a
-    :class:`ToTracker` to the leader tracker), which answers the caller; answers
+    """Serves :data:`GatewayRequest`: hands a :class:`Route` on to the worker of its key (an
+    append to the store's writer, a :class:`ToTracker` to the leader tracker), which
+    answers the caller; answers
     :class:`exesdb.StoreUnavailable` itself when that worker cannot be started (part of
     the store is restarting)."""
 
@@ -105,12 +113,22 @@ class GatewayWorker(otp.GenServer):
         self.index = index
         self.known: dict[tuple[Target, Hashable], otp.Pid] = {}  # the workers last used
         self.tracker = genserver_name(LeaderTracker, opts.store_id)
+        self.writer = writer_name(opts.store_id)
+        self.writer_pid: otp.Pid | None = None  # the store's writer, last seen
         self.routes = {
             target: (owner, kind, worker, getattr(opts, idle_option))
             for target, (owner, kind, worker, idle_option) in _TARGETS.items()
         }
 
     async def handle_call(self, request: Any, from_: gen_server.From) -> Any:
+        if type(request) is Route and type(request.payload) is Append:  # checked first:
+            # the hot path goes straight to the writer (see the module docstring)
+            pid = self.writer_pid
+            if pid is None or not otp.is_alive(pid):
+                pid = self.writer_pid = otp.whereis(self.writer)
+            # Not running (restarting): the caller gets NoProc, StoreUnavailable.
+            gen_server.forward(self.writer if pid is None else pid, request.payload, from_)
+            return _NO_REPLY
         if not isinstance(request, _GATEWAY_REQUESTS):
             return await super().handle_call(request, from_)
         served: GatewayRequest = request

@@ -8,9 +8,11 @@ subscription positions, and the periodic flush.
   was disabled);
 * :class:`Streams`: partitioned dynamic supervisors of :class:`StreamsWriterWorker` and
   :class:`StreamsReaderWorker`, one per stream, started on demand, temporary, and ending
-  after ``writer_idle_ms`` / ``reader_idle_ms`` idle. A writer worker hands each append
-  on to the storage's group-committing writer in arrival order, so one stream's writes
-  keep their order while all streams share transactions; a reader worker reads;
+  after ``writer_idle_ms`` / ``reader_idle_ms`` idle. A writer worker hands each write
+  it gets on to the storage's group-committing writer in arrival order, so one stream's
+  writes keep their order while all streams share transactions (a gateway worker hands
+  appends to that writer itself, see :mod:`exesdb.systems.gateway`: a writer worker
+  serves the stream's deletes); a reader worker reads;
 * :class:`Snapshots`: the same for snapshots, keyed by (source uuid, stream uuid);
 * :class:`Subscriptions`: :class:`SubscriptionsReader` and :class:`SubscriptionsWriter`,
   the durable positions of persistent subscriptions.
@@ -174,7 +176,8 @@ StreamRead: TypeAlias = ReadStream | ReadAll | StreamVersion | ListStreams
 
 
 class StreamsWriterWorker(_ForwardingWorker):
-    """Serialises the appends and deletes of one stream into the store's writer."""
+    """Serialises the writes of one stream handed to it (its deletes; appends go from
+    the gateway worker straight to the writer) into the store's writer."""
 
 
 class StreamsReaderWorker(_ReadingWorker):

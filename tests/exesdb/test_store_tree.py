@@ -102,25 +102,36 @@ async def test_every_process_is_named_for_its_store(tmp_path):
             assert otp.whereis(genserver_name(cls, None)) is None, cls
 
 
+async def test_appends_go_straight_to_the_writer_without_a_stream_writer(tmp_path):
+    async with otp.node():
+        await start_store(store_id="s", data_dir=tmp_path)
+        await gateway.append_events("s", "orders", [NewEvent("A", {"n": 1})])
+        assert otp.whereis(partition_name(StreamsWriterWorker, "s", "orders")) is None
+
+
 async def test_a_killed_stream_writer_is_not_restarted_and_nothing_acknowledged_is_lost(
         tmp_path):
     async with otp.node():
         await start_store(store_id="s", data_dir=tmp_path)
         await gateway.append_events("s", "orders", [NewEvent("A", {"n": 1})])
+        await gateway.delete_stream("s", "orders")  # deletes go through the stream writer
         worker = otp.whereis(partition_name(StreamsWriterWorker, "s", "orders"))
         assert worker is not None
         await kill_and_wait(worker)
         assert otp.whereis(partition_name(StreamsWriterWorker, "s", "orders")) is None
         assert await gateway.append_events("s", "orders", [NewEvent("B", {"n": 2})]) == 1
+        await gateway.delete_stream("s", "orders", expected_version=1)
+        assert await gateway.append_events("s", "orders", [NewEvent("C", {"n": 3})]) == 2
         events = await gateway.get_events("s", "orders")
-        assert [e.event_type for e in events] == ["A", "B"]
+        assert [e.event_type for e in events] == ["C"]
+        assert [e.event_type for e in await gateway.read_all("s")] == ["A", "B", "C"]
 
 
 async def test_a_stream_writer_ends_after_writer_idle_ms(tmp_path):
     # Real time: the storage's fsync runs in a thread, which a mock clock would skip past.
     async with otp.node():
         await start_store(store_id="s", data_dir=tmp_path, writer_idle_ms=200)
-        await gateway.append_events("s", "orders", [NewEvent("A", {})])
+        await gateway.delete_stream("s", "orders")
         worker = otp.whereis(partition_name(StreamsWriterWorker, "s", "orders"))
         assert worker is not None
         ref = otp.monitor(worker)
