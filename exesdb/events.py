@@ -16,6 +16,7 @@ import datetime as _dt
 import os
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -56,24 +57,44 @@ _from_bytes: Final = int.from_bytes
 _time_ns: Final = time.time_ns
 _new: Final = object.__new__
 _SAFE_UNKNOWN: Final = uuid.SafeUUID.unknown
+_UUID: Final = uuid.UUID
+# a UUID's slots, set as object.__setattr__ would (UUIDs refuse setattr), minus its lookup
+_set_uuid_int: Final[Callable[[Any, int], None]] = uuid.UUID.__dict__["int"].__set__
+_set_uuid_safe: Final[Callable[[Any, Any], None]] = uuid.UUID.__dict__["is_safe"].__set__
 _VERSION_7: Final = (0x7 << 76) | (0x2 << 62)
 _RAND_B: Final = (1 << 62) - 1
+_RANDOM_BATCH: Final = 256
+_random: Final[deque[int]] = deque()  # 80-bit values from os.urandom, each used once
+_take_random: Final = _random.pop  # atomic: two threads never get the same value
+os.register_at_fork(after_in_child=_random.clear)  # a child must not repeat its parent's
+
+
+def _refill_random() -> int:
+    """One 80-bit random value; the next ones go to ``_random`` (one ``os.urandom`` call
+    for :data:`_RANDOM_BATCH` ids instead of one each)."""
+    raw = _urandom(10 * _RANDOM_BATCH)
+    _random.extend(_from_bytes(raw[at:at + 10]) for at in range(10, len(raw), 10))
+    return _from_bytes(raw[:10])
 
 
 def uuid7() -> uuid.UUID:
     """A new time-ordered random UUID (version 7, RFC 9562): 48 bits of Unix time in
-    milliseconds, then 74 random bits.
+    milliseconds, then 74 random bits from ``os.urandom`` (fetched for many ids at once;
+    a forked child fetches its own).
 
     The default ``event_id``: ids made later sort later, so the store's event-id index
     grows at its end instead of being written all over (far fewer pages per commit).
     """
-    rand = _from_bytes(_urandom(10))
-    value: uuid.UUID = _new(uuid.UUID)
-    object.__setattr__(
-        value, "int",
+    try:
+        rand = _take_random()
+    except IndexError:
+        rand = _refill_random()
+    value: uuid.UUID = _new(_UUID)
+    _set_uuid_int(
+        value,
         (_time_ns() // 1_000_000) << 80 | _VERSION_7 | (rand >> 62 & 0xFFF) << 64 | rand & _RAND_B,
     )
-    object.__setattr__(value, "is_safe", _SAFE_UNKNOWN)
+    _set_uuid_safe(value, _SAFE_UNKNOWN)
     return value
 
 
@@ -155,14 +176,27 @@ class NewEvent(_Encoded):
         if (type(content_type) is not str
                 or not 0 < len(content_type) <= MAX_CONTENT_TYPE_LENGTH):
             _check_text(content_type, "content_type", MAX_CONTENT_TYPE_LENGTH)
-        data_kind, data = payload.encode(self.data, "data")
-        metadata_kind, metadata = payload.encode(self.metadata, "metadata", optional=True)
+        data = self.data
+        if type(data) is bytes:  # the common cases first, as payload.encode takes them
+            data_kind = _BYTES
+        else:
+            data_kind, data = payload.encode(data, "data")
+        metadata = self.metadata
+        if metadata is None:
+            metadata_kind, metadata = _NONE, b""
+        else:
+            metadata_kind, metadata = payload.encode(metadata, "metadata", optional=True)
         if len(data) + len(metadata) > MAX_EVENT_SIZE:
             check_payload_size(data, metadata)
-        object.__setattr__(self, "_encoded", (
-            self.event_id.int.to_bytes(16, "big"), self.event_type.encode(),
-            self.content_type.encode(), data_kind, data, metadata_kind, metadata,
+        _set_encoded(self, (
+            self.event_id.int.to_bytes(16, "big"), event_type.encode(),
+            content_type.encode(), data_kind, data, metadata_kind, metadata,
         ))
+
+
+_set_encoded: Final[Callable[[Any, Any], None]] = _Encoded.__dict__["_encoded"].__set__
+_BYTES: Final = payload.BYTES
+_NONE: Final = payload.NONE
 
 
 class _Lazy:

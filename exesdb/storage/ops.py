@@ -58,13 +58,14 @@ def _events(events: Iterable[NewEvent]) -> tuple[NewEvent, ...]:
         ) from None
     if not result:
         raise InvalidArgument("events: must not be empty")
-    seen: dict[Any, int] = {}
+    seen: dict[bytes, int] = {}
     for index, event in enumerate(result):
         if type(event) is not NewEvent:
             raise InvalidArgument(
                 f"events[{index}]: must be an exesdb.NewEvent, got {type(event).__name__}"
             )
-        first = seen.setdefault(event.event_id, index)
+        # its id's 16 bytes: hashed in C, where a UUID hashes in Python
+        first = seen.setdefault(event._encoded[0], index)
         if first != index:
             raise InvalidArgument(
                 f"events[{index}].event_id: {event.event_id} repeats events[{first}].event_id"

@@ -158,8 +158,9 @@ class Writer(otp.GenServer):
             del self.pending[: self.max_batch]
             started = perf_counter()
             written = True
+            ops = [op for op, _from, _at in batch]
             try:
-                results = await self.backend.write([op for op, _from, _at in batch])
+                results = await self.backend.write(ops)
             except ExESDBError as exc:  # the kind of storage error is kept (disk full, ...)
                 results = [_copy_error(exc) if isinstance(exc, StorageError)
                            else StorageError(str(exc)) for _ in batch]
@@ -172,7 +173,7 @@ class Writer(otp.GenServer):
             if written:
                 _count(self.backend.counters, batch, results, done - started, done)
             if self.on_commit is not None:
-                self.on_commit([op for op, _from, _at in batch], results)
+                self.on_commit(ops, results)
 
 
 def _copy_error(exc: StorageError) -> StorageError:

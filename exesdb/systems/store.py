@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import operator
 import os
 from pathlib import Path
-from typing import Any, TypeAlias, assert_never
+from typing import Any, Final, TypeAlias, assert_never
 
 import attrs
 import trio
@@ -259,6 +260,9 @@ def _writer_spec(opts: StoreOptions) -> ChildSpec:
     return ChildSpec(id=child_spec_id(Writer, opts.store_id), start=start, shutdown=30.0)
 
 
+_event_type: Final = operator.attrgetter("event_type")
+
+
 def _committed(store_id: str, backend: Backend, ops: list[Any], results: list[Any]) -> None:
     """After each transaction: tell the store's readers what it appended."""
     streams: set[str] = set()
@@ -266,7 +270,7 @@ def _committed(store_id: str, backend: Backend, ops: list[Any], results: list[An
     for op, result in zip(ops, results, strict=True):
         if type(result) is Appended:  # events were written (not a re-send)
             streams.add(op.stream_id)
-            types.update(event.event_type for event in op.events)
+            types.update(map(_event_type, op.events))
     if streams:
         notify_commit(store_id, Committed(backend.last_position, frozenset(streams),
                                           frozenset(types)))
