@@ -4,14 +4,14 @@ All are frozen attrs classes. A :class:`NewEvent` is checked when it is built (e
 rule of its fields raises :class:`exesdb.InvalidArgument` naming the field), and captures
 the encoding of its data and metadata then, so what is stored is what it held when it
 was built. An :class:`EventRecord` is what a read returns; records read from storage
-decode their fields on first access (after their checksum was verified by the read), so
-a read costs little more than the query, and a record compares, hashes, prints and
-pickles like any other.
+decode their fields on first access (after their checksum was verified by the read; a
+backend may decode the most used ones while reading), JSON data on the first access of
+``data``, so a read costs little more than the query, and a record compares, hashes,
+prints and pickles like any other.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import os
 import time
@@ -47,9 +47,19 @@ UTC: Final = _dt.UTC
 _EPOCH: Final = _dt.datetime(1970, 1, 1, tzinfo=UTC)
 
 
+_last_utc: tuple[int, _dt.datetime] = (0, _EPOCH)  # the last one made: reads meet the
+# same instant again and again (the events of one transaction share their commit time)
+
+
 def utc_from_epoch_us(epoch_us: int) -> _dt.datetime:
     """The UTC datetime ``epoch_us`` microseconds after the Unix epoch."""
-    return _EPOCH + _dt.timedelta(microseconds=epoch_us)
+    global _last_utc
+    last = _last_utc  # one read: another thread may replace it meanwhile
+    if last[0] == epoch_us:
+        return last[1]
+    value = _EPOCH + _dt.timedelta(microseconds=epoch_us)
+    _last_utc = (epoch_us, value)
+    return value
 
 
 _urandom: Final = os.urandom
@@ -215,6 +225,15 @@ class _Lazy:
     if not TYPE_CHECKING:
 
         def __getattr__(self, name: str) -> Any:
+            if name == "data":  # the usual first access of a filled record's JSON data
+                try:
+                    raw = _get_raw(self)
+                except AttributeError:
+                    pass  # not filled yet
+                else:
+                    value = payload.decode_json_text(raw)
+                    object.__setattr__(self, "data", value)
+                    return value
             if name in _RECORD_FIELDS:
                 try:
                     fill, row = _get_source(self)
@@ -222,8 +241,10 @@ class _Lazy:
                     pass
                 else:
                     fill(self, row)
-                    with contextlib.suppress(AttributeError):  # another thread was first
+                    try:  # noqa: SIM105 - contextlib.suppress: a context manager per record
                         _del_source(self)
+                    except AttributeError:  # another thread was first
+                        pass
                 try:
                     return object.__getattribute__(self, name)
                 except AttributeError:

@@ -42,7 +42,24 @@ class JsonText(bytes):
 
     __slots__ = ()
 
-_decode_json: Final = json.loads
+_loads: Final = json.loads
+# json.loads's decoder without its wrapping (set in JSONDecoder.__init__, so untyped)
+_scan_json: Final[Callable[[str, int], tuple[Any, int]]] = (
+    json.JSONDecoder().scan_once)  # type: ignore[attr-defined]
+
+
+def _decode_json(raw: bytes) -> Any:
+    """``json.loads(raw)``, with its result and errors; a compact document in UTF-8 (what
+    :func:`encode` makes, and most JSON text) is parsed without ``json.loads``'s encoding
+    detection and whitespace skipping, and anything else by ``json.loads`` itself."""
+    try:
+        text = raw.decode()
+        value, end = _scan_json(text, 0)
+        if end == len(text):
+            return value
+    except (ValueError, StopIteration, RecursionError):  # json.loads decides, below
+        pass
+    return _loads(raw)
 
 
 def _not_serializable(value: Any) -> Any:

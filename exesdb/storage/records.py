@@ -25,18 +25,26 @@ import json
 import struct
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from .. import payload
 from ..errors import CorruptData
-from ..events import EventRecord, NewEvent, Snapshot, set_raw_data, utc_from_epoch_us
+from ..events import (
+    EventRecord,
+    NewEvent,
+    Snapshot,
+    _set_source,
+    set_raw_data,
+    utc_from_epoch_us,
+)
 from .definitions import SubscriptionDefinition
 
 __all__ = [
     "EVENT_ROW_COLUMNS",
     "checkpoint_crc",
     "corrupt_event",
+    "decode_event",
     "decode_snapshot",
     "decode_subscription",
     "encode_event",
@@ -117,7 +125,6 @@ def corrupt_event(position: Any, event_number: Any = None,
 
 
 _new_uuid: Final = object.__new__
-_set: Final = object.__setattr__
 _set_raw_data: Final = set_raw_data
 _from_bytes: Final = int.from_bytes
 _SAFE_UNKNOWN: Final = uuid.SafeUUID.unknown
@@ -129,45 +136,91 @@ _decode: Final = payload.decode
 _JSON_KINDS: Final = (payload.JSON, payload.JSON_TEXT)
 
 
-def _uuid(raw: bytes) -> uuid.UUID:
-    value: uuid.UUID = _new_uuid(uuid.UUID)
-    _set(value, "int", _from_bytes(raw))
-    _set(value, "is_safe", _SAFE_UNKNOWN)
-    return value
+def _slot(cls: type, name: str) -> Callable[[Any, Any], None]:
+    """The setter of the slot ``name`` of ``cls``: what ``object.__setattr__`` ends up
+    calling, for a frozen class, without its lookup (a read sets ten per event)."""
+    setter: Callable[[Any, Any], None] = cls.__dict__[name].__set__
+    return setter
+
+
+_UUID: Final = uuid.UUID
+_set_uuid_int: Final = _slot(uuid.UUID, "int")
+_set_uuid_safe: Final = _slot(uuid.UUID, "is_safe")
+_set_stream_id: Final = _slot(EventRecord, "stream_id")
+_set_number: Final = _slot(EventRecord, "event_number")
+_set_event_id: Final = _slot(EventRecord, "event_id")
+_set_event_type: Final = _slot(EventRecord, "event_type")
+_set_data: Final = _slot(EventRecord, "data")
+_set_metadata: Final = _slot(EventRecord, "metadata")
+_set_content_type: Final = _slot(EventRecord, "content_type")
+_set_created: Final = _slot(EventRecord, "created")
+_set_created_epoch: Final = _slot(EventRecord, "created_epoch")
+_set_position: Final = _slot(EventRecord, "position")
+_BYTES: Final = payload.BYTES
+_NONE: Final = payload.NONE
 
 
 def fill_event(record: EventRecord, row: Sequence[Any]) -> None:
     """Set every field of the lazy ``record`` from its verified ``row`` (JSON data: its
     stored bytes, which ``data`` decodes on first access, see
     :func:`exesdb.events.raw_data`)."""
-    position, number, blob = row[0], row[1], row[3]
-    created, stream_len = _unpack_prefix(blob)
-    at = _PREFIX_SIZE + stream_len
-    stream_id = blob[_PREFIX_SIZE:at].decode()
-    raw_id, data_kind, metadata_kind, type_len, ct_len, data_len, metadata_len = (
+    _fill_read(record, row)
+    _fill_rest(record, row)
+
+
+def decode_event(record: EventRecord, row: Sequence[Any]) -> None:
+    """Set the fields of the new ``record`` that nearly every reader uses from its
+    verified ``row``: ``event_number``, ``position``, ``event_type`` and ``data`` (JSON
+    data: its stored bytes, decoded on the first access of ``data``); the others are set
+    together on the first access of one of them (the event id alone costs, as a UUID
+    object to make and for the garbage collector to track, as much as the rest)."""
+    _fill_read(record, row)
+    _set_source(record, (_fill_rest, row))
+
+
+def _fill_read(record: EventRecord, row: Sequence[Any]) -> None:
+    """The fields :func:`decode_event` sets."""
+    blob = row[3]
+    at = _PREFIX_SIZE + _unpack_prefix(blob)[1]
+    _raw_id, data_kind, _metadata_kind, type_len, ct_len, data_len, _metadata_len = (
         _unpack_event(blob, at)
     )
     at += _EVENT_SIZE
-    event_type = blob[at:at + type_len].decode()
-    at += type_len
-    content_type = blob[at:at + ct_len].decode()
-    at += ct_len
-    raw = blob[at:at + data_len]
-    if data_kind in _JSON_KINDS:
-        _set_raw_data(record, raw)  # decoded when data is first read; forwarded as is
+    end = at + type_len
+    _set_event_type(record, blob[at:end].decode())
+    at = end + ct_len
+    end = at + data_len
+    if data_kind == _BYTES:
+        _set_data(record, blob[at:end])
+    elif data_kind in _JSON_KINDS:
+        _set_raw_data(record, blob[at:end])  # decoded when data is first read; forwarded as is
     else:
-        _set(record, "data", _decode(data_kind, raw))
-    at += data_len
-    metadata = _decode(metadata_kind, blob[at:at + metadata_len])
-    _set(record, "stream_id", stream_id)
-    _set(record, "event_number", number)
-    _set(record, "event_id", _uuid(raw_id))
-    _set(record, "event_type", event_type)
-    _set(record, "metadata", metadata)
-    _set(record, "content_type", content_type)
-    _set(record, "created", utc_from_epoch_us(created))
-    _set(record, "created_epoch", created)
-    _set(record, "position", position)
+        _set_data(record, _decode(data_kind, blob[at:end]))
+    _set_number(record, row[1])
+    _set_position(record, row[0])
+
+
+def _fill_rest(record: EventRecord, row: Sequence[Any]) -> None:
+    """The fields :func:`decode_event` leaves for their first access."""
+    blob = row[3]
+    created, stream_len = _unpack_prefix(blob)
+    at = _PREFIX_SIZE + stream_len
+    raw_id, _data_kind, metadata_kind, type_len, ct_len, data_len, metadata_len = (
+        _unpack_event(blob, at)
+    )
+    _set_stream_id(record, blob[_PREFIX_SIZE:at].decode())
+    at += _EVENT_SIZE + type_len
+    end = at + ct_len
+    _set_content_type(record, blob[at:end].decode())
+    end += data_len
+    _set_metadata(record, None if metadata_kind == _NONE
+                  else _decode(metadata_kind, blob[end:end + metadata_len]))
+    event_id = _new_uuid(_UUID)
+    _set_uuid_int(event_id, _from_bytes(raw_id))
+    _set_uuid_safe(event_id, _SAFE_UNKNOWN)
+    _set_event_id(record, event_id)
+    _set_created(record, utc_from_epoch_us(created))
+    _set_created_epoch(record, created)
 
 
 def peek_event(blob: bytes) -> tuple[str, str]:

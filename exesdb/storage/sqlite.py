@@ -57,7 +57,7 @@ from ..errors import (
     StorageFull,
     StreamDeleted,
 )
-from ..events import EventRecord, Filter, Snapshot, _set_source, lazy_record
+from ..events import EventRecord, Filter, Snapshot, lazy_record
 from ..validation import (
     check_count,
     check_direction,
@@ -771,14 +771,15 @@ class _Engine:
 
 def _verified_stream_rows(rows: list[Any], key: int, number: int, step: int
                           ) -> list[EventRecord]:
-    """Records of stream rows, checked against their checksums and for gaps."""
+    """Records of stream rows, checked against their checksums and for gaps, their most
+    used fields decoded here, in the reading thread (the others, and JSON data, on first
+    access: see :func:`exesdb.storage.records.decode_event`)."""
     out: list[EventRecord] = []
     append = out.append
     crc32 = zlib.crc32
     pack = _KEYS.pack
-    fill = records.fill_event
+    fill = records.decode_event
     new = object.__new__
-    set_source = _set_source
     for row in rows:
         if row[1] != number or crc32(row[3], crc32(pack(row[0], key, number))) != row[2]:
             if row[1] != number:
@@ -788,26 +789,26 @@ def _verified_stream_rows(rows: list[Any], key: int, number: int, step: int
                 )
             raise records.corrupt_event(row[0], number)
         record = new(EventRecord)
-        set_source(record, (fill, row))
+        fill(record, row)
         append(record)
         number += step
     return out
 
 
 def _verified_all_rows(rows: list[Any]) -> list[EventRecord]:
-    """Records of ``$all`` rows, checked against their checksums."""
+    """Records of ``$all`` rows, checked against their checksums and decoded (as
+    :func:`_verified_stream_rows`)."""
     out: list[EventRecord] = []
     append = out.append
     crc32 = zlib.crc32
     pack = _KEYS.pack
-    fill = records.fill_event
+    fill = records.decode_event
     new = object.__new__
-    set_source = _set_source
     for row in rows:
         if crc32(row[3], crc32(pack(row[0], row[4], row[1]))) != row[2]:
             raise records.corrupt_event(row[0], row[1])
         record = new(EventRecord)
-        set_source(record, (fill, row))
+        fill(record, row)
         append(record)
     return out
 
