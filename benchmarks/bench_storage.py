@@ -20,6 +20,27 @@ blocking work off the trio thread, checksums written and verified.
   order);
 * the stream read again, touching every field of every record (records decode on first
   access; informational, no target).
+
+Then the store as a program uses it, through :mod:`exesdb.gateway` (gateway worker,
+group-committing writer, storage engine), against the Python peer, the ``eventsourcing``
+library's SQLite recorder (:mod:`benchmarks._peer`), both durable (WAL,
+``synchronous=FULL``, checked before measuring), with the same payload: pre-encoded JSON,
+60 bytes, appended as bytes (``content_type="application/json"``; the peer's ``state``)
+and read back as those bytes. Each side appends with its optimistic concurrency check
+(an expected version; the peer's unique version) and builds its own events
+(:class:`exesdb.NewEvent`, the peer's ``StoredEvent``) inside the timing:
+
+* single-event appends by one writer (target: >= 0.8x the peer);
+* 100-event appends (target: >= 1.0x the peer);
+* reading a 10,000-event stream (the peer: one aggregate) with every event's data
+  touched; exesdb reads pages of 1,000 with ``gateway.get_events``, the peer reads it
+  with one ``select_events`` (target: >= 1.0x the peer);
+* informational: the same read with JSON data decoded on both sides (appended as
+  :class:`exesdb.payload.JsonText`, whose ``data`` reads back as the decoded value;
+  the peer's ``json.loads(state)``); the same read touching every field of every event
+  (exesdb's ten, the peer's four: a read decodes the fields nearly every reader uses and
+  leaves the others to their first access); and the process CPU per event
+  (``time.process_time``, every thread) of each figure, beside the peer's.
 """
 
 from __future__ import annotations
@@ -29,6 +50,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -36,9 +58,12 @@ from typing import Any
 import trio
 
 import otp
-from exesdb import ANY, END, NewEvent
+from exesdb import ANY, END, NewEvent, gateway, start_store, stop_store
+from exesdb.payload import JsonText
 from exesdb.storage import SQLiteBackend, writer
+from exesdb.systems.store import backend_of
 
+from ._peer import Peer
 from ._report import Result, now
 
 __all__ = ["run"]
@@ -51,6 +76,17 @@ BATCHES = 40
 BATCH = 100
 READ_EVENTS = 100_000
 PAGE = 1000
+
+
+PEER_SINGLE = 300
+PEER_BATCHES = 40
+PEER_BATCH = 100
+PEER_READ_EVENTS = 10_000
+PEER_READS = 3  # full reads of the stream per measurement
+PAYLOAD = b'{"order_id":123,"customer":"c-42","amount":12.5,"cur":"EUR"}'
+assert len(PAYLOAD) == 60
+EVENT_TYPE = "OrderPlaced"
+STORE = "bench-peer"
 
 
 def _data(i: int) -> dict[str, Any]:
@@ -250,10 +286,177 @@ async def _bench_reads(root: Path) -> list[Result]:
     ]
 
 
+class _Sample:
+    """The best of a figure's runs: events/s, and the process CPU per event (us) of the
+    least costly run."""
+
+    def __init__(self) -> None:
+        self.rate = 0.0
+        self.cpu_us = float("inf")
+
+    def add(self, events: int, seconds: float, cpu_seconds: float) -> None:
+        self.rate = max(self.rate, events / seconds)
+        self.cpu_us = min(self.cpu_us, cpu_seconds / events * 1e6)
+
+
+async def _against_peer(
+    ours: Callable[[], Awaitable[int]], peer: Callable[[], int]
+) -> tuple[_Sample, _Sample]:
+    """REPEATS runs of each, alternately (so both see the same disk and the same load);
+    each returns how many events it wrote or read."""
+    mine, theirs = _Sample(), _Sample()
+    for _ in range(REPEATS):
+        cpu, start = time.process_time(), now()
+        events = peer()
+        theirs.add(events, now() - start, time.process_time() - cpu)
+        cpu, start = time.process_time(), now()
+        events = await ours()
+        mine.add(events, now() - start, time.process_time() - cpu)
+    return mine, theirs
+
+
+async def _bench_peer(root: Path) -> list[Result]:
+    peer = Peer(root / "peer.sqlite3")
+    durability = peer.durability()
+    if durability != ("wal", 2):  # 2: FULL
+        raise RuntimeError(f"the peer is not durable as exesdb is: {durability}")
+    streams = iter(range(1 << 30))
+    try:
+        async with otp.node():
+            await start_store(store_id=STORE, data_dir=root / "stores", durable=True)
+            backend = backend_of(STORE)
+            if not (isinstance(backend, SQLiteBackend) and backend.durable):
+                raise RuntimeError(f"the store is not durable: {backend!r}")
+
+            def event() -> NewEvent:
+                return NewEvent(EVENT_TYPE, PAYLOAD, content_type="application/json")
+
+            # -- one writer, single events -------------------------------------------
+            async def single() -> int:
+                stream = f"single-{next(streams)}"
+                for version in range(PEER_SINGLE):
+                    await gateway.append_events(STORE, stream, [event()], version - 1)
+                return PEER_SINGLE
+
+            def peer_single() -> int:
+                aggregate = uuid.uuid4()
+                for version in range(PEER_SINGLE):
+                    peer.append(aggregate, version, EVENT_TYPE, [PAYLOAD])
+                return PEER_SINGLE
+
+            single_ours, single_peer = await _against_peer(single, peer_single)
+
+            # -- 100-event batches -----------------------------------------------------
+            async def batches() -> int:
+                stream = f"batches-{next(streams)}"
+                for b in range(PEER_BATCHES):
+                    await gateway.append_events(STORE, stream,
+                                                [event() for _ in range(PEER_BATCH)],
+                                                b * PEER_BATCH - 1)
+                return PEER_BATCHES * PEER_BATCH
+
+            def peer_batches() -> int:
+                aggregate = uuid.uuid4()
+                for b in range(PEER_BATCHES):
+                    peer.append(aggregate, b * PEER_BATCH, EVENT_TYPE, [PAYLOAD] * PEER_BATCH)
+                return PEER_BATCHES * PEER_BATCH
+
+            batch_ours, batch_peer = await _against_peer(batches, peer_batches)
+
+            # -- reading a 10,000-event stream ------------------------------------------
+            aggregate = uuid.uuid4()
+            for kind, make in (("bytes", event), ("json", lambda: NewEvent(
+                    EVENT_TYPE, JsonText(PAYLOAD)))):
+                for _ in range(PEER_READ_EVENTS // PAGE):
+                    await gateway.append_events(STORE, f"read-{kind}",
+                                                [make() for _ in range(PAGE)])
+            for b in range(PEER_READ_EVENTS // PAGE):
+                peer.append(aggregate, b * PAGE, EVENT_TYPE, [PAYLOAD] * PAGE)
+
+            def reader(stream: str, every_field: bool = False) -> Callable[[], Awaitable[int]]:
+                async def read() -> int:
+                    for _ in range(PEER_READS):
+                        version = 0
+                        while True:
+                            page = await gateway.get_events(STORE, stream, version, PAGE)
+                            if every_field:
+                                for record in page:
+                                    _ = (record.stream_id, record.event_number,
+                                         record.event_id, record.event_type, record.data,
+                                         record.metadata, record.content_type,
+                                         record.created, record.created_epoch,
+                                         record.position)
+                            for record in page:
+                                record.data  # noqa: B018 - touched: decoded if it was not
+                            if len(page) < PAGE:
+                                break
+                            version += PAGE
+                        if version + len(page) != PEER_READ_EVENTS:
+                            raise AssertionError(f"read {version + len(page)} events")
+                    return PEER_READS * PEER_READ_EVENTS
+
+                return read
+
+            def peer_read(decode: bool, every_field: bool = False) -> Callable[[], int]:
+                loads = json.loads
+
+                def read() -> int:
+                    for _ in range(PEER_READS):
+                        stored = peer.read(aggregate)
+                        if every_field:
+                            for stored_event in stored:
+                                _ = (stored_event.originator_id,
+                                     stored_event.originator_version, stored_event.topic,
+                                     stored_event.state)
+                        if decode:
+                            for stored_event in stored:
+                                loads(stored_event.state)
+                        else:
+                            for stored_event in stored:
+                                stored_event.state  # noqa: B018 - touched
+                        if len(stored) != PEER_READ_EVENTS:
+                            raise AssertionError(f"read {len(stored)} events")
+                    return PEER_READS * PEER_READ_EVENTS
+
+                return read
+
+            read_ours, read_peer = await _against_peer(reader("read-bytes"),
+                                                       peer_read(False))
+            json_ours, json_peer = await _against_peer(reader("read-json"), peer_read(True))
+            all_ours, all_peer = await _against_peer(reader("read-bytes", every_field=True),
+                                                     peer_read(False, every_field=True))
+            await stop_store(STORE)
+    finally:
+        peer.close()
+    peer_name = "eventsourcing SQLiteApplicationRecorder"
+    return [
+        Result("gateway append 1 event, 1 writer, durable", single_ours.rate, "events/s",
+               single_peer.rate, f">= 0.8x floor (floor: {peer_name})"),
+        Result(f"gateway append {PEER_BATCH}-event batches, durable", batch_ours.rate,
+               "events/s", batch_peer.rate, ">= 1.0x floor (floor: the peer)"),
+        Result(f"gateway read a {PEER_READ_EVENTS:,}-event stream, data touched",
+               read_ours.rate, "events/s", read_peer.rate, ">= 1.0x floor (floor: the peer)"),
+        Result("gateway read it, JSON data decoded (peer: json.loads)", json_ours.rate,
+               "events/s", json_peer.rate, "(informational)"),
+        Result("gateway read it, every field touched", all_ours.rate, "events/s",
+               all_peer.rate, "(informational)"),
+        Result("  CPU per event: append 1 event", single_ours.cpu_us, "us", single_peer.cpu_us,
+               "(informational; floor: the peer's)"),
+        Result(f"  CPU per event: {PEER_BATCH}-event batches", batch_ours.cpu_us, "us",
+               batch_peer.cpu_us, "(informational; floor: the peer's)"),
+        Result("  CPU per event: read, data touched", read_ours.cpu_us, "us",
+               read_peer.cpu_us, "(informational; floor: the peer's)"),
+    ]
+
+
+async def _bench_all(root: Path) -> list[Result]:
+    return await _bench(root) + await _bench_peer(root)
+
+
 def run() -> list[Result]:
     """Measure every figure (see the module docstring) in a temporary directory."""
     root = Path(tempfile.mkdtemp(prefix="exesdb-bench-"))
     try:
-        return trio.run(_bench, root)
+        return trio.run(_bench_all, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
