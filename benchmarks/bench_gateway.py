@@ -6,8 +6,12 @@ group commit lets many writers approach.
 
 Events carry the storage benchmark's payload (pre-encoded JSON, 60 bytes, as bytes).
 
+Both durable (WAL, ``synchronous=FULL``; checked before measuring).
+
 Targets: the tree costs at most 1.25x, that is its events/s is at least 0.8x the
-engine's; the 100 writers reach at least 0.5x the 100-event batches' events/s.
+engine's (printed both ways: the events/s with the engine's as floor, and the wall time
+per event with the engine's as floor, whose ratio is the tree cost); the 100 writers
+reach at least 0.5x the 100-event batches' events/s.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import trio
 import otp
 from exesdb import ANY, NewEvent, gateway, start_store, stop_store
 from exesdb.storage import SQLiteBackend, writer
+from exesdb.systems.store import backend_of
 
 from ._report import Result, now
 from .bench_storage import EVENT_TYPE, PAYLOAD
@@ -58,7 +63,11 @@ async def _bench(root: Path) -> list[Result]:
     async with otp.node():
         backend = await SQLiteBackend.open(root / "engine", durable=True)
         pid = await writer.start_link(backend)
-        await start_store(store_id="bench", data_dir=root / "stores")
+        await start_store(store_id="bench", data_dir=root / "stores", durable=True)
+        store_backend = backend_of("bench")
+        for checked in (backend, store_backend):
+            if not (isinstance(checked, SQLiteBackend) and checked.durable):
+                raise RuntimeError(f"not durable: {checked!r}")
 
         async def engine(stream: str, i: int) -> object:
             return await writer.append(pid, stream, ANY, [_event()])
@@ -88,8 +97,8 @@ async def _bench(root: Path) -> list[Result]:
     return [
         Result(f"gateway append 1 event, {WRITERS} writers, durable", tree_rate, "events/s",
                engine_rate, ">= 0.8x floor (floor: the storage engine alone)"),
-        Result("tree cost per event vs the engine alone", engine_rate / tree_rate, "x",
-               target="<= 1.25x"),
+        Result(f"tree cost: wall time per event, {WRITERS} writers", 1e6 / tree_rate, "us",
+               1e6 / engine_rate, "<= 1.25x floor (floor: the storage engine alone)"),
         Result(f"gateway append 1 event, {WRITERS} writers, vs {BATCH}-event batches",
                tree_rate, "events/s", batch_rate,
                f">= 0.5x floor (floor: 1 writer's {BATCH}-event batches, same run)"),
