@@ -52,6 +52,7 @@ __all__ = [
     "event_crc",
     "fill_event",
     "meta_crc",
+    "pack_event_header",
     "peek_event",
     "snapshot_crc",
     "stream_crc",
@@ -73,6 +74,10 @@ _type_of: Final = type  # the functions below take an argument called ``type``
 _crc32: Final = zlib.crc32
 _pack_keys: Final = _KEYS.pack
 _pack_event: Final = _EVENT.pack
+pack_event_header: Final = _pack_event
+"""``pack_event_header(event_id, data_kind, metadata_kind, type_len, content_type_len,
+data_len, metadata_len)``: the fixed part of an event blob after its stream prefix (see
+:func:`encode_event`, which a backend may inline)."""
 
 EVENT_ROW_COLUMNS: Final = "pos, num, crc, rec"
 """The columns a backend selects for an event, in the order :func:`fill_event` expects:

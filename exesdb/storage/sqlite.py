@@ -115,10 +115,15 @@ _BLOB: Final = bytearray
 """What a bytes parameter is passed as: sqlite3 binds a bytearray directly as the same BLOB,
 while each bytes goes through its adapter lookup first, which raises and drops an
 AttributeError (CPython 3.11: about a microsecond per value, three values per event)."""
+_JOIN: Final = bytearray().join
+"""Joins an event blob's parts straight into a bytearray (see :data:`_BLOB`): no copy."""
 RUNNING_FILE: Final = "exesdb.running"
 """The marker a store's directory holds while a backend has the store open for writing:
 written (durably) when it opens, removed when it closes cleanly. Found at open, it says the
 previous run did not stop cleanly (:attr:`SQLiteBackend.unclean_stop`)."""
+_TOP_UNKNOWN: Final = b"\xff" * 17
+"""An event id above every 16-byte id: every id is looked up (the store's highest id is not
+known)."""
 _INSERT_EVENT: Final = "INSERT INTO events(pos, skey, num, eid, crc, rec) VALUES (?, ?, ?, ?, ?, ?)"
 
 
@@ -166,7 +171,8 @@ class _Batch:
     definitions."""
 
     def __init__(self, conn: sqlite3.Connection, ops: Sequence[WriteOp],
-                 streams: dict[str, _Stream], position: int, next_key: int) -> None:
+                 streams: dict[str, _Stream], position: int, next_key: int,
+                 top_id: bytes) -> None:
         self.conn = conn
         self.streams = streams
         self.position = position
@@ -181,7 +187,10 @@ class _Batch:
             for stream_id in missing:
                 streams[stream_id] = loaded.get(stream_id) or _Stream(None, -1, 0, False)
         ids = [event._encoded[0] for op in ops if type(op) is Append for event in op.events]
-        self.known = self._find_ids(ids)
+        # An id above every id the store holds (``top_id``, see _Engine) is not stored:
+        # time-ordered ids (uuid7, the default) nearly always are, and need no lookup.
+        self.top_id = max(ids) if ids else b""
+        self.known = self._find_ids(ids) if ids and min(ids) <= top_id else {}
         # A later operation of this batch can only meet an id an earlier one wrote if some
         # id occurs twice in the batch.
         self.track_ids = len(set(ids)) < len(ids)
@@ -227,15 +236,24 @@ class _Batch:
         recreated = stream.first > stream.last >= 0  # it was soft-deleted
         number = stream.last
         position = self.position
+        # records.encode_event and records.event_crc, inlined (a row per event)
         prefix = records.stream_prefix(self.now, stream_id)
-        encode = records.encode_event
-        crc_of = records.event_crc
+        pack_event = records.pack_event_header
+        pack_keys = _KEYS.pack
+        join = _JOIN
+        crc32 = zlib.crc32
         append_row = self.rows.append
         for event in events:
             number += 1
-            blob = encode(prefix, event)
-            append_row((position, key, number, _BLOB(event._encoded[0]),
-                        crc_of(position, key, number, blob), _BLOB(blob)))
+            event_id, event_type, content_type, data_kind, data, metadata_kind, metadata = (
+                event._encoded
+            )
+            blob = join((prefix, pack_event(event_id, data_kind, metadata_kind,
+                                            len(event_type), len(content_type), len(data),
+                                            len(metadata)),
+                         event_type, content_type, data, metadata))
+            append_row((position, key, number, _BLOB(event_id),
+                        crc32(blob, crc32(pack_keys(position, key, number))), blob))
             position += 1
         if self.track_ids:  # later operations of this batch must see these ids
             number = stream.last
@@ -344,6 +362,7 @@ class _Engine:
         self._streams: dict[str, _Stream] = {}
         self._next_position = 0
         self._next_key = 0
+        self._top_id = b""  # no stored event id is above it (see _load_counters)
         self.read_only = writer is None
         self.unclean_stop: str | None = None
         if writer is not None:
@@ -409,6 +428,13 @@ class _Engine:
         key = conn.execute("SELECT max(skey) FROM streams").fetchone()[0]
         self._next_position = 0 if position is None else position + 1
         self._next_key = 0 if key is None else key + 1
+        # The highest event id stored (the event-id index's last entry): an append's ids
+        # above it need no lookup. Raised by each commit to the highest id it was given
+        # (written or not: too high only costs lookups). SQLite orders blobs by memcmp,
+        # then length, as Python orders bytes.
+        top = conn.execute("SELECT max(eid) FROM events").fetchone()[0]
+        self._top_id = (b"" if top is None else top if type(top) is bytes
+                        else _TOP_UNKNOWN)
 
     # -- writes --------------------------------------------------------------------------
 
@@ -441,7 +467,8 @@ class _Engine:
         execute = conn.execute
         execute("BEGIN IMMEDIATE")
         try:
-            batch = _Batch(conn, ops, self._streams, self._next_position, self._next_key)
+            batch = _Batch(conn, ops, self._streams, self._next_position, self._next_key,
+                           self._top_id)
             results = [batch.apply(op) for op in ops]
             if batch.rows:
                 conn.executemany(_INSERT_EVENT, batch.rows)
@@ -471,6 +498,8 @@ class _Engine:
         self.transactions += 1
         self._next_position = batch.position
         self._next_key = batch.next_key
+        if batch.top_id > self._top_id:
+            self._top_id = batch.top_id
         streams = self._streams
         if len(streams) > _STREAM_CACHE_SIZE:
             for stream_id in list(streams)[: len(streams) - _STREAM_CACHE_SIZE // 2]:
