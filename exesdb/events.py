@@ -156,7 +156,11 @@ class _Encoded:
     _encoded: tuple[bytes, bytes, bytes, int, bytes, int, bytes]
 
 
-@attrs.frozen
+_DEFAULT: Final[Any] = attrs.NOTHING
+"""An argument of :class:`NewEvent` left out (its default is made), as attrs marks it."""
+
+
+@attrs.frozen(init=False)
 class NewEvent(_Encoded):
     """An event to append: its type, data, metadata, id and the content type of its data.
 
@@ -178,15 +182,28 @@ class NewEvent(_Encoded):
         default=attrs.Factory(_default_content_type, takes_self=True)
     )
 
-    def __attrs_post_init__(self) -> None:
-        event_type = self.event_type
+    def __init__(self, event_type: str, data: Any, metadata: Any = None,
+                 event_id: uuid.UUID | str = _DEFAULT, content_type: str = _DEFAULT) -> None:
+        """Build the event; see the class docstring. What the attrs-made ``__init__`` of
+        these fields does, in its order (fields, then the event id converted, then the
+        default content type, then the checks), with each slot set directly instead of
+        through a looked-up ``object.__setattr__`` (built once per event appended)."""
+        _set_event_type(self, event_type)
+        _set_data(self, data)
+        _set_metadata(self, metadata)
+        if event_id is _DEFAULT:
+            event_id = uuid7()
+        elif type(event_id) is not _UUID:
+            event_id = _to_uuid(event_id)
+        _set_event_id(self, event_id)
+        if content_type is _DEFAULT:
+            content_type = BINARY_CONTENT_TYPE if isinstance(data, bytes) else JSON_CONTENT_TYPE
+        _set_content_type(self, content_type)
         if type(event_type) is not str or not 0 < len(event_type) <= MAX_EVENT_TYPE_LENGTH:
             _check_text(event_type, "event_type", MAX_EVENT_TYPE_LENGTH)
-        content_type = self.content_type
         if (type(content_type) is not str
                 or not 0 < len(content_type) <= MAX_CONTENT_TYPE_LENGTH):
             _check_text(content_type, "content_type", MAX_CONTENT_TYPE_LENGTH)
-        data = self.data
         if type(data) is bytes:  # the common cases first, as payload.encode takes them
             data_kind = _BYTES
         else:
@@ -199,12 +216,18 @@ class NewEvent(_Encoded):
         if len(data) + len(metadata) > MAX_EVENT_SIZE:
             check_payload_size(data, metadata)
         _set_encoded(self, (
-            self.event_id.int.to_bytes(16, "big"), event_type.encode(),
+            event_id.int.to_bytes(16, "big"), event_type.encode(),
             content_type.encode(), data_kind, data, metadata_kind, metadata,
         ))
 
 
 _set_encoded: Final[Callable[[Any, Any], None]] = _Encoded.__dict__["_encoded"].__set__
+_set_event_type: Final[Callable[[Any, Any], None]] = NewEvent.__dict__["event_type"].__set__
+_set_data: Final[Callable[[Any, Any], None]] = NewEvent.__dict__["data"].__set__
+_set_metadata: Final[Callable[[Any, Any], None]] = NewEvent.__dict__["metadata"].__set__
+_set_event_id: Final[Callable[[Any, Any], None]] = NewEvent.__dict__["event_id"].__set__
+_set_content_type: Final[Callable[[Any, Any], None]] = (
+    NewEvent.__dict__["content_type"].__set__)
 _BYTES: Final = payload.BYTES
 _NONE: Final = payload.NONE
 
