@@ -44,6 +44,7 @@ from ...events import EventRecord, NewEvent
 from ...naming import partition_name
 from ...options import StoreOptions
 from ...subscriptions import Events
+from ...systems.leadership import leadership
 from ..rpc import RpcError
 from .buffer import StreamBuffer
 from .config import ALL, GroupConfig, GroupSettings, parked_stream, subscription_name
@@ -453,7 +454,9 @@ class PersistentGroup(otp.GenServer):
         settings = self.config.settings
         if self.ledger.since_checkpoint and settings.checkpoint_after_ms and \
                 self.ledger.since_checkpoint >= max(1, settings.min_checkpoint_count):
-            due.append(self.checkpoint_at + settings.checkpoint_after_ms / 1000)
+            # (not before a failed checkpoint may be tried again: no busy loop meanwhile)
+            due.append(max(self.checkpoint_at + settings.checkpoint_after_ms / 1000,
+                           self.checkpoint_retry_at or 0.0))
         return max(min(due) - now, 0.0) if due else None
 
     async def _park(self) -> None:
@@ -497,6 +500,13 @@ class PersistentGroup(otp.GenServer):
         if not count or ledger.safe_anchor is None or not self.started or self.deleted:
             return
         if self.checkpoint_retry_at is not None and now < self.checkpoint_retry_at and not force:
+            return
+        record = leadership(self.store_id)
+        if record is not None and not record.leading:
+            # Cluster mode, and this node no longer leads: the storage would refuse the
+            # write (fenced), and the leader's group stores the checkpoints now. (If it
+            # leads again, its manager starts the group afresh.)
+            self.checkpoint_retry_at = now + RETRY
             return
         settings = self.config.settings
         after = settings.checkpoint_after_ms  # 0: never by time (KurrentDB's MaxValue)

@@ -6,7 +6,10 @@ Every ``election_interval_ms`` (and at once when the elector asks, :class:`Refre
 result as the node's :class:`ClusterView` of the store (:func:`cluster_view`, read
 without a call by the gRPC gateway's leader redirects). :func:`current_view` asks for a
 view read from the database just now (:class:`ReadView`), as gossip does: a client that
-discovers right after the leader died is never sent to it. A view names at
+discovers right after the leader died is never sent to it. Such reads are shared: every
+request that was waiting while a read ran is answered by the next read that starts after
+it was made, so a burst of gossip (or a backlog of requests whose callers gave up) costs
+one statement, not one each. A view names at
 most one leader: the member whose elector session holds the leader lock at that moment.
 When the database cannot be read, the view keeps the members last seen, none of them
 alive but this node, and no leader (``ok`` False): a client asking this node finds no
@@ -81,7 +84,7 @@ class Member:
 class ClusterView:
     """The store's members as this node last saw them (see the module docstring):
     ``members`` by node name, ``me`` (this node's name), ``ok`` (read from the database
-    at ``as_of``, trio time; False when the last read failed)."""
+    by a statement sent at ``as_of``, trio time; False when the last read failed)."""
 
     members: tuple[Member, ...]
     me: str
@@ -130,12 +133,14 @@ class Refresh:
 
 @attrs.frozen
 class ReadView:
-    """Reply: the :class:`ClusterView` read from the database now (or at most
-    ``max_age`` seconds ago), or None when the database cannot be read. Gossip asks for
-    a view read now (the default): one read even 50 ms earlier named a leader killed in
-    between, which no longer held the lock when a client was sent to it."""
+    """Reply: the :class:`ClusterView` read by a statement sent after the request was
+    made (``asked``, trio time; or at most ``max_age`` seconds before), or None when the
+    database cannot be read. Gossip asks for a view read after it asked (the default):
+    one read even 50 ms earlier named a leader killed in between, which no longer held
+    the lock when a client was sent to it."""
 
     max_age: float = 0.0
+    asked: float = attrs.field(factory=trio.current_time)
 
 
 MonitorRequest: TypeAlias = Refresh | ReadView
@@ -199,9 +204,9 @@ class NodeMonitor(Periodic):
         if not isinstance(request, MonitorRequest):
             return await super().handle_call(request, from_)
         match request:
-            case ReadView(max_age):
+            case ReadView(max_age, asked):
                 view = _views.get().get(self.store_id)
-                if view is None or not view.ok or trio.current_time() - view.as_of > max_age:
+                if view is None or not view.ok or view.as_of < asked - max_age:
                     self.soon()
                     await self.tick_if_due()
                     view = _views.get().get(self.store_id)
@@ -215,6 +220,7 @@ class NodeMonitor(Periodic):
                 assert_never(request)
 
     async def tick(self) -> None:
+        sent = trio.current_time()
         try:
             rows = await trio.to_thread.run_sync(self.session.members, self.timeout,
                                                  call_bound(self.opts))
@@ -226,12 +232,12 @@ class NodeMonitor(Periodic):
             self._unreachable()
             return
         self.failing = False
-        self._publish(rows)
+        self._publish(rows, sent)
 
-    def _publish(self, rows: list[MemberRow]) -> None:
+    def _publish(self, rows: list[MemberRow], sent: float) -> None:
         members = tuple(Member(r.node, r.instance, r.host, r.port, r.alive or r.leader,
                                r.leader) for r in rows)
-        _views.get()[self.store_id] = ClusterView(members, self.node, True, trio.current_time())
+        _views.get()[self.store_id] = ClusterView(members, self.node, True, sent)
         alive = {m.node: m for m in members if m.alive}
         for node in sorted(alive.keys() - self.alive):
             m = alive[node]
