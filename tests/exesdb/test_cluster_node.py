@@ -27,9 +27,9 @@ from exesdb import NewEvent, StoreUnavailable, gateway
 from exesdb.storage import Append
 from exesdb.storage.fencing import epoch_crc
 from exesdb.storage.postgres import PostgresBackend
-from exesdb.storage.postgres_cluster import leader_lock
+from exesdb.storage.postgres_cluster import MembershipSession, leader_lock
 from exesdb.storage.postgres_schema import schema_name
-from exesdb.systems.cluster import cluster_view
+from exesdb.systems.cluster import cluster_view, current_view
 from exesdb.systems.store import is_leader
 
 pytestmark = pytest.mark.slow
@@ -100,6 +100,35 @@ async def test_a_node_alone_leads_and_serves_the_gateway_api(node):
         return None if view is None or view.leader is None else view.leader.node
 
     assert await eventually(leader) == "n1"
+
+
+async def test_fresh_reads_of_the_cluster_view_asked_together_share_one_statement(
+        node, monkeypatch):
+    """Gossip asks for a view read after it asked; a burst of such requests (or a backlog
+    whose callers gave up) is answered by the reads that start after each, not one
+    statement each."""
+    statements = 0
+    members = MembershipSession.members
+
+    def counted(self: MembershipSession, *args: Any) -> Any:
+        nonlocal statements
+        statements += 1
+        time.sleep(0.05)  # a slow database: requests pile up behind the read
+        return members(self, *args)
+
+    monkeypatch.setattr(MembershipSession, "members", counted)
+    views: list[tuple[float, Any]] = []
+
+    async def ask() -> None:
+        asked = trio.current_time()
+        views.append((asked, await current_view(node, 10)))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(100):
+            nursery.start_soon(ask)
+    assert len(views) == 100
+    assert all(view is not None and view.as_of >= asked for asked, view in views)
+    assert statements <= 3
 
 
 async def test_a_commit_of_another_node_reaches_a_catch_up_subscriber_here(node, other_node):
