@@ -160,10 +160,6 @@ def test_an_append_whose_reply_is_lost_is_retried_with_the_same_ids_and_stored_o
 
 
 # Last in the module: when it fails, the cluster it leaves behind is not reused.
-@pytest.mark.xfail(strict=False, reason=(
-    "known defect, open in issue 12: after `pg_ctl restart -m immediate` a node that got "
-    "the leader lock but could not advance the epoch sometimes never rejoins within 30 s "
-    "(its store's processes stay down); no acknowledged event is lost when it happens"))
 def test_a_postgresql_crash_and_restart_loses_no_acknowledged_event(
         healthy, database, tmp_path):
     run = scenario(healthy, tmp_path, "pgcrash")
