@@ -129,6 +129,7 @@ class PersistentGroup(otp.GenServer):
         self.checkpoint: int | None = None
         self.checkpoint_at = trio.current_time()
         self.checkpoint_retry_at: float | None = None
+        self.checkpoint_failing = False  # the last try failed (logged once per run)
         self.park_retry_at: float | None = None
         self.parked_last = -1  # the last event number of the parked stream
         self.replayed_before = 0  # the parked stream's truncate-before
@@ -413,10 +414,14 @@ class PersistentGroup(otp.GenServer):
             await gateway.append_events(self.store_id, f"${self.parked_stream}",
                                         [NewEvent("$metadata", {"$tb": before})])
         except ExESDBError as exc:
-            log.warning("store %r: group %r: replayed parked events not marked yet: %s",
-                        self.store_id, self.name, exc)
+            if self.replay_retry_at is None:  # once per run of failures
+                log.warning("store %r: group %r: replayed parked events not marked yet "
+                            "(retrying): %s", self.store_id, self.name, exc)
             self.replay_retry_at = trio.current_time() + RETRY
             return
+        if self.replay_retry_at is not None:
+            log.info("store %r: group %r: replayed parked events marked", self.store_id,
+                     self.name)
         self.replay_retry_at = None
         self.replayed_before = before
 
@@ -469,10 +474,13 @@ class PersistentGroup(otp.GenServer):
         try:
             await self._write_parked()
         except ExESDBError as exc:
-            log.warning("store %r: group %r: events not parked yet: %s", self.store_id,
-                        self.name, exc)
+            if self.park_retry_at is None:  # once per run of failures
+                log.warning("store %r: group %r: events not parked yet (retrying): %s",
+                            self.store_id, self.name, exc)
             self.park_retry_at = trio.current_time() + RETRY
             return
+        if self.park_retry_at is not None:
+            log.info("store %r: group %r: events parked again", self.store_id, self.name)
         self.park_retry_at = None
 
     async def _write_parked(self) -> None:
@@ -518,10 +526,15 @@ class PersistentGroup(otp.GenServer):
         try:
             await gateway.ack_event(self.store_id, self.name, otp.self(), ledger.safe_anchor)
         except (ExESDBError, otp.OTPError) as exc:
-            log.warning("store %r: group %r: checkpoint not stored yet: %s", self.store_id,
-                        self.name, exc)
+            if not self.checkpoint_failing:
+                log.warning("store %r: group %r: checkpoint not stored yet (retrying): %s",
+                            self.store_id, self.name, exc)
+            self.checkpoint_failing = True
             self.checkpoint_retry_at = now + RETRY
             return
+        if self.checkpoint_failing:
+            log.info("store %r: group %r: checkpoint stored again", self.store_id, self.name)
+        self.checkpoint_failing = False
         self.checkpoint_retry_at = None
         self.checkpoint = ledger.safe_key
         self.checkpoint_at = now

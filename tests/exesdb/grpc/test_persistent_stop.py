@@ -126,3 +126,30 @@ async def test_a_stop_stores_the_checkpoint_even_when_parking_fails_unexpectedly
     [(again, _, retry_count)] = await take(consumer, 1)
     assert (again.event_number, retry_count) == (3, 0)
     await stop_store(STORE)
+
+
+async def test_parking_that_keeps_failing_is_retried_and_logged_once(node, tmp_path, caplog,
+                                                                     monkeypatch):
+    """A group whose parked stream was hard-deleted tries to park again every
+    ``RETRY`` seconds while it runs, and says so once, not on every try."""
+    await start(tmp_path)
+    consumer = await consumer_holding_the_last_of_four_events()
+    await gateway.delete_stream(STORE, PARKED, hard=True)
+    tries = 0
+    append_events = gateway.append_events
+
+    async def counted(store_id: str, stream_id: str, *args: Any, **kwargs: Any) -> int:
+        nonlocal tries
+        if stream_id == PARKED:
+            tries += 1
+        return await append_events(store_id, stream_id, *args, **kwargs)
+
+    monkeypatch.setattr(gateway, "append_events", counted)
+
+    consumer.close()  # its event in flight is to be parked (max_retry_count=0)
+    with trio.fail_after(WAIT):
+        while tries < 4:  # noqa: ASYNC110 (the group's own retry timer)
+            await trio.sleep(0.05)
+
+    assert len(logged(caplog, "not parked yet")) == 1
+    await stop_store(STORE)
