@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import threading
 import time
 import uuid
 from collections import deque
@@ -71,12 +72,27 @@ _UUID: Final = uuid.UUID
 # a UUID's slots, set as object.__setattr__ would (UUIDs refuse setattr), minus its lookup
 _set_uuid_int: Final[Callable[[Any, int], None]] = uuid.UUID.__dict__["int"].__set__
 _set_uuid_safe: Final[Callable[[Any, Any], None]] = uuid.UUID.__dict__["is_safe"].__set__
-_VERSION_7: Final = (0x7 << 76) | (0x2 << 62)
+_RAND_A_SHIFT: Final = 62
 _RAND_B: Final = (1 << 62) - 1
+_RAND_BITS: Final = 74  # 12 bits of rand_a, 62 of rand_b
+_VARIANT: Final = 0x2 << 62
+_VERSION: Final = 0x7 << 12  # above rand_a: the version nibble, below the timestamp
+_STEP: Final = (1 << 16) - 1  # a repeated millisecond's id steps up 1 to 2**16
 _RANDOM_BATCH: Final = 256
 _random: Final[deque[int]] = deque()  # 80-bit values from os.urandom, each used once
 _take_random: Final = _random.pop  # atomic: two threads never get the same value
-os.register_at_fork(after_in_child=_random.clear)  # a child must not repeat its parent's
+_order_lock: Final = threading.Lock()
+_last_id = 0  # the time and random bits of the last id made (see uuid7), under the lock
+
+
+def _forked() -> None:
+    """In a forked child: its own random values, and ids not stepped from its parent's."""
+    global _last_id
+    _random.clear()
+    _last_id = 0
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def _refill_random() -> int:
@@ -92,18 +108,29 @@ def uuid7() -> uuid.UUID:
     milliseconds, then 74 random bits from ``os.urandom`` (fetched for many ids at once;
     a forked child fetches its own).
 
+    Monotonic in the process (RFC 9562, 6.2, method 2): an id made in the same
+    millisecond as the one before it, or while the clock is behind it, is that id plus a
+    random step of 1 to 2**16 instead, so every id made later sorts later (the
+    ids of a process are unique, as it makes them under a lock).
+
     The default ``event_id``: ids made later sort later, so the store's event-id index
-    grows at its end instead of being written all over (far fewer pages per commit).
+    grows at its end instead of being written all over (far fewer pages per commit),
+    and the store need not look up the ids of an append that are above every id it holds.
     """
+    global _last_id
     try:
         rand = _take_random()
     except IndexError:
         rand = _refill_random()
+    with _order_lock:
+        bits = (_time_ns() // 1_000_000) << _RAND_BITS | rand >> 6
+        if bits <= _last_id:
+            bits = _last_id + 1 + (rand & _STEP)
+        _last_id = bits
+    high = bits >> _RAND_A_SHIFT  # the time, then rand_a (12 bits)
     value: uuid.UUID = _new(_UUID)
-    _set_uuid_int(
-        value,
-        (_time_ns() // 1_000_000) << 80 | _VERSION_7 | (rand >> 62 & 0xFFF) << 64 | rand & _RAND_B,
-    )
+    _set_uuid_int(value, ((high >> 12) << 16 | _VERSION | high & 0xFFF) << 64 | _VARIANT
+                  | bits & _RAND_B)
     _set_uuid_safe(value, _SAFE_UNKNOWN)
     return value
 
