@@ -148,6 +148,8 @@ def _parser() -> argparse.ArgumentParser:
          "between two leader heartbeats or election attempts"),
         ("--member-timeout-ms", "MEMBER_TIMEOUT_MS", 5000,
          "a member whose heartbeat is older is not alive"),
+        ("--dead-member-removal-ms", "DEAD_MEMBER_REMOVAL_MS", 1_800_000,
+         "a member dead or stopped this long is removed from the cluster"),
     ]:
         cluster.add_argument(flag, type=int, default=None, metavar="MS",
                              help=f"{what}; default ${ENV_PREFIX}{key}, else {default}")
@@ -393,7 +395,8 @@ def _start_options(args: argparse.Namespace, store_ids: list[str]) -> list[Store
                        ("node_name", args.node_name), ("advertise_host", args.advertise_host),
                        ("leader_lease_ms", args.leader_lease_ms),
                        ("election_interval_ms", args.election_interval_ms),
-                       ("member_timeout_ms", args.member_timeout_ms)]:
+                       ("member_timeout_ms", args.member_timeout_ms),
+                       ("dead_member_removal_ms", args.dead_member_removal_ms)]:
         if value is not None:
             options[key] = value
     environ = {k: v for k, v in os.environ.items() if k != ENV_PREFIX + "GRPC_PORT"}

@@ -20,9 +20,11 @@ name in the cluster, unique per store; default :func:`default_node_name`),
 host, or this machine's host name when that is a wildcard), ``leader_lease_ms`` (3000: a
 leader that has not confirmed its lock for that long steps down, and the database ends
 its session), ``election_interval_ms`` (500: how often the elector heartbeats and
-followers try for the lock; at most half the lease) and ``member_timeout_ms`` (5000: a
-member whose heartbeat is older is not alive). ``pg_dsn`` may hold a password: it is
-never shown (:func:`redact_dsn`).
+followers try for the lock; at most half the lease), ``member_timeout_ms`` (5000: a
+member whose heartbeat is older is not alive) and ``dead_member_removal_ms`` (1800000, 30
+minutes as KurrentDB's ``DeadMemberRemovalPeriod``: a member dead or stopped that long is
+removed from the cluster, more than ``member_timeout_ms``). ``pg_dsn`` may hold a
+password: it is never shown (:func:`redact_dsn`).
 """
 
 from __future__ import annotations
@@ -243,6 +245,9 @@ class StoreOptions:
     """Cluster mode: between two heartbeats of the elector (and of the membership)."""
     member_timeout_ms: int = attrs.field(default=5_000, validator=_ms("member_timeout_ms"))
     """Cluster mode: a member whose last heartbeat is older is not alive."""
+    dead_member_removal_ms: int = attrs.field(default=1_800_000,
+                                              validator=_ms("dead_member_removal_ms"))
+    """Cluster mode: a member whose last heartbeat is older is removed from the cluster."""
 
     def __attrs_post_init__(self) -> None:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
@@ -267,6 +272,10 @@ class StoreOptions:
                 raise InvalidArgument(
                     f"member_timeout_ms: must be more than election_interval_ms "
                     f"({self.election_interval_ms}), got {self.member_timeout_ms}")
+            if self.dead_member_removal_ms <= self.member_timeout_ms:
+                raise InvalidArgument(
+                    f"dead_member_removal_ms: must be more than member_timeout_ms "
+                    f"({self.member_timeout_ms}), got {self.dead_member_removal_ms}")
 
     @property
     def tls(self) -> bool:
@@ -316,7 +325,7 @@ DEFAULTS: Final = {f.name for f in attrs.fields(StoreOptions)}
 
 _INTS: Final = {"timeout", "writer_idle_ms", "reader_idle_ms", "persistence_interval",
                 "gateway_pool_size", "grpc_port", "leader_lease_ms", "election_interval_ms",
-                "member_timeout_ms"}
+                "member_timeout_ms", "dead_member_removal_ms"}
 _BOOLS: Final = {"durable", "insecure", "verify"}
 
 

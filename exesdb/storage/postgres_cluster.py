@@ -134,7 +134,11 @@ class ClusterQueries:
         def q(template: str) -> bytes:
             return sql.SQL(template).format(s=ident).as_bytes(None)
 
+        # One statement: the upsert of this node's row, and the removal of the rows of
+        # members dead (or stopped) for longer than the removal period.
         self.heartbeat = q(
+            "WITH pruned AS (DELETE FROM {s}.members WHERE node <> %s "
+            "AND heartbeat < clock_timestamp() - make_interval(secs => %s)) "
             "INSERT INTO {s}.members(node, instance, host, port, heartbeat, stopped) "
             "VALUES (%s, %s, %s, %s, clock_timestamp(), false) ON CONFLICT (node) DO UPDATE "
             "SET instance = EXCLUDED.instance, host = EXCLUDED.host, port = EXCLUDED.port, "
@@ -301,10 +305,13 @@ class MembershipSession(_Session):
         super().__init__(config, queries, "the cluster membership")
 
     def heartbeat(self, node: str, instance: str, host: str, port: int,
-                  seconds: float) -> None:
+                  seconds: float, remove_after: float) -> None:
         """Upsert ``node``'s row: alive now (by the database's clock), with its instance
-        and advertised endpoint."""
-        self._run(lambda c: c.execute(self.q.heartbeat, (node, instance, host, port)),
+        and advertised endpoint; and remove the rows of the other members whose last
+        heartbeat is more than ``remove_after`` seconds old (dead or stopped that long),
+        in the same statement."""
+        self._run(lambda c: c.execute(self.q.heartbeat, (node, remove_after, node, instance,
+                                                         host, port)),
                   seconds, "the heartbeat")
 
     def stop(self, node: str, instance: str, seconds: float) -> None:

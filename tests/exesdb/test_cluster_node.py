@@ -131,6 +131,30 @@ async def test_fresh_reads_of_the_cluster_view_asked_together_share_one_statemen
     assert statements <= 3
 
 
+async def test_a_member_dead_for_the_removal_period_leaves_the_cluster(pg_server,
+                                                                      pg_store_id):
+    """KurrentDB's DeadMemberRemovalPeriod: a member whose heartbeat is older than
+    ``dead_member_removal_ms`` is removed (by the next heartbeat of a live node); one dead
+    for less is kept, shown not alive."""
+    async with otp.node():
+        await start_node(pg_server.dsn, pg_store_id, dead_member_removal_ms=60_000)
+        await eventually(lambda: leads(pg_store_id))
+        members = sql.Identifier(schema_name(pg_store_id), "members")
+        with psycopg.connect(pg_server.dsn, autocommit=True) as conn:
+            for node, age in [("long-gone", 61), ("just-died", 10)]:
+                conn.execute(sql.SQL(
+                    "INSERT INTO {} (node, instance, host, port, heartbeat, stopped) "
+                    "VALUES (%s, 'x', '127.0.0.1', 1, clock_timestamp() "
+                    "- make_interval(secs => %s), false)").format(members), (node, age))
+
+        async def listed() -> list[tuple[str, bool]] | None:
+            view = await current_view(pg_store_id, 5)
+            names = None if view is None else [(m.node, m.alive) for m in view.members]
+            return names if names is not None and ("long-gone", False) not in names else None
+
+        assert await eventually(listed) == [("just-died", False), ("n1", True)]
+
+
 async def test_a_commit_of_another_node_reaches_a_catch_up_subscriber_here(node, other_node):
     async with gateway.subscribe(node, "by_stream", "$order-9") as events:
         await trio.sleep(0.3)  # caught up (nothing yet) and waiting: only a notice wakes it

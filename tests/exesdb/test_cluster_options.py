@@ -58,6 +58,16 @@ def test_the_member_timeout_must_exceed_the_election_interval():
         cluster(pg_dsn=DSN, member_timeout_ms=500)
 
 
+def test_dead_members_are_removed_after_thirty_minutes_as_in_kurrentdb():
+    assert cluster(pg_dsn=DSN).dead_member_removal_ms == 1_800_000
+
+
+def test_the_dead_member_removal_period_must_exceed_the_member_timeout():
+    with pytest.raises(InvalidArgument, match=r"^dead_member_removal_ms: must be more than "
+                                              r"member_timeout_ms \(5000\), got 5000"):
+        cluster(pg_dsn=DSN, dead_member_removal_ms=5000)
+
+
 @pytest.mark.parametrize(("field", "value", "rule"), [
     ("pg_dsn", "", "pg_dsn: must be a non-empty string"),
     ("pg_dsn", 5, "pg_dsn: must be a non-empty string"),
@@ -66,6 +76,8 @@ def test_the_member_timeout_must_exceed_the_election_interval():
     ("advertise_host", "", "advertise_host: must be a non-empty string"),
     ("leader_lease_ms", 0, "leader_lease_ms: must be a whole number of milliseconds > 0"),
     ("member_timeout_ms", 1.5, "member_timeout_ms: must be a whole number of milliseconds"),
+    ("dead_member_removal_ms", 0,
+     "dead_member_removal_ms: must be a whole number of milliseconds > 0"),
 ])
 def test_a_cluster_option_breaking_its_rule_names_the_field(field, value, rule):
     options = {"pg_dsn": DSN, field: value}

@@ -8,7 +8,10 @@ the listener bound, published with :func:`advertise_port`). The row's heartbeat 
 database's clock, so liveness never depends on the nodes' clocks agreeing: a member is
 alive while its heartbeat is younger than ``member_timeout_ms``. On an orderly stop the
 row is marked stopped at once; a node that crashed or lost the database stops being alive
-when its heartbeat ages out.
+when its heartbeat ages out. A member dead or stopped for ``dead_member_removal_ms``
+(KurrentDB's ``DeadMemberRemovalPeriod``, 30 minutes by default) is removed from the table
+by the next heartbeat of any node, so gossip stops listing it; a node that comes back
+later simply adds its row again.
 
 A failed heartbeat (the database out of reach) is logged once and retried at the next
 interval on a new session: the node rejoins by itself when the database returns.
@@ -90,7 +93,8 @@ class Membership(Periodic):
         host, port = self.opts.advertised_host, advertised_port(self.opts)
         try:
             await trio.to_thread.run_sync(self.session.heartbeat, self.node, self.instance,
-                                          host, port, call_bound(self.opts))
+                                          host, port, call_bound(self.opts),
+                                          self.opts.dead_member_removal_ms / 1000)
         except ExESDBError as exc:
             if not self.failing:
                 log.warning("store %r: node %s: membership heartbeat failed (retrying): %s",
