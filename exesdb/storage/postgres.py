@@ -22,7 +22,11 @@ the same rules (:mod:`exesdb.storage.rules`) and the same checksummed records
 
 Blocking I/O never runs on the trio thread: writes run in a dedicated worker thread
 (:mod:`exesdb.storage._thread`), serialised; reads through ``trio.to_thread.run_sync``
-with a limiter of ``max_readers``.
+with a limiter of ``max_readers``. A write that is a single statement (appends decided
+against the writer's cache, see :mod:`exesdb.storage.postgres_write`) is sent from the
+trio thread through libpq's non-blocking interface instead
+(:mod:`exesdb.storage.postgres_wire`): one round trip, no thread hand-off. The write
+connection is used by one write (or epoch advance) at a time, in call order.
 
 ``last_position`` (no I/O) follows this backend's own writes and every head it reads;
 other nodes append too, so :meth:`PostgresBackend.refresh_last_position` (or
@@ -75,7 +79,8 @@ from .ops import WriteOp
 from .postgres_conn import Conn, Connector, ReaderPool, close_quietly, failure
 from .postgres_read import MAX_INT8
 from .postgres_schema import Queries, prepare, schema_name
-from .postgres_write import WriteEngine
+from .postgres_wire import execute
+from .postgres_write import APPEND_TYPES, WriteEngine
 
 __all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_STATEMENT_TIMEOUT", "PostgresBackend"]
 
@@ -115,6 +120,7 @@ class PostgresBackend(Backend):
         self._engine = WriteEngine(connector, queries, self._name)
         self._readers = ReaderPool(connector, max_readers, self._name)
         self._writes = WorkerThread(f"exesdb writer {store_id}")
+        self._write_lock = trio.StrictFIFOLock()  # one user of the write connection
         self._read_limiter = trio.CapacityLimiter(max_readers)
         self._closed = False
 
@@ -229,7 +235,19 @@ class PostgresBackend(Backend):
             return []
         if self._closed:
             raise StorageError(f"{self._name}: the store is closed")
-        return await self._writes.run(self._engine.write, ops)
+        async with self._write_lock:
+            call = self._engine.plan_append(ops)
+            if call is not None:
+                try:
+                    await execute(call.conn, self._queries.append, APPEND_TYPES, call.params,
+                                  self._connector.hang_timeout)
+                except psycopg.Error as exc:
+                    results = self._engine.not_appended(call, exc)
+                    if results is not None:
+                        return results
+                else:
+                    return self._engine.appended(call)
+            return await self._writes.run(self._engine.write, ops)
 
     async def advance_epoch(self, leader: str, expected: int | None = None) -> int:
         """Start the store's next leader epoch, held by ``leader`` (a name, e.g. the
@@ -241,7 +259,8 @@ class PostgresBackend(Backend):
             expected = check_version(expected, "expected")
         if self._closed:
             raise StorageError(f"{self._name}: the store is closed")
-        return await self._writes.run(self._engine.advance_epoch, leader, expected)
+        async with self._write_lock:
+            return await self._writes.run(self._engine.advance_epoch, leader, expected)
 
     async def leader_epoch(self) -> tuple[int, str]:
         """``(epoch, leader)``: the store's current leader epoch (0 and ``""`` before the
@@ -360,7 +379,8 @@ class PostgresBackend(Backend):
         self._closed = True
         self._readers.close()
         try:
-            await self._writes.run(self._engine.close)
+            async with self._write_lock:
+                await self._writes.run(self._engine.close)
         finally:
             self._writes.stop()
 

@@ -18,6 +18,14 @@ runs its operations in one transaction on the engine's connection (group commit)
 * The engine caches stream states between transactions; the cache is used only when the
   head's ``gen`` shows that no other transaction changed streams since this engine's last
   commit, and is dropped whenever a transaction fails.
+* **One round trip when nothing changed**: a write of appends only, to streams whose
+  states are cached, is decided against the cache and sent as one statement in
+  autocommit mode, the store's append function (``append_v1``, see
+  :mod:`exesdb.storage.postgres_schema`), which commits it only if the head is still the
+  one this engine last committed (no other transaction changed streams since) and none
+  of its event ids is stored yet, under the same head lock. Otherwise nothing is written
+  and the write runs as the transaction above. The results are the same either way;
+  the append function only saves the round trips of reading what the engine knew.
 
 Failures: a lost database or a timeout fails every operation of the transaction with
 :class:`~exesdb.errors.StorageUnavailable` (``outcome_unknown`` when the
@@ -35,6 +43,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Final
 
+import attrs
 import psycopg
 
 from ..errors import ExESDBError, InvalidArgument, StaleEpoch, StorageError, StorageUnavailable
@@ -58,10 +67,46 @@ from .postgres_notify import encode_notice, notify_channel
 from .postgres_read import MAX_INT8, text
 from .postgres_schema import HARD_DELETED, LIVE, Queries, head_crc, verify_head
 from .postgres_watchdog import deadline
+from .postgres_wire import (
+    BIGINT,
+    BIGINT_ARRAY,
+    BYTEA_ARRAY,
+    SMALLINT_ARRAY,
+    TEXT,
+    Lost,
+    bytea_array,
+    int2_array,
+    int8,
+    int8_array,
+)
 
-__all__ = ["WriteEngine"]
+__all__ = ["APPEND_TYPES", "OneStatement", "WriteEngine"]
 
 _STREAM_CACHE_SIZE: Final = 100_000
+APPEND_TYPES: Final = (BIGINT, BIGINT, BIGINT, BIGINT, BYTEA_ARRAY, BIGINT_ARRAY, BIGINT_ARRAY,
+                       BIGINT_ARRAY, BYTEA_ARRAY, BIGINT_ARRAY, BYTEA_ARRAY, BIGINT_ARRAY,
+                       BYTEA_ARRAY, BIGINT_ARRAY, SMALLINT_ARRAY, BIGINT_ARRAY, BIGINT, BIGINT,
+                       BIGINT, BIGINT, TEXT, TEXT)
+"""The parameter types of :attr:`~exesdb.storage.postgres_schema.Queries.append`."""
+
+
+@attrs.frozen
+class OneStatement:
+    """A call of the store's append function planned by :meth:`WriteEngine.plan_append`:
+    on ``conn``, binary ``params`` (of :data:`APPEND_TYPES`); ``results`` are the
+    operations' if it commits; ``batch`` and ``gen`` are what the engine caches then."""
+
+    conn: Conn
+    params: list[bytes]
+    results: list[Any]
+    batch: StreamBatch
+    gen: int
+
+
+def _lost(conn: Conn) -> bool:
+    """Whether libpq found ``conn`` broken (e.g. by a call through
+    :mod:`exesdb.storage.postgres_wire`, which psycopg does not see)."""
+    return conn.pgconn.status != psycopg.pq.ConnStatus.OK
 
 
 def _too_large(field: str, value: int) -> InvalidArgument:
@@ -78,6 +123,9 @@ class WriteEngine:
         self._conn: Conn | None = None
         self._streams: dict[str, StreamState] = {}
         self._gen: int | None = None  # head.gen after this engine's last commit
+        # The head row (last_pos, next_skey, gen) after this engine's last transaction
+        # that locked it, when the stream cache matches it (None: unknown).
+        self._head: tuple[int, int, int] | None = None
         self._committing = False
         self._closed = False
         self._position_lock = threading.Lock()
@@ -96,7 +144,7 @@ class WriteEngine:
         if self._closed:
             raise StorageError(f"{self._name}: the store is closed")
         conn = self._conn
-        if conn is not None and not (conn.closed or conn.broken):
+        if conn is not None and not (conn.closed or conn.broken or _lost(conn)):
             return conn
         if conn is not None:
             close_quietly(conn)
@@ -121,6 +169,7 @@ class WriteEngine:
         drop the connection if it is broken."""
         self._streams.clear()
         self._gen = None
+        self._head = None
         if not (conn.closed or conn.broken):
             try:
                 conn.rollback()
@@ -206,15 +255,100 @@ class WriteEngine:
         self._committing = False
         self.transactions += 1
         if batch is not None:
-            self._gen = gen
-            self.saw(batch.position - 1)
-            streams = self._streams
-            if len(streams) > _STREAM_CACHE_SIZE:
-                for stream_id in list(streams)[: len(streams) - _STREAM_CACHE_SIZE // 2]:
-                    del streams[stream_id]
+            self._committed(batch, gen)
         return results
 
-    def _notice(self, ops: Sequence[WriteOp | Fenced], plain: list[WriteOp],
+    def _committed(self, batch: StreamBatch, gen: int) -> None:
+        """After the commit of a transaction that held the head lock: the head it left
+        (``gen``; positions and keys from ``batch``) is this engine's cached head."""
+        last = batch.position - 1
+        self._gen = gen
+        self._head = (last, batch.next_key, gen)
+        self.saw(last)
+        streams = self._streams
+        if len(streams) > _STREAM_CACHE_SIZE:
+            for stream_id in list(streams)[: len(streams) - _STREAM_CACHE_SIZE // 2]:
+                del streams[stream_id]
+
+    def plan_append(self, ops: Sequence[WriteOp | Fenced]) -> OneStatement | None:
+        """The append function's call that writes ``ops`` (see the module docstring), if
+        they are appends to cached streams, decided against the cache (no I/O; call it
+        where :meth:`write` may not run meanwhile). None: :meth:`write` must write them.
+        The caller runs the call (:func:`~exesdb.storage.postgres_wire.execute`) on
+        :attr:`OneStatement.conn` and then calls :meth:`appended` or :meth:`not_appended`.
+        """
+        head = self._head
+        conn = self._conn
+        if head is None or conn is None or conn.closed or conn.broken or _lost(conn):
+            return None
+        streams = self._streams
+        appends: list[Append] = []
+        for op in ops:
+            if not (type(op) is Append and op.stream_id in streams):
+                return None
+            appends.append(op)
+        last_pos, next_key, gen = head
+        ids = [event._encoded[0] for op in appends for event in op.events]
+        unique = list(set(ids))
+        batch = StreamBatch(streams, {}, position=last_pos + 1, next_key=next_key,
+                            now=time.time_ns() // 1000, track_ids=len(unique) < len(ids))
+        results = [batch.apply(op) for op in appends]
+        if not batch.rows:  # nothing to write: only the committed state can tell
+            self._drop_cache()  # (the batch may have changed cached states)
+            return None
+        last = batch.position - 1
+        keys, names, firsts, crcs = [], [], [], []
+        for stream_id, (stream, is_new) in batch.dirty.items():
+            assert is_new and stream.key is not None  # appends only make new streams
+            keys.append(stream.key)
+            names.append(stream_id.encode())
+            firsts.append(stream.first)
+            crcs.append(records.stream_crc(stream.key, stream_id, stream.first, LIVE))
+        positions, skeys, numbers, eids, event_crcs, blobs = zip(*batch.rows, strict=True)
+        notice = self._notice(ops, appends, results, first=positions[0], last=last)
+        params = [
+            int8(last_pos), int8(next_key), int8(gen), int8(head_crc(last_pos, next_key, gen)),
+            bytea_array(unique), int8_array(positions), int8_array(skeys),
+            int8_array(numbers), bytea_array(eids), int8_array(event_crcs), bytea_array(blobs),
+            int8_array(keys), bytea_array(names), int8_array(firsts),
+            int2_array([LIVE] * len(keys)), int8_array(crcs),
+            int8(last), int8(batch.next_key), int8(gen + 1),
+            int8(head_crc(last, batch.next_key, gen + 1)), self._channel.encode(),
+            notice.encode(),
+        ]
+        return OneStatement(conn, params, results, batch, gen + 1)
+
+    def appended(self, call: OneStatement) -> list[Any]:
+        """``call`` committed: the engine's state follows; its results."""
+        self.transactions += 1
+        self._committed(call.batch, call.gen)
+        return call.results
+
+    def not_appended(self, call: OneStatement, exc: psycopg.Error) -> list[Any] | None:
+        """``call`` failed with ``exc``: the results when the database is out of reach
+        (the operations fail with :class:`~exesdb.errors.StorageUnavailable`, with an
+        unknown outcome when the connection was lost during the call, which is then
+        closed), else None (nothing was written: :meth:`write` writes them). The stream
+        cache is dropped either way."""
+        self._drop_cache()
+        lost = isinstance(exc, Lost)
+        if lost or _lost(call.conn):
+            if self._conn is call.conn:
+                self._conn = None
+            close_quietly(call.conn)
+        error = failure(exc, "the write transaction", call.conn, outcome_unknown=lost)
+        if isinstance(error, StorageUnavailable):
+            return [error] * len(call.results)
+        return None  # STALE_HEAD, KNOWN_IDS, or an error the transaction tells
+
+    def _drop_cache(self) -> None:
+        """Forget the cached stream states and head (they may have been changed in place
+        by a batch that was not committed)."""
+        self._streams.clear()
+        self._gen = None
+        self._head = None
+
+    def _notice(self, ops: Sequence[WriteOp | Fenced], plain: Sequence[WriteOp],
                 results: list[Any], *, first: int, last: int) -> str:
         """The commit notice of a transaction that wrote positions ``first`` .. ``last``."""
         streams: set[str] = set()

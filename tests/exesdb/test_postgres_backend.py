@@ -11,12 +11,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from exesdb import ANY, NO_STREAM, InvalidArgument, NewEvent, StorageError, StreamDeleted
+from exesdb import (
+    ANY,
+    NO_STREAM,
+    InvalidArgument,
+    NewEvent,
+    StorageError,
+    StreamDeleted,
+    WrongExpectedVersion,
+)
 from exesdb.errors import StaleEpoch
 from exesdb.storage import Append, SaveCheckpoint, SaveSubscription
 from exesdb.storage.fencing import Fenced
 from exesdb.storage.postgres import PostgresBackend
-from exesdb.storage.postgres_schema import schema_name
+from exesdb.storage.postgres_schema import APPEND_FUNCTION, schema_name
 
 from .helpers import new_events
 
@@ -284,6 +292,81 @@ async def test_last_position_follows_own_writes_and_refresh_reads_other_nodes(pg
     finally:
         await first.close()
         await second.close()
+
+
+# -- appends decided from the writer's cache, in one statement -----------------------------
+
+
+def _worker_calls(backend):
+    """Count the calls the backend's write thread runs (the transactions' path)."""
+    calls = []
+    run = backend._writes.run
+
+    async def counting(fn, *args):
+        calls.append(fn)
+        return await run(fn, *args)
+
+    backend._writes.run = counting
+    return calls
+
+
+async def test_an_append_to_a_stream_the_writer_knows_is_one_statement(store):
+    await store.append("s", NO_STREAM, new_events(1))
+    calls = _worker_calls(store)
+    assert await store.append("s", 0, new_events(2)) == 2
+    assert await store.append("s", ANY, new_events(1)) == 3
+    assert calls == []
+    assert [e.event_number for e in await store.read_stream("s")] == [0, 1, 2, 3]
+    assert [e.position for e in await store.read_all()] == [0, 1, 2, 3]
+    with pytest.raises(WrongExpectedVersion):
+        await store.append("s", 1, new_events(1))
+    assert await store.stream_version("s") == 3
+
+
+async def test_a_retried_append_whose_ids_are_stored_answers_its_version_again(store):
+    await store.append("s", NO_STREAM, new_events(1))
+    events = new_events(2)
+    assert await store.append("s", 0, events) == 2
+    assert await store.append("s", 0, events) == 2
+    assert await store.append("s", ANY, events) == 2
+    assert await store.append("s", 2, new_events(1)) == 3
+    assert await store.stream_version("s") == 3
+    assert len(await store.read_all()) == 4
+
+
+async def test_a_stream_the_writer_knows_is_missing_is_created_in_one_statement(pg_server,
+                                                                                 store):
+    await store.append("s", NO_STREAM, new_events(1))
+    with pytest.raises(WrongExpectedVersion):
+        await store.append("new", 5, new_events(1))  # the writer now knows "new" is missing
+    calls = _worker_calls(store)
+    assert await store.append("new", NO_STREAM, new_events(2)) == 1
+    assert calls == []
+    other = await PostgresBackend.open(pg_server.dsn, store.store_id)
+    try:
+        assert await other.list_streams() == ["new", "s"]
+        assert [e.event_number for e in await other.read_stream("new")] == [0, 1]
+        assert await other.append("new", 1, new_events(1)) == 2
+    finally:
+        await other.close()
+    assert await store.append("new", 2, new_events(1)) == 3
+
+
+async def test_a_store_without_the_append_function_gets_it_when_opened(pg_server,
+                                                                      pg_store_id):
+    backend = await PostgresBackend.open(pg_server.dsn, pg_store_id)
+    await backend.append("s", NO_STREAM, new_events(1))
+    await backend.close()
+    pg_server.execute(sql.SQL("DROP FUNCTION {}").format(
+        sql.Identifier(schema_name(pg_store_id), APPEND_FUNCTION)).as_string())
+    backend = await PostgresBackend.open(pg_server.dsn, pg_store_id)
+    try:
+        await backend.append("s", 0, new_events(1))
+        calls = _worker_calls(backend)
+        assert await backend.append("s", 1, new_events(1)) == 2
+        assert calls == []
+    finally:
+        await backend.close()
 
 
 # -- leader fencing ------------------------------------------------------------------------

@@ -1,0 +1,190 @@
+"""One statement on a psycopg connection from the trio thread, without a worker thread:
+:func:`execute`, and the binary parameter encodings it takes.
+
+psycopg's own async API runs on asyncio only, and its sync API blocks, so the backend
+runs its transactions in a worker thread; for a write that is a single statement, the
+thread's two hand-offs cost as much as the statement's round trip. :func:`execute` sends
+the statement through libpq's non-blocking interface (``psycopg.pq``: psycopg keeps its
+connections non-blocking) and waits for the socket with trio, so the trio thread never
+blocks on the network. Guarantees:
+
+* It never blocks the trio thread, and a cancellation from outside never interrupts it
+  (like the worker thread's calls: a write it started is never left with an unknown
+  outcome by a cancellation); a call still running after ``timeout`` seconds (a hung
+  server) has its connection severed (:func:`~exesdb.storage.postgres_watchdog.sever`).
+* Results are returned once the server said it is ready for the next statement (the
+  statement committed, in autocommit mode).
+* An error the server answered (an ERROR, or a FATAL that ends the session, such as
+  ``pg_terminate_backend``'s) is raised as psycopg's exception for its SQLSTATE: the
+  statement did not commit (PostgreSQL answers no error once a commit is durable). A
+  connection found closed before anything was sent raises ``psycopg.OperationalError``.
+  Anything else (the connection lost, severed, or closed without an answer) raises
+  :class:`Lost`: the statement's outcome is unknown.
+* After any call, the connection's ``pgconn.status`` tells whether it is still usable;
+  when it is not, trio was told its socket is closing (``notify_closing``), and the
+  caller closes it.
+
+The caller owns the connection for the call: nothing else may use it meanwhile.
+Parameters are passed in binary format, encoded by :func:`int8`, :func:`int8_array`,
+:func:`int2_array` and :func:`bytea_array` (text and ``bytea`` values as their bytes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+from collections.abc import Sequence
+from typing import Any, Final
+
+import psycopg
+import trio
+from psycopg import errors, pq
+
+from .postgres_watchdog import sever
+
+__all__ = [
+    "BIGINT",
+    "BIGINT_ARRAY",
+    "BYTEA",
+    "BYTEA_ARRAY",
+    "SMALLINT",
+    "SMALLINT_ARRAY",
+    "TEXT",
+    "Lost",
+    "bytea_array",
+    "execute",
+    "int2_array",
+    "int8",
+    "int8_array",
+]
+
+BIGINT: Final = 20
+SMALLINT: Final = 21
+BYTEA: Final = 17
+TEXT: Final = 25
+BIGINT_ARRAY: Final = 1016
+BYTEA_ARRAY: Final = 1001
+SMALLINT_ARRAY: Final = 1005
+"""Type OIDs of the parameters (PostgreSQL's built-in types)."""
+
+_INT8: Final = struct.Struct("!q")
+_SIZE: Final = struct.Struct("!i")
+_HEADER: Final = struct.Struct("!iiIii")  # dimensions, has nulls, element type, size, base
+_EMPTY: Final = struct.Struct("!iiI")
+
+
+class Lost(psycopg.OperationalError):
+    """The connection failed during the call: its outcome is unknown."""
+
+
+def int8(value: int) -> bytes:
+    """A ``bigint`` parameter."""
+    return _INT8.pack(value)
+
+
+def _array(element: int, count: int, body: bytes) -> bytes:
+    if not count:
+        return _EMPTY.pack(0, 0, element)
+    return _HEADER.pack(1, 0, element, count, 1) + body
+
+
+def int8_array(values: Sequence[int]) -> bytes:
+    """A ``bigint[]`` parameter."""
+    n = len(values)
+    body = struct.pack("!" + "iq" * n, *[x for v in values for x in (8, v)])
+    return _array(BIGINT, n, body)
+
+
+def int2_array(values: Sequence[int]) -> bytes:
+    """A ``smallint[]`` parameter."""
+    n = len(values)
+    body = struct.pack("!" + "ih" * n, *[x for v in values for x in (2, v)])
+    return _array(SMALLINT, n, body)
+
+
+def bytea_array(values: Sequence[bytes]) -> bytes:
+    """A ``bytea[]`` parameter."""
+    size = _SIZE.pack
+    parts = []
+    for value in values:
+        parts.append(size(len(value)))
+        parts.append(value)
+    return _array(BYTEA, len(values), b"".join(parts))
+
+
+async def execute(conn: psycopg.Connection[Any], query: bytes, types: Sequence[int],
+                  params: Sequence[bytes], timeout: float) -> list[pq.abc.PGresult]:
+    """Run ``query`` (one statement, ``$n`` placeholders of the given type OIDs) with
+    binary ``params`` on ``conn`` and return its results (see the module docstring);
+    raises psycopg's exception for an error the server answered, :class:`Lost` when the
+    outcome is unknown."""
+    with trio.CancelScope(shield=True):
+        with trio.move_on_after(timeout):
+            return await _execute(conn, query, types, params)
+        with contextlib.suppress(psycopg.Error):
+            trio.lowlevel.notify_closing(conn.pgconn.socket)
+        sever(conn)
+    raise Lost(f"no answer from the database within {timeout:g} s: connection severed")
+
+
+async def _execute(conn: psycopg.Connection[Any], query: bytes, types: Sequence[int],
+                   params: Sequence[bytes]) -> list[pq.abc.PGresult]:
+    pgconn = conn.pgconn
+    if conn.closed or conn.broken or pgconn.status != pq.ConnStatus.OK:
+        raise psycopg.OperationalError("the connection is closed")  # nothing was sent
+    fd = pgconn.socket
+    results: list[pq.abc.PGresult] = []
+    try:
+        pgconn.send_query_params(query, params, types, [1] * len(params), pq.Format.BINARY)
+        while pgconn.flush():
+            await trio.lowlevel.wait_writable(fd)
+        done = False
+        while not done:
+            pgconn.consume_input()
+            while not pgconn.is_busy():
+                result = pgconn.get_result()
+                if result is None:
+                    done = True
+                    break
+                results.append(result)
+            else:
+                await trio.lowlevel.wait_readable(fd)
+    except (psycopg.Error, OSError) as exc:
+        trio.lowlevel.notify_closing(fd)  # the connection is closed next
+        if _answered(pgconn, results):  # the server's last words, before it hung up
+            return _checked(pgconn, fd, results)
+        raise Lost(str(exc) or type(exc).__name__) from exc
+    return _checked(pgconn, fd, results)
+
+
+def _answered(pgconn: pq.abc.PGconn, results: list[pq.abc.PGresult]) -> bool:
+    """After a failure: collect the results libpq still holds (never waiting); whether
+    one is an error the server answered."""
+    with contextlib.suppress(psycopg.Error):
+        while not pgconn.is_busy():
+            result = pgconn.get_result()
+            if result is None:
+                break
+            results.append(result)
+    return any(_sqlstate(result) for result in results)
+
+
+def _sqlstate(result: pq.abc.PGresult) -> bytes | None:
+    """The SQLSTATE of an error result the server sent (libpq's own, for a lost
+    connection, has none)."""
+    if result.status != pq.ExecStatus.FATAL_ERROR:
+        return None
+    return result.error_field(pq.DiagnosticField.SQLSTATE)
+
+
+def _checked(pgconn: pq.abc.PGconn, fd: int,
+             results: list[pq.abc.PGresult]) -> list[pq.abc.PGresult]:
+    """``results``, or the error they tell (see :func:`execute`)."""
+    if pgconn.status != pq.ConnStatus.OK:
+        trio.lowlevel.notify_closing(fd)  # the owner closes it: it is no longer usable
+    for result in results:
+        if result.status == pq.ExecStatus.FATAL_ERROR:
+            if _sqlstate(result):
+                raise errors.error_from_result(result, "utf-8")
+            raise Lost(result.get_error_message("utf-8").strip() or "the connection failed")
+    return results
