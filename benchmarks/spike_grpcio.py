@@ -96,6 +96,9 @@ class _BridgedCall:
     async def writable(self) -> int:
         return 1 << 20
 
+    def idle(self) -> None:
+        pass
+
 
 _END = object()
 

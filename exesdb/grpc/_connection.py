@@ -432,6 +432,12 @@ class ServerCall:
         self._conn.promised += room
         return room
 
+    def idle(self) -> None:
+        """The handler waits for something other than the client next (a subscription
+        for new events): the room :meth:`writable` promised it goes back to the
+        connection's other calls (which would otherwise wait as long as it does)."""
+        self._unpromise()
+
     def _unpromise(self, used: int | None = None) -> None:
         """Give back the room promised by :meth:`writable` (``used`` bytes of it, once
         sent; all of it by default)."""

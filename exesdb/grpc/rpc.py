@@ -138,6 +138,11 @@ class Call(Protocol):
         when nothing could be sent for the server's stall timeout (the call is then
         reset)."""
 
+    def idle(self) -> None:
+        """Say that the handler now waits for something other than the client (e.g. a
+        subscription for new events): the room :meth:`writable` returned is no longer
+        counted as about to be sent, so the connection's other calls may use it."""
+
 
 Handler = Callable[[Call], Awaitable[None]]
 Kind = Literal["unary", "client_stream", "server_stream", "bidi"]

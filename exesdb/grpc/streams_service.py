@@ -609,6 +609,8 @@ class _Streams:
                     caught_up = cursor.caught_up
                     if caught_up:
                         await send.message(_caught_up(cursor.next - 1, None))
+                if caught_up:
+                    send.call.idle()  # it waits for commits: its promised room goes back
 
     async def _subscribe_all(self, send: _Sender, start: int | str,
                              event_filter: _EventFilter | None) -> None:
@@ -650,6 +652,8 @@ class _Streams:
                     caught_up = cursor.caught_up
                     if caught_up:
                         await send.message(_caught_up(None, cursor.next - 1))
+                if caught_up:
+                    send.call.idle()  # it waits for commits: its promised room goes back
 
     def _head(self) -> int:
         """The head of ``$all`` the subscriptions read up to: the commit signal's."""
