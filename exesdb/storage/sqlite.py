@@ -470,8 +470,11 @@ class _Engine:
             batch = _Batch(conn, ops, self._streams, self._next_position, self._next_key,
                            self._top_id)
             results = [batch.apply(op) for op in ops]
-            if batch.rows:
-                conn.executemany(_INSERT_EVENT, batch.rows)
+            rows = batch.rows
+            if len(rows) == 1:  # a statement's execute costs less than executemany's
+                execute(_INSERT_EVENT, rows[0])
+            elif rows:
+                conn.executemany(_INSERT_EVENT, rows)
             for stream_id, (stream, is_new) in batch.dirty.items():
                 assert stream.key is not None
                 state = HARD_DELETED if stream.hard else LIVE
