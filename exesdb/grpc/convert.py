@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 from google.protobuf import message as _message
@@ -95,6 +96,7 @@ _NET_ANY: Final = -2
 _NET_NO_STREAM: Final = -1
 _NET_STREAM_EXISTS: Final = -4
 _EXPECTED_FIELDS: Final = ("expected_stream_revision", "expected_stream_position")
+_EXPECTED_ONEOF: Final[dict[type, str]] = {}  # options message class -> its oneof's name
 _INT64: Final = 1 << 63
 
 
@@ -160,11 +162,14 @@ def expected_version(options: _message.Message) -> ExpectedVersion:
     """The expected version of append, batch append, delete or tombstone ``options``:
     ``any`` -> ``ANY``, ``no_stream`` -> ``NO_STREAM``, ``stream_exists`` ->
     ``STREAM_EXISTS``, a revision -> that int."""
-    for oneof in _EXPECTED_FIELDS:
-        if oneof in options.DESCRIPTOR.oneofs_by_name:
-            break
-    else:  # pragma: no cover - every caller passes one of the four options messages
-        raise TypeError(f"no expected-version field in {type(options).__name__}")
+    oneof = _EXPECTED_ONEOF.get(type(options))
+    if oneof is None:
+        for oneof in _EXPECTED_FIELDS:
+            if oneof in options.DESCRIPTOR.oneofs_by_name:
+                _EXPECTED_ONEOF[type(options)] = oneof
+                break
+        else:  # pragma: no cover - every caller passes one of the four options messages
+            raise TypeError(f"no expected-version field in {type(options).__name__}")
     which = options.WhichOneof(oneof)
     if which is None:
         raise bad_request(
@@ -186,15 +191,41 @@ def uuid_from_proto(value: shared_pb2.UUID, field: str = "id") -> uuid.UUID:
     """The UUID of a protocol ``UUID``, in its string or structured form."""
     which = value.WhichOneof("value")
     if which == "string":
-        try:
-            return uuid.UUID(value.string)
-        except ValueError:
-            raise bad_request(f"{field}: not a UUID: {value.string[:80]!r}") from None
+        return uuid_from_string(value.string, field)
     if which == "structured":
         msb = value.structured.most_significant_bits & 0xFFFF_FFFF_FFFF_FFFF
         lsb = value.structured.least_significant_bits & 0xFFFF_FFFF_FFFF_FFFF
         return uuid.UUID(int=msb << 64 | lsb)
     raise bad_request(f"{field}: required")
+
+
+def uuid_from_string(text: str, field: str = "id") -> uuid.UUID:
+    """``uuid.UUID(text)`` (the same value, and any form it takes), or
+    ``INVALID_ARGUMENT`` naming ``field``. The usual form, 32 hex digits with or without
+    hyphens, is parsed as ``uuid.UUID`` parses it, without its calls."""
+    digits = text.replace("-", "")
+    if len(digits) == 32:
+        try:
+            number = int(digits, 16)  # what uuid.UUID does with them
+        except ValueError:
+            pass  # braces, "urn:uuid:", or not a UUID: uuid.UUID decides, below
+        else:
+            value: uuid.UUID = _new_object(_UUID)
+            _set_uuid_int(value, number)
+            _set_uuid_safe(value, _SAFE_UNKNOWN)
+            return value
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise bad_request(f"{field}: not a UUID: {text[:80]!r}") from None
+
+
+_UUID: Final = uuid.UUID
+_new_object: Final = object.__new__
+# a UUID's slots, set as uuid.UUID.__init__ sets them (object.__setattr__), minus lookups
+_set_uuid_int: Final[Callable[[Any, int], None]] = uuid.UUID.__dict__["int"].__set__
+_set_uuid_safe: Final[Callable[[Any, Any], None]] = uuid.UUID.__dict__["is_safe"].__set__
+_SAFE_UNKNOWN: Final = uuid.SafeUUID.unknown
 
 
 def uuid_to_proto(value: uuid.UUID, structured: bool = False) -> shared_pb2.UUID:
@@ -216,7 +247,10 @@ def new_event(proposed: _Proposed) -> NewEvent:
     ``custom_metadata`` too (None when empty). Raises :class:`EventTooLarge` for data
     plus metadata over :data:`MAX_EVENT_APPEND_SIZE`, :class:`~exesdb.grpc.rpc.RpcError`
     ``INVALID_ARGUMENT`` for anything else wrong."""
-    event_id = uuid_from_proto(proposed.id, "proposed_message.id")
+    identifier = proposed.id
+    text = identifier.string  # set: the string form (the common one); else look closer
+    event_id = (uuid_from_string(text, "proposed_message.id") if text
+                else uuid_from_proto(identifier, "proposed_message.id"))
     metadata = proposed.metadata
     event_type = metadata.get("type")
     if event_type is None:
@@ -319,6 +353,8 @@ def _varint(value: int) -> bytes:
     """``value`` (>= 0, < 2**64) as a protobuf varint."""
     if value < 0x80:
         return _SMALL_VARINTS[value]
+    if value < 0x4000:
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -342,13 +378,14 @@ def read_event_bytes(record: EventRecord, structured_uuid: bool = False,
     protobuf does)."""
     recorded = _recorded_bytes(record, structured_uuid)
     if link is None:
-        position = grpc_position(record.position)
-        read_event_field = _field(b"\x0a", recorded) + b"\x18" + _varint(position)
-    else:
-        position = grpc_position(link.position)
-        read_event_field = (_field(b"\x0a", recorded)
-                            + _field(b"\x12", _recorded_bytes(link, structured_uuid))
-                            + b"\x18" + _varint(position))
+        position = _varint(record.position + 1)  # grpc_position
+        size = len(recorded)
+        return b"".join((b"\x0a", _varint(size + len(_varint(size)) + 2 + len(position)),
+                         b"\x0a", _varint(size), recorded, b"\x18", position))
+    position = _varint(grpc_position(link.position))
+    read_event_field = (_field(b"\x0a", recorded)
+                        + _field(b"\x12", _recorded_bytes(link, structured_uuid))
+                        + b"\x18" + position)
     return _field(b"\x0a", read_event_field)
 
 
@@ -362,44 +399,88 @@ def unresolved_link_bytes(link: EventRecord, structured_uuid: bool = False) -> b
 
 
 def _recorded_bytes(record: EventRecord, structured_uuid: bool) -> bytes:
-    """A serialized ``ReadResp.ReadEvent.RecordedEvent``."""
-    position = grpc_position(record.position)
+    """A serialized ``ReadResp.ReadEvent.RecordedEvent``.
+
+    What the events of a read share (their stream's field, the ``created`` entry of one
+    commit's events, the type and content type entries) is taken from small caches."""
     event_id = record.event_id
     if structured_uuid:
         msb, lsb = event_id.int >> 64, event_id.int & 0xFFFF_FFFF_FFFF_FFFF
         halves = (b"\x08" + _varint(msb) if msb else b"") + (
             b"\x10" + _varint(lsb) if lsb else b"")  # int64 halves: two's complement varints
         uuid_field = _field(b"\x0a", _field(b"\x0a", halves))
-    else:
-        uuid_field = _UUID_STRING_PREFIX + str(event_id).encode()
-    name = record.stream_id.encode()
-    created = str(record.created_epoch * 10).encode()
-    parts = [
-        uuid_field,
-        _field(b"\x12", b"\x1a" + _varint(len(name)) + name),
-        b"\x18" + _varint(record.event_number) if record.event_number else b"",
-        b"\x20" + _varint(position) + b"\x28" + _varint(position),
-        _type_entry(record.event_type),
-        _content_type_entry(record.content_type),
-        _field(b"\x32", b"\x0a\x07created\x12" + _varint(len(created)) + created),
-    ]
+    else:  # str(event_id), as uuid.UUID.__str__ writes it
+        text = "%032x" % event_id.int  # noqa: UP031 - faster than format (0.18 vs 0.28 us)
+        uuid_field = _UUID_STRING_PREFIX + (
+            f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}").encode()
+    stream_id = record.stream_id
+    stream_field = _STREAM_FIELDS.get(stream_id)
+    if stream_field is None:
+        stream_field = _stream_field(stream_id)
+    created_epoch = record.created_epoch
+    created = _CREATED_FIELDS.get(created_epoch)
+    if created is None:
+        created = _created_field(created_epoch)
+    position = _varint(record.position + 1)  # grpc_position
+    number = record.event_number
+    event_type = record.event_type
+    type_entry = _TYPE_ENTRIES.get(event_type)
+    if type_entry is None:
+        type_entry = _type_entry(event_type)
     custom = event_payload(record.metadata)
-    if custom:
-        parts.append(_field(b"\x3a", custom))
     data = record_data(record)
-    if data:
-        parts.append(_field(b"\x42", data))
-    return b"".join(parts)
+    return b"".join((
+        uuid_field,
+        stream_field,
+        b"\x18" + _varint(number) if number else b"",
+        b"\x20", position, b"\x28", position,
+        type_entry,
+        _content_type_entry(record.content_type),
+        created,
+        b"\x3a" + _varint(len(custom)) + custom if custom else b"",
+        b"\x42" + _varint(len(data)) if data else b"",
+        data,
+    ))
+
+
+_CACHED: Final = 1024  # entries each of the caches below holds before it starts over
+_STREAM_FIELDS: Final[dict[str, bytes]] = {}
+_CREATED_FIELDS: Final[dict[int, bytes]] = {}
+_TYPE_ENTRIES: Final[dict[str, bytes]] = {}
+
+
+def _stream_field(stream_id: str) -> bytes:
+    """The ``stream_identifier`` field of a recorded event of ``stream_id`` (cached)."""
+    name = stream_id.encode()
+    field = _field(b"\x12", b"\x1a" + _varint(len(name)) + name)
+    if len(_STREAM_FIELDS) >= _CACHED:
+        _STREAM_FIELDS.clear()
+    _STREAM_FIELDS[stream_id] = field
+    return field
+
+
+def _created_field(created_epoch: int) -> bytes:
+    """The metadata map entry ``created`` (100 ns ticks) of an event committed at
+    ``created_epoch`` (µs; cached: one commit's events share it)."""
+    created = str(created_epoch * 10).encode()
+    field = _field(b"\x32", b"\x0a\x07created\x12" + _varint(len(created)) + created)
+    if len(_CREATED_FIELDS) >= _CACHED:
+        _CREATED_FIELDS.clear()
+    _CREATED_FIELDS[created_epoch] = field
+    return field
 
 
 # A string UUID's field (tag, length 36, then the 36 characters follow)
 _UUID_STRING_PREFIX: Final = b"\x0a\x26\x12\x24"
 
 
-@functools.lru_cache(maxsize=1024)
 def _type_entry(event_type: str) -> bytes:
-    """The metadata map entry ``type`` -> ``event_type``, serialized."""
-    return _field(b"\x32", _field(b"\x0a", b"type") + _field(b"\x12", event_type.encode()))
+    """The metadata map entry ``type`` -> ``event_type``, serialized (cached)."""
+    entry = _field(b"\x32", _field(b"\x0a", b"type") + _field(b"\x12", event_type.encode()))
+    if len(_TYPE_ENTRIES) >= _CACHED:
+        _TYPE_ENTRIES.clear()
+    _TYPE_ENTRIES[event_type] = entry
+    return entry
 
 
 @functools.lru_cache(maxsize=64)
