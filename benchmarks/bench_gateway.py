@@ -70,8 +70,9 @@ async def _bench(root: Path) -> list[Result]:
         await start_store(store_id="bench", data_dir=root / "stores", durable=True)
         store_backend = backend_of("bench")
         for checked in (backend, store_backend):
-            if not (isinstance(checked, SQLiteBackend) and checked.durable):
-                raise RuntimeError(f"not durable: {checked!r}")
+            if not (isinstance(checked, SQLiteBackend) and checked.durable
+                    and await checked.write_settings() == ("wal", 2)):  # 2: FULL
+                raise RuntimeError(f"not durable (WAL, synchronous=FULL): {checked!r}")
 
         async def engine(stream: str, i: int) -> object:
             return await writer.append(pid, stream, ANY, [_event()])

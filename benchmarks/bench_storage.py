@@ -354,8 +354,9 @@ async def _bench_peer(root: Path) -> list[Result]:
         async with otp.node():
             await start_store(store_id=STORE, data_dir=root / "stores", durable=True)
             backend = backend_of(STORE)
-            if not (isinstance(backend, SQLiteBackend) and backend.durable):
-                raise RuntimeError(f"the store is not durable: {backend!r}")
+            if not (isinstance(backend, SQLiteBackend) and backend.durable
+                    and await backend.write_settings() == ("wal", 2)):  # 2: FULL
+                raise RuntimeError(f"the store is not durable as the peer is: {backend!r}")
 
             def event() -> NewEvent:
                 return NewEvent(EVENT_TYPE, PAYLOAD, content_type="application/json")

@@ -775,6 +775,20 @@ class _Engine:
             except sqlite3.Error as exc:
                 raise _storage_error(exc, "flushing the write-ahead log") from exc
 
+    def settings(self) -> tuple[str, int]:
+        """``(journal_mode, synchronous)`` as the write connection reports them."""
+        with self._write_lock:
+            conn = self._writer
+            if conn is None:
+                raise StorageError(f"{self.path}: the store is "
+                                   f"{'open read-only' if self.read_only else 'closed'}")
+            try:
+                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+                synchronous = conn.execute("PRAGMA synchronous").fetchone()[0]
+            except sqlite3.Error as exc:
+                raise _storage_error(exc, "reading the write connection's settings") from exc
+            return str(mode), int(synchronous)
+
     def close(self) -> None:
         """Close every connection of the engine, each once: the idle readers and the writer
         now (after the write in progress, if any), a reader in use when it is given back.
@@ -1094,6 +1108,14 @@ class SQLiteBackend(Backend):
     async def flush(self) -> None:
         self._check_open()
         await self._writes.run(self._engine.flush)
+
+    async def write_settings(self) -> tuple[str, int]:
+        """``(journal_mode, synchronous)`` as SQLite reports them on the write connection,
+        read in the write thread: ``("wal", 2)`` (FULL) when opened durable, ``("wal",
+        1)`` (NORMAL) when not. Raises :class:`exesdb.StorageError` when the store is open
+        read-only or closed."""
+        self._check_open()
+        return await self._writes.run(self._engine.settings)
 
     def _check_open(self) -> None:
         if self._closed:
