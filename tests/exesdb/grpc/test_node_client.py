@@ -13,19 +13,56 @@ events left the connection's next call no room at all: it never got an answer.
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import socket
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import h2.config
 import h2.connection
 import h2.events
+import pytest
 from kurrentdbclient import KurrentDBClient, NewEvent, StreamState
 from kurrentdbclient.events import CaughtUp
 
 from exesdb.grpc.protos import streams_pb2
 
 from .conftest import Server
+
+NODE_SUITE = Path(__file__).resolve().parents[2] / "node"
+NODE_TIMEOUT = 300.0
+"""Seconds the whole Node.js suite may take (it takes well under a minute)."""
+
+
+@pytest.mark.slow
+def test_the_official_nodejs_client_passes_its_suite() -> None:
+    node = shutil.which("node")
+    assert node is not None, (
+        "node is not installed: the Node.js client suite needs Node.js 20 or later "
+        "(e.g. apt-get install nodejs npm), then `npm ci --prefix tests/node`")
+    client_package = NODE_SUITE / "node_modules" / "@kurrent" / "kurrentdb-client"
+    assert client_package.is_dir(), (
+        f"{client_package} is missing: install the suite's packages with "
+        "`npm ci --prefix tests/node` (as .ci/run does)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EX_ESDB_")}
+    env["EXESDB_PYTHON"] = sys.executable  # the servers run this interpreter's exesdb
+    # A session of its own, so a timeout ends node and the servers it started together.
+    process = subprocess.Popen([node, "--test", "--test-reporter=spec"], cwd=NODE_SUITE,
+                               env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=NODE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        pytest.fail(f"node --test took over {NODE_TIMEOUT:g} s:\n{output}")
+    assert process.returncode == 0, f"node --test exited with {process.returncode}:\n{output}"
+
 
 # -- what the Node.js client found, with Python clients ---------------------------------------
 
