@@ -37,9 +37,10 @@ and read back as those bytes. Each side appends with its optimistic concurrency 
   with one ``select_events`` (target: >= 1.0x the peer);
 Noisy machines (other programs' CPU and fsyncs come and go within a second): each figure
 and its peer's are measured in :data:`ROUNDS` short rounds, alternately, the order of
-the two swapped every round, and each side's figure is its events over its time summed
-over the rounds (CPU likewise), so both meet the same disturbances and neither is scored
-on its luckiest run alone.
+the two swapped every round, and each side's figure is the median of its rounds' events/s
+(its CPU per event: over all its rounds), so both meet the same disturbances, a stall of
+the machine during a few rounds does not decide, and neither is scored on its luckiest
+run alone.
 
 * informational: the same read with JSON data decoded on both sides (appended as
   :class:`exesdb.payload.JsonText`, whose ``data`` reads back as the decoded value;
@@ -54,6 +55,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import statistics
 import tempfile
 import time
 import uuid
@@ -84,9 +86,9 @@ READ_EVENTS = 100_000
 PAGE = 1000
 
 
-ROUNDS = 8  # rounds of the comparisons with the peer (see the module docstring)
-PEER_SINGLE = 60  # single-event appends per round
-PEER_BATCHES = 6  # batches per round
+ROUNDS = 12  # rounds of the comparisons with the peer (see the module docstring)
+PEER_SINGLE = 40  # single-event appends per round
+PEER_BATCHES = 4  # batches per round
 PEER_BATCH = 100
 PEER_READ_EVENTS = 10_000
 PEER_READS = 1  # full reads of the stream per round
@@ -294,22 +296,22 @@ async def _bench_reads(root: Path) -> list[Result]:
 
 
 class _Sample:
-    """A figure summed over its rounds: events, seconds and process CPU seconds."""
+    """A figure's rounds: each one's events/s, and events and process CPU seconds summed."""
 
     def __init__(self) -> None:
+        self.rates: list[float] = []
         self.events = 0
-        self.seconds = 0.0
         self.cpu_seconds = 0.0
 
     def add(self, events: int, seconds: float, cpu_seconds: float) -> None:
+        self.rates.append(events / seconds)
         self.events += events
-        self.seconds += seconds
         self.cpu_seconds += cpu_seconds
 
     @property
     def rate(self) -> float:
-        """Events/s over every round."""
-        return self.events / self.seconds
+        """The median of the rounds' events/s."""
+        return statistics.median(self.rates)
 
     @property
     def cpu_us(self) -> float:
