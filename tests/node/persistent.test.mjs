@@ -5,8 +5,9 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
 import {
-  PARK, RETRY, START, PersistentSubscriptionDoesNotExistError,
-  PersistentSubscriptionExistsError, eventTypeFilter,
+  PARK, RETRY, ROUND_ROBIN, SKIP, START, PersistentSubscriptionDoesNotExistError,
+  PersistentSubscriptionExistsError, PersistentSubscriptionMaximumSubscribersReachedError,
+  eventTypeFilter,
   persistentSubscriptionToAllSettingsFromDefaults,
   persistentSubscriptionToStreamSettingsFromDefaults,
 } from "@kurrent/kurrentdb-client";
@@ -120,6 +121,58 @@ describe("persistent subscription to a stream", () => {
     await eventually(() => client.getPersistentSubscriptionToStreamInfo(name, "group"),
       (info) => info.stats.parkedMessageCount === 1n);
     assert.deepEqual(deliveries(recorder), [["A", 0], ["A", 1]]);
+  });
+
+  test("a nack with skip neither delivers the event again nor parks it", async () => {
+    const name = streamName();
+    await client.appendToStream(name, [event("A"), event("B")]);
+    await client.createPersistentSubscriptionToStream(name, "group", fromStart());
+    const recorder = consume(client.subscribeToPersistentSubscriptionToStream(name, "group"),
+      (e, s) => (e.event.type === "A" ? s.nack(SKIP, "not for us", e) : s.ack(e)));
+    await recorder.until(count(2));
+    await client.appendToStream(name, event("C"));
+    await recorder.until(count(3));
+    assert.deepEqual(deliveries(recorder), [["A", 0], ["B", 0], ["C", 0]]);
+    const info = await client.getPersistentSubscriptionToStreamInfo(name, "group");
+    assert.equal(info.stats.parkedMessageCount, 0n);
+  });
+
+  test("an event not acked within the message timeout is delivered again", async () => {
+    const name = streamName();
+    await client.appendToStream(name, event("A"));
+    await client.createPersistentSubscriptionToStream(name, "group",
+      fromStart({ messageTimeout: 500 }));
+    const recorder = consume(client.subscribeToPersistentSubscriptionToStream(name, "group"),
+      (e, s) => (e.retryCount === 0 ? undefined : s.ack(e)));
+    await recorder.until(count(2));
+    assert.deepEqual(deliveries(recorder), [["A", 0], ["A", 1]]);
+  });
+
+  test("round robin shares the events between the group's consumers", async () => {
+    const name = streamName();
+    await client.createPersistentSubscriptionToStream(name, "group",
+      fromStart({ consumerStrategyName: ROUND_ROBIN }));
+    const first = consume(client.subscribeToPersistentSubscriptionToStream(name, "group"));
+    const second = consume(client.subscribeToPersistentSubscriptionToStream(name, "group"));
+    await eventually(() => client.getPersistentSubscriptionToStreamInfo(name, "group"),
+      (info) => info.connections.length === 2);
+    await client.appendToStream(name, Array.from({ length: 10 }, (_, i) => event(`E${i}`)));
+    const total = () => first.events().length + second.events().length;
+    await eventually(async () => total(), (n) => n === 10);
+    assert.ok(first.events().length > 0 && second.events().length > 0,
+      `${first.events().length} and ${second.events().length}`);
+  });
+
+  test("a consumer beyond the max subscriber count is refused", async () => {
+    const name = streamName();
+    await client.createPersistentSubscriptionToStream(name, "group",
+      fromStart({ maxSubscriberCount: 1 }));
+    consume(client.subscribeToPersistentSubscriptionToStream(name, "group"));
+    await eventually(() => client.getPersistentSubscriptionToStreamInfo(name, "group"),
+      (info) => info.connections.length === 1);
+    const refused = record(client.subscribeToPersistentSubscriptionToStream(name, "group"));
+    await assert.rejects(refused.until(() => false),
+      PersistentSubscriptionMaximumSubscribersReachedError);
   });
 
   test("creating a group twice is a PersistentSubscriptionExistsError", async () => {

@@ -144,6 +144,8 @@ describe("credentials", () => {
     const name = streamName();
     await admin.appendToStream(name, event("Secret"));
     await admin.setStreamMetadata(name, { acl: { readRoles: ["$admins"] } });
+    assert.deepEqual((await admin.getStreamMetadata(name)).metadata.acl,
+      { readRoles: ["$admins"] });
     await assert.rejects(collect(as("alice").readStream(name)), AccessDeniedError);
     assert.deepEqual(types(await collect(admin.readStream(name))), ["Secret"]);
   });

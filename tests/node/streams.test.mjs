@@ -6,7 +6,7 @@ import { after, before, describe, test } from "node:test";
 
 import {
   ANY, BACKWARDS, END, FORWARDS, NO_STREAM, START, STREAM_EXISTS,
-  StreamDeletedError, StreamNotFoundError, WrongExpectedVersionError,
+  StreamDeletedError, StreamNotFoundError, WrongExpectedVersionError, binaryEvent, jsonEvent,
 } from "@kurrent/kurrentdb-client";
 
 import { collect, event, startServer, streamName } from "./harness.mjs";
@@ -125,6 +125,58 @@ describe("append", () => {
   });
 });
 
+describe("events as stored", () => {
+  test("a JSON event keeps its id, type, data and metadata", async () => {
+    const name = streamName();
+    const sent = jsonEvent({ type: "Placed", data: { sku: "A-1", n: 2 },
+      metadata: { correlation: "c-1" } });
+    await client.appendToStream(name, sent);
+    const [{ event: got }] = await collect(client.readStream(name));
+    assert.equal(got.id, sent.id);
+    assert.equal(got.type, "Placed");
+    assert.equal(got.isJson, true);
+    assert.deepEqual(got.data, { sku: "A-1", n: 2 });
+    assert.deepEqual(got.metadata, { correlation: "c-1" });
+    assert.ok(got.created instanceof Date);
+    assert.ok(Math.abs(got.created.getTime() - Date.now()) < 60_000);
+  });
+
+  test("a binary event keeps its bytes", async () => {
+    const name = streamName();
+    const bytes = Uint8Array.from([0, 1, 2, 254, 255]);
+    await client.appendToStream(name, binaryEvent({ type: "Blob", data: bytes }));
+    const [{ event: got }] = await collect(client.readStream(name));
+    assert.equal(got.isJson, false);
+    assert.deepEqual(Uint8Array.from(got.data), bytes);
+  });
+
+  test("a thousand events appended at once read back in order", async () => {
+    const name = streamName();
+    const events = Array.from({ length: 1000 }, (_, i) => event("Numbered", { i }));
+    const result = await client.appendToStream(name, events, { streamState: NO_STREAM });
+    assert.equal(result.nextExpectedRevision, 999n);
+    const read = await collect(client.readStream(name));
+    assert.deepEqual(read.map(({ event: e }) => e.data.i), events.map((_, i) => i));
+  });
+
+  test("a link event read with resolveLinkTos gives the event it points to and the link",
+    async () => {
+      const target = streamName();
+      const links = streamName("links");
+      await client.appendToStream(target, [event("A"), event("B")]);
+      await client.appendToStream(links, binaryEvent({ type: "$>",
+        data: Buffer.from(`1@${target}`) }));
+      const [resolved] = await collect(client.readStream(links, { resolveLinkTos: true }));
+      assert.equal(resolved.event.streamId, target);
+      assert.equal(resolved.event.type, "B");
+      assert.equal(resolved.link.streamId, links);
+      assert.equal(resolved.link.type, "$>");
+      const [unresolved] = await collect(client.readStream(links));
+      assert.equal(unresolved.event.type, "$>");
+      assert.equal(unresolved.link, undefined);
+    });
+});
+
 describe("read a stream", () => {
   test("forwards from the start gives every event in order with its data", async () => {
     const name = streamName();
@@ -205,6 +257,19 @@ describe("delete and tombstone", () => {
     const events = await collect(client.readStream(name));
     assert.deepEqual(events.map(({ event: e }) => [e.type, e.revision]), [["C", 2n]]);
   });
+
+  test("deleting a stream that never existed is a wrong expected version with no stream",
+    async () => {
+      const name = streamName();
+      await assert.rejects(client.deleteStream(name), (error) => {
+        assert.ok(error instanceof WrongExpectedVersionError, error);
+        assert.equal(error.streamName, name);
+        // from KurrentDB's trailers, as numbers: expected any (-2), actual no stream (-1)
+        assert.equal(error.expectedState, -2n);
+        assert.equal(error.actualState, -1n);
+        return true;
+      });
+    });
 
   test("deleting with a wrong expected revision is a wrong expected version", async () => {
     const name = streamName();

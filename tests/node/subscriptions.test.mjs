@@ -85,6 +85,30 @@ describe("catch-up subscription to a stream", () => {
     assert.deepEqual(typesIn(recorder.events()), ["A"]);
   });
 
+  test("catching up on 2,000 events delivers each once and in order", async () => {
+    const name = streamName();
+    for (let batch = 0; batch < 4; batch += 1) {
+      await client.appendToStream(name, Array.from({ length: 500 },
+        (_, i) => event("Numbered", { i: batch * 500 + i, padding: "x".repeat(200) })));
+    }
+    const recorder = record(opened(client.subscribeToStream(name)));
+    await recorder.until((log) => log.some((entry) => entry.caughtUp));
+    assert.deepEqual(recorder.events().map(({ event: e }) => e.data.i),
+      Array.from({ length: 2000 }, (_, i) => i));
+  });
+
+  test("several subscriptions of one client catch up side by side", async () => {
+    const names = [streamName(), streamName(), streamName()];
+    for (const name of names) {
+      await client.appendToStream(name, Array.from({ length: 300 },
+        (_, i) => event("Numbered", { i, padding: "y".repeat(500) })));
+    }
+    const recorders = names.map((name) => record(opened(client.subscribeToStream(name))));
+    await Promise.all(recorders.map((recorder) =>
+      recorder.until((log) => log.some((entry) => entry.caughtUp))));
+    for (const recorder of recorders) assert.equal(recorder.events().length, 300);
+  });
+
   test("a tombstoned stream ends the subscription with StreamDeletedError", async () => {
     const name = streamName();
     await client.appendToStream(name, [event("A")]);
