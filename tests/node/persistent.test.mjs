@@ -203,6 +203,27 @@ describe("persistent subscription to a stream", () => {
     assert.equal(settings.messageTimeout, 5_000);
   });
 
+  test("every group of the store is listed, $all's included", async () => {
+    const name = streamName();
+    await client.createPersistentSubscriptionToStream(name, "listed", fromStart());
+    await client.createPersistentSubscriptionToAll("listed-all",
+      persistentSubscriptionToAllSettingsFromDefaults({ startFrom: START }));
+    const groups = await client.listAllPersistentSubscriptions();
+    const sources = groups.map((info) => `${info.eventSource}::${info.groupName}`);
+    assert.ok(sources.includes(`${name}::listed`), sources);
+    assert.ok(sources.includes("$all::listed-all"), sources);
+  });
+
+  test("restarting the subsystem keeps the groups", async () => {
+    const name = streamName();
+    await client.createPersistentSubscriptionToStream(name, "kept", fromStart());
+    await client.restartPersistentSubscriptionSubsystem();
+    const info = await eventually(
+      () => client.getPersistentSubscriptionToStreamInfo(name, "kept").catch((e) => e),
+      (result) => !(result instanceof Error));
+    assert.equal(info.groupName, "kept");
+  });
+
   test("the groups of a stream are listed", async () => {
     const name = streamName();
     await client.createPersistentSubscriptionToStream(name, "first", fromStart());
