@@ -52,9 +52,12 @@ unless the head is exactly the one the writer last committed, that is, unless no
 transaction changed streams since (so the writer's decisions were taken on the committed
 state); it raises :data:`KNOWN_IDS` if any of the new event ids is already stored (the
 writer's decisions assumed none was: idempotence needs the full path). Otherwise it
-inserts the rows, writes the head back and sends the commit notice. Each of its
-statements sees what committed before it (a PL/pgSQL function's statements take their
-own snapshots), so the id check sees every transaction ordered before the lock.
+inserts the rows and sends the commit notice. The head is locked and checked by the
+statement that writes the new one back (``UPDATE ... WHERE`` the old values: a
+concurrent append that committed first makes it match nothing, as PostgreSQL re-checks
+the condition on the row it waited for), and each of its statements sees what committed
+before it (a PL/pgSQL function's statements take their own snapshots), so the id check
+sees every transaction ordered before the lock. An error undoes the whole statement.
 """
 
 from __future__ import annotations
@@ -110,12 +113,12 @@ KNOWN_IDS: Final = "XE002"
 # The body is passed as a string literal (sql.Literal), never spliced into dollar quotes
 # (a schema's name may hold any character).
 _APPEND_BODY: Final = """
-DECLARE
-    h record;
 BEGIN
-    SELECT last_pos, next_skey, gen, crc INTO h FROM {s}.head WHERE id = 1 FOR UPDATE;
-    IF NOT FOUND OR h.last_pos <> p_last_pos OR h.next_skey <> p_next_skey
-            OR h.gen <> p_gen OR h.crc <> p_crc THEN
+    UPDATE {s}.head SET last_pos = n_last_pos, next_skey = n_next_skey, gen = n_gen,
+        crc = n_crc
+        WHERE id = 1 AND last_pos = p_last_pos AND next_skey = p_next_skey AND gen = p_gen
+            AND crc = p_crc;
+    IF NOT FOUND THEN
         RAISE EXCEPTION 'the store''s head moved' USING ERRCODE = 'XE001';
     END IF;
     IF EXISTS (SELECT 1 FROM {s}.events WHERE eid = ANY(p_ids)) THEN
@@ -127,8 +130,6 @@ BEGIN
         INSERT INTO {s}.streams(skey, stream_id, first, state, crc)
             SELECT * FROM unnest(s_skey, s_id, s_first, s_state, s_crc);
     END IF;
-    UPDATE {s}.head SET last_pos = n_last_pos, next_skey = n_next_skey, gen = n_gen,
-        crc = n_crc WHERE id = 1;
     PERFORM pg_notify(p_channel, p_notice);
 END
 """
