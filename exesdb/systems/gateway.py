@@ -10,7 +10,11 @@ Appends, the hot path, skip the stream's writer worker: a gateway worker hands a
 :class:`~exesdb.storage.Append` straight to the store's group-committing writer, which
 writes the requests it receives in arrival order, so one stream's appends keep their
 order as they did through the stream's worker (which only passed them on), one process
-hop sooner. Deletes still go through the stream's writer worker.
+hop sooner. Deletes still go through the stream's writer worker. As a gateway worker
+does nothing with an append but pass it on, :func:`exesdb.gateway.append_events` (like
+the gRPC door) sends it to the writer itself (:func:`store_writer`), one more hop sooner
+(about 3 of 17 us of the trio thread's CPU per append with 100 writers), and through a
+gateway worker only when the writer is not running (its errors).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import attrs
 
 import otp
 from otp import gen_server, supervisor
+from otp.lowlevel import NodeVar
 
 from ..errors import ExESDBError, StoreUnavailable
 from ..naming import child_spec_id, genserver_name, partition_name
@@ -52,6 +57,7 @@ __all__ = [
     "Target",
     "ToTracker",
     "gateway_worker_name",
+    "store_writer",
 ]
 
 Target: TypeAlias = Literal["stream_writer", "stream_reader", "snapshot_writer",
@@ -94,6 +100,26 @@ _TARGETS: dict[Target, tuple[type, str, type, str]] = {
     "snapshot_writer": (Snapshots, "writers", SnapshotsWriterWorker, "writer_idle_ms"),
     "snapshot_reader": (Snapshots, "readers", SnapshotsReaderWorker, "reader_idle_ms"),
 }
+
+
+# store id -> the store's group-committing writer, last seen (checked alive before each use)
+_writers: NodeVar[dict[str, otp.Pid]] = NodeVar("exesdb.store_writers", factory=dict)
+
+
+def store_writer(store_id: str) -> otp.Pid | None:
+    """The pid of the store's group-committing writer on this node, None when it is not
+    running (restarting, or no such store); looked up by name only when the one last
+    seen has ended."""
+    writers = _writers.get()
+    pid = writers.get(store_id)
+    if pid is not None and otp.is_alive(pid):
+        return pid
+    pid = otp.whereis(writer_name(store_id))
+    if pid is None:
+        writers.pop(store_id, None)
+    else:
+        writers[store_id] = pid
+    return pid
 
 
 def gateway_worker_name(store_id: str, index: int) -> Any:
