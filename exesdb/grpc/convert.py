@@ -30,7 +30,6 @@ Pure functions, no I/O. Guarantees:
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections.abc import Callable
 from typing import Any, Final, Protocol
@@ -71,6 +70,7 @@ __all__ = [
     "expected_version",
     "grpc_position",
     "new_event",
+    "new_event_sized",
     "read_event",
     "read_event_bytes",
     "record_data",
@@ -247,6 +247,12 @@ def new_event(proposed: _Proposed) -> NewEvent:
     ``custom_metadata`` too (None when empty). Raises :class:`EventTooLarge` for data
     plus metadata over :data:`MAX_EVENT_APPEND_SIZE`, :class:`~exesdb.grpc.rpc.RpcError`
     ``INVALID_ARGUMENT`` for anything else wrong."""
+    return new_event_sized(proposed)[0]
+
+
+def new_event_sized(proposed: _Proposed) -> tuple[NewEvent, int]:
+    """:func:`new_event` and the size of the event's data plus custom metadata (what an
+    append's size limit counts), read once."""
     identifier = proposed.id
     text = identifier.string  # set: the string form (the common one); else look closer
     event_id = (uuid_from_string(text, "proposed_message.id") if text
@@ -263,13 +269,15 @@ def new_event(proposed: _Proposed) -> NewEvent:
     size = len(data) + len(custom)
     if size > MAX_EVENT_APPEND_SIZE:
         raise EventTooLarge(str(event_id), size)
-    try:
+    try:  # (positional: cheaper than keywords, once per event)
         return NewEvent(event_type,
-                        data=payload.JsonText(data) if content_type == JSON_CONTENT_TYPE
-                        else data,
-                        metadata=custom or None, event_id=event_id, content_type=content_type)
+                        _JsonText(data) if content_type == JSON_CONTENT_TYPE else data,
+                        custom or None, event_id, content_type), size
     except InvalidArgument as exc:
         raise bad_request(f"proposed_message: {exc}") from None
+
+
+_JsonText: Final = payload.JsonText
 
 
 # -- responses ------------------------------------------------------------------------------
@@ -427,15 +435,22 @@ def _recorded_bytes(record: EventRecord, structured_uuid: bool) -> bytes:
     type_entry = _TYPE_ENTRIES.get(event_type)
     if type_entry is None:
         type_entry = _type_entry(event_type)
-    custom = event_payload(record.metadata)
-    data = record_data(record)
+    content_type = record.content_type
+    content_type_entry = _CONTENT_TYPE_ENTRIES.get(content_type)
+    if content_type_entry is None:
+        content_type_entry = _content_type_entry(content_type)
+    metadata = record.metadata
+    custom = metadata if type(metadata) is bytes else event_payload(metadata)
+    data = raw_data(record)  # (record_data, one call fewer per event)
+    if data is None:
+        data = event_payload(record.data, optional=False)
     return b"".join((
         uuid_field,
         stream_field,
         b"\x18" + _varint(number) if number else b"",
         b"\x20", position, b"\x28", position,
         type_entry,
-        _content_type_entry(record.content_type),
+        content_type_entry,
         created,
         b"\x3a" + _varint(len(custom)) + custom if custom else b"",
         b"\x42" + _varint(len(data)) if data else b"",
@@ -447,6 +462,7 @@ _CACHED: Final = 1024  # entries each of the caches below holds before it starts
 _STREAM_FIELDS: Final[dict[str, bytes]] = {}
 _CREATED_FIELDS: Final[dict[int, bytes]] = {}
 _TYPE_ENTRIES: Final[dict[str, bytes]] = {}
+_CONTENT_TYPE_ENTRIES: Final[dict[str, bytes]] = {}
 
 
 def _stream_field(stream_id: str) -> bytes:
@@ -483,11 +499,14 @@ def _type_entry(event_type: str) -> bytes:
     return entry
 
 
-@functools.lru_cache(maxsize=64)
 def _content_type_entry(content_type: str) -> bytes:
-    """The metadata map entry ``content-type`` -> ``content_type``, serialized."""
-    return _field(b"\x32", _field(b"\x0a", b"content-type")
-                  + _field(b"\x12", content_type.encode()))
+    """The metadata map entry ``content-type`` -> ``content_type``, serialized (cached)."""
+    entry = _field(b"\x32", _field(b"\x0a", b"content-type")
+                   + _field(b"\x12", content_type.encode()))
+    if len(_CONTENT_TYPE_ENTRIES) >= _CACHED:
+        _CONTENT_TYPE_ENTRIES.clear()
+    _CONTENT_TYPE_ENTRIES[content_type] = entry
+    return entry
 
 
 def stream_not_found(stream_id: str) -> streams_pb2.ReadResp:

@@ -348,8 +348,9 @@ class _Streams:
                 if request.WhichOneof("content") != "proposed_message":
                     raise bad_request("Append: every request after the first must carry a "
                                       "proposed_message")
-                events.append(convert.new_event(request.proposed_message))
-                size += _size(request.proposed_message)
+                event, event_size = convert.new_event_sized(request.proposed_message)
+                events.append(event)
+                size += event_size
                 if size > convert.MAX_APPEND_SIZE:
                     raise convert.AppendTooLarge(size)
             try:
@@ -776,10 +777,6 @@ class _Sender:
         await self.call.send(response)
 
 
-def _size(proposed: Any) -> int:
-    return len(proposed.data) + len(proposed.custom_metadata)
-
-
 class _Batch:
     """The requests of one batch append (one correlation id) received so far; the first
     error found (an over-size batch included) stops taking events and is answered when
@@ -804,11 +801,15 @@ class _Batch:
     def add(self, proposed: Any) -> None:
         if self.error is not None:
             return
+        events = self.events
+        new_event = convert.new_event_sized
+        limit = convert.MAX_APPEND_SIZE
         try:
             for message in proposed:
-                self.events.append(convert.new_event(message))
-                self.size += _size(message)
-                if self.size > convert.MAX_APPEND_SIZE:
+                event, size = new_event(message)
+                events.append(event)
+                self.size += size
+                if self.size > limit:
                     raise convert.AppendTooLarge(self.size)
         except convert.AppendTooLarge as exc:
             self.error = exc
