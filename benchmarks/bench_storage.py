@@ -12,7 +12,9 @@ blocking work off the trio thread, checksums written and verified.
 * single-event appends by one writer (floor: one row per transaction);
 * 100 concurrent writers appending single events to their own streams (floor: the same
   one row per transaction, which is what 100 writers get from SQLite without group
-  commit; the issue's target is absolute, 60,000 events/s);
+  commit; informational: the storage issue's absolute target, 60,000 events/s, was
+  replaced by issue 17's ratio against one writer's 100-event batches, in the gateway
+  suite);
 * 100-event appends (floor: 100 rows per transaction);
 * reading a 100,000-event stream forward, 1,000 events per read (floor: one plain SELECT
   of the same rows);
@@ -197,7 +199,8 @@ async def _bench(root: Path) -> list[Result]:
 
             value, _ = await _best_pair(concurrent, single_floor)
             results.append(Result(f"append 1 event, {WRITERS} writers, durable", value,
-                                  "events/s", one_row_floor, ">= 60,000 events/s"))
+                                  "events/s", one_row_floor,
+                                  "(informational; target: see the gateway suite)"))
 
             # -- 100-event batches -----------------------------------------------------
             async def batches() -> float:
