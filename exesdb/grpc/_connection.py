@@ -45,9 +45,14 @@ the server). Reading also stops while the connection's unflushed output is over 
 budget (a client that sends without reading what it is sent); if that lasts
 ``send_stall_timeout`` the connection is closed. Each read is parsed in slices of
 :data:`FEED_SIZE`, yielding to other connections between them, and a connection whose
-frames take more than ``reader_cpu_share`` of a CPU to parse and dispatch is read less
-often (its reader sleeps off the excess; all such connections together get one
-share). A cut-off connection's
+frames are costly (a slice of them took over :data:`COSTLY_SLICE` of CPU in the last
+:data:`COSTLY_FOR` seconds, or they took more than ``reader_cpu_share`` of a CPU) parses
+its slices, of :data:`COSTLY_FEED_SIZE`, only in its turn (:class:`ReaderShare`): one
+costly slice per scheduling round, all costly connections
+together within ``reader_cpu_share`` of a CPU, the one that had the least of it lately
+first. Well-behaved clients' slices (a tenth of a millisecond or so) never wait
+for those turns. The CPU counted is the reader thread's own, less the garbage
+collector's (:func:`reader_cpu`). A cut-off connection's
 calls are cancelled at once and its GOAWAY gets at most :data:`CUT_OFF_GRACE` seconds to
 be written. Cut-offs are logged at WARNING, at most once per
 :data:`NOTICE_INTERVAL` seconds per kind (with the count of those not logged).
@@ -65,10 +70,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import gc
+import heapq
 import logging
 import math
 import os
 import ssl
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -111,7 +119,22 @@ FEED_SIZE = 16 << 10
 blocks cost CPU by the byte: one read's worth must not hold up the other connections;
 with blocks of at most ``max_header_list_size`` a turn of the reader takes a few ms)."""
 READER_BURST = 0.01
-"""Seconds of CPU a connection's reader may spend at once beyond its share."""
+"""Seconds of CPU a connection's reader may spend at once beyond its share (and the
+costly connections together beyond theirs)."""
+COSTLY_SLICE = 0.001
+"""A connection one of whose slices took more CPU than this in the last
+:data:`COSTLY_FOR` seconds is costly (see :class:`ReaderShare`); a well-behaved client's
+slice takes a tenth of this or so, a slice of header blocks by the kilobyte several
+times this."""
+COSTLY_FOR = 1.0
+"""See :data:`COSTLY_SLICE`."""
+COSTLY_FEED_SIZE = 4 << 10
+"""A costly connection's reads are parsed in slices of this size, a turn each (a slice
+then completes one header block at most: a scheduling round holds a millisecond or two
+of a costly client's frames, not several)."""
+POOL_MEMORY = 1.0
+"""Seconds over which a connection's CPU taken in :class:`ReaderShare` is remembered
+(halved each this many seconds), to order the turns."""
 YIELD_BYTES = 64 << 10
 """A sending handler yields to the other tasks once this much output awaits the writer."""
 SEND_MANY_CHUNK = 1 << 20
@@ -235,6 +258,95 @@ class SendBuffer:
                 conn.wake_blocked()
 
 
+class _CollectorClock(threading.local):
+    """The CPU seconds the garbage collector has taken in this thread so far."""
+
+    started = 0.0
+    seconds = 0.0
+
+
+_collector = _CollectorClock()
+
+
+def _time_collections(phase: str, info: dict[str, int]) -> None:  # a gc callback
+    if phase == "start":
+        _collector.started = time.thread_time()
+    else:
+        _collector.seconds += time.thread_time() - _collector.started
+
+
+def reader_cpu() -> float:
+    """The CPU seconds this thread has taken, less those of garbage collections (a
+    full collection takes tens of milliseconds in whichever code allocates: a
+    well-behaved client whose frames happen to trigger one must not be charged as if
+    its frames had cost that much)."""
+    if _time_collections not in gc.callbacks:
+        gc.callbacks.append(_time_collections)
+    return time.thread_time() - _collector.seconds
+
+
+class ReaderShare:
+    """The turns of costly connections' slices (see the module doc): one at a time, the
+    waiter that had the least CPU here lately first, one slice per scheduling round
+    (so costly slices never pile up in a round ahead of every other task), within
+    ``share`` seconds of CPU per second for them all (beyond :data:`READER_BURST`)."""
+
+    def __init__(self, share: float) -> None:
+        self.share = share
+        self._tokens = READER_BURST
+        self._stamp = time.perf_counter()
+        self._busy = False  # a turn is given and its slice not yet done
+        self._waiting: list[tuple[float, int, trio.Event]] = []  # a heap
+        self._arrivals = 0
+
+    @property
+    def waiting(self) -> int:
+        """How many connections wait for a turn."""
+        return len(self._waiting)
+
+    async def turn(self, usage: float) -> None:
+        """Wait for a turn (before waiters with more ``usage``); the caller then parses
+        one slice and must call :meth:`done`, also when it fails."""
+        if self._busy or self._waiting:
+            self._arrivals += 1
+            entry = (usage, self._arrivals, trio.Event())
+            heapq.heappush(self._waiting, entry)
+            try:
+                await entry[2].wait()
+            except BaseException:
+                if entry[2].is_set():
+                    self.done(0.0)  # the turn was given to us: give it on
+                else:
+                    self._waiting.remove(entry)
+                    heapq.heapify(self._waiting)
+                raise
+        else:
+            self._busy = True
+            try:
+                await trio.lowlevel.checkpoint()
+            except BaseException:
+                self.done(0.0)
+                raise
+        now = time.perf_counter()
+        tokens = self._tokens + (now - self._stamp) * self.share
+        self._tokens = tokens = min(tokens, READER_BURST)
+        self._stamp = now
+        if tokens < 0:
+            try:
+                await trio.sleep(-tokens / self.share)
+            except BaseException:
+                self.done(0.0)
+                raise
+
+    def done(self, spent: float) -> None:
+        """The slice of the turn took ``spent`` seconds of CPU; the next waiter's turn."""
+        self._tokens -= spent
+        if self._waiting:
+            heapq.heappop(self._waiting)[2].set()
+        else:
+            self._busy = False
+
+
 class Shared:
     """What the connections of one server share: the inbound and send budgets, the
     authenticator and the log limiter."""
@@ -244,8 +356,8 @@ class Shared:
         self.send = SendBuffer(config.max_send_buffer)
         self.auth = auth
         self.notices = LogLimiter()
-        self.heavy: set[Connection] = set()
-        """Connections whose frames took more than their share of a CPU lately."""
+        self.readers = ReaderShare(config.reader_cpu_share)
+        """Where costly connections' slices take turns (see :class:`ReaderShare`)."""
         self.limits = Limits(
             window=config.flood_window,
             resets=config.max_resets_per_window,
@@ -861,6 +973,12 @@ class Connection:
         self._cpu_share = config.reader_cpu_share
         self._cpu_tokens = READER_BURST
         self._cpu_stamp = time.perf_counter()
+        # Costly until then (see COSTLY_SLICE). A new connection's first slice takes its
+        # turn: twenty new connections' header blocks by the kilobyte would otherwise
+        # all be parsed in the same round.
+        self._costly_until = math.inf
+        self._pooled = 0.0  # CPU taken in shared.readers, halved each POOL_MEMORY seconds
+        self._pooled_stamp = self._cpu_stamp
         now = trio.current_time()
         self._handshake_deadline = now + config.handshake_timeout
         self._handshake_done = False  # the client's preface and SETTINGS arrived
@@ -1019,7 +1137,6 @@ class Connection:
             self.shared.send.add(-self._reported)
             self._reported = 0
             self.shared.send.waiting.discard(self)
-            self.shared.heavy.discard(self)
             with trio.CancelScope(shield=True):
                 with trio.move_on_after(GRACE_SECONDS):
                     await trio.aclose_forcefully(self.stream)
@@ -1116,33 +1233,40 @@ class Connection:
             with trio.move_on_at(paused_at + self.stall_timeout):
                 await self._resume.wait()
 
-    def _share(self) -> float:
-        """This connection's share of a CPU for its frames: ``reader_cpu_share``, split
-        evenly among the connections over theirs (so all the costly ones together get
-        no more than one would)."""
-        return self._cpu_share / max(1, len(self.shared.heavy))
+    @property
+    def _costly(self) -> bool:
+        """Whether the next slice must wait for its turn (see the module doc)."""
+        return self._cpu_tokens < 0 or time.perf_counter() < self._costly_until
 
     def _charge(self, spent: float) -> None:
-        """The reader spent ``spent`` seconds on the client's frames: take them from its
-        share (:meth:`_share` of a second each second, up to :data:`READER_BURST`)."""
+        """The reader spent ``spent`` seconds of CPU on a slice of the client's frames:
+        take them from its share (``reader_cpu_share`` of a second each second, up to
+        :data:`READER_BURST`)."""
         now = time.perf_counter()
-        tokens = self._cpu_tokens + (now - self._cpu_stamp) * self._share()
-        tokens = self._cpu_tokens = min(tokens, READER_BURST) - spent
+        tokens = self._cpu_tokens + (now - self._cpu_stamp) * self._cpu_share
+        self._cpu_tokens = min(tokens, READER_BURST) - spent
         self._cpu_stamp = now
-        if tokens < 0:
-            self.shared.heavy.add(self)
-        else:
-            self.shared.heavy.discard(self)
+        if spent > COSTLY_SLICE:
+            self._costly_until = now + COSTLY_FOR
+        elif self._costly_until == math.inf:
+            self._costly_until = 0.0  # its first slice was cheap
 
-    async def _take_turn(self) -> None:  # between the slices of one read
-        """Let the other tasks run; longer, when this connection's frames have taken
-        more than its share of the CPU (so that costly clients cannot make every other
-        connection wait behind their turns)."""
-        self._charge(0.0)
-        if self._cpu_tokens < 0:
-            await trio.sleep(-self._cpu_tokens / self._share())
-        else:
-            await trio.lowlevel.checkpoint()
+    def _charge_turn(self, spent: float) -> None:
+        """The slice parsed in a turn of shared.readers took ``spent``: the turn is over."""
+        now = time.perf_counter()
+        self._pooled = self._pooled * 0.5 ** ((now - self._pooled_stamp) / POOL_MEMORY) + spent
+        self._pooled_stamp = now
+        self.shared.readers.done(spent)
+
+    async def _take_turn(self) -> bool:  # before a slice (a cheap connection's first: not)
+        """Let the other tasks run; when this connection's frames are costly, wait for
+        its turn among the costly connections' (True: then :meth:`_charge_turn` must
+        follow)."""
+        if self._costly:
+            await self.shared.readers.turn(self._pooled)
+            return True
+        await trio.lowlevel.checkpoint()
+        return False
 
     async def _read_loop(self) -> None:
         stream = self.stream
@@ -1150,9 +1274,6 @@ class Connection:
         while True:
             if not await self._may_read():
                 return
-            self._charge(0.0)
-            if self._cpu_tokens < 0:
-                await trio.sleep(-self._cpu_tokens / self._share())
             try:
                 if self._partial_since is None or not self._handshake_done:
                     data = await stream.receive_some(READ_SIZE)
@@ -1171,24 +1292,33 @@ class Connection:
                 self._broken = True
                 return
             now = self._last_received = trio.current_time()
-            for start in range(0, len(data), FEED_SIZE):
-                if start:
-                    await self._take_turn()
-                began = time.perf_counter()
+            start = 0
+            while start < len(data):
+                in_turn = False
+                if start or self._costly:
+                    in_turn = await self._take_turn()
+                end = start + (COSTLY_FEED_SIZE if in_turn else FEED_SIZE)
+                began = reader_cpu()
                 try:
-                    events = h2conn.receive_data(data[start : start + FEED_SIZE])
-                except h2.exceptions.DenialOfServiceError as e:
-                    self._cut("flood", str(e), goaway=False)
-                    return
-                except h2.exceptions.ProtocolError as e:
-                    logger.debug("HTTP/2 protocol error from %s: %s", self.peer, e)
-                    self._wake.set()
-                    return
-                for event in events:
-                    if self._dispatch(event):
+                    try:
+                        events = h2conn.receive_data(data[start:end])
+                    except h2.exceptions.DenialOfServiceError as e:
+                        self._cut("flood", str(e), goaway=False)
+                        return
+                    except h2.exceptions.ProtocolError as e:
+                        logger.debug("HTTP/2 protocol error from %s: %s", self.peer, e)
                         self._wake.set()
                         return
-                self._charge(time.perf_counter() - began)
+                    for event in events:
+                        if self._dispatch(event):
+                            self._wake.set()
+                            return
+                finally:
+                    spent = reader_cpu() - began
+                    self._charge(spent)
+                    if in_turn:
+                        self._charge_turn(spent)
+                start = end
             if h2conn.incomplete_frame:
                 if self._partial_since is None:
                     self._partial_since = now

@@ -184,15 +184,17 @@ class ServerConfig:
     max_settings_entries: int = attrs.field(default=32, validator=attrs.validators.ge(8))
     """Entries one SETTINGS frame may carry."""
     max_continuations_per_block: int = attrs.field(default=16, validator=attrs.validators.ge(1))
+    """CONTINUATION frames one header block may take."""
     reader_cpu_share: float = attrs.field(
         default=0.25, validator=[attrs.validators.gt(0), attrs.validators.le(1)]
     )
-    """The share of a CPU one connection's frames may take to parse and dispatch (a
-    10 ms burst beyond); past it, reading that connection pauses, and the connections
-    past it split that one share among them, so costly clients (header blocks by the
-    megabyte, on many connections) cannot make every other connection wait behind
-    their turns."""
-    """CONTINUATION frames one header block may take."""
+    """The share of a CPU the costly connections' frames may take to parse and dispatch,
+    all together (a 10 ms burst beyond), and one connection's before it is costly. A
+    costly connection (one past its share, or one of whose slices took over a
+    millisecond in the last second) is parsed 4 KiB at a time in turns, one slice per
+    scheduling round, the one that had the least lately first: costly clients (header
+    blocks by the megabyte, on many connections) cannot make every other connection
+    wait behind their turns, and well-behaved clients' frames never wait for them."""
     header_cache_bytes: int = attrs.field(default=256 << 10, validator=attrs.validators.ge(0))
     """What one connection's cache of decoded header blocks may hold."""
     max_connection_output: int = attrs.field(
