@@ -164,6 +164,27 @@ class ReaderPool:
         self._release(conn)
         return result
 
+    def idle(self) -> Conn | None:
+        """An idle connection, taken from the pool (never a new one: no I/O, so callable
+        on the trio thread), or None. Give it back with :meth:`release`, or
+        :meth:`discard` it after a failure."""
+        with self._lock:
+            if self._closed or not self._idle:
+                return None
+            return self._idle.pop()
+
+    def release(self, conn: Conn) -> None:
+        """Give back a connection taken with :meth:`idle` after a successful call."""
+        self._release(conn)
+
+    def discard(self, conn: Conn, *, everything: bool) -> None:
+        """Give back (if still healthy and idle: no I/O then) or close a connection
+        taken with :meth:`idle` after a failure; ``everything`` closes the idle ones
+        too."""
+        if conn.pgconn.status != psycopg.pq.ConnStatus.OK:
+            close_quietly(conn)
+        self._discard(conn, everything=everything)
+
     def _acquire(self) -> Conn:
         with self._lock:
             if self._closed:

@@ -25,6 +25,7 @@ from .rules import visible_version
 
 __all__ = [
     "MAX_INT8",
+    "all_events",
     "head",
     "leader_epoch",
     "list_checkpoints",
@@ -37,6 +38,7 @@ __all__ = [
     "read_stream",
     "read_subscription",
     "stats",
+    "stream_events",
     "stream_version",
     "text",
 ]
@@ -79,6 +81,13 @@ def read_stream(conn: Conn, q: Queries, stream_id: str, start: int | End, count:
     else:
         top = MAX_INT8 if start is END else start
         rows = cursor.execute(q.stream_backward, (top, count, raw_id)).fetchall()
+    return stream_events(stream_id, rows, start, direction)
+
+
+def stream_events(stream_id: str, rows: list[tuple[Any, ...]], start: int | End,
+                  direction: Direction) -> list[EventRecord]:
+    """The events of ``rows`` (of :attr:`Queries.stream_forward` or
+    :attr:`Queries.stream_backward`, binary), verified."""
     if not rows:
         return []
     key, first, state, crc = rows[0][:4]
@@ -86,6 +95,7 @@ def read_stream(conn: Conn, q: Queries, stream_id: str, start: int | End, count:
     if rows[0][4] is None:
         return []
     if direction == "forward":
+        assert start is not END
         number, step = max(start, first), 1
     else:
         number, step = rows[0][5], -1  # the last number is not known in advance
@@ -115,10 +125,7 @@ def read_all(conn: Conn, q: Queries, start: int | End, count: int, direction: Di
     cursor = conn.cursor(binary=True)
     out: list[EventRecord] = []
     if filter is None or (not filter.event_types and not filter.stream_prefixes):
-        for row in cursor.execute(query, (begin, count)).fetchall():
-            records.verify_event(row, row[4])
-            out.append(lazy_record(records.fill_event, row))
-        return out
+        return all_events(cursor.execute(query, (begin, count)).fetchall())
     matches = filter.matches
     while len(out) < count:
         rows = cursor.execute(query, (begin, _FILTER_CHUNK)).fetchall()
@@ -133,6 +140,16 @@ def read_all(conn: Conn, q: Queries, start: int | End, count: int, direction: Di
         begin = rows[-1][0] + 1 if forward else rows[-1][0] - 1
         if begin < 0:
             break
+    return out
+
+
+def all_events(rows: list[tuple[Any, ...]]) -> list[EventRecord]:
+    """The events of ``rows`` (of :attr:`Queries.all_forward` or
+    :attr:`Queries.all_backward`, binary), verified."""
+    out: list[EventRecord] = []
+    for row in rows:
+        records.verify_event(row, row[4])
+        out.append(lazy_record(records.fill_event, row))
     return out
 
 

@@ -324,6 +324,10 @@ class Queries:
                              "ORDER BY pos LIMIT %s")
         self.all_backward = q("SELECT pos, num, crc, rec, skey FROM {s}.events "
                               "WHERE pos <= %s ORDER BY pos DESC LIMIT %s")
+        # The same, with libpq's placeholders (exesdb.storage.postgres_wire): the reads
+        # of subscriptions that follow live.
+        self.stream_forward_wire = _numbered(self.stream_forward)
+        self.all_forward_wire = _numbered(self.all_forward)
         self.list_streams = q(
             "SELECT s.skey, s.stream_id, s.first, s.state, s.crc, "
             "(SELECT max(num) FROM {s}.events e WHERE e.skey = s.skey) "
@@ -354,6 +358,16 @@ class Queries:
         )
         self.meta_table = q("SELECT key, value, crc FROM {s}.meta")
         self.insert_meta = q("INSERT INTO {s}.meta(key, value, crc) VALUES (%s, %s, %s)")
+
+
+def _numbered(query: bytes) -> bytes:
+    """``query`` with its ``%s`` placeholders numbered as libpq's (``$1``, ``$2``...)."""
+    parts = query.split(b"%s")
+    out = [parts[0]]
+    for n, part in enumerate(parts[1:], 1):
+        out.append(b"$%d" % n)
+        out.append(part)
+    return b"".join(out)
 
 
 def _lock_key(schema: str) -> int:

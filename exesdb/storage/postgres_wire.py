@@ -27,13 +27,17 @@ blocks on the network. Guarantees:
 The caller owns the connection for the call: nothing else may use it meanwhile.
 Parameters are passed in binary format, encoded by :func:`int8`, :func:`int8_array`,
 :func:`int2_array` and :func:`bytea_array` (text and ``bytea`` values as their bytes).
+A statement is prepared on each connection the first time it runs there (by the name
+the caller gives it: a planned statement is reused, where an unnamed one is parsed and
+planned at every call), and again if the server lost it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import struct
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import psycopg
@@ -71,6 +75,12 @@ _INT8: Final = struct.Struct("!q")
 _SIZE: Final = struct.Struct("!i")
 _HEADER: Final = struct.Struct("!iiIii")  # dimensions, has nulls, element type, size, base
 _EMPTY: Final = struct.Struct("!iiI")
+
+
+_INVALID_STATEMENT_NAME: Final = "26000"
+_prepared: weakref.WeakKeyDictionary[psycopg.Connection[Any], set[bytes]] = (
+    weakref.WeakKeyDictionary())
+"""The statements prepared on each connection (by name)."""
 
 
 class Lost(psycopg.OperationalError):
@@ -112,30 +122,45 @@ def bytea_array(values: Sequence[bytes]) -> bytes:
     return _array(BYTEA, len(values), b"".join(parts))
 
 
-async def execute(conn: psycopg.Connection[Any], query: bytes, types: Sequence[int],
-                  params: Sequence[bytes], timeout: float) -> list[pq.abc.PGresult]:
-    """Run ``query`` (one statement, ``$n`` placeholders of the given type OIDs) with
-    binary ``params`` on ``conn`` and return its results (see the module docstring);
-    raises psycopg's exception for an error the server answered, :class:`Lost` when the
-    outcome is unknown."""
+async def execute(conn: psycopg.Connection[Any], name: bytes, query: bytes,
+                  types: Sequence[int], params: Sequence[bytes],
+                  timeout: float) -> list[pq.abc.PGresult]:
+    """Run ``query`` (one statement, ``$n`` placeholders of the given type OIDs), prepared
+    as ``name`` on ``conn``, with binary ``params``; return its results (see the module
+    docstring). Raises psycopg's exception for an error the server answered,
+    :class:`Lost` when the outcome is unknown."""
     with trio.CancelScope(shield=True):
         with trio.move_on_after(timeout):
-            return await _execute(conn, query, types, params)
+            prepared = _prepared.setdefault(conn, set())
+            if name not in prepared:
+                await _exchange(conn, lambda c: c.send_prepare(name, query, types))
+                prepared.add(name)
+            try:
+                return await _exchange(conn, lambda c: c.send_query_prepared(
+                    name, params, [1] * len(params), pq.Format.BINARY))
+            except psycopg.Error as exc:
+                if isinstance(exc, Lost) or exc.sqlstate != _INVALID_STATEMENT_NAME:
+                    raise
+            # The server does not know the statement (a DEALLOCATE ALL): prepare it again.
+            await _exchange(conn, lambda c: c.send_prepare(name, query, types))
+            return await _exchange(conn, lambda c: c.send_query_prepared(
+                name, params, [1] * len(params), pq.Format.BINARY))
         with contextlib.suppress(psycopg.Error):
             trio.lowlevel.notify_closing(conn.pgconn.socket)
         sever(conn)
     raise Lost(f"no answer from the database within {timeout:g} s: connection severed")
 
 
-async def _execute(conn: psycopg.Connection[Any], query: bytes, types: Sequence[int],
-                   params: Sequence[bytes]) -> list[pq.abc.PGresult]:
+async def _exchange(conn: psycopg.Connection[Any],
+                    send: Callable[[pq.abc.PGconn], None]) -> list[pq.abc.PGresult]:
+    """``send(pgconn)`` one command, then read its results until the server is ready."""
     pgconn = conn.pgconn
     if conn.closed or conn.broken or pgconn.status != pq.ConnStatus.OK:
         raise psycopg.OperationalError("the connection is closed")  # nothing was sent
     fd = pgconn.socket
     results: list[pq.abc.PGresult] = []
     try:
-        pgconn.send_query_params(query, params, types, [1] * len(params), pq.Format.BINARY)
+        send(pgconn)
         while pgconn.flush():
             await trio.lowlevel.wait_writable(fd)
         done = False

@@ -109,6 +109,13 @@ def _lost(conn: Conn) -> bool:
     return conn.pgconn.status != psycopg.pq.ConnStatus.OK
 
 
+def _idle(conn: Conn) -> bool:
+    """Whether ``conn`` is usable and outside any transaction (a statement sent on it
+    is its own transaction)."""
+    return (not (conn.closed or conn.broken or _lost(conn))
+            and conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE)
+
+
 def _too_large(field: str, value: int) -> InvalidArgument:
     return InvalidArgument(f"{field}: must be at most 2**63 - 1, got {value!r}")
 
@@ -279,7 +286,7 @@ class WriteEngine:
         """
         head = self._head
         conn = self._conn
-        if head is None or conn is None or conn.closed or conn.broken or _lost(conn):
+        if head is None or conn is None or not _idle(conn):
             return None
         streams = self._streams
         appends: list[Append] = []

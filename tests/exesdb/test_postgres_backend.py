@@ -352,6 +352,24 @@ async def test_a_stream_the_writer_knows_is_missing_is_created_in_one_statement(
     assert await store.append("new", 2, new_events(1)) == 3
 
 
+async def test_statements_the_server_forgot_are_prepared_again(store):
+    await store.append("s", NO_STREAM, new_events(1))
+    await store.append("s", 0, new_events(1))
+    assert len(await store.read_stream("s")) == 2
+
+    def forget(conn):
+        conn.execute("DEALLOCATE ALL")
+        if not conn.autocommit:
+            conn.commit()
+
+    await store._writes.run(forget, store._engine._conn)
+    for conn in list(store._readers._idle):
+        await trio.to_thread.run_sync(forget, conn)
+    assert await store.append("s", 1, new_events(1)) == 2
+    assert [e.event_number for e in await store.read_stream("s")] == [0, 1, 2]
+    assert [e.position for e in await store.read_all()] == [0, 1, 2]
+
+
 async def test_a_store_without_the_append_function_gets_it_when_opened(pg_server,
                                                                       pg_store_id):
     backend = await PostgresBackend.open(pg_server.dsn, pg_store_id)
