@@ -7,6 +7,14 @@ GOAWAY (and its error code) or RST_STREAM arrived and when the socket closed. It
 the frames of the kind under test that it has sent and notes when the count first
 passed the server's threshold (``crossed_at``: the time the write holding that frame
 completed), so a test can bound the time from crossing to being cut off.
+
+That time must not count the server's backlog: a flood written faster than the server
+reads it waits in socket buffers, and under load the server reaches the crossing frame
+seconds after the write. So :meth:`Attacker.flood` first sends a PING and waits for
+its ACK (:meth:`Attacker.sync`: the server has then read everything before), then the
+batch that crosses; the PING's round trip, measured there, is the server's
+responsiveness to this connection at that moment, and :meth:`Attacker.cut_off_bound`
+allows the cut-off 1 s plus a few of those round trips (1 s on a quiet machine).
 """
 
 from __future__ import annotations
@@ -76,6 +84,9 @@ class Attacker:
         self.resets: dict[int, int] = {}  # stream id -> error code
         self.headers: set[int] = set()  # streams that got HEADERS
         self.closed_at: float | None = None
+        self.acked: set[bytes] = set()  # PING ACK payloads received
+        self.rtt = 0.0  # the round trip of the last sync()
+        self._syncs = 0
         self.counted = 0
         self.threshold: int | None = None
         self.crossed_at: float | None = None
@@ -102,17 +113,58 @@ class Attacker:
         return True
 
     def flood(self, batch: Callable[[int], bytes], per_batch: int, threshold: int,
-              seconds: float = 10.0) -> None:
+              seconds: float = 10.0, sync: bool = True) -> None:
         """Send ``batch(i)`` (``per_batch`` counted frames each) until cut off, or for
-        ``seconds``."""
+        ``seconds``; :meth:`sync` before the batch that crosses the threshold (unless
+        ``sync`` is False: the caller synced, and a PING may not come now)."""
         self.threshold = threshold
         deadline = time.monotonic() + seconds
         i = 0
         while time.monotonic() < deadline and not self.over:
+            if sync and self.crossed_at is None and self.counted + per_batch > threshold:
+                sync = False
+                self.sync()
             if not self.send(batch(i), per_batch):
                 break
             i += 1
         self.wait_over(2.0)
+
+    def sync(self, seconds: float = 60.0) -> None:
+        """Send a PING and wait (at most ``seconds``) for its ACK: the server has then
+        read everything sent before it. Its round trip is kept in :attr:`rtt`."""
+        self._syncs += 1
+        opaque = struct.pack(">Q", (1 << 63) | self._syncs)
+        started = time.monotonic()
+        if not self.send(frame(PING, 0, 0, opaque)):
+            return
+        deadline = started + seconds
+        if self._reader is None:  # nobody reads: read here
+            timeout = self.sock.gettimeout()
+            self.sock.settimeout(0.05)
+            while opaque not in self.acked and time.monotonic() < deadline:
+                try:
+                    data = self.sock.recv(1 << 20)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    break
+                if not data:
+                    break
+                self._feed(data)
+            self.sock.settimeout(timeout)
+        else:
+            while opaque not in self.acked and not self.over and time.monotonic() < deadline:
+                time.sleep(0.002)
+        if self.over:
+            return  # cut off already (the server counts what it did because of us, too)
+        assert opaque in self.acked, "the server did not answer the PING"
+        self.rtt = time.monotonic() - started
+
+    def cut_off_bound(self) -> float:
+        """What :meth:`cut_off_after` may be: 1 s, plus three round trips of the
+        :meth:`sync` before crossing (the server's responsiveness to this connection
+        then: a few ms on a quiet machine, more under load)."""
+        return 1.0 + 3 * self.rtt
 
     @property
     def over(self) -> bool:
@@ -124,11 +176,14 @@ class Attacker:
             time.sleep(0.01)
 
     def cut_off_after(self) -> float:
-        """Seconds from crossing the threshold to the GOAWAY (or the close)."""
-        assert self.crossed_at is not None, "the threshold was never crossed"
+        """Seconds from crossing the threshold to the GOAWAY (or the close); 0 when the
+        server cut the connection off before our count crossed it (it also counts what
+        it did because of us, e.g. streams it refused)."""
         ended = self.goaway[0] if self.goaway is not None else self.closed_at
         assert ended is not None, "the server never cut the connection off"
-        return ended - self.crossed_at
+        if self.crossed_at is None:
+            return 0.0
+        return max(0.0, ended - self.crossed_at)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -156,7 +211,7 @@ class Attacker:
         buf += data
         pos = 0
         while len(buf) - pos >= 9:
-            high, low, ftype, _flags, sid = _HEADER.unpack_from(buf, pos)
+            high, low, ftype, flags, sid = _HEADER.unpack_from(buf, pos)
             length = (high << 16) | low
             if len(buf) - pos - 9 < length:
                 break
@@ -167,6 +222,8 @@ class Attacker:
                 self.resets[sid & 0x7FFFFFFF] = struct.unpack(">L", body)[0]
             elif ftype == HEADERS:
                 self.headers.add(sid & 0x7FFFFFFF)
+            elif ftype == PING and flags & ACK:
+                self.acked.add(body)
             pos += 9 + length
         del buf[:pos]
 

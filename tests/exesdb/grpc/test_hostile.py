@@ -4,7 +4,9 @@ limits given through ``EX_ESDB_GRPC_LIMITS``) while a well-behaved ``kurrentdbcl
 keeps appending and reading on another connection.
 
 Each test asserts that the attacker is cut off (GOAWAY ``ENHANCE_YOUR_CALM``, or the
-connection closed when it reads nothing) within 1 s of crossing its threshold, that the
+connection closed when it reads nothing) within 1 s of crossing its threshold (the
+server's backlog left out, plus a few round trips of a PING just before crossing when
+the machine is slow: see ``hostile_helpers``), that the
 server's RSS grows by no more than its budget (64 MiB per attacking connection), and
 that every call of the good client succeeds, none taking over 5 s. How much the attacks
 slow the good client down is a benchmark (``python -m benchmarks --only hostile``).
@@ -94,7 +96,8 @@ def pid(server: Server) -> int:
 def _cut_off_calmly(attacker: Attacker) -> None:
     assert attacker.goaway is not None, "no GOAWAY"
     assert attacker.goaway[1] == ENHANCE_YOUR_CALM
-    assert attacker.cut_off_after() <= 1.0
+    assert attacker.cut_off_after() <= attacker.cut_off_bound(), (
+        attacker.cut_off_after(), attacker.rtt)
 
 
 def _attack(server: Server, good: GoodClient, pid: int, run: Callable[[], object],
@@ -181,9 +184,11 @@ def test_many_connections_of_different_header_blocks_hold_no_decoding_cache(
 def test_empty_continuation_frames_without_end_are_cut_off(
         server: Server, good: GoodClient, pid: int) -> None:
     attacker = Attacker(server.port)
+    attacker.sync()  # (not once the header block is open: a PING then is a protocol error)
     attacker.send(frame(HEADERS, 0, 1, request()[:10]))
     empties = frame(CONTINUATION, 0, 1) * 1000
-    _attack(server, good, pid, lambda: attacker.flood(lambda i: empties, 1000, 16))
+    _attack(server, good, pid,
+            lambda: attacker.flood(lambda i: empties, 1000, 16, sync=False))
     attacker.close()
     _cut_off_calmly(attacker)
 
@@ -208,7 +213,8 @@ def test_a_ping_flood_that_never_reads_is_closed(
     attacker.drain()
     attacker.close()
     assert attacker.closed_at is not None, "the connection was not closed"
-    assert attacker.cut_off_after() <= 1.0
+    assert attacker.cut_off_after() <= attacker.cut_off_bound(), (
+        attacker.cut_off_after(), attacker.rtt)
 
 
 def test_a_small_settings_flood_is_cut_off(server: Server, good: GoodClient, pid: int) -> None:
