@@ -42,7 +42,7 @@ WRITERS = 100
 APPENDS_PER_WRITER = 20  # per round
 BATCH = 100
 BATCHES = 20  # per round
-ROUNDS = 9
+ROUNDS = 15
 
 
 def _event() -> NewEvent:
