@@ -42,7 +42,7 @@ from otp.supervisor import StartChildError
 from .application import application
 from .constants import END
 from .devcluster import run_dev_cluster
-from .errors import ExESDBError, InvalidArgument, StreamDeleted
+from .errors import ExESDBError, InvalidArgument, StorageError, StreamDeleted
 from .events import EventRecord
 from .grpc import auth
 from .http.options import DEFAULT_HTTP_PORT, check_http_files, resolve_http_options
@@ -57,11 +57,16 @@ from .options import (
     ENV_PREFIX,
     StoreOptions,
     default_data_dir,
+    redact_dsn,
     resolve_options,
     validate_store_id,
 )
 from .pgserver import PostgresNotInstalled
 from .storage import SQLiteBackend
+from .storage.backend import Backend
+from .storage.postgres import PostgresBackend
+from .storage.postgres_inspect import store_size
+from .storage.postgres_schema import schema_name
 from .storage.verify import verify_store
 from .systems import check_startable, root_cause
 
@@ -203,13 +208,24 @@ def _parser() -> argparse.ArgumentParser:
     http.add_argument("--no-http", action="store_true",
                       help="no HTTP listener (no console, metrics or health checks)")
 
+    def source(sub: argparse.ArgumentParser) -> None:
+        """Where a read-only command finds the store: a data dir, or PostgreSQL."""
+        common(sub, several=False)
+        sub.add_argument(
+            "--db-type", choices=["single", "cluster"], default=None,
+            help=f"single (the store's folder under the data dir) or cluster (the store "
+                 f"in PostgreSQL, --pg-dsn); default ${ENV_PREFIX}DB_TYPE, else single")
+        sub.add_argument(
+            "--pg-dsn", default=None, metavar="DSN",
+            help=f"cluster: the PostgreSQL database; default ${ENV_PREFIX}PG_DSN")
+
     streams = commands.add_parser("streams", help="list a store's streams (read-only)")
-    common(streams, several=False)
+    source(streams)
     streams.add_argument("--json", action="store_true", help="one JSON object per stream")
 
     read = commands.add_parser("read", help="print a stream's events (read-only)")
     read.add_argument("stream", help="the stream id")
-    common(read, several=False)
+    source(read)
     read.add_argument("--from", dest="start", type=int, default=None,
                       help="the first event number (default: 0, or the end with --backward)")
     read.add_argument("--count", type=int, default=100, help="how many events (default 100)")
@@ -217,7 +233,7 @@ def _parser() -> argparse.ArgumentParser:
     read.add_argument("--json", action="store_true", help="one JSON object per event")
 
     info = commands.add_parser("info", help="a store's size and contents (read-only)")
-    common(info, several=False)
+    source(info)
     info.add_argument("--json", action="store_true", help="one JSON object")
     verify = commands.add_parser(
         "verify", help="check a store's file for damage (read-only)",
@@ -499,21 +515,44 @@ async def _read_only(args: argparse.Namespace, out: TextIO) -> int:
     if len(ids) != 1:
         raise ExESDBError(f"give one --store-id (or set {ENV_PREFIX}STORE_ID)")
     store_id = validate_store_id(ids[0])
-    root = Path(args.data_dir or os.environ.get(ENV_PREFIX + "DATA_DIR") or default_data_dir())
-    backend = await SQLiteBackend.open(root / store_id, read_only=True)
+    db_type = args.db_type or os.environ.get(ENV_PREFIX + "DB_TYPE") or "single"
+    backend: Backend
+    if db_type == "cluster":
+        dsn = args.pg_dsn or os.environ.get(ENV_PREFIX + "PG_DSN")
+        if not dsn:
+            raise InvalidArgument(f"pg_dsn: required with --db-type cluster (give --pg-dsn "
+                                  f"or set {ENV_PREFIX}PG_DSN)")
+        # Checked first: opening the store would create it.
+        size = await trio.to_thread.run_sync(store_size, dsn, store_id)
+        if size is None:
+            raise StorageError(f"store {store_id!r}: not in that database (no schema "
+                               f"{schema_name(store_id)!r})")
+        where: dict[str, Any] = {"database": redact_dsn(dsn), "schema": schema_name(store_id)}
+        backend = await PostgresBackend.open(dsn, store_id,
+                                             application_name=f"exesdb {store_id} cli")
+    elif db_type == "single":
+        root = Path(args.data_dir or os.environ.get(ENV_PREFIX + "DATA_DIR")
+                    or default_data_dir())
+        backend = await SQLiteBackend.open(root / store_id, read_only=True)
+        where = {"data_dir": str(root / store_id)}
+        size = None
+    else:
+        raise InvalidArgument(f"db_type: must be 'single' or 'cluster', got {db_type!r}")
     try:
         if args.command == "streams":
             await _streams(backend, args.json, out)
         elif args.command == "read":
             return await _read(backend, store_id, args, out)
         else:
-            await _info(backend, store_id, root / store_id, args.json, out)
+            if size is None:
+                size = await trio.to_thread.run_sync(_size_on_disk, Path(where["data_dir"]))
+            await _info(backend, store_id, where, size, args.json, out)
     finally:
         await backend.close()
     return 0
 
 
-async def _streams(backend: SQLiteBackend, as_json: bool, out: TextIO) -> None:
+async def _streams(backend: Backend, as_json: bool, out: TextIO) -> None:
     for stream_id in await backend.list_streams():
         version = await backend.stream_version(stream_id)
         if as_json:
@@ -522,7 +561,7 @@ async def _streams(backend: SQLiteBackend, as_json: bool, out: TextIO) -> None:
             print(f"{stream_id}\t{version + 1} events (version {version})", file=out)
 
 
-async def _read(backend: SQLiteBackend, store_id: str, args: argparse.Namespace,
+async def _read(backend: Backend, store_id: str, args: argparse.Namespace,
                 out: TextIO) -> int:
     """Print the events asked for; 1 (and a line on stderr) for a stream that has no
     events or was deleted."""
@@ -590,11 +629,12 @@ def event_json(event: EventRecord) -> dict[str, Any]:
     }
 
 
-async def _info(backend: SQLiteBackend, store_id: str, directory: Path, as_json: bool,
-                out: TextIO) -> None:
+async def _info(backend: Backend, store_id: str, where: dict[str, Any], size: int,
+                as_json: bool, out: TextIO) -> None:
+    """``info``: where the store is (``data_dir``; or ``database`` and ``schema``), its
+    streams, events, last position and the bytes it takes."""
     stats = await backend.stats()
-    size = await trio.to_thread.run_sync(_size_on_disk, directory)
-    report = {"store_id": store_id, "data_dir": str(directory), "streams": stats["streams"],
+    report = {"store_id": store_id, **where, "streams": stats["streams"],
               "events": stats["events"], "last_position": stats["last_position"],
               "size_bytes": size}
     if as_json:

@@ -11,9 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+import trio
 
 import otp
-from exesdb import NewEvent, gateway, start_store, stop_store
+from exesdb import ANY, NewEvent, gateway, start_store, stop_store
+from exesdb.storage.postgres import PostgresBackend
+from exesdb.storage.postgres_schema import schema_name
 
 SERVE_TIMEOUT = 30.0
 
@@ -176,3 +179,46 @@ def test_start_refuses_a_store_held_by_another_server(tmp_path):
         assert "held by another running store" in result.stderr
     finally:
         assert server.stop() == 0
+
+
+def write_pg_events(dsn: str, store_id: str, stream: str, types: list[str]) -> None:
+    async def main() -> None:
+        backend = await PostgresBackend.open(dsn, store_id)
+        try:
+            await backend.append(stream, ANY, [NewEvent(t, {"t": t}) for t in types])
+        finally:
+            await backend.close()
+
+    trio.run(main)
+
+
+def test_read_only_commands_read_a_store_in_postgresql(pg_server, pg_store_id):
+    write_pg_events(pg_server.dsn, pg_store_id, "orders", ["Placed", "Paid"])
+    where = ["--store-id", pg_store_id, "--db-type", "cluster", "--pg-dsn", pg_server.dsn]
+    streams = exesdb("streams", *where, "--json")
+    assert streams.returncode == 0, streams.stderr
+    assert [json.loads(line) for line in streams.stdout.splitlines()] == [
+        {"stream_id": "orders", "version": 1}]
+    read = exesdb("read", "orders", *where, "--backward", "--json")
+    assert [json.loads(line)["event_type"] for line in read.stdout.splitlines()] == [
+        "Paid", "Placed"]
+    info = json.loads(exesdb("info", *where, "--json").stdout)
+    assert (info["schema"], info["streams"], info["events"]) == (
+        schema_name(pg_store_id), 1, 2)
+    assert info["size_bytes"] > 0
+
+
+def test_a_read_only_command_never_creates_a_store_in_postgresql(pg_server, pg_store_id):
+    env = {**os.environ, "EX_ESDB_DB_TYPE": "cluster", "EX_ESDB_PG_DSN": pg_server.dsn}
+    result = exesdb("streams", "--store-id", pg_store_id, env=env)
+    assert result.returncode == 2
+    assert result.stderr == (f"exesdb: store {pg_store_id!r}: not in that database (no schema "
+                             f"{schema_name(pg_store_id)!r})\n")
+    assert exesdb("streams", "--store-id", pg_store_id, env=env).returncode == 2
+
+
+def test_a_read_only_command_in_cluster_mode_needs_the_database(tmp_path):
+    result = exesdb("info", "--store-id", "demo", "--db-type", "cluster",
+                    env={k: v for k, v in os.environ.items() if k != "EX_ESDB_PG_DSN"})
+    assert result.returncode == 2
+    assert result.stderr.startswith("exesdb: pg_dsn: required with --db-type cluster")
