@@ -412,9 +412,9 @@ class ServerCall:
         self._reserved = 0  # the connection budget held for the incomplete next message
         self._remote_ended = False
         self._recv_event = trio.Event()
-        self._recv_lock = trio.Lock()
+        self._recv_lock = _SideLock()
         # outbound
-        self._send_lock = trio.Lock()
+        self._send_lock = _SideLock()
         self._window_event = trio.Event()
         self._headers_sent = False
         self._partial = False  # a message is half sent (waiting for window, or cancelled)
@@ -450,7 +450,11 @@ class ServerCall:
     async def receive(self) -> Any | None:
         """The next request message, or None once the client has half-closed."""
         await trio.lowlevel.checkpoint_if_cancelled()
-        await _acquire(self._recv_lock)
+        lock = self._recv_lock
+        if lock.held:
+            await lock.wait_turn()
+        else:
+            lock.held = True
         try:
             while True:
                 payload = self._next_payload()
@@ -619,7 +623,11 @@ class ServerCall:
         :meth:`writable`)."""
         conn = self._conn
         await trio.lowlevel.checkpoint_if_cancelled()
-        await _acquire(self._send_lock)
+        lock = self._send_lock
+        if lock.held:
+            await lock.wait_turn()
+        else:
+            lock.held = True
         try:
             if self._reset or self._closed:
                 await trio.lowlevel.checkpoint()
@@ -900,12 +908,46 @@ class ServerCall:
         self._conn.call_finished(self._stream_id)
 
 
-async def _acquire(lock: trio.Lock) -> None:
-    """Take ``lock``, without yielding when it is free (the common case)."""
-    if lock.locked():
-        await lock.acquire()
-    else:
-        lock.acquire_nowait()
+_RequestHeaders = tuple[str, bytes, bytes, bytes | None, str | None, dict[str, str]]
+"""What a request's headers say: path, HTTP method, content type, grpc-timeout,
+authorization and the custom metadata."""
+
+
+class _SideLock:
+    """The lock of one side of a call (receiving, or sending), cheaper than a trio.Lock
+    (a call made two): free, the usual case, it is taken by setting :attr:`held`
+    (without yielding); held, the taker waits its turn with :meth:`wait_turn` (first
+    come, first served), and :meth:`release` hands it to the next in line."""
+
+    __slots__ = ("_waiting", "held")
+
+    def __init__(self) -> None:
+        self.held = False
+        self._waiting: collections.deque[trio.Event] | None = None
+
+    async def wait_turn(self) -> None:
+        """Wait until the held lock is handed to the caller."""
+        event = trio.Event()
+        waiting = self._waiting
+        if waiting is None:
+            waiting = self._waiting = collections.deque()
+        waiting.append(event)
+        try:
+            await event.wait()
+        except BaseException:
+            if event.is_set():  # handed over just as the wait ended: pass it on
+                self.release()
+            else:
+                waiting.remove(event)
+            raise
+
+    def release(self) -> None:
+        """Hand the lock to the next waiter, or free it."""
+        waiting = self._waiting
+        if waiting:
+            waiting.popleft().set()
+        else:
+            self.held = False
 
 
 def _rpc_error_in(error: BaseException) -> RpcError | None:
@@ -991,6 +1033,7 @@ class Connection:
         self.h2 = H2Connection(config=_H2_CONFIG, limits=shared.limits, clock=trio.current_time)
         self.h2.release_required = True
         self.calls: dict[int, ServerCall] = {}
+        self._last_request: tuple[Any, _RequestHeaders] | None = None  # see _request
         self.blocked: set[ServerCall] = set()
         self.unflushed = 0  # bytes of messages handed to h2 since the writer last took them
         self.held = 0  # bytes of half-sent messages waiting in their calls for room
@@ -1374,30 +1417,41 @@ class Connection:
 
     def _request(self, event: h2.events.RequestReceived) -> None:
         sid = event.stream_id
-        path = ""
-        http_method = b""
-        content_type = b""
-        timeout: bytes | None = None
-        authorization: str | None = None
-        metadata: dict[str, str] = {}
-        for name, value in event.headers or ():
-            if name[:1] == b":":
-                if name == b":path":
-                    path = bytes(value).decode("utf-8", "replace")
-                elif name == b":method":
-                    http_method = bytes(value)
-            elif name == b"content-type":
-                content_type = bytes(value)
-            elif name == b"grpc-timeout":
-                timeout = bytes(value)
-            elif name == b"authorization":
-                authorization = bytes(value).decode("latin-1")
-            elif name[:5] == b"grpc-" or name in _SKIPPED_METADATA:
-                continue
-            else:
-                key = bytes(name).decode("latin-1")
-                text = bytes(value).decode("latin-1")
-                metadata[key] = f"{metadata[key]},{text}" if key in metadata else text
+        headers = event.headers
+        last = self._last_request
+        if last is not None and last[0] is headers:
+            # The same header list as the last request's (h2 reuses its decoding of an
+            # identical block): the same reading of it.
+            path, http_method, content_type, timeout, authorization, metadata = last[1]
+            metadata = dict(metadata)
+        else:
+            path = ""
+            http_method = b""
+            content_type = b""
+            timeout = None
+            authorization = None
+            metadata = {}
+            for name, value in headers or ():
+                if name[:1] == b":":
+                    if name == b":path":
+                        path = bytes(value).decode("utf-8", "replace")
+                    elif name == b":method":
+                        http_method = bytes(value)
+                elif name == b"content-type":
+                    content_type = bytes(value)
+                elif name == b"grpc-timeout":
+                    timeout = bytes(value)
+                elif name == b"authorization":
+                    authorization = bytes(value).decode("latin-1")
+                elif name[:5] == b"grpc-" or name in _SKIPPED_METADATA:
+                    continue
+                else:
+                    key = bytes(name).decode("latin-1")
+                    text = bytes(value).decode("latin-1")
+                    metadata[key] = f"{metadata[key]},{text}" if key in metadata else text
+            if headers is not None:
+                self._last_request = (headers, (path, http_method, content_type, timeout,
+                                                authorization, dict(metadata)))
         method = self.services.get(path)
         deadline = math.inf
         error: tuple[StatusCode, str, bytes] | None = None

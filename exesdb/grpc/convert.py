@@ -65,6 +65,7 @@ __all__ = [
     "bad_request",
     "batch_error_status",
     "batch_success",
+    "batch_success_bytes",
     "delete_error",
     "event_payload",
     "expected_version",
@@ -618,6 +619,42 @@ def batch_success(version: int, position: int | None) -> streams_pb2.BatchAppend
         success.position.commit_position = success.position.prepare_position = (
             grpc_position(position))
     return success
+
+
+def batch_success_bytes(correlation_id: shared_pb2.UUID,
+                        options: streams_pb2.BatchAppendReq.Options, version: int,
+                        position: int | None) -> bytes:
+    """The serialized ``BatchAppendResp`` of a batch that wrote (``version`` >= 0),
+    written directly: the bytes of the message with ``correlation_id``, the
+    :func:`batch_success` of ``version`` and ``position``, and the ``options``' stream
+    identifier and expected position copied in (what the batch append answered before,
+    built as messages; fields in number order, proto3 defaults left out)."""
+    if position is None:
+        where = b"\x22\x00"  # no_position
+    else:
+        commit = _varint(grpc_position(position))
+        where = b"\x08" + commit + b"\x10" + commit  # commit and prepare, never 0
+        where = b"\x1a" + _varint(len(where)) + where
+    success = b"\x08" + _varint(version) + where  # current_revision: a oneof, always set
+    correlation = correlation_id.SerializeToString()
+    stream = options.stream_identifier.SerializeToString()
+    which = options.WhichOneof("expected_stream_position")
+    if which == "any":
+        expected = b"\x3a\x00"
+    elif which == "stream_position":
+        expected = b"\x28" + _varint(options.stream_position)
+    elif which == "no_stream":
+        expected = b"\x32\x00"
+    elif which == "stream_exists":
+        expected = b"\x42\x00"
+    else:
+        expected = b""
+    return b"".join((
+        b"\x0a", _varint(len(correlation)), correlation,
+        b"\x1a", _varint(len(success)), success,
+        b"\x22", _varint(len(stream)), stream,
+        expected,
+    ))
 
 
 def access_denied() -> RpcError:

@@ -386,15 +386,19 @@ class _Streams:
             if not request.is_final:
                 continue
             del pending[correlation]
-            response = await self._batch_result(batch, call.user)
-            response.correlation_id.CopyFrom(request.correlation_id)
-            await call.send(response)
+            response = await self._batch_result(batch, call.user, request.correlation_id)
+            if isinstance(response, bytes):  # (a success, serialized already)
+                await call.send_many((response,))
+            else:
+                response.correlation_id.CopyFrom(request.correlation_id)
+                await call.send(response)
 
-    async def _batch_result(self, batch: _Batch, user: User | None) -> streams_pb2.BatchAppendResp:
-        response = batch.response()
+    async def _batch_result(self, batch: _Batch, user: User | None,
+                            correlation_id: Any) -> streams_pb2.BatchAppendResp | bytes:
+        """The answer to a final batch: a written one's serialized (without building the
+        message), else the message, its correlation id left to the caller."""
         if batch.error is not None:
-            response.error.CopyFrom(convert.batch_error_status(batch.error, batch.stream_id))
-            return response
+            return batch.failed(convert.batch_error_status(batch.error, batch.stream_id))
         assert batch.expected is not None
         stream_id = batch.stream_id
         try:  # (what _store_errors does, without a context manager on every append)
@@ -402,21 +406,19 @@ class _Streams:
                 user is not None and not await acl.allowed(self.store_id, user, stream_id,
                                                            "write"))
             if denied:
-                response.error.CopyFrom(convert.access_denied_status())
-                return response
+                return batch.failed(convert.access_denied_status())
             try:
                 version = await self._append(stream_id, batch.expected, batch.events)
             except (WrongExpectedVersion, StreamDeleted, InvalidArgument) as exc:
-                response.error.CopyFrom(convert.batch_error_status(exc, stream_id))
-                return response
+                return batch.failed(convert.batch_error_status(exc, stream_id))
             position = await self._position_of(stream_id, version)
         except ExESDBError as exc:
             raise convert.rpc_error(exc) from None
-        if version < 0:
-            response.success.no_stream.SetInParent()
-            response.success.no_position.SetInParent()
-        else:
-            response.success.CopyFrom(convert.batch_success(version, position))
+        if version >= 0:
+            return convert.batch_success_bytes(correlation_id, batch.options, version, position)
+        response = batch.response()
+        response.success.no_stream.SetInParent()
+        response.success.no_position.SetInParent()
         return response
 
     # -- delete ------------------------------------------------------------------------
@@ -817,6 +819,12 @@ class _Batch:
             self.error = InvalidArgument(exc.message)
         if self.error is not None:
             self.events, self.size = [], 0
+
+    def failed(self, status: Any) -> streams_pb2.BatchAppendResp:
+        """:meth:`response` with ``status`` as its error."""
+        response = self.response()
+        response.error.CopyFrom(status)
+        return response
 
     def response(self) -> streams_pb2.BatchAppendResp:
         response = streams_pb2.BatchAppendResp()

@@ -281,3 +281,41 @@ def test_the_directly_written_read_response_is_the_message_read_event_builds(rec
                                                                               structured):
     written = streams_pb2.ReadResp.FromString(convert.read_event_bytes(record, structured))
     assert written == convert.read_event(record, structured)
+
+
+_correlations = st.one_of(
+    st.uuids().map(lambda u: shared_pb2.UUID(string=str(u))),
+    st.tuples(st.integers(-2**63, 2**63 - 1), st.integers(-2**63, 2**63 - 1)).map(
+        lambda halves: shared_pb2.UUID(structured=shared_pb2.UUID.Structured(
+            most_significant_bits=halves[0], least_significant_bits=halves[1]))),
+)
+
+
+@st.composite
+def _batch_options(draw):
+    options = streams_pb2.BatchAppendReq.Options()
+    options.stream_identifier.stream_name = draw(st.text(min_size=1, max_size=40)).encode()
+    which = draw(st.sampled_from(["stream_position", "no_stream", "any", "stream_exists", None]))
+    if which == "stream_position":
+        options.stream_position = draw(st.integers(0, 2**64 - 1))
+    elif which is not None:
+        getattr(options, which).SetInParent()
+    return options
+
+
+@given(_correlations, _batch_options(), st.integers(0, 2**63 - 1),
+       st.none() | st.integers(0, 2**62))
+def test_the_directly_written_batch_success_is_the_message_built(correlation, options,
+                                                                  version, position):
+    expected = streams_pb2.BatchAppendResp()
+    expected.stream_identifier.CopyFrom(options.stream_identifier)
+    which = options.WhichOneof("expected_stream_position")
+    if which == "stream_position":
+        expected.stream_position = options.stream_position
+    elif which is not None:
+        getattr(expected, which).SetInParent()
+    expected.success.CopyFrom(convert.batch_success(version, position))
+    expected.correlation_id.CopyFrom(correlation)
+    written = convert.batch_success_bytes(correlation, options, version, position)
+    assert written == expected.SerializeToString()
+    assert streams_pb2.BatchAppendResp.FromString(written) == expected
