@@ -42,6 +42,8 @@ import trio
 
 import otp
 from exesdb import NewEvent, gateway, start_store, stop_store
+from exesdb.events import JSON_CONTENT_TYPE
+from exesdb.payload import JsonText
 
 from ._report import Result, now
 
@@ -165,6 +167,12 @@ async def _grpc_rates(port: int, server_pid: int) -> dict[str, float]:
 # -- in process ------------------------------------------------------------------------------
 
 
+def _event(i: int) -> NewEvent:
+    """The event a gRPC client of this benchmark appends, as the server stores it: JSON
+    data (the clients' default content type, application/json) as the client's bytes."""
+    return NewEvent("Placed", JsonText(b'{"i": %d}' % i), content_type=JSON_CONTENT_TYPE)
+
+
 async def _in_process_rates(root: Path) -> dict[str, float]:
     rates: dict[str, float] = {}
     cpu_used: dict[tuple[str, int], float] = {}
@@ -190,13 +198,13 @@ async def _in_process_rates(root: Path) -> dict[str, float]:
 
         async def append_one(c: int, i: int) -> int:
             await gateway.append_events("floor", f"single-{c}",
-                                        [NewEvent("Placed", b'{"i": %d}' % i)])
+                                        [_event(i)])
             return 1
 
         async def append_batch(c: int, i: int) -> int:
             await gateway.append_events(
                 "floor", f"batch-{c}",
-                [NewEvent("Placed", b'{"i": %d}' % j) for j in range(BATCH)])
+                [_event(j) for j in range(BATCH)])
             return BATCH
 
         async def read_stream(c: int, i: int) -> int:
@@ -204,7 +212,7 @@ async def _in_process_rates(root: Path) -> dict[str, float]:
 
         await gateway.append_events(  # the events the gRPC clients append
             "floor", "to-read",
-            [NewEvent("Placed", b'{"i": %d}' % i) for i in range(READ_STREAM_EVENTS)])
+            [_event(i) for i in range(READ_STREAM_EVENTS)])
         for n in (1, 50):
             rates[f"append1-{n}"] = await timed(n, max(1, APPENDS // n), append_one)
             rates[f"batch-{n}"] = await timed(n, max(1, BATCHES // n), append_batch)
