@@ -56,6 +56,7 @@ takes :class:`~exesdb.storage.fencing.Fenced` operations, refused with
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar
 
@@ -283,6 +284,11 @@ class PostgresBackend(Backend):
                     results = self._engine.not_appended(call, exc)
                     if results is not None:
                         return results
+                except BaseException:
+                    with contextlib.suppress(psycopg.Error):
+                        trio.lowlevel.notify_closing(call.conn.pgconn.socket)
+                    self._engine.abandoned(call)
+                    raise
                 else:
                     return self._engine.appended(call)
             return await self._writes.run(self._engine.write, ops)

@@ -348,6 +348,15 @@ class WriteEngine:
             return [error] * len(call.results)
         return None  # STALE_HEAD, KNOWN_IDS, or an error the transaction tells
 
+    def abandoned(self, call: OneStatement) -> None:
+        """``call`` ended with something other than an answer or a database error (its
+        outcome is unknown): the connection, maybe in the middle of it, is closed and the
+        stream cache dropped."""
+        self._drop_cache()
+        if self._conn is call.conn:
+            self._conn = None
+        close_quietly(call.conn)
+
     def _drop_cache(self) -> None:
         """Forget the cached stream states and head (they may have been changed in place
         by a batch that was not committed)."""
