@@ -20,6 +20,7 @@ from otp.registry import RegistryName
 
 __all__ = [
     "REGISTRY",
+    "child_label",
     "child_spec_id",
     "ensure_registry",
     "extract_store_id",
@@ -72,6 +73,20 @@ def _partition_name(module: Any, store_id: Any, *key: Any) -> Any:
 def child_spec_id(module: type, store_id: str | None) -> Any:
     """The child id of ``module`` in store ``store_id`` (the plain module when None)."""
     return module if store_id is None else (module, store_id)
+
+
+def child_label(child_id: Any) -> str:
+    """A child id as text, as the logged tree and the web console show it:
+    ``Module[store] extra`` for the store-specific ids of exesdb's trees (``(Module,
+    store_id, ...)``, ``((Module, store_id), kind)``), a class's name, else ``str``."""
+    if isinstance(child_id, tuple) and child_id:
+        head, *rest = child_id
+        if isinstance(head, tuple):
+            return f"{child_label(head)} {' '.join(map(str, rest))}".strip()
+        if isinstance(head, type) and rest:
+            extra = f" {' '.join(map(str, rest[1:]))}" if len(rest) > 1 else ""
+            return f"{head.__qualname__}[{rest[0]}]{extra}"
+    return getattr(child_id, "__qualname__", None) or str(child_id)
 
 
 def extract_store_id(opts: Mapping[str, Any] | Any) -> str | None:

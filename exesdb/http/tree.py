@@ -24,9 +24,10 @@ import otp
 from otp import observer
 
 from ..gateway import list_stores
+from ..naming import child_label as label
 from ..systems import system_name
 
-__all__ = ["APPLICATION_SUPERVISOR", "MAX_CHILDREN", "TreeNode", "label", "tree_snapshot"]
+__all__ = ["APPLICATION_SUPERVISOR", "MAX_CHILDREN", "TreeNode", "tree_snapshot"]
 
 APPLICATION_SUPERVISOR: Final = "exesdb"
 """The registered name of the exesdb application's top supervisor."""
@@ -63,20 +64,6 @@ class TreeNode:
                 "path": self.path, "kind": self.kind, "more": self.more,
                 "unreachable": self.unreachable,
                 "children": [child.as_json() for child in self.children]}
-
-
-def label(child_id: Any) -> str:
-    """A child id as text: ``Module[store] extra`` for the store-specific ids of exesdb's
-    trees (``(Module, store_id, ...)``, ``((Module, store_id), kind)``), a class's name,
-    else ``str``. (A child of a dynamic supervisor has no id: its label is its kind.)"""
-    if isinstance(child_id, tuple) and child_id:
-        head, *rest = child_id
-        if isinstance(head, tuple):
-            return f"{label(head)} {' '.join(map(str, rest))}".strip()
-        if isinstance(head, type) and rest:
-            extra = f" {' '.join(map(str, rest[1:]))}" if len(rest) > 1 else ""
-            return f"{head.__qualname__}[{rest[0]}]{extra}"
-    return getattr(child_id, "__qualname__", None) or str(child_id)
 
 
 async def tree_snapshot(root: otp.Name | None = None) -> TreeNode:

@@ -12,9 +12,10 @@ import otp
 from exesdb import NewEvent, gateway
 from exesdb.grpc.listener import address
 from exesdb.http import tree_snapshot
-from exesdb.http.tree import MAX_CHILDREN, label
+from exesdb.http.tree import MAX_CHILDREN
 from exesdb.http.views import hex_dump, payload_view
 from exesdb.http.watcher import board, refresh
+from exesdb.naming import child_label as label
 from exesdb.systems.gateway import GatewayWorker, gateway_worker_name
 
 from .helpers import eventually, running
