@@ -53,6 +53,7 @@ __all__ = [
     "fill_event",
     "meta_crc",
     "pack_event_header",
+    "pack_stream_prefix",
     "peek_event",
     "snapshot_crc",
     "stream_crc",
@@ -75,6 +76,9 @@ _crc32: Final = zlib.crc32
 _pack_keys: Final = _KEYS.pack
 _pack_event: Final = _EVENT.pack
 pack_event_header: Final = _pack_event
+pack_stream_prefix: Final = _PREFIX.pack
+"""``pack_stream_prefix(created_us, stream_id_length)``: the fixed part of
+:func:`stream_prefix` (the stream id's UTF-8 bytes follow it)."""
 """``pack_event_header(event_id, data_kind, metadata_kind, type_len, content_type_len,
 data_len, metadata_len)``: the fixed part of an event blob after its stream prefix (see
 :func:`encode_event`, which a backend may inline)."""

@@ -121,6 +121,12 @@ RUNNING_FILE: Final = "exesdb.running"
 """The marker a store's directory holds while a backend has the store open for writing:
 written (durably) when it opens, removed when it closes cleanly. Found at open, it says the
 previous run did not stop cleanly (:attr:`SQLiteBackend.unclean_stop`)."""
+_NOTHING_FOUND: Final[dict[bytes, int]] = {}  # never changed
+_pack_prefix: Final = records.pack_stream_prefix
+_pack_event: Final = records.pack_event_header
+_pack_keys: Final = _KEYS.pack
+_crc32: Final = zlib.crc32
+_new_int: Final = int.__new__
 _TOP_UNKNOWN: Final = b"\xff" * 17
 """An event id above every 16-byte id: every id is looked up (the store's highest id is not
 known)."""
@@ -220,49 +226,55 @@ class _Batch:
         stream = self.streams[stream_id]
         events = op.events
         known = self.known
-        found: dict[bytes, int] = {}
-        if known and stream.key is not None:
+        key = stream.key
+        if known and key is not None:
+            found: dict[bytes, int] = {}
             for event in events:
                 event_id = event._encoded[0]
-                for key, number in known.get(event_id, ()):
-                    if key == stream.key and number >= stream.first:
+                for found_key, number in known.get(event_id, ()):
+                    if found_key == key and number >= stream.first:
                         found[event_id] = number
+        else:
+            found = _NOTHING_FOUND
         if found or stream.hard or op.expected_version is not ANY:
             version = check_append(stream_id, op.expected_version, stream.last, stream.first,
                                    stream.hard, [event._encoded[0] for event in events], found)
             if version is not None:
                 return version
-        key = stream.key if stream.key is not None else self._key(stream_id, stream)
-        recreated = stream.first > stream.last >= 0  # it was soft-deleted
-        number = stream.last
+        if key is None:
+            key = self._key(stream_id, stream)
+        last = stream.last
+        recreated = stream.first > last >= 0  # it was soft-deleted
+        number = last
         position = self.position
-        # records.encode_event and records.event_crc, inlined (a row per event)
-        prefix = records.stream_prefix(self.now, stream_id)
-        pack_event = records.pack_event_header
-        pack_keys = _KEYS.pack
-        join = _JOIN
-        crc32 = zlib.crc32
+        # records.stream_prefix, encode_event and event_crc, inlined (a row per event)
+        raw_id = stream_id.encode()
+        prefix = _pack_prefix(self.now, len(raw_id)) + raw_id
         append_row = self.rows.append
         for event in events:
             number += 1
             event_id, event_type, content_type, data_kind, data, metadata_kind, metadata = (
                 event._encoded
             )
-            blob = join((prefix, pack_event(event_id, data_kind, metadata_kind,
-                                            len(event_type), len(content_type), len(data),
-                                            len(metadata)),
-                         event_type, content_type, data, metadata))
+            blob = _JOIN((prefix, _pack_event(event_id, data_kind, metadata_kind,
+                                              len(event_type), len(content_type), len(data),
+                                              len(metadata)),
+                          event_type, content_type, data, metadata))
             append_row((position, key, number, _BLOB(event_id),
-                        crc32(blob, crc32(pack_keys(position, key, number))), blob))
+                        _crc32(blob, _crc32(_pack_keys(position, key, number))), blob))
             position += 1
         if self.track_ids:  # later operations of this batch must see these ids
-            number = stream.last
+            number = last
             for event in events:
                 number += 1
                 known.setdefault(event._encoded[0], []).append((key, number))
         self.position = position
-        stream.last += len(events)
-        return Appended(stream.last, position - 1, recreated)
+        stream.last = number
+        # Appended(number, position - 1, recreated), without its __new__'s frame
+        appended: Appended = _new_int(Appended, number)
+        appended.position = position - 1
+        appended.recreated = recreated
+        return appended
 
     def _delete(self, op: DeleteStream) -> int:
         stream_id = op.stream_id
