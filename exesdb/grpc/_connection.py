@@ -76,6 +76,7 @@ import logging
 import math
 import os
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -514,8 +515,7 @@ class ServerCall:
         size = 0
         for message in messages:
             data = message if type(message) is bytes else message.SerializeToString()
-            parts.append(b"\x00" + len(data).to_bytes(4, "big"))
-            parts.append(data)
+            parts += (_message_prefix(0, len(data)), data)
             size += 5 + len(data)
             if size >= SEND_MANY_CHUNK:
                 chunk = b"".join(parts)
@@ -911,6 +911,10 @@ class ServerCall:
 _RequestHeaders = tuple[str, bytes, bytes, bytes | None, str | None, dict[str, str]]
 """What a request's headers say: path, HTTP method, content type, grpc-timeout,
 authorization and the custom metadata."""
+
+
+_message_prefix = struct.Struct(">BI").pack
+"""A gRPC message's prefix: its compressed flag (0) and its length."""
 
 
 class _SideLock:
