@@ -1019,9 +1019,11 @@ class Connection:
         self._cpu_share = config.reader_cpu_share
         self._cpu_tokens = READER_BURST
         self._cpu_stamp = time.perf_counter()
-        # Costly until then (see COSTLY_SLICE). A new connection's first slice takes its
-        # turn: twenty new connections' header blocks by the kilobyte would otherwise
-        # all be parsed in the same round.
+        # Costly until then (see COSTLY_SLICE). A new connection's first read is parsed
+        # in slices of COSTLY_FEED_SIZE, all but the first in turns, until it has shown
+        # them cheap: twenty new connections' header blocks by the kilobyte would
+        # otherwise all be parsed in the same round (and a new client's first request,
+        # in its first slice, waits for no turn behind hundreds of new connections).
         self._costly_until = math.inf
         self._pooled = 0.0  # CPU taken in shared.readers, halved each POOL_MEMORY seconds
         self._pooled_stamp = self._cpu_stamp
@@ -1295,8 +1297,6 @@ class Connection:
         self._cpu_stamp = now
         if spent > COSTLY_SLICE:
             self._costly_until = now + COSTLY_FOR
-        elif self._costly_until == math.inf:
-            self._costly_until = 0.0  # its first slice was cheap
 
     def _charge_turn(self, spent: float) -> None:
         """The slice parsed in a turn of shared.readers took ``spent``: the turn is over."""
@@ -1342,9 +1342,10 @@ class Connection:
             start = 0
             while start < len(data):
                 in_turn = False
-                if start or self._costly:
+                fresh = self._costly_until == math.inf  # the connection's first read
+                if start or (self._costly and not fresh):
                     in_turn = await self._take_turn()
-                end = start + (COSTLY_FEED_SIZE if in_turn else FEED_SIZE)
+                end = start + (COSTLY_FEED_SIZE if in_turn or fresh else FEED_SIZE)
                 began = reader_cpu()
                 try:
                     try:
@@ -1366,6 +1367,8 @@ class Connection:
                     if in_turn:
                         self._charge_turn(spent)
                 start = end
+            if self._costly_until == math.inf:
+                self._costly_until = 0.0  # its first read was cheap
             if h2conn.incomplete_frame:
                 if self._partial_since is None:
                     self._partial_since = now
