@@ -288,6 +288,8 @@ class WriteEngine:
         conn = self._conn
         if head is None or conn is None or not _idle(conn):
             return None
+        if self.last_position > head[0]:  # another node's commit (its notice) came since
+            return None  # the function would refuse it: no round trip for that
         streams = self._streams
         appends: list[Append] = []
         for op in ops:
