@@ -37,6 +37,7 @@ __all__ = [
     "lazy_record",
     "raw_data",
     "set_raw_data",
+    "wire_event",
 ]
 
 JSON_CONTENT_TYPE: Final = "application/json"
@@ -257,6 +258,64 @@ _set_content_type: Final[Callable[[Any, Any], None]] = (
     NewEvent.__dict__["content_type"].__set__)
 _BYTES: Final = payload.BYTES
 _NONE: Final = payload.NONE
+_JSON_TEXT: Final = payload.JSON_TEXT
+_JsonText: Final = payload.JsonText
+_ENCODED_TEXT: Final[dict[str, bytes]] = {}  # event and content types met, UTF-8, checked
+_ENCODED_TEXT_LIMIT: Final = 4096
+
+
+def _encoded_text(value: str, field: str, max_length: int) -> bytes:
+    """``value.encode()`` of a str :class:`NewEvent` accepts for ``field`` (else its
+    InvalidArgument), remembered: an append's events mostly repeat a few types."""
+    encoded = _ENCODED_TEXT.get(value)
+    if encoded is None:
+        if type(value) is not str or not 0 < len(value) <= max_length:
+            _check_text(value, field, max_length)
+        encoded = value.encode()
+        if len(_ENCODED_TEXT) >= _ENCODED_TEXT_LIMIT:
+            _ENCODED_TEXT.clear()
+        _ENCODED_TEXT[value] = encoded
+    elif len(value) > max_length:  # cached for the other field's longer limit
+        _check_text(value, field, max_length)
+    return encoded
+
+
+def wire_event(event_type: str, data: bytes, metadata: bytes, event_id: uuid.UUID,
+               raw_id: bytes, content_type: str) -> NewEvent:
+    """The :class:`NewEvent` ``NewEvent(event_type, JsonText(data) if content_type is
+    "application/json" else data, metadata or None, event_id, content_type)`` builds,
+    for bytes as a network client sent them: ``data`` and ``metadata`` (exact
+    ``bytes``) are captured without copies, ``raw_id`` is ``event_id``'s 16 bytes
+    (big-endian), already at hand, and the event and content types' encodings are
+    remembered across calls. Raises what that constructor raises."""
+    if content_type == JSON_CONTENT_TYPE:
+        value: bytes = _JsonText(data)
+        data_kind = _JSON_TEXT
+    else:
+        value, data_kind = data, _BYTES
+    encoded_type = _ENCODED_TEXT.get(event_type)
+    if encoded_type is None or len(event_type) > MAX_EVENT_TYPE_LENGTH:
+        encoded_type = _encoded_text(event_type, "event_type", MAX_EVENT_TYPE_LENGTH)
+    encoded_content_type = _ENCODED_TEXT.get(content_type)
+    if encoded_content_type is None or len(content_type) > MAX_CONTENT_TYPE_LENGTH:
+        encoded_content_type = _encoded_text(content_type, "content_type",
+                                             MAX_CONTENT_TYPE_LENGTH)
+    if metadata:
+        metadata_value: bytes | None = metadata
+        metadata_kind = _BYTES
+    else:
+        metadata_value, metadata, metadata_kind = None, b"", _NONE
+    if len(data) + len(metadata) > MAX_EVENT_SIZE:
+        check_payload_size(data, metadata)
+    event: NewEvent = _new(NewEvent)
+    _set_event_type(event, event_type)
+    _set_data(event, value)
+    _set_metadata(event, metadata_value)
+    _set_event_id(event, event_id)
+    _set_content_type(event, content_type)
+    _set_encoded(event, (raw_id, encoded_type, encoded_content_type, data_kind, data,
+                         metadata_kind, metadata))
+    return event
 
 
 class _Lazy:

@@ -50,7 +50,7 @@ from ..errors import (
     StreamDeleted,
     WrongExpectedVersion,
 )
-from ..events import JSON_CONTENT_TYPE, EventRecord, NewEvent, raw_data
+from ..events import EventRecord, NewEvent, raw_data, wire_event
 from ..validation import check_stream_id
 from .protos import code_pb2, shared_pb2, status_pb2, streams_pb2
 from .rpc import RpcError, StatusCode
@@ -253,11 +253,24 @@ def new_event(proposed: _Proposed) -> NewEvent:
 
 def new_event_sized(proposed: _Proposed) -> tuple[NewEvent, int]:
     """:func:`new_event` and the size of the event's data plus custom metadata (what an
-    append's size limit counts), read once."""
+    append's size limit counts), read once. The event is built by
+    :func:`exesdb.events.wire_event`: the bytes as received, the id's 16 bytes from its
+    usual string form directly."""
     identifier = proposed.id
     text = identifier.string  # set: the string form (the common one); else look closer
-    event_id = (uuid_from_string(text, "proposed_message.id") if text
-                else uuid_from_proto(identifier, "proposed_message.id"))
+    digits = text.replace("-", "")
+    try:  # 32 hex digits: 16 bytes (fromhex skips whitespace: then fewer)
+        raw_id = _fromhex(digits) if len(digits) == 32 else b""
+    except ValueError:  # "_" or a sign, which int(digits, 16) takes: uuid.UUID decides
+        raw_id = b""
+    if len(raw_id) == 16:  # what uuid.UUID(text) makes of it, and its bytes
+        event_id: uuid.UUID = _new_object(_UUID)
+        _set_uuid_int(event_id, _from_bytes(raw_id, "big"))
+        _set_uuid_safe(event_id, _SAFE_UNKNOWN)
+    else:
+        event_id = (uuid_from_string(text, "proposed_message.id") if text
+                    else uuid_from_proto(identifier, "proposed_message.id"))
+        raw_id = event_id.bytes
     metadata = proposed.metadata
     event_type = metadata.get("type")
     if event_type is None:
@@ -270,15 +283,15 @@ def new_event_sized(proposed: _Proposed) -> tuple[NewEvent, int]:
     size = len(data) + len(custom)
     if size > MAX_EVENT_APPEND_SIZE:
         raise EventTooLarge(str(event_id), size)
-    try:  # (positional: cheaper than keywords, once per event)
-        return NewEvent(event_type,
-                        _JsonText(data) if content_type == JSON_CONTENT_TYPE else data,
-                        custom or None, event_id, content_type), size
+    try:
+        return _wire_event(event_type, data, custom, event_id, raw_id, content_type), size
     except InvalidArgument as exc:
         raise bad_request(f"proposed_message: {exc}") from None
 
 
-_JsonText: Final = payload.JsonText
+_fromhex: Final = bytes.fromhex
+_from_bytes: Final = int.from_bytes
+_wire_event: Final = wire_event
 
 
 # -- responses ------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from exesdb import ANY, NO_STREAM, STREAM_EXISTS, InvalidArgument, StreamDeleted, payload
 from exesdb import WrongExpectedVersion as StoreWrongVersion
 from exesdb.errors import StoreNotFound, StoreUnavailable
-from exesdb.events import EventRecord
+from exesdb.events import EventRecord, NewEvent
 from exesdb.grpc import convert
 from exesdb.grpc.protos import code_pb2, shared_pb2, streams_pb2
 from exesdb.grpc.rpc import RpcError, StatusCode
@@ -129,6 +129,50 @@ def test_an_event_over_the_maximum_append_size_is_too_large():
         convert.new_event(message)
     assert info.value.size == convert.MAX_EVENT_APPEND_SIZE + 1
     assert info.value.limit == convert.MAX_EVENT_APPEND_SIZE
+
+
+def _id_forms(value: uuid.UUID) -> st.SearchStrategy[str]:
+    text = str(value)
+    return st.sampled_from([
+        text, text.upper(), value.hex, "{" + text + "}", "urn:uuid:" + text,
+        text[:7] + "-" + text[7:].replace("-", "", 1),  # hyphens elsewhere: uuid.UUID takes it
+        text[:8] + " " + text[9:], text[:8] + "_" + text[9:], text[:-1] + "g", text[:-1],
+        " " + text[1:], "+" + text[1:], ""])
+
+
+@given(event_id=st.uuids().flatmap(_id_forms) | st.text(max_size=40),
+       event_type=st.sampled_from(["Placed", "", "é" * 3, "t" * 256, "t" * 257]),
+       content_type=st.sampled_from(["application/json", "application/octet-stream", "",
+                                     "c" * 257]),
+       data=st.binary(max_size=20) | st.sampled_from([b'{"i": 1}', b"{bad"]),
+       custom=st.binary(max_size=10))
+def test_a_proposed_event_is_the_new_event_its_fields_make(event_id, event_type, content_type,
+                                                           data, custom):
+    """convert.new_event (events.wire_event, the id's bytes parsed directly) builds what
+    NewEvent builds of the same fields, or refuses what it refuses."""
+    message = streams_pb2.AppendReq.ProposedMessage(
+        data=data, custom_metadata=custom,
+        metadata={"type": event_type, "content-type": content_type})
+    if event_id:
+        message.id.string = event_id
+    try:
+        expected = NewEvent(
+            event_type, payload.JsonText(data) if content_type == "application/json" else data,
+            custom or None, uuid.UUID(event_id), content_type)
+    except (ValueError, InvalidArgument) as exc:  # a bad id, or a bad field
+        with pytest.raises(RpcError) as info:
+            convert.new_event(message)
+        assert info.value.code is StatusCode.INVALID_ARGUMENT
+        if isinstance(exc, InvalidArgument):
+            assert info.value.message == f"proposed_message: {exc}"
+        return
+    event = convert.new_event(message)
+    assert event == expected
+    assert type(event.data) is type(expected.data)
+    assert type(event.event_id) is uuid.UUID
+    assert event._encoded == expected._encoded
+    assert [type(part) for part in event._encoded] == [
+        type(part) for part in expected._encoded]
 
 
 # -- read responses --------------------------------------------------------------------------
