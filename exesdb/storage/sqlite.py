@@ -450,12 +450,16 @@ class _Engine:
 
     # -- writes --------------------------------------------------------------------------
 
+    def _not_writable(self) -> StorageError:
+        """The error for a write to a store open read-only, or closed."""
+        return StorageError(f"{self.path}: the store is "
+                            f"{'open read-only' if self.read_only else 'closed'}")
+
     def write(self, ops: Sequence[WriteOp]) -> list[Any]:
         with self._write_lock:
             conn = self._writer
             if conn is None:
-                raise StorageError(f"{self.path}: the store is "
-                                   f"{'open read-only' if self.read_only else 'closed'}")
+                raise self._not_writable()
             try:
                 return self._transaction(conn, ops)
             except sqlite3.Error as exc:
@@ -792,8 +796,7 @@ class _Engine:
         with self._write_lock:
             conn = self._writer
             if conn is None:
-                raise StorageError(f"{self.path}: the store is "
-                                   f"{'open read-only' if self.read_only else 'closed'}")
+                raise self._not_writable()
             try:
                 mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
                 synchronous = conn.execute("PRAGMA synchronous").fetchone()[0]
