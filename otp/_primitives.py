@@ -153,6 +153,12 @@ async def _receive_slow(
     if found:
         return msg
     if timeout is not None and timeout <= 0:
+        # A schedule point now and then, as for messages taken: a server that asks for
+        # an idle timeout of 0 again and again must not keep the node from running.
+        proc._credit -= 1
+        if proc._credit <= 0:
+            proc._credit = _CREDIT
+            await checkpoint()
         raise ReceiveTimeout(f"no matching message (timeout={timeout})")
     if timeout is None:
         return await _wait_for_match(proc, match)

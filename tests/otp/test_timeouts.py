@@ -10,6 +10,8 @@ server's exit later rescheduled the failed caller's task and trio killed the who
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -177,6 +179,39 @@ async def test_receive_with_timeout_zero_still_looks_at_the_mailbox():
     async with otp.node():
         with pytest.raises(otp.ReceiveTimeout):
             await otp.receive(timeout=0)
+
+
+_SPINNER = """
+import trio, otp
+from otp import gen_server
+
+class Spinner(otp.GenServer):
+    async def init(self, _arg):
+        return otp.NoReply(timeout=0)
+
+    async def handle_info(self, msg):
+        return otp.NoReply(timeout=0)  # asks for 0 again: it never waits
+
+async def main():
+    async with otp.node():
+        pid = await gen_server.start(Spinner, None)
+        await trio.sleep(0.05)  # the timer must fire although the server never waits
+        assert otp.is_alive(pid)
+        await gen_server.stop(pid)
+        print("ran")
+
+trio.run(main)
+"""
+
+
+def test_a_server_asking_for_timeout_zero_again_and_again_lets_the_node_run():
+    """Trio cannot preempt a task as the BEAM preempts a process: an empty
+    ``receive(timeout=0)`` is a schedule point now and then, so such a server (a busy
+    loop, but a legal one) does not freeze every other process and timer of the node.
+    (In a child process: a frozen node cannot fail a test from inside.)"""
+    result = subprocess.run([sys.executable, "-c", _SPINNER], capture_output=True,
+                            text=True, timeout=60)
+    assert (result.returncode, result.stdout) == (0, "ran\n"), result.stderr
 
 
 # -- NoReply / Reply idle timeouts ----------------------------------------------------------------
