@@ -406,9 +406,10 @@ class PersistentGroup(otp.GenServer):
         while replaying and (replaying[0][1] is None or replaying[0][1].state == "done"):
             self.replay_done_before = replaying.popleft()[0] + 1
         before = self.replay_done_before
-        if before <= self.replayed_before or self.deleted or (
-                self.replay_retry_at is not None
-                and trio.current_time() < self.replay_retry_at):
+        if before <= self.replayed_before or self.deleted:
+            self.replay_retry_at = None  # nothing left to retry (no wake-up for it)
+            return
+        if self.replay_retry_at is not None and trio.current_time() < self.replay_retry_at:
             return
         try:
             await gateway.append_events(self.store_id, f"${self.parked_stream}",
@@ -458,6 +459,7 @@ class PersistentGroup(otp.GenServer):
                            self.replay_retry_at) if t is not None]
         settings = self.config.settings
         if self.ledger.since_checkpoint and settings.checkpoint_after_ms and \
+                self.started and not self.deleted and \
                 self.ledger.since_checkpoint >= max(1, settings.min_checkpoint_count):
             # (not before a failed checkpoint may be tried again: no busy loop meanwhile)
             due.append(max(self.checkpoint_at + settings.checkpoint_after_ms / 1000,
@@ -468,8 +470,10 @@ class PersistentGroup(otp.GenServer):
         """Park the events to park, unless a failed try asked to wait until
         :attr:`park_retry_at`; a failure of the store is logged and tried again after
         :data:`RETRY` s."""
-        if not self.ledger.parking or (self.park_retry_at is not None
-                                       and trio.current_time() < self.park_retry_at):
+        if not self.ledger.parking:
+            self.park_retry_at = None  # nothing left to retry (no wake-up for it)
+            return
+        if self.park_retry_at is not None and trio.current_time() < self.park_retry_at:
             return
         try:
             await self._write_parked()
@@ -506,6 +510,7 @@ class PersistentGroup(otp.GenServer):
         ledger = self.ledger
         count = ledger.since_checkpoint
         if not count or ledger.safe_anchor is None or not self.started or self.deleted:
+            self.checkpoint_retry_at = None  # nothing to retry (no wake-up for it)
             return
         if self.checkpoint_retry_at is not None and now < self.checkpoint_retry_at and not force:
             return

@@ -11,6 +11,7 @@ group park it while it stops; checkpoints are rare, so that only the stop stores
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +20,7 @@ import trio
 
 import otp
 from exesdb import NewEvent, gateway, start_store, stop_store
+from exesdb.errors import StorageUnavailable
 from exesdb.grpc.groups import client
 from exesdb.grpc.groups.config import (
     GroupConfig,
@@ -152,4 +154,40 @@ async def test_parking_that_keeps_failing_is_retried_and_logged_once(node, tmp_p
             await trio.sleep(0.05)
 
     assert len(logged(caplog, "not parked yet")) == 1
+    await stop_store(STORE)
+
+
+async def test_a_group_waiting_to_retry_a_failed_checkpoint_does_not_spin(node, tmp_path,
+                                                                        monkeypatch):
+    """A time-based checkpoint that fails is tried again every ``RETRY`` seconds; in
+    between, the group's process sleeps. (Its wake-up was the overdue checkpoint time: a
+    busy loop that starved a node whose every checkpoint failed, a deposed cluster
+    leader.) Measured as this process's CPU time over one second of waiting."""
+    await start(tmp_path)
+    await gateway.append_events(STORE, STREAM, [NewEvent("Placed", {"i": i}) for i in range(3)])
+    settings = GroupSettings(min_checkpoint_count=1, max_checkpoint_count=1_000,
+                             checkpoint_after_ms=100)
+    await client.create_group(STORE, GroupConfig(STREAM, GROUP, settings))
+    tries = 0
+
+    async def failing_ack(*args: Any, **kwargs: Any) -> None:
+        nonlocal tries
+        tries += 1
+        raise StorageUnavailable("injected: the checkpoint cannot be stored")
+
+    monkeypatch.setattr(gateway, "ack_event", failing_ack)
+    consumer = await client.connect(STORE, STREAM, GROUP, Connection(), buffer_size=10)
+    events = await take(consumer, 3)
+    await consumer.ack([event.event_id for event, _, _ in events])
+    with trio.fail_after(WAIT):
+        while tries < 1:  # noqa: ASYNC110 (the group's own checkpoint timer)
+            await trio.sleep(0.01)
+
+    cpu = time.process_time()
+    await trio.sleep(1.0)
+    cpu = time.process_time() - cpu
+
+    assert 3 <= tries <= 8  # every RETRY (0.2 s), not more often
+    assert cpu < 0.5, f"{cpu:.2f} s of CPU in 1 s of waiting"
+    monkeypatch.undo()
     await stop_store(STORE)
