@@ -28,7 +28,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,7 @@ from exesdb import NewEvent, gateway, start_store, stop_store
 from exesdb.events import JSON_CONTENT_TYPE
 from exesdb.payload import JsonText
 
+from ._procs import process_cpu, stop_server
 from ._report import Result, now
 
 __all__ = ["run"]
@@ -87,25 +87,7 @@ def _drain(stream: Any) -> None:
         pass
 
 
-def _stop_server(proc: subprocess.Popen[str]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 # -- over the network ----------------------------------------------------------------------
-
-
-def _server_cpu(pid: int) -> float:
-    """CPU seconds the process ``pid`` has used (user + system); 0 where /proc is missing."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _grpc_rates(port: int, server_pid: int) -> dict[str, float]:
@@ -130,11 +112,11 @@ async def _grpc_rates(port: int, server_pid: int) -> dict[str, float]:
                 total += await work(clients[c], c, i)
             return total
 
-        start, cpu, server_cpu = time.perf_counter(), time.process_time(), _server_cpu(server_pid)
+        start, cpu, server_cpu = time.perf_counter(), time.process_time(), process_cpu(server_pid)
         counts = await asyncio.gather(*(one(c) for c in range(n_clients)))
         events = sum(counts)
         cpu_used[work.__name__, n_clients] = (
-            (time.process_time() - cpu) / events, (_server_cpu(server_pid) - server_cpu) / events)
+            (time.process_time() - cpu) / events, (process_cpu(server_pid) - server_cpu) / events)
         return events / (time.perf_counter() - start)
 
     async def append_one(client: Any, c: int, i: int) -> int:
@@ -249,7 +231,7 @@ def run() -> list[Result]:
         try:
             grpc = asyncio.run(_grpc_rates(port, proc.pid))
         finally:
-            _stop_server(proc)
+            stop_server(proc)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     targets = {"append1-50": ">= 20,000 events/s", "read-50": ">= 50,000 events/s"}

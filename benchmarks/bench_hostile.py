@@ -21,7 +21,6 @@ import random
 import re
 import resource
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -33,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ._procs import process_cpu, process_rss, stop_server
 from ._report import Result
 from .h2raw import (
     CONTINUATION,
@@ -455,25 +455,6 @@ def _start_server(data_dir: Path, extra: list[str], files: int | None = None
     raise RuntimeError("the exesdb server did not start:\n" + "".join(seen))
 
 
-def _stop_server(proc: subprocess.Popen[str]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def _rss(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 def _p50(values: list[float]) -> float:
     return sorted(values)[len(values) // 2] if values else float("nan")
 
@@ -609,26 +590,26 @@ def _one(name: str, root: Path) -> dict[str, Any]:
             call, close = _kurrent_calls(port)
         with _Good(call, 0.1 if users else 0.0) as good:
             time.sleep(BEFORE)
-            rss_before = peak = _rss(proc.pid)
-            cpu_before = _cpu(proc.pid)
+            rss_before = peak = process_rss(proc.pid)
+            cpu_before = process_cpu(proc.pid)
             started = time.time()
             attacker = subprocess.Popen(
                 [sys.executable, "-m", "benchmarks.bench_hostile", "attack", name, str(port),
                  str(LONGER.get(name, SECONDS))], stdout=subprocess.PIPE, text=True)
             while attacker.poll() is None:
-                peak = max(peak, _rss(proc.pid))
+                peak = max(peak, process_rss(proc.pid))
                 time.sleep(0.05)
             assert attacker.stdout is not None
             seen = json.loads(attacker.stdout.read() or "{}")
             ended = time.time()
             deadline = ended + AFTER
             while time.time() < deadline:
-                peak = max(peak, _rss(proc.pid))
+                peak = max(peak, process_rss(proc.pid))
                 time.sleep(0.05)
-            cpu = _cpu(proc.pid) - cpu_before
+            cpu = process_cpu(proc.pid) - cpu_before
         close()
     finally:
-        _stop_server(proc)
+        stop_server(proc)
     before = [lat for t, lat in good.samples if started - BEFORE <= t < started]
     during = [lat for t, lat in good.samples if started <= t < ended + AFTER]
     # a call started before the attack and still running in it counts as during, too
@@ -640,14 +621,6 @@ def _one(name: str, root: Path) -> dict[str, Any]:
             "failures": good.failures, "cut": None if cut is None else cut + offset,
             "code": seen.get("goaway_code"), "rss": (peak - rss_before) / _MiB,
             "cpu": cpu / max(1e-9, ended + AFTER - started), "seen": seen}
-
-
-def _cpu(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run() -> list[Result]:

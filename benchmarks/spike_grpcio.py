@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -35,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import trio
+
+from ._procs import process_cpu, process_rss
 
 __all__ = ["main"]
 
@@ -238,18 +239,6 @@ async def _serve(data_dir: str) -> None:
 # -- the driver --------------------------------------------------------------------------
 
 
-def _cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 async def _fill(port: int) -> None:
     from kurrentdbclient import AsyncKurrentDBClient, NewEvent, StreamState
 
@@ -276,10 +265,10 @@ async def _load(port: int, pid: int, clients: int = 50) -> dict[str, float]:
             for i in range(per_client):
                 await work(conns[c], c, i)
 
-        cpu, wall = _cpu(pid), time.perf_counter()
+        cpu, wall = process_cpu(pid), time.perf_counter()
         await asyncio.gather(*(one(c) for c in range(clients)))
         calls = per_client * clients
-        out[f"{name} server CPU per call (us)"] = (_cpu(pid) - cpu) / calls * 1e6
+        out[f"{name} server CPU per call (us)"] = (process_cpu(pid) - cpu) / calls * 1e6
         out[f"{name} calls/s"] = calls / (time.perf_counter() - wall)
 
     async def append(client: Any, c: int, i: int) -> None:
@@ -326,14 +315,14 @@ def _attack(name: str, port: int, pid: int, seconds: float = 8.0) -> dict[str, A
     good = threading.Thread(target=_good_client, args=(port, stop, samples), daemon=True)
     good.start()
     time.sleep(3.0)
-    rss_before = _rss(pid)
+    rss_before = process_rss(pid)
     started = time.time()
     attacker = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.bench_hostile", "attack", name, str(port),
          str(seconds)], stdout=subprocess.PIPE, text=True)
     peak = rss_before
     while attacker.poll() is None:
-        peak = max(peak, _rss(pid))
+        peak = max(peak, process_rss(pid))
         time.sleep(0.05)
     assert attacker.stdout is not None
     seen = json.loads(attacker.stdout.read() or "{}")
