@@ -130,7 +130,35 @@ _new_int: Final = int.__new__
 _TOP_UNKNOWN: Final = b"\xff" * 17
 """An event id above every 16-byte id: every id is looked up (the store's highest id is not
 known)."""
-_INSERT_EVENT: Final = "INSERT INTO events(pos, skey, num, eid, crc, rec) VALUES (?, ?, ?, ?, ?, ?)"
+_ROW_VALUES: Final = 6  # an event row's values: pos, skey, num, eid, crc, rec
+_INSERT_SIZES: Final = (64, 16, 4, 1)
+"""Rows per ``INSERT`` statement: a transaction's rows go in statements of these sizes,
+largest first. One statement of many rows costs about two thirds of ``executemany`` of
+them (SQLite 3.40, 100 rows: 146 against 229 us), and a few sizes keep every statement
+in the connection's statement cache."""
+_INSERT_EVENTS: Final = {
+    size: "INSERT INTO events(pos, skey, num, eid, crc, rec) VALUES "
+          + ", ".join(["(?, ?, ?, ?, ?, ?)"] * size)
+    for size in _INSERT_SIZES
+}
+
+
+def _insert_events(conn: sqlite3.Connection, values: list[Any]) -> None:
+    """Insert the event rows whose values ``values`` holds one after the other
+    (:data:`_ROW_VALUES` each), in statements of :data:`_INSERT_SIZES` rows."""
+    execute = conn.execute
+    rows = len(values) // _ROW_VALUES
+    if rows in _INSERT_EVENTS:
+        execute(_INSERT_EVENTS[rows], values)
+        return
+    start = 0
+    for size in _INSERT_SIZES:
+        width = size * _ROW_VALUES
+        statement = _INSERT_EVENTS[size]
+        while rows >= size:
+            execute(statement, values[start:start + width])
+            start += width
+            rows -= size
 
 
 class _Stream:
@@ -184,7 +212,7 @@ class _Batch:
         self.position = position
         self.next_key = next_key
         self.now = time.time_ns() // 1000
-        self.rows: list[tuple[Any, ...]] = []
+        self.values: list[Any] = []  # the event rows' values, one row after the other
         self.dirty: dict[str, tuple[_Stream, bool]] = {}
         wanted = {op.stream_id for op in ops if type(op) is Append or type(op) is DeleteStream}
         missing = [stream_id for stream_id in wanted if stream_id not in streams]
@@ -250,7 +278,7 @@ class _Batch:
         # records.stream_prefix, encode_event and event_crc, inlined (a row per event)
         raw_id = stream_id.encode()
         prefix = _pack_prefix(self.now, len(raw_id)) + raw_id
-        append_row = self.rows.append
+        add_row = self.values.extend
         for event in events:
             number += 1
             event_id, event_type, content_type, data_kind, data, metadata_kind, metadata = (
@@ -260,8 +288,8 @@ class _Batch:
                                               len(event_type), len(content_type), len(data),
                                               len(metadata)),
                           event_type, content_type, data, metadata))
-            append_row((position, key, number, _BLOB(event_id),
-                        _crc32(blob, _crc32(_pack_keys(position, key, number))), blob))
+            add_row((position, key, number, _BLOB(event_id),
+                     _crc32(blob, _crc32(_pack_keys(position, key, number))), blob))
             position += 1
         if self.track_ids:  # later operations of this batch must see these ids
             number = last
@@ -486,11 +514,8 @@ class _Engine:
             batch = _Batch(conn, ops, self._streams, self._next_position, self._next_key,
                            self._top_id)
             results = [batch.apply(op) for op in ops]
-            rows = batch.rows
-            if len(rows) == 1:  # a statement's execute costs less than executemany's
-                execute(_INSERT_EVENT, rows[0])
-            elif rows:
-                conn.executemany(_INSERT_EVENT, rows)
+            if batch.values:
+                _insert_events(conn, batch.values)
             for stream_id, (stream, is_new) in batch.dirty.items():
                 assert stream.key is not None
                 state = HARD_DELETED if stream.hard else LIVE

@@ -41,6 +41,19 @@ async def test_positions_increase_strictly_across_streams_in_commit_order(backen
     assert positions[0] >= 0
 
 
+async def test_an_append_of_any_size_stores_each_event_once_in_order(backend):
+    # sizes around the SQLite backend's rows per INSERT statement (64, 16, 4, 1)
+    sizes = [1, 3, 4, 5, 15, 16, 17, 63, 64, 65, 100, 149]
+    for size in sizes:
+        events = new_events(size)
+        await backend.append(f"s-{size}", NO_STREAM, events)
+        records = await backend.read_stream(f"s-{size}", 0, 1000)
+        assert [r.event_id for r in records] == [e.event_id for e in events]
+        assert [r.event_number for r in records] == list(range(size))
+    positions = [r.position for r in await backend.read_all(0, 10_000)]
+    assert positions == list(range(positions[0], positions[0] + sum(sizes)))
+
+
 async def test_read_stream_forward_from_a_version_with_a_count(backend):
     await backend.append("s", ANY, new_events(10))
     records = await backend.read_stream("s", 3, 4)
