@@ -83,6 +83,8 @@ _RANDOM_BATCH: Final = 256
 _random: Final[deque[int]] = deque()  # 80-bit values from os.urandom, each used once
 _take_random: Final = _random.pop  # atomic: two threads never get the same value
 _order_lock: Final = threading.Lock()
+_lock_order: Final = _order_lock.acquire
+_unlock_order: Final = _order_lock.release
 _last_id = 0  # the time and random bits of the last id made (see uuid7), under the lock
 
 
@@ -123,11 +125,14 @@ def uuid7() -> uuid.UUID:
         rand = _take_random()
     except IndexError:
         rand = _refill_random()
-    with _order_lock:
+    _lock_order()  # acquire and release: half the cost of ``with`` (one id per event)
+    try:
         bits = (_time_ns() // 1_000_000) << _RAND_BITS | rand >> 6
         if bits <= _last_id:
             bits = _last_id + 1 + (rand & _STEP)
         _last_id = bits
+    finally:
+        _unlock_order()
     high = bits >> _RAND_A_SHIFT  # the time, then rand_a (12 bits)
     value: uuid.UUID = _new(_UUID)
     _set_uuid_int(value, ((high >> 12) << 16 | _VERSION | high & 0xFFF) << 64 | _VARIANT
