@@ -278,8 +278,9 @@ class PostgresBackend(Backend):
             call = self._engine.plan_append(ops)
             if call is not None:
                 try:
-                    await execute(call.conn, b"exesdb_append", self._queries.append,
-                                  APPEND_TYPES, call.params, self._connector.hang_timeout)
+                    answer = await execute(call.conn, b"exesdb_append", self._queries.append,
+                                           APPEND_TYPES, call.params,
+                                           self._connector.hang_timeout)
                 except psycopg.Error as exc:
                     results = self._engine.not_appended(call, exc)
                     if results is not None:
@@ -290,7 +291,9 @@ class PostgresBackend(Backend):
                     self._engine.abandoned(call)
                     raise
                 else:
-                    return self._engine.appended(call)
+                    results = self._engine.answered(call, answer)
+                    if results is not None:
+                        return results
             return await self._writes.run(self._engine.write, ops)
 
     async def advance_epoch(self, leader: str, expected: int | None = None) -> int:

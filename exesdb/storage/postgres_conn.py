@@ -34,6 +34,7 @@ import psycopg
 from psycopg import errors
 
 from ..errors import StorageError, StorageUnavailable
+from .postgres_schema import WRITER_SETTINGS
 from .postgres_watchdog import deadline
 
 __all__ = ["Connector", "ReaderPool", "failure", "is_unavailable"]
@@ -90,13 +91,16 @@ class Connector:
         return 2 * self.statement_timeout
 
     def connect(self, role: str, *, reader: bool = False) -> Conn:
-        """A new connection: for writes, not in autocommit mode; for reads
-        (``reader``), in autocommit mode (each read is one statement) and read-only.
-        Raises :class:`~exesdb.errors.StorageUnavailable` if it cannot be made."""
+        """A new connection: for writes, not in autocommit mode, with
+        :data:`~exesdb.storage.postgres_schema.WRITER_SETTINGS`; for reads (``reader``),
+        in autocommit mode (each read is one statement) and read-only. Raises
+        :class:`~exesdb.errors.StorageUnavailable` if it cannot be made."""
         timeout_ms = max(1, round(self.statement_timeout * 1000))
         options = (f"-c statement_timeout={timeout_ms} "
                    f"-c idle_in_transaction_session_timeout={timeout_ms} "
                    f"-c synchronous_commit={'on' if self.durable else 'off'}")
+        if not reader:
+            options += "".join(f" -c {name}={value}" for name, value in WRITER_SETTINGS)
         try:
             conn = psycopg.connect(
                 self.dsn,

@@ -19,13 +19,13 @@ runs its operations in one transaction on the engine's connection (group commit)
   head's ``gen`` shows that no other transaction changed streams since this engine's last
   commit, and is dropped whenever a transaction fails.
 * **One round trip when nothing changed**: a write of appends only, to streams whose
-  states are cached, is decided against the cache and sent as one statement in
-  autocommit mode, the store's append function (``append_v1``, see
-  :mod:`exesdb.storage.postgres_schema`), which commits it only if the head is still the
-  one this engine last committed (no other transaction changed streams since) and none
-  of its event ids is stored yet, under the same head lock. Otherwise nothing is written
-  and the write runs as the transaction above. The results are the same either way;
-  the append function only saves the round trips of reading what the engine knew.
+  states are cached, is decided against the cache and sent as one statement outside any
+  transaction, the store's append statement (:attr:`Queries.append
+  <exesdb.storage.postgres_schema.Queries.append>`), which commits it only if the head is
+  still the one this engine last committed (no other transaction changed streams since)
+  and none of its event ids is stored yet, under the same head lock. Otherwise nothing is
+  written and the write runs as the transaction above. The results are the same either
+  way; the statement only saves the round trips of reading what the engine knew.
 
 Failures: a lost database or a timeout fails every operation of the transaction with
 :class:`~exesdb.errors.StorageUnavailable` (``outcome_unknown`` when the
@@ -83,6 +83,9 @@ from .postgres_wire import (
 __all__ = ["APPEND_TYPES", "OneStatement", "WriteEngine"]
 
 _STREAM_CACHE_SIZE: Final = 100_000
+_TUPLES_OK: Final = psycopg.pq.ExecStatus.TUPLES_OK
+_ONE: Final = int8(1)
+"""The append statement's answer when it wrote (a binary bigint count)."""
 APPEND_TYPES: Final = (BIGINT, BIGINT, BIGINT, BIGINT, BYTEA_ARRAY, BIGINT_ARRAY, BIGINT_ARRAY,
                        BIGINT_ARRAY, BYTEA_ARRAY, BIGINT_ARRAY, BYTEA_ARRAY, BIGINT_ARRAY,
                        BYTEA_ARRAY, BIGINT_ARRAY, SMALLINT_ARRAY, BIGINT_ARRAY, BIGINT, BIGINT,
@@ -92,7 +95,7 @@ APPEND_TYPES: Final = (BIGINT, BIGINT, BIGINT, BIGINT, BYTEA_ARRAY, BIGINT_ARRAY
 
 @attrs.frozen
 class OneStatement:
-    """A call of the store's append function planned by :meth:`WriteEngine.plan_append`:
+    """A call of the store's append statement planned by :meth:`WriteEngine.plan_append`:
     on ``conn``, binary ``params`` (of :data:`APPEND_TYPES`); ``results`` are the
     operations' if it commits; ``batch`` and ``gen`` are what the engine caches then."""
 
@@ -278,18 +281,18 @@ class WriteEngine:
                 del streams[stream_id]
 
     def plan_append(self, ops: Sequence[WriteOp | Fenced]) -> OneStatement | None:
-        """The append function's call that writes ``ops`` (see the module docstring), if
+        """The append statement's call that writes ``ops`` (see the module docstring), if
         they are appends to cached streams, decided against the cache (no I/O; call it
         where :meth:`write` may not run meanwhile). None: :meth:`write` must write them.
         The caller runs the call (:func:`~exesdb.storage.postgres_wire.execute`) on
-        :attr:`OneStatement.conn` and then calls :meth:`appended` or :meth:`not_appended`.
+        :attr:`OneStatement.conn` and then calls :meth:`answered` or :meth:`not_appended`.
         """
         head = self._head
         conn = self._conn
         if head is None or conn is None or not _idle(conn):
             return None
         if self.last_position > head[0]:  # another node's commit (its notice) came since
-            return None  # the function would refuse it: no round trip for that
+            return None  # the statement would refuse it: no round trip for that
         streams = self._streams
         appends: list[Append] = []
         for op in ops:
@@ -327,11 +330,20 @@ class WriteEngine:
         ]
         return OneStatement(conn, params, results, batch, gen + 1)
 
-    def appended(self, call: OneStatement) -> list[Any]:
-        """``call`` committed: the engine's state follows; its results."""
-        self.transactions += 1
-        self._committed(call.batch, call.gen)
-        return call.results
+    def answered(self, call: OneStatement,
+                 answer: Sequence[psycopg.pq.abc.PGresult]) -> list[Any] | None:
+        """The statement of ``call`` was answered ``answer`` (its results): the
+        operations' results when it committed them (the engine's state follows), else
+        None: nothing was written (the head moved, or an event id is stored), the stream
+        cache is dropped, and :meth:`write` must write them."""
+        result = answer[-1] if answer else None
+        if (result is not None and result.status == _TUPLES_OK and result.ntuples == 1
+                and result.get_value(0, 0) == _ONE):
+            self.transactions += 1
+            self._committed(call.batch, call.gen)
+            return call.results
+        self._drop_cache()
+        return None
 
     def not_appended(self, call: OneStatement, exc: psycopg.Error) -> list[Any] | None:
         """``call`` failed with ``exc``: the results when the database is out of reach
@@ -348,7 +360,7 @@ class WriteEngine:
         error = failure(exc, "the write transaction", call.conn, outcome_unknown=lost)
         if isinstance(error, StorageUnavailable):
             return [error] * len(call.results)
-        return None  # STALE_HEAD, KNOWN_IDS, or an error the transaction tells
+        return None  # an error the transaction tells, if it happens again
 
     def abandoned(self, call: OneStatement) -> None:
         """``call`` ended with something other than an answer or a database error (its

@@ -1,0 +1,138 @@
+"""The PostgreSQL backend's one-statement append (exesdb.storage.postgres_schema's
+Queries.append): it writes only on the head its writer last committed, writes nothing
+otherwise, and appends of several nodes at once keep $all gapless and in commit order."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from exesdb import ANY, NO_STREAM, NewEvent, WrongExpectedVersion
+from exesdb.storage.ops import Append
+from exesdb.storage.postgres import PostgresBackend
+from exesdb.storage.postgres_schema import WRITER_SETTINGS
+from exesdb.storage.postgres_wire import execute
+from exesdb.storage.postgres_write import APPEND_TYPES
+
+from .helpers import new_events
+
+
+@pytest.fixture
+async def store(pg_server, pg_store_id):
+    backend = await PostgresBackend.open(pg_server.dsn, pg_store_id)
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+def _worker_calls(backend):
+    """Count the calls the backend's write thread runs (the transactions' path)."""
+    calls = []
+    run = backend._writes.run
+
+    async def counting(fn, *args):
+        calls.append(fn)
+        return await run(fn, *args)
+
+    backend._writes.run = counting
+    return calls
+
+
+async def _run_statement(backend, ops):
+    """Plan ``ops`` as the one statement and send it; whether it wrote them."""
+    engine = backend._engine
+    call = engine.plan_append(ops)
+    assert call is not None
+    answer = await execute(call.conn, b"exesdb_append", backend._queries.append,
+                           APPEND_TYPES, call.params, 10.0)
+    return engine.answered(call, answer) is not None
+
+
+async def test_the_write_connection_plans_once_and_never_scans_the_events(store):
+    def show(conn):
+        values = {name: conn.execute(f"SHOW {name}").fetchone()[0]
+                  for name, _value in WRITER_SETTINGS}
+        conn.rollback()
+        return values
+
+    assert await store._writes.run(show, store._engine._conn) == dict(WRITER_SETTINGS)
+
+
+async def test_a_statement_on_a_moved_head_writes_nothing_and_the_transaction_writes_it(
+        pg_server, store):
+    await store.append("s", NO_STREAM, new_events(1))
+    other = await PostgresBackend.open(pg_server.dsn, store.store_id)
+    try:
+        assert await other.append("s", 0, new_events(1)) == 1
+    finally:
+        await other.close()
+    # This writer does not know: its cached head is the one before the other's append.
+    written = await _run_statement(store, [Append("s", ANY, new_events(1))])
+    assert not written
+    assert [e.position for e in await store.read_all()] == [0, 1]
+    assert store._engine._head is None  # the cache was dropped
+    calls = _worker_calls(store)
+    assert await store.append("s", 1, new_events(1)) == 2
+    assert len(calls) == 1  # the transaction wrote it
+    assert [(e.position, e.event_number) for e in await store.read_stream("s")] == [
+        (0, 0), (1, 1), (2, 2)]
+
+
+async def test_a_statement_carrying_a_stored_id_writes_nothing(store):
+    events = new_events(1)
+    await store.append("s", NO_STREAM, events)
+    # A re-send: the writer's cache does not know ids (it never looks them up), the
+    # statement refuses it, and the transaction answers it idempotently.
+    written = await _run_statement(store, [Append("s", ANY, events)])
+    assert not written
+    assert len(await store.read_all()) == 1
+    assert await store.append("s", ANY, events) == 0
+    assert len(await store.read_all()) == 1
+
+
+async def test_a_statement_on_the_current_head_writes_once(store):
+    await store.append("s", NO_STREAM, new_events(1))
+    with pytest.raises(WrongExpectedVersion):
+        await store.append("new", 5, new_events(1))  # the writer now knows "new" is missing
+    written = await _run_statement(store, [Append("s", 0, new_events(2)),
+                                                 Append("new", NO_STREAM, new_events(1)),
+                                                 Append("s", 2, new_events(1))])
+    assert written
+    assert [(e.stream_id, e.position, e.event_number) for e in await store.read_all()] == [
+        ("s", 0, 0), ("s", 1, 1), ("s", 2, 2), ("new", 3, 0), ("s", 4, 3)]
+    assert await store.list_streams() == ["new", "s"]
+    calls = _worker_calls(store)
+    assert await store.append("new", 0, new_events(1)) == 1
+    assert calls == []
+
+
+async def test_nodes_appending_at_once_keep_all_gapless_and_each_stream_in_order(
+        pg_server, pg_store_id):
+    nodes = [await PostgresBackend.open(pg_server.dsn, pg_store_id) for _ in range(3)]
+    per_task = 15
+    answers: list[tuple[str, int, object]] = []
+    try:
+        async def appender(node: PostgresBackend, stream: str, name: str) -> None:
+            for i in range(per_task):
+                event = NewEvent("Happened", {"by": name, "i": i})
+                version = await node.append(stream, ANY, [event])
+                answers.append((stream, version, event.event_id))
+
+        async with trio.open_nursery() as nursery:
+            for n, node in enumerate(nodes):
+                for stream in ("shared", f"own-{n}"):
+                    nursery.start_soon(appender, node, stream, f"{n}-{stream}")
+        events = await nodes[0].read_all()
+    finally:
+        for node in nodes:
+            await node.close()
+    total = len(nodes) * 2 * per_task
+    assert [e.position for e in events] == list(range(total))
+    by_stream: dict[str, list[int]] = {}
+    for event in events:
+        by_stream.setdefault(event.stream_id, []).append(event.event_number)
+    for numbers in by_stream.values():
+        assert numbers == list(range(len(numbers)))
+    stored = {(e.stream_id, e.event_number, e.event_id) for e in events}
+    assert stored == {(stream, version, eid) for stream, version, eid in answers}
