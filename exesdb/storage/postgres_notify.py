@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any, Final
+from json.encoder import encode_basestring
+from typing import Final
 
 import attrs
 
@@ -28,6 +29,10 @@ __all__ = ["MAX_PAYLOAD", "CommitNotice", "decode_notice", "encode_notice", "not
 
 MAX_PAYLOAD: Final = 7_900
 """Bytes a payload may take (PostgreSQL refuses 8000 and more)."""
+_string: Final = encode_basestring
+"""A str as JSON, non-ASCII characters kept (``json.dumps(..., ensure_ascii=False)``'s;
+the payload is JSON written here directly: ``json.dumps`` with arguments makes an encoder
+per call, a third of the notice's cost)."""
 
 
 @attrs.frozen
@@ -54,13 +59,12 @@ def encode_notice(first: int, last: int, token: str, streams: Iterable[str],
                   types: Iterable[str]) -> str:
     """The payload of a :class:`CommitNotice` (JSON); the streams and types are left
     out when the payload would exceed :data:`MAX_PAYLOAD` bytes."""
-    body: dict[str, Any] = {"f": first, "l": last, "t": token, "s": sorted(streams),
-                            "e": sorted(types)}
-    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-    if len(text.encode()) <= MAX_PAYLOAD:
+    head = f'{{"f":{int(first)},"l":{int(last)},"t":{_string(token)}'
+    text = (f'{head},"s":[{",".join(map(_string, sorted(streams)))}],'
+            f'"e":[{",".join(map(_string, sorted(types)))}]}}')
+    if len(text) * 4 <= MAX_PAYLOAD or len(text.encode()) <= MAX_PAYLOAD:
         return text
-    del body["s"], body["e"]
-    return json.dumps(body, separators=(",", ":"))
+    return head + "}"
 
 
 def decode_notice(payload: str) -> CommitNotice | None:
