@@ -94,8 +94,8 @@ class _BridgedCall:
     async def send_many(self, messages: Any) -> None:
         self._put(list(messages))
 
-    async def writable(self) -> int:
-        return 1 << 20
+    async def writable(self, at_most: int | None = None) -> int:
+        return 1 << 20 if at_most is None else max(1, min(at_most, 1 << 20))
 
     def idle(self) -> None:
         pass

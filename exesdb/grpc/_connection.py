@@ -525,18 +525,21 @@ class ServerCall:
         if parts:
             await self._send_bytes(b"".join(parts))
 
-    async def writable(self) -> int:
+    async def writable(self, at_most: int | None = None) -> int:
         """Wait until this call may send (the client's flow-control windows are open,
         the connection's unflushed output and the server's send buffer have room), then
-        return about how many bytes it may send now without waiting (at least 1).
+        return about how many bytes it may send now without waiting (at least 1), no
+        more than ``at_most`` (at least 1) when given.
 
         For handlers that read and encode their responses in batches: read no more
         than this, so a client that does not read holds nothing of the server's. The
         room returned is promised to this call (until it is sent, or the call asks
         again, or ends): the connection's other calls are told only what is left, so
         calls sharing one connection window do not each read a window's worth. A call
-        that cannot send for ``send_stall_timeout`` is reset (RST_STREAM CANCEL); this
-        then raises :class:`RpcError` ``CANCELLED``, as it does once the call is over.
+        that says how much it means to send (``at_most``) is promised only that, so the
+        others need not wait for room it will not use. A call that cannot send for
+        ``send_stall_timeout`` is reset (RST_STREAM CANCEL); this then raises
+        :class:`RpcError` ``CANCELLED``, as it does once the call is over.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         self._unpromise()
@@ -544,6 +547,8 @@ class ServerCall:
             room = await self._wait_to_send(promised=True)
         except (h2.exceptions.ProtocolError, _CallEnded):
             raise RpcError(StatusCode.CANCELLED, "the call is over") from None
+        if at_most is not None and room > at_most:
+            room = max(at_most, 1)
         self._promised = room
         self._conn.promised += room
         return room
@@ -600,10 +605,7 @@ class ServerCall:
         if self._reset or self._closed:
             raise _CallEnded
         conn = self._conn
-        room = conn.send_room(self._stream_id)
-        if promised:
-            room -= conn.promised
-        return room
+        return conn.send_room(self._stream_id, conn.promised if promised else 0)
 
     def _stalled(self) -> None:
         """Nothing could be sent for the stall timeout: reset the stream, end the call."""
@@ -1097,21 +1099,25 @@ class Connection:
         """Bytes queued in h2 or being written: the connection's unflushed output."""
         return self.h2.outbound_buffered + self._writing
 
-    def send_room(self, stream_id: int) -> int:
+    def send_room(self, stream_id: int, promised: int = 0) -> int:
         """How many DATA bytes a call on ``stream_id`` may hand h2 now: the client's
         windows, within the connection's output budget and the server's send buffer
         (of which a connection with little queued may always use :data:`FAIR_SHARE`).
-        StreamClosedError when the stream is closed."""
-        window = self.h2.local_flow_control_window(stream_id)
+        ``promised`` bytes of what the stream shares with the connection's other streams
+        (all but its own window) are taken as spoken for. StreamClosedError when the
+        stream is closed."""
+        h2conn = self.h2
+        window = h2conn.local_flow_control_window(stream_id)
         pending = self.output_pending
-        room = min(window, self._max_output - pending)
+        room = min(h2conn.outbound_flow_control_window, self._max_output - pending)
         send = self.shared.send
         shared_room = max(send.room, FAIR_SHARE - pending)
         if shared_room < room:
             room = shared_room
             if room <= 0:
                 send.waiting.add(self)
-        return room
+        room -= promised
+        return window if window < room else room
 
     def report_output(self) -> None:
         """Bring this connection's part of the server's send buffer up to date."""

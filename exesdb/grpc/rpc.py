@@ -129,12 +129,15 @@ class Call(Protocol):
         subscriptions). An item may be a message's serialized bytes instead of the
         message."""
 
-    async def writable(self) -> int:
+    async def writable(self, at_most: int | None = None) -> int:
         """Wait until the client can take more responses (its flow-control windows are
         open and the server has room to send), then return about how many bytes it can
-        take now (at least 1): a handler that reads and encodes responses in batches
-        reads no more than this, so a client that does not read holds nothing of the
-        server's. Raises :class:`RpcError` ``CANCELLED`` once the call is over, and
+        take now (at least 1; at most ``at_most``, at least 1, when given): a handler
+        that reads and encodes responses in batches reads no more than this, so a client
+        that does not read holds nothing of the server's. The room returned is held for
+        this call until it is sent (the other calls on the same connection see
+        what is left), so a handler should give ``at_most``, what its next batch needs
+        at most. Raises :class:`RpcError` ``CANCELLED`` once the call is over, and
         when nothing could be sent for the server's stall timeout (the call is then
         reset)."""
 

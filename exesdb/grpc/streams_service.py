@@ -734,7 +734,10 @@ class _Sender:
         """Wait until the client can take more responses, and make the next batch about
         what it can take (at least 256 KiB's worth, :meth:`exesdb.grpc.rpc.Call.writable`),
         so a client that does not read makes the server read and hold nothing more."""
-        room = max(await self.call.writable(), BATCH_BYTES // 16)
+        # Room promised to this call is held from the connection's other calls: ask
+        # for no more than the next batch needs (as the last batch's events were sized).
+        want = self.batch_size * self.per_event
+        room = max(await self.call.writable(want), BATCH_BYTES // 16)
         self.batch_size = max(1, min(self.batch_size, room // self.per_event))
 
     def get_batch_size(self) -> int:
