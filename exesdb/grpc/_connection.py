@@ -90,7 +90,7 @@ import h2.settings
 import trio
 
 from exesdb.grpc._auth_cache import BasicAuth, LoginBackoff
-from exesdb.grpc._h2lite import H2Connection, Limits
+from exesdb.grpc._h2lite import H2Connection, Limits, encode_headers
 from exesdb.grpc._wire import RESPONSE_HEADERS, Headers, parse_timeout, status_trailers
 from exesdb.grpc.rpc import Method, RpcError, StatusCode, User
 from exesdb.grpc.stats import UNKNOWN_METHOD, GrpcStats
@@ -168,6 +168,10 @@ _EXPECTED_ERRORS = (
     ssl.SSLError,
 )
 _OK_TRAILERS = status_trailers(StatusCode.OK, "")
+# Every call's response headers and most calls' trailers, encoded once.
+_RESPONSE_BLOCK = encode_headers(RESPONSE_HEADERS)
+_OK_TRAILERS_BLOCK = encode_headers(_OK_TRAILERS)
+_OK_ONLY_BLOCK = encode_headers(RESPONSE_HEADERS + _OK_TRAILERS)  # a Trailers-Only OK
 _SKIPPED_METADATA = frozenset({b"te", b"content-type", b"authorization"})
 _CALM = h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
 
@@ -668,7 +672,7 @@ class ServerCall:
         sid = self._stream_id
         if not self._headers_sent:
             self._headers_sent = True
-            h2conn.send_headers(sid, RESPONSE_HEADERS)
+            h2conn.send_header_block(sid, _RESPONSE_BLOCK)
         total = len(frame)
         pos = self._sent if self._partial else 0
         self._partial = True
@@ -846,11 +850,13 @@ class ServerCall:
             trailers = details = None
         self._count(code)
         if code is StatusCode.OK and not message and not trailers and details is None:
-            self._finish(_OK_TRAILERS)
+            self._finish(None)
         else:
             self._finish(status_trailers(code, message, trailers, details))
 
-    def _finish(self, trailers: Headers) -> None:
+    def _finish(self, trailers: Headers | None) -> None:
+        """Send the trailers (None: status OK alone), after the response headers if
+        none went out (a Trailers-Only response)."""
         if self._closed:
             return
         self._closed = True
@@ -860,7 +866,10 @@ class ServerCall:
                 # A status after half a message would be read as a broken message.
                 h2conn.reset_stream(self._stream_id, h2.errors.ErrorCodes.CANCEL)
             else:
-                if self._headers_sent:
+                if trailers is None:
+                    block = _OK_TRAILERS_BLOCK if self._headers_sent else _OK_ONLY_BLOCK
+                    h2conn.send_header_block(self._stream_id, block, end_stream=True)
+                elif self._headers_sent:
                     h2conn.send_headers(self._stream_id, trailers, end_stream=True)
                 else:
                     headers = RESPONSE_HEADERS + trailers
@@ -1073,11 +1082,13 @@ class Connection:
 
     def acknowledge(self, stream_id: int, size: int) -> None:
         """Give ``size`` consumed bytes back to the client's windows."""
+        h2conn = self.h2
         try:
-            self.h2.acknowledge_received_data(size, stream_id)
+            h2conn.acknowledge_received_data(size, stream_id)
         except h2.exceptions.ProtocolError:
             return
-        self._wake.set()
+        if h2conn.outbound_buffered:  # (a WINDOW_UPDATE was queued: most acks queue none)
+            self._wake.set()
 
     async def reserve(self, size: int) -> None:
         """Take ``size`` bytes of the connection's inbound budget, then of the server's,
@@ -1386,7 +1397,8 @@ class Connection:
                 with contextlib.suppress(h2.exceptions.ProtocolError):
                     h2conn.increment_flow_control_window(deficit)
             self.report_output()
-            self._wake.set()
+            if h2conn.outbound_buffered:  # (a writer woken for nothing costs a task switch)
+                self._wake.set()
 
     def _dispatch(self, event: h2.events.Event) -> bool:
         """Handle one h2 event; True when the connection is over."""

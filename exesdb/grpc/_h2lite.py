@@ -559,8 +559,6 @@ class H2Connection:
     ) -> None:
         """Queue a HEADERS block (response headers or trailers) on an open stream; the
         block is split into CONTINUATION frames when over the client's frame size."""
-        self._check_open()
-        stream = self._sendable(stream_id)
         key = tuple(headers)
         block = self._encoded.get(key)
         if block is None:
@@ -568,6 +566,17 @@ class H2Connection:
             if len(self._encoded) >= _ENCODE_CACHE_SIZE:
                 self._encoded.clear()
             self._encoded[key] = block
+        self.send_header_block(stream_id, block, end_stream)
+
+    def send_header_block(self, stream_id: int, block: bytes, end_stream: bool = False) -> None:
+        """:meth:`send_headers` with the headers already encoded: ``block`` is
+        :func:`encode_headers` of them (headers that never change, such as a call's
+        response headers, are encoded once by the caller)."""
+        if self._terminated or self._goaway_sent:
+            raise h2.exceptions.ProtocolError("the connection is closed")
+        stream = self.streams.get(stream_id)
+        if stream is None or not stream.local_open:
+            raise h2.exceptions.StreamClosedError(stream_id)
         flags = _END_STREAM if end_stream else 0
         limit = self.max_outbound_frame_size
         if len(block) <= limit:
