@@ -174,6 +174,7 @@ _OK_TRAILERS_BLOCK = encode_headers(_OK_TRAILERS)
 _OK_ONLY_BLOCK = encode_headers(RESPONSE_HEADERS + _OK_TRAILERS)  # a Trailers-Only OK
 _SKIPPED_METADATA = frozenset({b"te", b"content-type", b"authorization"})
 _CALM = h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+_READINGS = 64  # request header lists whose reading a connection remembers
 
 
 # -- what the connections of one server share ------------------------------------------
@@ -1050,7 +1051,8 @@ class Connection:
         self.h2 = H2Connection(config=_H2_CONFIG, limits=shared.limits, clock=trio.current_time)
         self.h2.release_required = True
         self.calls: dict[int, ServerCall] = {}
-        self._last_request: tuple[Any, _RequestHeaders] | None = None  # see _request
+        # id(header list) -> (the list, its reading), see _request
+        self._readings: dict[int, tuple[Any, _RequestHeaders]] = {}
         self.blocked: set[ServerCall] = set()
         self.unflushed = 0  # bytes of messages handed to h2 since the writer last took them
         self.held = 0  # bytes of half-sent messages waiting in their calls for room
@@ -1443,11 +1445,12 @@ class Connection:
     def _request(self, event: h2.events.RequestReceived) -> None:
         sid = event.stream_id
         headers = event.headers
-        last = self._last_request
-        if last is not None and last[0] is headers:
-            # The same header list as the last request's (h2 reuses its decoding of an
-            # identical block): the same reading of it.
-            path, http_method, content_type, timeout, authorization, metadata = last[1]
+        known = self._readings.get(id(headers))
+        if known is not None and known[0] is headers:
+            # The same header list as an earlier request's (h2 reuses its decoding of an
+            # identical block; clients sharing a connection each send their own, e.g.
+            # their connection-name): the same reading of it.
+            path, http_method, content_type, timeout, authorization, metadata = known[1]
             metadata = dict(metadata)
         else:
             path = ""
@@ -1475,8 +1478,11 @@ class Connection:
                     text = bytes(value).decode("latin-1")
                     metadata[key] = f"{metadata[key]},{text}" if key in metadata else text
             if headers is not None:
-                self._last_request = (headers, (path, http_method, content_type, timeout,
-                                                authorization, dict(metadata)))
+                readings = self._readings
+                if len(readings) >= _READINGS:
+                    del readings[next(iter(readings))]  # the oldest
+                readings[id(headers)] = (headers, (path, http_method, content_type, timeout,
+                                                   authorization, dict(metadata)))
         method = self.services.get(path)
         deadline = math.inf
         error: tuple[StatusCode, str, bytes] | None = None
