@@ -86,7 +86,7 @@ from .postgres_conn import Conn, Connector, ReaderPool, close_quietly, failure
 from .postgres_read import MAX_INT8
 from .postgres_schema import Queries, prepare, schema_name
 from .postgres_wire import BIGINT, BYTEA, execute, int8
-from .postgres_write import APPEND_TYPES, WriteEngine
+from .postgres_write import WriteEngine
 
 __all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_STATEMENT_TIMEOUT", "PostgresBackend"]
 
@@ -278,9 +278,8 @@ class PostgresBackend(Backend):
             call = self._engine.plan_append(ops)
             if call is not None:
                 try:
-                    answer = await execute(call.conn, b"exesdb_append", self._queries.append,
-                                           APPEND_TYPES, call.params,
-                                           self._connector.hang_timeout)
+                    answer = await execute(call.conn, call.name, call.query, call.types,
+                                           call.params, self._connector.hang_timeout)
                 except psycopg.Error as exc:
                     results = self._engine.not_appended(call, exc)
                     if results is not None:

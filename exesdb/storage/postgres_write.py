@@ -80,26 +80,34 @@ from .postgres_wire import (
     int8_array,
 )
 
-__all__ = ["APPEND_TYPES", "OneStatement", "WriteEngine"]
+__all__ = ["APPEND_NEW_STREAMS_TYPES", "APPEND_TYPES", "OneStatement", "WriteEngine"]
 
 _STREAM_CACHE_SIZE: Final = 100_000
 _TUPLES_OK: Final = psycopg.pq.ExecStatus.TUPLES_OK
 _ONE: Final = int8(1)
 """The append statement's answer when it wrote (a binary bigint count)."""
 APPEND_TYPES: Final = (BIGINT, BIGINT, BIGINT, BIGINT, BYTEA_ARRAY, BIGINT_ARRAY, BIGINT_ARRAY,
-                       BIGINT_ARRAY, BYTEA_ARRAY, BIGINT_ARRAY, BYTEA_ARRAY, BIGINT_ARRAY,
-                       BYTEA_ARRAY, BIGINT_ARRAY, SMALLINT_ARRAY, BIGINT_ARRAY, BIGINT, BIGINT,
+                       BIGINT_ARRAY, BYTEA_ARRAY, BIGINT_ARRAY, BYTEA_ARRAY, BIGINT, BIGINT,
                        BIGINT, BIGINT, TEXT, TEXT)
 """The parameter types of :attr:`~exesdb.storage.postgres_schema.Queries.append`."""
+APPEND_NEW_STREAMS_TYPES: Final = (*APPEND_TYPES, BIGINT_ARRAY, BYTEA_ARRAY, BIGINT_ARRAY,
+                                   SMALLINT_ARRAY, BIGINT_ARRAY)
+"""The parameter types of
+:attr:`~exesdb.storage.postgres_schema.Queries.append_new_streams`: those of
+:data:`APPEND_TYPES`, then the new streams' columns."""
 
 
 @attrs.frozen
 class OneStatement:
     """A call of the store's append statement planned by :meth:`WriteEngine.plan_append`:
-    on ``conn``, binary ``params`` (of :data:`APPEND_TYPES`); ``results`` are the
-    operations' if it commits; ``batch`` and ``gen`` are what the engine caches then."""
+    on ``conn``, statement ``query`` prepared as ``name``, with binary ``params`` of
+    ``types``; ``results`` are the operations' if it commits; ``batch`` and ``gen`` are
+    what the engine caches then."""
 
     conn: Conn
+    name: bytes
+    query: bytes
+    types: tuple[int, ...]
     params: list[bytes]
     results: list[Any]
     batch: StreamBatch
@@ -147,6 +155,7 @@ class WriteEngine:
         self.token = secrets.token_hex(8)
         """This engine's mark on its commit notices."""
         self._channel = notify_channel(queries.schema)
+        self._channel_bytes = self._channel.encode()
 
     # -- connection ----------------------------------------------------------------------
 
@@ -322,13 +331,18 @@ class WriteEngine:
             int8(last_pos), int8(next_key), int8(gen), int8(head_crc(last_pos, next_key, gen)),
             bytea_array(unique), int8_array(positions), int8_array(skeys),
             int8_array(numbers), bytea_array(eids), int8_array(event_crcs), bytea_array(blobs),
-            int8_array(keys), bytea_array(names), int8_array(firsts),
-            int2_array([LIVE] * len(keys)), int8_array(crcs),
             int8(last), int8(batch.next_key), int8(gen + 1),
-            int8(head_crc(last, batch.next_key, gen + 1)), self._channel.encode(),
+            int8(head_crc(last, batch.next_key, gen + 1)), self._channel_bytes,
             notice.encode(),
         ]
-        return OneStatement(conn, params, results, batch, gen + 1)
+        q = self._q
+        if not keys:
+            return OneStatement(conn, b"exesdb_append", q.append, APPEND_TYPES, params,
+                                results, batch, gen + 1)
+        params += [int8_array(keys), bytea_array(names), int8_array(firsts),
+                   int2_array([LIVE] * len(keys)), int8_array(crcs)]
+        return OneStatement(conn, b"exesdb_append_new_streams", q.append_new_streams,
+                            APPEND_NEW_STREAMS_TYPES, params, results, batch, gen + 1)
 
     def answered(self, call: OneStatement,
                  answer: Sequence[psycopg.pq.abc.PGresult]) -> list[Any] | None:

@@ -4,15 +4,16 @@ otherwise, and appends of several nodes at once keep $all gapless and in commit 
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 import trio
+from psycopg import sql
 
 from exesdb import ANY, NO_STREAM, NewEvent, WrongExpectedVersion
 from exesdb.storage.ops import Append
 from exesdb.storage.postgres import PostgresBackend
-from exesdb.storage.postgres_schema import WRITER_SETTINGS
+from exesdb.storage.postgres_schema import WRITER_SETTINGS, schema_name
 from exesdb.storage.postgres_wire import execute
-from exesdb.storage.postgres_write import APPEND_TYPES
 
 from .helpers import new_events
 
@@ -44,8 +45,7 @@ async def _run_statement(backend, ops):
     engine = backend._engine
     call = engine.plan_append(ops)
     assert call is not None
-    answer = await execute(call.conn, b"exesdb_append", backend._queries.append,
-                           APPEND_TYPES, call.params, 10.0)
+    answer = await execute(call.conn, call.name, call.query, call.types, call.params, 10.0)
     return engine.answered(call, answer) is not None
 
 
@@ -136,3 +136,41 @@ async def test_nodes_appending_at_once_keep_all_gapless_and_each_stream_in_order
         assert numbers == list(range(len(numbers)))
     stored = {(e.stream_id, e.event_number, e.event_id) for e in events}
     assert stored == {(stream, version, eid) for stream, version, eid in answers}
+
+
+def _head_constraints(server, schema):
+    checks = server.execute(
+        "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'c'",
+        (sql.Identifier(schema, "head").as_string(),))
+    indexes = server.execute(
+        "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = 'head' "
+        "ORDER BY indexname", (schema,))
+    return [name for (name,) in checks], [name for (name,) in indexes]
+
+
+async def test_the_head_table_holds_one_row_without_a_check_constraint(pg_server, store):
+    assert _head_constraints(pg_server, store.schema) == ([], ["head_one_row", "head_pkey"])
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        pg_server.execute(sql.SQL("INSERT INTO {}.head VALUES (2, 0, 0, 0, 0)").format(
+            sql.Identifier(store.schema)).as_string())
+
+
+async def test_a_store_made_by_an_older_exesdb_loses_the_heads_check_when_opened(
+        pg_server, pg_store_id):
+    backend = await PostgresBackend.open(pg_server.dsn, pg_store_id)
+    await backend.append("s", NO_STREAM, new_events(1))
+    await backend.close()
+    schema = schema_name(pg_store_id)
+    head = sql.Identifier(schema, "head")
+    # As exesdb made it before: a CHECK constraint, no one-row index.
+    pg_server.execute(sql.SQL("DROP INDEX {}").format(
+        sql.Identifier(schema, "head_one_row")).as_string())
+    pg_server.execute(sql.SQL("ALTER TABLE {} ADD CHECK (id = 1)").format(head).as_string())
+    assert _head_constraints(pg_server, schema) == (["head_id_check"], ["head_pkey"])
+    backend = await PostgresBackend.open(pg_server.dsn, pg_store_id)
+    try:
+        assert _head_constraints(pg_server, schema) == ([], ["head_one_row", "head_pkey"])
+        assert await backend.append("s", 0, new_events(1)) == 1
+        assert [e.position for e in await backend.read_all()] == [0, 1]
+    finally:
+        await backend.close()
