@@ -274,26 +274,40 @@ class PostgresBackend(Backend):
             return []
         if self._closed:
             raise StorageError(f"{self._name}: the store is closed")
-        async with self._write_lock:
-            call = self._engine.plan_append(ops)
-            if call is not None:
-                try:
-                    answer = await execute(call.conn, call.name, call.query, call.types,
-                                           call.params, self._connector.hang_timeout)
-                except psycopg.Error as exc:
-                    results = self._engine.not_appended(call, exc)
-                    if results is not None:
-                        return results
-                except BaseException:
-                    with contextlib.suppress(psycopg.Error):
-                        trio.lowlevel.notify_closing(call.conn.pgconn.socket)
-                    self._engine.abandoned(call)
-                    raise
-                else:
-                    results = self._engine.answered(call, answer)
-                    if results is not None:
-                        return results
-            return await self._writes.run(self._engine.write, ops)
+        lock = self._write_lock
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            # Free (the usual case): taken without the schedule point acquire() makes, which
+            # would let every runnable task of the node run before the append is sent.
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
+            return await self._write(ops)
+        finally:
+            lock.release()
+
+    async def _write(self, ops: list[WriteOp | Fenced]) -> list[Any]:
+        """:meth:`write`, holding the write lock."""
+        call = self._engine.plan_append(ops)
+        if call is not None:
+            try:
+                answer = await execute(call.conn, call.name, call.query, call.types,
+                                       call.params, self._connector.hang_timeout)
+            except psycopg.Error as exc:
+                results = self._engine.not_appended(call, exc)
+                if results is not None:
+                    return results
+            except BaseException:
+                with contextlib.suppress(psycopg.Error):
+                    trio.lowlevel.notify_closing(call.conn.pgconn.socket)
+                self._engine.abandoned(call)
+                raise
+            else:
+                results = self._engine.answered(call, answer)
+                if results is not None:
+                    return results
+        return await self._writes.run(self._engine.write, ops)
 
     async def advance_epoch(self, leader: str, expected: int | None = None) -> int:
         """Start the store's next leader epoch, held by ``leader`` (a name, e.g. the

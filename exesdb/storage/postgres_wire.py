@@ -196,6 +196,9 @@ async def _exchange(conn: psycopg.Connection[Any],
             await trio.lowlevel.wait_writable(fd)
         done = False
         while not done:
+            # The answer to what was just sent comes through the socket: no read before it
+            # is readable (a read that finds nothing is a system call for nothing).
+            await trio.lowlevel.wait_readable(fd)
             pgconn.consume_input()
             while not pgconn.is_busy():
                 result = pgconn.get_result()
@@ -203,8 +206,6 @@ async def _exchange(conn: psycopg.Connection[Any],
                     done = True
                     break
                 results.append(result)
-            else:
-                await trio.lowlevel.wait_readable(fd)
     except (psycopg.Error, OSError) as exc:
         trio.lowlevel.notify_closing(fd)  # the connection is closed next
         if _answered(pgconn, results):  # the server's last words, before it hung up

@@ -16,6 +16,7 @@ OTHER = "b" * 16
 def _listener(known: int | None) -> PgListener:
     listener = PgListener.__new__(PgListener)  # no process: others() is synchronous
     listener.known = known
+    listener.marker = None
     backend = SimpleNamespace(notify_token=OWN)
     listener._backend = lambda: backend  # type: ignore[method-assign]
     return listener
@@ -48,4 +49,12 @@ def test_an_own_notice_after_a_gap_is_passed_on():
 def test_before_the_first_head_is_known_everything_is_passed_on():
     listener = _listener(None)
     payload = _notice(0, 0, OWN)
+    assert listener.others([payload]) == (payload,)
+
+
+def test_notices_of_a_storage_restarted_with_a_new_token_are_passed_on():
+    listener = _listener(4)
+    assert listener.others([_notice(5, 5, OWN)]) == ()
+    listener._backend = lambda: SimpleNamespace(notify_token=OTHER)  # type: ignore[method-assign]
+    payload = _notice(6, 6, OTHER)  # the new storage's token: the listener handles it
     assert listener.others([payload]) == (payload,)

@@ -137,6 +137,10 @@ class PgListener(Periodic):
         self.watcher: otp.Pid | None = None
         self.generation = 0
         self.known: int | None = None  # the highest position signalled on this node
+        self.marker: str | None = None
+        """How this node's notices show their token (its storage's, as last seen: a
+        storage restarted with a new one has its notices handled by the listener, which
+        notes the new token here)."""
         self.failing = False
         on_exit(otp.self(), self._on_exit)
         return result
@@ -212,7 +216,7 @@ class PgListener(Periodic):
     async def _handle(self, payloads: tuple[str, ...]) -> None:
         try:
             backend = self._backend()
-            own = f'"t":"{backend.notify_token}"'
+            own = self.marker = f'"t":"{backend.notify_token}"'
             for payload in payloads:
                 if own in payload and self._own(payload):
                     continue
@@ -226,10 +230,12 @@ class PgListener(Periodic):
         """The notices among ``payloads`` that the listener must handle: all but this
         node's own that follow on from what was signalled (those only move ``known``).
         Called by the watcher; synchronous, so it runs between the listener's steps."""
-        try:
-            own = f'"t":"{self._backend().notify_token}"'
-        except ExESDBError:
-            return tuple(payloads)  # the listener finds out
+        own = self.marker
+        if own is None:
+            try:
+                own = self.marker = f'"t":"{self._backend().notify_token}"'
+            except ExESDBError:
+                return tuple(payloads)  # the listener finds out
         for i, payload in enumerate(payloads):
             if not (own in payload and self._own(payload)):
                 return tuple(payloads[i:])  # the order of the rest is kept
