@@ -175,6 +175,9 @@ _OK_ONLY_BLOCK = encode_headers(RESPONSE_HEADERS + _OK_TRAILERS)  # a Trailers-O
 _SKIPPED_METADATA = frozenset({b"te", b"content-type", b"authorization"})
 _CALM = h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
 _READINGS = 64  # request header lists whose reading a connection remembers
+_READING_SIZE = 2048  # the most header bytes of a request whose reading is remembered
+_READING_ENTRY_COST = 200
+_READING_HEADER_COST = 120  # (h2lite's estimates of a decoding's memory)
 
 
 # -- what the connections of one server share ------------------------------------------
@@ -1051,8 +1054,10 @@ class Connection:
         self.h2 = H2Connection(config=_H2_CONFIG, limits=shared.limits, clock=trio.current_time)
         self.h2.release_required = True
         self.calls: dict[int, ServerCall] = {}
-        # id(header list) -> (the list, its reading), see _request
-        self._readings: dict[int, tuple[Any, _RequestHeaders]] = {}
+        # id(header list) -> (the list, its reading, its cost), see _request
+        self._readings: dict[int, tuple[Any, _RequestHeaders, int]] = {}
+        self._readings_cost = 0
+        self._readings_budget = shared.limits.decode_cache_bytes
         self.blocked: set[ServerCall] = set()
         self.unflushed = 0  # bytes of messages handed to h2 since the writer last took them
         self.held = 0  # bytes of half-sent messages waiting in their calls for room
@@ -1459,7 +1464,9 @@ class Connection:
             timeout = None
             authorization = None
             metadata = {}
+            size = 0
             for name, value in headers or ():
+                size += len(name) + len(value)
                 if name[:1] == b":":
                     if name == b":path":
                         path = bytes(value).decode("utf-8", "replace")
@@ -1477,12 +1484,9 @@ class Connection:
                     key = bytes(name).decode("latin-1")
                     text = bytes(value).decode("latin-1")
                     metadata[key] = f"{metadata[key]},{text}" if key in metadata else text
-            if headers is not None:
-                readings = self._readings
-                if len(readings) >= _READINGS:
-                    del readings[next(iter(readings))]  # the oldest
-                readings[id(headers)] = (headers, (path, http_method, content_type, timeout,
-                                                   authorization, dict(metadata)))
+            if headers is not None and size <= _READING_SIZE:
+                self._remember(headers, (path, http_method, content_type, timeout,
+                                         authorization, dict(metadata)), size)
         method = self.services.get(path)
         deadline = math.inf
         error: tuple[StatusCode, str, bytes] | None = None
@@ -1521,6 +1525,22 @@ class Connection:
         if self._idle.is_set():  # (a fresh one only then: _idle_loop may wait on this one)
             self._idle = trio.Event()
         self._nursery.start_soon(call.run)
+
+    def _remember(self, headers: Any, reading: _RequestHeaders, size: int) -> None:
+        """Keep the reading of a request's header list (see :meth:`_request`): at most
+        :data:`_READINGS` of them, within the connection's header decoding cache
+        budget (counted as h2lite counts its decodings, twice: the list and the
+        metadata), the oldest dropped first. Only small lists are kept: a large one is
+        never a decoding h2lite hands back again, and would hold memory for nothing."""
+        cost = 2 * (_READING_ENTRY_COST + size + _READING_HEADER_COST * len(headers))
+        if cost > self._readings_budget:
+            return
+        readings = self._readings
+        while readings and (len(readings) >= _READINGS
+                            or self._readings_cost + cost > self._readings_budget):
+            self._readings_cost -= readings.pop(next(iter(readings)))[2]  # the oldest
+        readings[id(headers)] = (headers, reading, cost)
+        self._readings_cost += cost
 
     async def _watchdog(self) -> None:
         """Close the connection when a write of :data:`WRITE_SIZE` bytes at most has not
