@@ -29,8 +29,9 @@ unless they return many rows (a thread hand-off each way was about half of a liv
 read's time). A write that is a single statement (appends decided
 against the writer's cache, see :mod:`exesdb.storage.postgres_write`) is sent from the
 trio thread through libpq's non-blocking interface instead
-(:mod:`exesdb.storage.postgres_wire`): one round trip, no thread hand-off. The write
-connection is used by one write (or epoch advance) at a time, in call order.
+(:mod:`exesdb.storage.postgres_wire`): one round trip, no thread hand-off; after another
+node wrote, a read of the head and the streams first, the same way (two round trips).
+The write connection is used by one write (or epoch advance) at a time, in call order.
 
 ``last_position`` (no I/O) follows this backend's own writes and every head it reads;
 other nodes append too, so :meth:`PostgresBackend.refresh_last_position` (or
@@ -65,7 +66,7 @@ import trio
 from psycopg.adapt import Transformer
 
 from ..constants import DEFAULT_COUNT, Direction, End
-from ..errors import InvalidArgument, StorageError, StorageUnavailable
+from ..errors import ExESDBError, InvalidArgument, StorageError, StorageUnavailable
 from ..events import EventRecord, Filter, Snapshot
 from ..validation import (
     check_count,
@@ -85,7 +86,7 @@ from .ops import WriteOp
 from .postgres_conn import Conn, Connector, ReaderPool, close_quietly, failure
 from .postgres_read import MAX_INT8
 from .postgres_schema import Queries, prepare, schema_name
-from .postgres_wire import BIGINT, BYTEA, execute, int8
+from .postgres_wire import BIGINT, BYTEA, BYTEA_ARRAY, bytea_array, execute, int8
 from .postgres_write import WriteEngine
 
 __all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_STATEMENT_TIMEOUT", "PostgresBackend"]
@@ -102,6 +103,7 @@ _ROWS_HERE: Final = 64
 """Rows a read decodes on the trio thread; more are decoded in a worker thread."""
 _STREAM_TYPES: Final = (BIGINT, BIGINT, BYTEA)
 _ALL_TYPES: Final = (BIGINT, BIGINT)
+_REFRESH_TYPES: Final = (BYTEA_ARRAY,)
 
 
 def _clamp(value: int | End) -> int | End:
@@ -287,27 +289,66 @@ class PostgresBackend(Backend):
         finally:
             lock.release()
 
+    async def _refresh(self, ops: Sequence[WriteOp | Fenced]) -> bool:
+        """When the write engine's cache is what keeps ``ops`` from one statement (see
+        :meth:`~exesdb.storage.postgres_write.WriteEngine.stale_streams`): read the head
+        and their streams in one statement on the idle write connection and cache them;
+        whether it did. A failed read drops the cache (nothing was written)."""
+        engine = self._engine
+        stale = engine.stale_streams(ops)
+        if stale is None:
+            return False
+        conn, wanted = stale
+        try:
+            answer = await execute(conn, b"exesdb_refresh", self._queries.refresh,
+                                   _REFRESH_TYPES, [bytea_array([s.encode() for s in wanted])],
+                                   self._connector.hang_timeout)
+            result = answer[-1]
+            transformer = Transformer(conn)
+            transformer.set_pgresult(result, format=psycopg.pq.Format.BINARY)
+            engine.refreshed(transformer.load_rows(0, result.ntuples, tuple), wanted)
+        except (psycopg.Error, ExESDBError) as exc:
+            engine.refresh_failed(conn, exc)  # the transaction writes them
+            return False
+        except BaseException as exc:
+            with contextlib.suppress(psycopg.Error):
+                trio.lowlevel.notify_closing(conn.pgconn.socket)
+            engine.refresh_failed(conn, exc)
+            raise
+        return True
+
     async def _write(self, ops: list[WriteOp | Fenced]) -> list[Any]:
-        """:meth:`write`, holding the write lock."""
-        call = self._engine.plan_append(ops)
-        if call is not None:
+        """:meth:`write`, holding the write lock: one statement planned on the cache, or
+        on the head and streams read afresh when the cache is stale (also once after a
+        statement planned on the cache was refused: another node wrote since); else,
+        or when a statement planned on a fresh read is refused too (another node writes
+        at the same moment), or for anything but appends, the transaction."""
+        engine = self._engine
+        for _attempt in range(2):
+            call = engine.plan_append(ops)
+            if call is None and await self._refresh(ops):
+                call = engine.plan_append(ops)
+            if call is None:
+                break
             try:
                 answer = await execute(call.conn, call.name, call.query, call.types,
                                        call.params, self._connector.hang_timeout)
             except psycopg.Error as exc:
-                results = self._engine.not_appended(call, exc)
+                results = engine.not_appended(call, exc)
                 if results is not None:
                     return results
+                break  # an error the transaction tells, if it happens again
             except BaseException:
                 with contextlib.suppress(psycopg.Error):
                     trio.lowlevel.notify_closing(call.conn.pgconn.socket)
-                self._engine.abandoned(call)
+                engine.abandoned(call)
                 raise
-            else:
-                results = self._engine.answered(call, answer)
-                if results is not None:
-                    return results
-        return await self._writes.run(self._engine.write, ops)
+            results = engine.answered(call, answer)
+            if results is not None:
+                return results
+            if call.refreshed:
+                break
+        return await self._writes.run(engine.write, ops)
 
     async def advance_epoch(self, leader: str, expected: int | None = None) -> int:
         """Start the store's next leader epoch, held by ``leader`` (a name, e.g. the

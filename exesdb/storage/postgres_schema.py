@@ -305,6 +305,15 @@ class Queries:
             "FROM {s}.streams s WHERE s.stream_id = ANY(%s)"
         )
         self.find_ids = q("SELECT eid, skey, num FROM {s}.events WHERE eid = ANY(%s)")
+        # The head and the named streams' states in one statement (one snapshot), without
+        # the head's lock: what a writer whose cache is stale needs to decide an append
+        # (the append statement then checks the head under the lock). Run through libpq
+        # directly: one row per stream found, or one row of NULL stream columns.
+        self.refresh = _numbered(q(
+            "SELECT h.last_pos, h.next_skey, h.gen, h.crc, s.skey, s.stream_id, s.first, "
+            "s.state, s.crc, (SELECT max(num) FROM {s}.events e WHERE e.skey = s.skey) "
+            "FROM {s}.head h LEFT JOIN {s}.streams s ON s.stream_id = ANY(%s) "
+            "WHERE h.id = 1"))
         # A transaction's events in one statement, one array per column: each statement
         # goes with its Sync, so the server ends a writer stopped inside its transaction
         # (idle_in_transaction_session_timeout) and its head lock goes with it; rows sent

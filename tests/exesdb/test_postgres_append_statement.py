@@ -10,6 +10,7 @@ import trio
 from psycopg import sql
 
 from exesdb import ANY, NO_STREAM, NewEvent, WrongExpectedVersion
+from exesdb.storage import postgres
 from exesdb.storage.ops import Append
 from exesdb.storage.postgres import PostgresBackend
 from exesdb.storage.postgres_schema import WRITER_SETTINGS, schema_name
@@ -74,7 +75,7 @@ async def test_a_statement_on_a_moved_head_writes_nothing_and_the_transaction_wr
     assert store._engine._head is None  # the cache was dropped
     calls = _worker_calls(store)
     assert await store.append("s", 1, new_events(1)) == 2
-    assert len(calls) == 1  # the transaction wrote it
+    assert calls == []  # read afresh, then one statement
     assert [(e.position, e.event_number) for e in await store.read_stream("s")] == [
         (0, 0), (1, 1), (2, 2)]
 
@@ -92,12 +93,11 @@ async def test_a_statement_carrying_a_stored_id_writes_nothing(store):
 
 
 async def test_a_statement_on_the_current_head_writes_once(store):
-    await store.append("s", NO_STREAM, new_events(1))
-    with pytest.raises(WrongExpectedVersion):
-        await store.append("new", 5, new_events(1))  # the writer now knows "new" is missing
-    written = await _run_statement(store, [Append("s", 0, new_events(2)),
-                                                 Append("new", NO_STREAM, new_events(1)),
-                                                 Append("s", 2, new_events(1))])
+    await store.append("s", NO_STREAM, new_events(1))  # the first write: the transaction
+    ops = [Append("s", 0, new_events(2)), Append("new", NO_STREAM, new_events(1)),
+           Append("s", 2, new_events(1))]
+    assert await store._refresh(ops)  # the writer now knows "new" is missing
+    written = await _run_statement(store, ops)
     assert written
     assert [(e.stream_id, e.position, e.event_number) for e in await store.read_all()] == [
         ("s", 0, 0), ("s", 1, 1), ("s", 2, 2), ("new", 3, 0), ("s", 4, 3)]
@@ -174,3 +174,76 @@ async def test_a_store_made_by_an_older_exesdb_loses_the_heads_check_when_opened
         assert [e.position for e in await backend.read_all()] == [0, 1]
     finally:
         await backend.close()
+
+
+# -- a writer whose cache is stale reads the head and streams, then sends the statement ---
+
+
+async def test_appends_alternating_between_nodes_take_no_transaction(pg_server, pg_store_id):
+    a = await PostgresBackend.open(pg_server.dsn, pg_store_id)
+    b = await PostgresBackend.open(pg_server.dsn, pg_store_id)
+    try:
+        assert await a.append("s", NO_STREAM, new_events(1)) == 0
+        assert await b.append("t", NO_STREAM, new_events(1)) == 0  # each one's first: the
+        calls_a, calls_b = _worker_calls(a), _worker_calls(b)  # transaction
+        a.saw_committed(1)
+        for version in range(1, 7):
+            node = b if version % 2 else a
+            node.saw_committed(version)  # as the listener tells it: the head moved
+            assert await node.append("s", version - 1, new_events(1)) == version
+        assert calls_a == calls_b == []
+        assert [e.event_number for e in await a.read_stream("s")] == list(range(7))
+        # A stream new to everyone: in one statement too.
+        assert await b.append("new", NO_STREAM, new_events(1)) == 0
+        assert await a.append("new", 0, new_events(1)) == 1
+        assert calls_a == calls_b == []
+        # A refusal is the transaction's to tell (it looks the ids up: a re-send of a
+        # written append is answered with its version, not refused).
+        with pytest.raises(WrongExpectedVersion):
+            await b.append("s", 2, new_events(1))
+        assert len(calls_b) == 1
+        assert await a.list_streams() == ["new", "s", "t"]
+        assert [e.position for e in await b.read_all()] == list(range(10))
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_statement_refused_after_a_fresh_read_sends_the_next_write_to_the_transaction(
+        pg_server, pg_store_id, monkeypatch):
+    a = await PostgresBackend.open(pg_server.dsn, pg_store_id)
+    b = await PostgresBackend.open(pg_server.dsn, pg_store_id)
+    try:
+        await a.append("s", NO_STREAM, new_events(1))
+        await b.append("s", 0, new_events(1))
+        real_execute = postgres.execute
+        race = {"armed": False}
+
+        async def racing(conn, name, *args):
+            answer = await real_execute(conn, name, *args)
+            if name == b"exesdb_refresh" and race["armed"]:
+                race["armed"] = False
+                await b.append("s", ANY, new_events(1))  # between a's read and statement
+            return answer
+
+        monkeypatch.setattr(postgres, "execute", racing)
+        calls = _worker_calls(a)
+        a.saw_committed(1)  # it knows its cache is stale: it reads afresh
+        race["armed"] = True
+        assert await a.append("s", ANY, new_events(1)) == 3  # refused, then the transaction
+        assert len(calls) == 1
+        assert await a.append("s", 3, new_events(1)) == 4  # its cache is current again
+        assert len(calls) == 1
+        await b.append("s", 4, new_events(1))
+        a.saw_committed(5)
+        assert await a.append("s", 5, new_events(1)) == 6  # no read: the transaction
+        assert len(calls) == 2
+        await b.append("s", 6, new_events(1))
+        a.saw_committed(7)
+        assert await a.append("s", 7, new_events(1)) == 8  # reads afresh again
+        assert len(calls) == 2
+        assert [e.event_number for e in await a.read_stream("s")] == list(range(9))
+        assert [e.position for e in await a.read_all()] == list(range(9))
+    finally:
+        await a.close()
+        await b.close()
