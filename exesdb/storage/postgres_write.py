@@ -425,13 +425,12 @@ class WriteEngine:
         conn = self._conn
         if conn is None or not _idle(conn):
             return None
-        wanted: list[str] = []
+        wanted: dict[str, None] = {}
         for op in ops:
             if type(op) is not Append:
                 return None
-            if op.stream_id not in wanted:
-                wanted.append(op.stream_id)
-        return conn, wanted
+            wanted[op.stream_id] = None
+        return conn, list(wanted)
 
     def refreshed(self, rows: Sequence[tuple[Any, ...]], wanted: list[str]) -> None:
         """Cache the head and the ``wanted`` streams' states read in one snapshot
