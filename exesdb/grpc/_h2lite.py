@@ -185,9 +185,9 @@ class Limits:
     """PING frames (ACKs included)."""
     settings: int = 100
     """SETTINGS frames (ACKs included)."""
-    header_blocks: int = 50_000
+    header_blocks: int = 200_000
     """Header blocks (HEADERS frames)."""
-    header_bytes: int = 1 << 20
+    header_bytes: int = 16 << 20
     """Bytes of header blocks (HEADERS and CONTINUATION payloads): decoding costs CPU by
     the byte."""
     continuations: int = 1000

@@ -290,3 +290,27 @@ def test_incomplete_frame_tells_a_frame_or_header_block_is_half_received() -> No
     assert server.incomplete_frame
     server.receive_data(ContinuationFrame(1, data=BLOCK[4:], flags=["END_HEADERS"]).serialize())
     assert not server.incomplete_frame
+
+
+def test_the_default_header_budgets_refill_faster_than_a_busy_client_sends() -> None:
+    # A gRPC client's request header blocks as its HPACK encoder makes them (dynamic
+    # table, a new grpc-timeout every call), at 20,000 calls a second: more than one
+    # server process serves. The defaults of 1 MiB of header bytes a window refilled at a
+    # tenth of that rate, so such a client was cut off within seconds of sustained load.
+    client = make_client()
+    client.data_to_send()
+    headers = [*REQUEST, (b"requires-leader", b"true"),
+               (b"connection-name", b"kurrentdbclient-4b6e0c8e-0b0e-4d0c-9a4b-1c2d3e4f5a6b"),
+               (b"authorization", b"Basic YWRtaW46Y2hhbmdlaXQ=")]
+    sizes = []
+    for i in range(2000):
+        sid = 2 * i + 1
+        client.send_headers(sid, [*headers, (b"grpc-timeout", b"%du" % (4_999_000 + i))],
+                            end_stream=True)
+        sizes.extend(len(f.data) for f in frames_of(client.data_to_send()))
+        client.streams.pop(sid)  # answered: the client may open the next one
+    calls_per_second = 20_000
+    limits = Limits()
+    assert limits.header_blocks / limits.window >= calls_per_second
+    assert limits.header_bytes / limits.window >= calls_per_second * max(
+        sum(sizes) / len(sizes), 60)

@@ -376,7 +376,7 @@ def test_the_defaults_are_the_documented_ones() -> None:
             config.max_settings_per_window) == (10.0, 1000, 100, 100)
     assert (config.max_header_blocks_per_window, config.max_header_bytes_per_window,
             config.max_continuations_per_window, config.max_empty_frames_per_window) == (
-        50_000, MiB, 1000, 10_000)
+        200_000, 16 * MiB, 1000, 10_000)
     assert (config.max_settings_entries, config.max_continuations_per_block,
             config.header_cache_bytes, config.reader_cpu_share) == (32, 16, 256 << 10, 0.25)
     assert (config.max_connection_output, config.max_send_buffer, config.max_inbound_buffer,
