@@ -6,7 +6,10 @@ After every transaction that appended events, the store's writer calls
 * moves the store's :class:`CommitSignal` (the last committed ``$all`` position, on which
   tasks wait: the gRPC gateway's catch-up subscriptions and persistent groups), and
 * broadcasts a :class:`Committed` message on the store's system pub/sub, topic
-  :data:`COMMITS` (what the emitter processes wait on).
+  :data:`COMMITS` (what the emitter processes wait on), and
+* moves the place of each emitter that broadcasts to nobody (:func:`hush`): such an
+  emitter leaves the topic, and the commits move its place instead of waking it, until a
+  listener appears (it is then sent the commit that found the listener).
 
 A notification is only a wake-up: every reader reads what it delivers from the storage, so
 a notification that is missed or coalesced costs latency, never an event. The reading is
@@ -22,13 +25,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from typing import Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import attrs
 import trio
 
 import otp
-from otp import pubsub
+from otp import pubsub, registry
 from otp.lowlevel import NodeVar
 
 from ..events import EventRecord
@@ -39,11 +42,15 @@ __all__ = [
     "CommitSignal",
     "Committed",
     "Cursor",
+    "PositionMoved",
     "Reader",
+    "Unheard",
     "commit_signal",
     "follow",
+    "hush",
     "notify_commit",
     "storage_opened",
+    "unhush",
 ]
 
 COMMITS: Final = "$commits"
@@ -60,6 +67,29 @@ class Committed:
     types: frozenset[str]
 
 
+@attrs.define(eq=False)
+class Unheard:
+    """The place of an emitter that broadcasts ``$all`` (filtered or not) on ``pubsub``
+    under ``topic`` while nobody listens (see :func:`hush`): ``position`` is the last
+    ``$all`` position committed since, which each commit moves instead of waking the
+    emitter. An emitter that stores its position (``tell_moves``) is sent one
+    :class:`PositionMoved` when a commit moves it while ``moved`` is False, and sets
+    ``moved`` back to False when it has looked."""
+
+    pid: otp.Pid
+    pubsub: otp.Name
+    topic: Any
+    position: int
+    tell_moves: bool
+    moved: bool = False
+
+
+@attrs.frozen
+class PositionMoved:
+    """To a hushed emitter that stores its position: a commit moved its :class:`Unheard`
+    place (sent once until the emitter sets ``moved`` back to False)."""
+
+
 class CommitSignal:
     """The head of a store's ``$all`` (``head``: the last committed position, -1 before
     the first known commit), and the tasks waiting for it to move past a position.
@@ -72,6 +102,8 @@ class CommitSignal:
     def __init__(self, head: int = -1) -> None:
         self.head = head
         self._moved = trio.Event()
+        self.unheard: dict[otp.Pid, Unheard] = {}
+        """The hushed emitters of the store on this node, by pid (see :func:`hush`)."""
 
     def advance(self, position: int) -> None:
         """Record that everything up to ``position`` is committed and wake the waiters
@@ -110,7 +142,11 @@ def storage_opened(store_id: str, head: int) -> CommitSignal:
     table = _signals.get()
     signal = table.get(store_id)
     if signal is None or head < signal.head:
-        signal = table[store_id] = CommitSignal(head)
+        old, signal = signal, CommitSignal(head)
+        table[store_id] = signal
+        if old is not None:  # its hushed emitters read again (a notification wakes them)
+            for unheard in old.unheard.values():
+                otp.send(unheard.pid, Committed(head, frozenset(), frozenset()))
     else:
         signal.advance(head)
     return signal
@@ -118,10 +154,50 @@ def storage_opened(store_id: str, head: int) -> CommitSignal:
 
 def notify_commit(store_id: str, committed: Committed) -> None:
     """Tell the store's readers on this node that ``committed`` is durable: its signal
-    moves, and the emitters get the message (when the store's system pub/sub runs)."""
-    commit_signal(store_id).advance(committed.last_position)
+    moves, the emitters get the message (when the store's system pub/sub runs), and the
+    places of hushed emitters move (an emitter whose topic has a listener now is sent
+    ``committed`` and is hushed no more)."""
+    signal = commit_signal(store_id)
+    signal.advance(committed.last_position)
+    if signal.unheard:
+        _move_unheard(signal.unheard, committed)
     with contextlib.suppress(otp.NoProc):
         pubsub.broadcast(pubsub_name(store_id, "system"), COMMITS, committed)
+
+
+def hush(store_id: str, unheard: Unheard) -> None:
+    """Called by an emitter that broadcasts to nobody, after it left :data:`COMMITS`: the
+    store's commits on this node move ``unheard.position`` instead of sending it
+    :class:`Committed`, until one finds a listener of its topic (that commit is sent to it
+    and it is hushed no more) or it calls :func:`unhush`. Saves the emitter's process a
+    wake-up per commit (a third of the trio thread's work of a one-event append)."""
+    commit_signal(store_id).unheard[unheard.pid] = unheard
+
+
+def unhush(store_id: str, unheard: Unheard) -> None:
+    """Undo :func:`hush` (a no-op if a commit already did)."""
+    table = commit_signal(store_id).unheard
+    if table.get(unheard.pid) is unheard:
+        del table[unheard.pid]
+
+
+def _move_unheard(table: dict[otp.Pid, Unheard], committed: Committed) -> None:
+    for pid, unheard in list(table.items()):
+        if not otp.is_alive(pid):
+            del table[pid]
+            continue
+        try:
+            heard = bool(registry.lookup(unheard.pubsub, unheard.topic))
+        except otp.NoProc:  # its pub/sub restarts: the emitter finds out for itself
+            heard = True
+        if heard:
+            del table[pid]
+            otp.send(pid, committed)
+        elif committed.last_position > unheard.position:
+            unheard.position = committed.last_position
+            if unheard.tell_moves and not unheard.moved:
+                unheard.moved = True
+                otp.send(pid, PositionMoved())
 
 
 # -- the catch-up-then-live loop -------------------------------------------------------------

@@ -30,10 +30,12 @@ from exesdb import (
 from exesdb.naming import genserver_name
 from exesdb.storage import SQLiteBackend
 from exesdb.subscriptions import topic
+from exesdb.systems.commits import COMMITS, commit_signal
 from exesdb.systems.notification import health
 from exesdb.systems.notification.emitters import MAX_IN_FLIGHT, emitter_name, pool_name
 from exesdb.systems.notification.leader import transient_key
 from exesdb.systems.pubsub import pubsub_name
+from exesdb.systems.store import backend_of
 
 # Quiet periods: how long "nothing more arrives" is watched for.
 QUIET = 0.15
@@ -563,6 +565,59 @@ async def test_the_default_subscription_covers_what_is_appended_once_start_store
         assert event.event_type == "First"
 
 
+# -- a broadcast nobody listens to ----------------------------------------------------------
+
+
+def all_events_emitter(store: str) -> otp.Pid:
+    pid = otp.whereis(emitter_name(store, "all-events"))
+    assert pid is not None
+    return pid
+
+
+async def test_a_broadcast_nobody_listens_to_is_moved_by_the_commits_not_woken(store):
+    await gateway.append_events(store, "x", [NewEvent("First", {})])
+    emitter = all_events_emitter(store)
+
+    async def hushed() -> bool:
+        return emitter in commit_signal(store).unheard
+
+    await eventually(hushed)
+    for i in range(20):
+        await gateway.append_events(store, "x", [NewEvent("More", {"i": i})])
+    assert emitter in commit_signal(store).unheard
+    assert commit_signal(store).unheard[emitter].position == 20
+    notified = [pid for pid, _ in otp.registry.lookup(pubsub_name(store, "system"), COMMITS)]
+    assert emitter not in notified
+
+
+async def test_a_listener_that_comes_to_a_hushed_broadcast_gets_what_is_committed_after(store):
+    await gateway.append_events(store, "x", [NewEvent("Before", {})])
+    emitter = all_events_emitter(store)
+
+    async def hushed() -> bool:
+        return emitter in commit_signal(store).unheard
+
+    await eventually(hushed)
+    otp.pubsub.subscribe(await gateway.pubsub(store), f"{store}:$all")
+    await gateway.append_events(store, "x", [NewEvent("After", {}), NewEvent("Later", {})])
+    await gateway.append_events(store, "y", [NewEvent("Last", {})])
+    events = await take(3, "all-events")
+    assert [e.event_type for e in events] == ["After", "Later", "Last"]
+    await quiet("all-events")
+
+
+async def test_a_hushed_broadcast_stores_and_reports_the_position_the_commits_moved(store):
+    for i in range(5):
+        await gateway.append_events(store, "x", [NewEvent("E", {"i": i})])
+
+    async def stored() -> bool:
+        return await backend_of(store).read_checkpoint("all-events") == 4
+
+    await eventually(stored)
+    [sub] = (await subscriptions(store))["all-events"]
+    assert sub.position == 4
+
+
 # -- restarts of the processes behind a subscription ------------------------------------------
 
 
@@ -610,7 +665,6 @@ def _answers(store: str) -> Callable[[], Any]:
 
 async def test_a_broadcast_position_is_stored_under_a_steady_flow_of_appends(store):
     from exesdb.systems.notification.emitters import CHECKPOINT_INTERVAL
-    from exesdb.systems.store import backend_of
 
     otp.pubsub.subscribe(await gateway.pubsub(store), f"{store}:$b")
     await gateway.save_subscription(store, "by_stream", "$all", name="b")

@@ -50,7 +50,7 @@ from ...options import StoreOptions
 from ...storage import SaveCheckpoint
 from ...storage import writer as storage_writer
 from ...subscriptions import Events, matcher, single_stream, topic
-from ..commits import COMMITS, Committed, Cursor
+from ..commits import COMMITS, Committed, Cursor, PositionMoved, Unheard, hush, unhush
 from ..leadership import fence
 from ..persistence import PARTITIONS
 from ..processes import StoreSupervisor
@@ -213,6 +213,7 @@ class EmitterWorker(otp.GenServer):
         self.started = False  # the stored position is loaded
         self.retrying = False  # the last read failed: the storage restarts
         self.deadline: float | None = None  # when the timer work is due (see _timeout)
+        self.unheard: Unheard | None = None  # hushed: broadcasting to nobody (see _hush)
         pubsub.subscribe(pubsub_name(store_id, "system"), COMMITS)
         self._follow(cell.subscriber, cell.waiting)
         return otp.Continue("start")
@@ -236,6 +237,19 @@ class EmitterWorker(otp.GenServer):
             self._retry(exc)
 
     async def handle_info(self, msg: Any) -> Any:
+        woken = False
+        if self.unheard is not None:
+            if type(msg) is PositionMoved:
+                self._take_unheard_position()
+                return self._idle()
+            if msg is otp.TIMEOUT:  # store the position the commits moved, still hushed
+                self.deadline = None
+                self.unheard.moved = False
+                self._take_unheard_position()
+                await self._on_timer()
+                return self._idle()
+            self._wake()
+            woken = True
         if msg is otp.TIMEOUT:
             self.deadline = None
             await self._on_timer()
@@ -244,7 +258,7 @@ class EmitterWorker(otp.GenServer):
         if type(msg) is Committed:
             if not self.started:
                 pass  # _start reads everything once the storage is back
-            elif self._concerns(msg):
+            elif woken or self._concerns(msg):  # woken: later commits were not sent to it
                 await self._pump_or_retry()
             elif self.cursor.caught_up and self.stream is None:
                 self.cursor.skip_past(msg.last_position)  # nothing for us in it
@@ -277,6 +291,8 @@ class EmitterWorker(otp.GenServer):
     async def handle_call(self, request: Any, from_: gen_server.From) -> Any:
         if not isinstance(request, EmitterRequest):
             raise ValueError(f"EmitterWorker: unknown request {request!r}")
+        if self.unheard is not None:
+            self._wake()
         await self._timer_if_due()
         match request:
             case Acknowledge(position):
@@ -298,7 +314,37 @@ class EmitterWorker(otp.GenServer):
         return otp.Reply(None, timeout=self._timeout())
 
     async def terminate(self, reason: Any) -> None:
+        if self.unheard is not None:
+            self._wake()
         await self._save_position()
+
+    # -- hushed: broadcasting to nobody ----------------------------------------------------
+    def _hush(self) -> None:
+        """Nobody listens to this broadcasting ``$all`` subscription: leave the commit
+        notifications, and let the commits move the position instead
+        (:func:`exesdb.systems.commits.hush`) until a listener appears or a message
+        comes."""
+        pubsub.unsubscribe(pubsub_name(self.store_id, "system"), COMMITS)
+        self.unheard = Unheard(otp.self(), self.events_pubsub, self.topic,
+                               self.cursor.next - 1, tell_moves=self.d.persistent)
+        hush(self.store_id, self.unheard)
+
+    def _wake(self) -> None:
+        """Take the commit notifications again, from the position the commits moved."""
+        self._take_unheard_position()
+        assert self.unheard is not None
+        unhush(self.store_id, self.unheard)
+        self.unheard = None
+        pubsub.subscribe(pubsub_name(self.store_id, "system"), COMMITS)
+
+    def _take_unheard_position(self) -> None:
+        """What was committed while hushed was broadcast to nobody: the position moves
+        past it, as :meth:`_pump` moves it when nobody listens."""
+        assert self.unheard is not None
+        position = self.unheard.position
+        if position >= self.cursor.next:
+            self.position = position
+            self.cursor.skip_past(position)
 
     # -- the loop ----------------------------------------------------------------------------
     def _cursor(self) -> Cursor:
@@ -361,13 +407,18 @@ class EmitterWorker(otp.GenServer):
                     return  # back-pressure: wait for acks
             if self.subscriber is None and self.stream is None and not registry.lookup(
                     self.events_pubsub, self.topic):
-                # Broadcasting to nobody: the position moves on without reading.
+                # Broadcasting to nobody: the position moves on without reading, and
+                # the commits move it from now on, until somebody listens.
                 head = cursor.head()
                 if head >= cursor.next:
                     self.position = head
                     cursor.skip_past(head)
                 cursor.caught_up = True
+                if self.unheard is None:
+                    self._hush()
                 return
+            if self.unheard is not None:  # a listener came: the notifications again
+                self._wake()
             try:
                 events = await cursor.read(count)
             except StreamDeleted:
