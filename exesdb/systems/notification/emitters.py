@@ -21,6 +21,10 @@ Delivery:
 * with no subscriber, as broadcasts on the store's events pub/sub (topic
   :func:`~exesdb.subscriptions.topic`); the position then advances as it broadcasts and is
   stored at most every :data:`CHECKPOINT_INTERVAL` seconds (at least once across restarts).
+  While nobody listens to a broadcast of ``$all`` (filtered or not), its worker is hushed
+  (:func:`exesdb.systems.commits.hush`): the commits move its position without waking it,
+  and the first commit after a listener came wakes it, so a listener gets everything
+  committed after it came.
 
 The worker serves the requests :class:`Acknowledge`, :class:`SetSubscriber`,
 :class:`DetachSubscriber` and :class:`GetState`, sent by the client functions
