@@ -352,6 +352,21 @@ def _until_new_leader(survivors: list[_Node], old: _Node, since: float) -> float
     raise RuntimeError("no new leader")
 
 
+def _record_arrivals(subscription: Any, arrived: dict[uuid.UUID, float]) -> threading.Thread:
+    """A started thread that notes when each event of ``subscription`` arrives, until
+    more than :data:`DELIVERIES` did."""
+
+    def receive() -> None:
+        for event in subscription:
+            arrived[event.id] = now()
+            if len(arrived) > DELIVERIES:
+                break
+
+    thread = threading.Thread(target=receive, daemon=True)
+    thread.start()
+    return thread
+
+
 def _delivery(nodes: list[_Node]) -> tuple[list[float], list[float], list[float]]:
     """Seconds from each append's call (and from its acknowledgement) to its arrival at
     a catch-up subscriber on a follower, and from each call to its acknowledgement."""
@@ -365,21 +380,12 @@ def _delivery(nodes: list[_Node]) -> tuple[list[float], list[float], list[float]
                              "&NodePreference=follower")
     stream = f"live-{uuid.uuid4()}"
     arrived: dict[uuid.UUID, float] = {}
-    done = threading.Event()
     try:
         writer.append_to_stream(stream, current_version=StreamState.NO_STREAM,
                                 events=ClientEvent(type="Placed", data=b"{}"))
         subscription = reader.subscribe_to_stream(stream, timeout=120)
 
-        def receive() -> None:
-            for event in subscription:
-                arrived[event.id] = now()
-                if len(arrived) > DELIVERIES:
-                    break
-            done.set()
-
-        thread = threading.Thread(target=receive, daemon=True)
-        thread.start()
+        thread = _record_arrivals(subscription, arrived)
         time.sleep(0.5)  # caught up and waiting live
         sent: dict[uuid.UUID, tuple[float, float]] = {}
         for i in range(DELIVERIES):
@@ -388,7 +394,7 @@ def _delivery(nodes: list[_Node]) -> tuple[list[float], list[float], list[float]
             writer.append_to_stream(stream, current_version=i, events=event)
             sent[event.id] = (began, now())
             time.sleep(0.005)
-        done.wait(timeout=30)
+        thread.join(timeout=30)
         subscription.stop()
         missing = [eid for eid in sent if eid not in arrived]
         if missing:
@@ -417,15 +423,7 @@ async def _delivery_from_a_node(dsn: str, nodes: list[_Node]) -> list[float]:
                                      node_name="bench-appender")
             await gateway.append_events("live", stream, [NewEvent("Placed", b"{}")])
             subscription = reader.subscribe_to_stream(stream, timeout=120)
-
-            def receive() -> None:
-                for event in subscription:
-                    arrived[event.id] = now()
-                    if len(arrived) > DELIVERIES:
-                        break
-
-            thread = threading.Thread(target=receive, daemon=True)
-            thread.start()
+            thread = _record_arrivals(subscription, arrived)
             await trio.sleep(0.5)  # caught up and waiting live
             sent: dict[uuid.UUID, float] = {}
             for _ in range(DELIVERIES):

@@ -16,7 +16,7 @@ from exesdb.storage.postgres import PostgresBackend
 from exesdb.storage.postgres_schema import WRITER_SETTINGS, schema_name
 from exesdb.storage.postgres_wire import execute
 
-from .helpers import new_events
+from .helpers import new_events, worker_calls
 
 
 @pytest.fixture
@@ -26,19 +26,6 @@ async def store(pg_server, pg_store_id):
         yield backend
     finally:
         await backend.close()
-
-
-def _worker_calls(backend):
-    """Count the calls the backend's write thread runs (the transactions' path)."""
-    calls = []
-    run = backend._writes.run
-
-    async def counting(fn, *args):
-        calls.append(fn)
-        return await run(fn, *args)
-
-    backend._writes.run = counting
-    return calls
 
 
 async def _run_statement(backend, ops):
@@ -73,7 +60,7 @@ async def test_a_statement_on_a_moved_head_writes_nothing_and_the_transaction_wr
     assert not written
     assert [e.position for e in await store.read_all()] == [0, 1]
     assert store._engine._head is None  # the cache was dropped
-    calls = _worker_calls(store)
+    calls = worker_calls(store)
     assert await store.append("s", 1, new_events(1)) == 2
     assert calls == []  # read afresh, then one statement
     assert [(e.position, e.event_number) for e in await store.read_stream("s")] == [
@@ -102,7 +89,7 @@ async def test_a_statement_on_the_current_head_writes_once(store):
     assert [(e.stream_id, e.position, e.event_number) for e in await store.read_all()] == [
         ("s", 0, 0), ("s", 1, 1), ("s", 2, 2), ("new", 3, 0), ("s", 4, 3)]
     assert await store.list_streams() == ["new", "s"]
-    calls = _worker_calls(store)
+    calls = worker_calls(store)
     assert await store.append("new", 0, new_events(1)) == 1
     assert calls == []
 
@@ -185,7 +172,7 @@ async def test_appends_alternating_between_nodes_take_no_transaction(pg_server, 
     try:
         assert await a.append("s", NO_STREAM, new_events(1)) == 0
         assert await b.append("t", NO_STREAM, new_events(1)) == 0  # each one's first: the
-        calls_a, calls_b = _worker_calls(a), _worker_calls(b)  # transaction
+        calls_a, calls_b = worker_calls(a), worker_calls(b)  # transaction
         a.saw_committed(1)
         for version in range(1, 7):
             node = b if version % 2 else a
@@ -227,7 +214,7 @@ async def test_a_statement_refused_after_a_fresh_read_sends_the_next_write_to_th
             return answer
 
         monkeypatch.setattr(postgres, "execute", racing)
-        calls = _worker_calls(a)
+        calls = worker_calls(a)
         a.saw_committed(1)  # it knows its cache is stale: it reads afresh
         race["armed"] = True
         assert await a.append("s", ANY, new_events(1)) == 3  # refused, then the transaction

@@ -26,7 +26,7 @@ from exesdb.storage.fencing import Fenced
 from exesdb.storage.postgres import PostgresBackend
 from exesdb.storage.postgres_schema import APPEND_FUNCTION, schema_name
 
-from .helpers import new_events
+from .helpers import new_events, worker_calls
 
 STORE_IDS = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}", fullmatch=True)
 
@@ -297,22 +297,9 @@ async def test_last_position_follows_own_writes_and_refresh_reads_other_nodes(pg
 # -- appends decided from the writer's cache, in one statement -----------------------------
 
 
-def _worker_calls(backend):
-    """Count the calls the backend's write thread runs (the transactions' path)."""
-    calls = []
-    run = backend._writes.run
-
-    async def counting(fn, *args):
-        calls.append(fn)
-        return await run(fn, *args)
-
-    backend._writes.run = counting
-    return calls
-
-
 async def test_an_append_to_a_stream_the_writer_knows_is_one_statement(store):
     await store.append("s", NO_STREAM, new_events(1))
-    calls = _worker_calls(store)
+    calls = worker_calls(store)
     assert await store.append("s", 0, new_events(2)) == 2
     assert await store.append("s", ANY, new_events(1)) == 3
     assert calls == []
@@ -339,7 +326,7 @@ async def test_a_stream_the_writer_knows_is_missing_is_created_in_one_statement(
     await store.append("s", NO_STREAM, new_events(1))
     with pytest.raises(WrongExpectedVersion):
         await store.append("new", 5, new_events(1))  # the writer now knows "new" is missing
-    calls = _worker_calls(store)
+    calls = worker_calls(store)
     assert await store.append("new", NO_STREAM, new_events(2)) == 1
     assert calls == []
     other = await PostgresBackend.open(pg_server.dsn, store.store_id)
@@ -380,7 +367,7 @@ async def test_a_store_without_the_append_function_gets_it_when_opened(pg_server
     backend = await PostgresBackend.open(pg_server.dsn, pg_store_id)
     try:
         await backend.append("s", 0, new_events(1))
-        calls = _worker_calls(backend)
+        calls = worker_calls(backend)
         assert await backend.append("s", 1, new_events(1)) == 2
         assert calls == []
     finally:

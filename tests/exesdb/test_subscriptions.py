@@ -568,20 +568,21 @@ async def test_the_default_subscription_covers_what_is_appended_once_start_store
 # -- a broadcast nobody listens to ----------------------------------------------------------
 
 
-def all_events_emitter(store: str) -> otp.Pid:
-    pid = otp.whereis(emitter_name(store, "all-events"))
-    assert pid is not None
-    return pid
-
-
-async def test_a_broadcast_nobody_listens_to_is_moved_by_the_commits_not_woken(store):
-    await gateway.append_events(store, "x", [NewEvent("First", {})])
-    emitter = all_events_emitter(store)
+async def hushed_all_events_emitter(store: str) -> otp.Pid:
+    """The default subscription's emitter, once it is hushed (nobody listens to it)."""
+    emitter = otp.whereis(emitter_name(store, "all-events"))
+    assert emitter is not None
 
     async def hushed() -> bool:
         return emitter in commit_signal(store).unheard
 
     await eventually(hushed)
+    return emitter
+
+
+async def test_a_broadcast_nobody_listens_to_is_moved_by_the_commits_not_woken(store):
+    await gateway.append_events(store, "x", [NewEvent("First", {})])
+    emitter = await hushed_all_events_emitter(store)
     for i in range(20):
         await gateway.append_events(store, "x", [NewEvent("More", {"i": i})])
     assert emitter in commit_signal(store).unheard
@@ -592,12 +593,7 @@ async def test_a_broadcast_nobody_listens_to_is_moved_by_the_commits_not_woken(s
 
 async def test_a_listener_that_comes_to_a_hushed_broadcast_gets_what_is_committed_after(store):
     await gateway.append_events(store, "x", [NewEvent("Before", {})])
-    emitter = all_events_emitter(store)
-
-    async def hushed() -> bool:
-        return emitter in commit_signal(store).unheard
-
-    await eventually(hushed)
+    await hushed_all_events_emitter(store)
     otp.pubsub.subscribe(await gateway.pubsub(store), f"{store}:$all")
     await gateway.append_events(store, "x", [NewEvent("After", {}), NewEvent("Later", {})])
     await gateway.append_events(store, "y", [NewEvent("Last", {})])
