@@ -41,8 +41,11 @@ async def until(condition: Callable[[], bool], limit: float = 15.0) -> None:
 
 
 def _call(port: int, path: str) -> Any:
+    # A local subchannel pool: each channel makes its own connection (grpc-core otherwise
+    # may hand a channel the connection a closed one left in its global pool).
     with grpc.insecure_channel(f"127.0.0.1:{port}",
-                               options=[("grpc.enable_http_proxy", 0)]) as channel:
+                               options=[("grpc.enable_http_proxy", 0),
+                                        ("grpc.use_local_subchannel_pool", 1)]) as channel:
         method = channel.unary_unary(path, request_serializer=Msg.SerializeToString,
                                      response_deserializer=Msg.FromString)
         try:
