@@ -47,6 +47,16 @@ def pg_store_id() -> str:
     return f"test{next(_store_numbers)}"
 
 
+@pytest.fixture
+async def pg_backend(pg_server, pg_store_id):
+    """A PostgreSQL backend of a store of its own, opened for the test and closed after."""
+    backend = await PostgresBackend.open(pg_server.dsn, pg_store_id)
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
 @pytest.fixture(params=BACKENDS)
 def open_backend(request, tmp_path) -> Callable[[], Awaitable[Backend]]:
     """Opens this test's durable store on the parametrized backend (again on each call)."""

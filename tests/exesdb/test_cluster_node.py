@@ -26,7 +26,6 @@ import otp
 from exesdb import NewEvent, StoreUnavailable, gateway
 from exesdb.storage import Append
 from exesdb.storage.fencing import epoch_crc
-from exesdb.storage.postgres import PostgresBackend
 from exesdb.storage.postgres_cluster import MembershipSession, leader_lock
 from exesdb.storage.postgres_schema import schema_name
 from exesdb.systems.cluster import cluster_view, current_view
@@ -72,13 +71,9 @@ async def node(pg_server, pg_store_id):
 
 
 @pytest.fixture
-async def other_node(pg_server, pg_store_id):
+def other_node(pg_backend):
     """The storage of another node of the same store (it shares the schema)."""
-    backend = await PostgresBackend.open(pg_server.dsn, pg_store_id)
-    try:
-        yield backend
-    finally:
-        await backend.close()
+    return pg_backend
 
 
 async def test_a_node_alone_leads_and_serves_the_gateway_api(node):

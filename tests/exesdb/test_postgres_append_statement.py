@@ -20,12 +20,8 @@ from .helpers import new_events, worker_calls
 
 
 @pytest.fixture
-async def store(pg_server, pg_store_id):
-    backend = await PostgresBackend.open(pg_server.dsn, pg_store_id)
-    try:
-        yield backend
-    finally:
-        await backend.close()
+def store(pg_backend):
+    return pg_backend
 
 
 async def _run_statement(backend, ops):

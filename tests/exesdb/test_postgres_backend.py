@@ -32,12 +32,8 @@ STORE_IDS = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}", fullmatch=True)
 
 
 @pytest.fixture
-async def store(pg_server, pg_store_id):
-    backend = await PostgresBackend.open(pg_server.dsn, pg_store_id)
-    try:
-        yield backend
-    finally:
-        await backend.close()
+def store(pg_backend):
+    return pg_backend
 
 
 def _query(server, query, params=()):

@@ -33,12 +33,8 @@ def own_server():
 
 
 @pytest.fixture
-async def store(pg_server, pg_store_id):
-    backend = await PostgresBackend.open(pg_server.dsn, pg_store_id)
-    try:
-        yield backend
-    finally:
-        await backend.close()
+def store(pg_backend):
+    return pg_backend
 
 
 # -- killed connections (pg_terminate_backend) ---------------------------------------------
