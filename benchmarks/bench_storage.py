@@ -50,6 +50,12 @@ run alone.
   (exesdb's ten, the peer's four: a read decodes the fields nearly every reader uses and
   leaves the others to their first access); and the process CPU per event
   (``time.process_time``, every thread) of each figure, beside the peer's.
+* informational, where the difference lies: the store's storage engine alone appending
+  in the caller's thread (no trio, no processes, no thread hand-off; the same events,
+  durable), single events and 100-event batches, alternately with the peer as above; and
+  the median round trip of a call that does nothing through the store's write thread,
+  which every append through the store pays because blocking I/O never runs on the trio
+  thread.
 """
 
 from __future__ import annotations
@@ -71,6 +77,9 @@ import otp
 from exesdb import ANY, END, NewEvent, gateway, start_store, stop_store
 from exesdb.payload import JsonText
 from exesdb.storage import SQLiteBackend, writer
+from exesdb.storage._thread import WorkerThread
+from exesdb.storage.ops import Append
+from exesdb.storage.sqlite import _Engine
 from exesdb.systems.store import backend_of
 
 from ._peer import Peer
@@ -408,6 +417,36 @@ async def _bench_peer(root: Path) -> list[Result]:
 
             batch_ours, batch_peer = await _against_peer(batches, peer_batches)
 
+            # -- where the difference lies: the engine alone, and the thread hand-off ---
+            engine = _Engine.open(root / "engine-alone", True)
+            engine_next = [0, 0]  # the next version: single events, batches
+
+            async def engine_single() -> int:
+                # Blocking I/O on the trio thread, on purpose: what the store's own
+                # storage work costs without trio, processes or a thread hand-off.
+                first = engine_next[0]
+                for version in range(first, first + PEER_SINGLE):
+                    engine.write([Append("single", version - 1, [event()])])
+                engine_next[0] += PEER_SINGLE
+                return PEER_SINGLE
+
+            async def engine_batches() -> int:
+                first = engine_next[1]
+                for version in range(first, first + PEER_BATCHES * PEER_BATCH, PEER_BATCH):
+                    engine.write([Append("batches", version - 1,
+                                         [event() for _ in range(PEER_BATCH)])])
+                engine_next[1] += PEER_BATCHES * PEER_BATCH
+                return PEER_BATCHES * PEER_BATCH
+
+            try:
+                engine_single_ours, engine_single_peer = await _against_peer(engine_single,
+                                                                             peer_single)
+                engine_batch_ours, engine_batch_peer = await _against_peer(engine_batches,
+                                                                           peer_batches)
+            finally:
+                engine.close()
+            hand_off = await _hand_off_round_trip()
+
             # -- reading a 10,000-event stream ------------------------------------------
             aggregate = uuid.uuid4()
             for kind, make in (("bytes", event), ("json", lambda: NewEvent(
@@ -485,6 +524,14 @@ async def _bench_peer(root: Path) -> list[Result]:
                "events/s", json_peer.rate, "(informational)"),
         Result("gateway read it, every field touched", all_ours.rate, "events/s",
                all_peer.rate, "(informational)"),
+        Result("  the engine alone, 1 event, in the caller's thread", engine_single_ours.rate,
+               "events/s", engine_single_peer.rate,
+               "(informational: the storage work without trio, processes or thread hand-off)"),
+        Result(f"  the engine alone, {PEER_BATCH}-event batches, in the caller's thread",
+               engine_batch_ours.rate, "events/s", engine_batch_peer.rate, "(informational)"),
+        Result("  a no-op call to the store's write thread and back (median)", hand_off, "us",
+               None, "(informational: the hand-off every append pays, by the rule that "
+               "blocking I/O never runs on the trio thread)"),
         Result("  CPU per event: append 1 event", single_ours.cpu_us, "us", single_peer.cpu_us,
                "(informational; floor: the peer's)"),
         Result(f"  CPU per event: {PEER_BATCH}-event batches", batch_ours.cpu_us, "us",
@@ -492,6 +539,22 @@ async def _bench_peer(root: Path) -> list[Result]:
         Result("  CPU per event: read, data touched", read_ours.cpu_us, "us",
                read_peer.cpu_us, "(informational; floor: the peer's)"),
     ]
+
+
+async def _hand_off_round_trip(calls: int = 2000) -> float:
+    """The median wall time, in microseconds, of a call that does nothing through the
+    store's write thread (:class:`exesdb.storage._thread.WorkerThread`), from the trio
+    task and back."""
+    thread = WorkerThread("bench hand-off")
+    try:
+        times = []
+        for _ in range(calls):
+            start = now()
+            await thread.run(int)
+            times.append(now() - start)
+    finally:
+        thread.stop()
+    return statistics.median(times) * 1e6
 
 
 async def _bench_all(root: Path) -> list[Result]:
