@@ -19,6 +19,10 @@ same work, measured in the same run (the CPU time of this process, every thread,
 its 50 tasks append or read through :mod:`exesdb.gateway`): CPU time, unlike rates,
 hardly moves with what else the machine runs. Targets (issue 15): single-event appends
 at most 2x, 100-event batches at most 1.5x, reads of a 1,000-event stream at most 4x.
+Informational beside them: the server's CPU per call of a call that does nothing
+(``ServerFeatures.GetSupportedMethods`` from 50 grpcio clients), against twice the
+in-process CPU of a single-event append: what the protocol alone costs a call, against
+the whole budget of an append at the 2.0x target.
 """
 
 from __future__ import annotations
@@ -38,11 +42,13 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc as grpcio  # type: ignore[import-untyped]
 import trio
 
 import otp
 from exesdb import NewEvent, gateway, start_store, stop_store
 from exesdb.events import JSON_CONTENT_TYPE
+from exesdb.grpc.protos import shared_pb2
 from exesdb.payload import JsonText
 
 from ._procs import process_cpu, stop_server
@@ -55,6 +61,8 @@ BATCHES = 300  # 100-event batches per measurement (enough for the server CPU in
 BATCH = 100
 READ_STREAM_EVENTS = 1_000
 READS = 40  # whole-stream reads per measurement
+NOOP_CALLS = 4_000  # calls that do no work, shared among the clients
+NOOP_METHOD = "/event_store.client.server_features.ServerFeatures/GetSupportedMethods"
 _LISTENING = re.compile(r"listening on (\S+):(\d+)")
 
 
@@ -141,10 +149,38 @@ async def _grpc_rates(port: int, server_pid: int) -> dict[str, float]:
         rates[f"read-{n}"] = await timed(n, max(1, READS // n), read_stream)
     for client in clients:
         await client.close()
+    rates["cpu-server-noop-50"] = await _noop_server_cpu(port, server_pid)
     for (kind, n), (client_cpu, server_cpu) in cpu_used.items():
         rates[f"cpu-client-{kind}-{n}"] = client_cpu
         rates[f"cpu-server-{kind}-{n}"] = server_cpu
     return rates
+
+
+async def _noop_server_cpu(port: int, server_pid: int) -> float:
+    """The server's CPU time per call of the cheapest call it serves (``NOOP_METHOD``: no
+    credentials, no storage, a reply made once), :data:`NOOP_CALLS` calls from 50 grpcio
+    clients, one connection each: what the protocol alone costs per call (an HTTP/2
+    stream, its headers, one message each way, the trailers), whatever the call does."""
+    channels = [grpcio.aio.insecure_channel(f"127.0.0.1:{port}",
+                                            options=[("grpc.use_local_subchannel_pool", 1)])
+                for _ in range(50)]
+    try:
+        calls = [channel.unary_unary(NOOP_METHOD,
+                                     request_serializer=shared_pb2.Empty.SerializeToString)
+                 for channel in channels]
+        for call in calls:  # every connection made before measuring
+            await call(shared_pb2.Empty())
+
+        async def one(call: Any) -> None:
+            for _ in range(NOOP_CALLS // len(calls)):
+                await call(shared_pb2.Empty())
+
+        cpu = process_cpu(server_pid)
+        await asyncio.gather(*(one(call) for call in calls))
+        return (process_cpu(server_pid) - cpu) / NOOP_CALLS
+    finally:
+        for channel in channels:
+            await channel.close()
 
 
 # -- in process ------------------------------------------------------------------------------
@@ -246,6 +282,11 @@ def run() -> list[Result]:
         for side in ("client", "server"):
             out.append(Result(f"gRPC {label}, 50 clients: {side} CPU per event",
                               grpc[f"cpu-{side}-{work}-50"] * 1e6, "us"))
+    out.append(Result("gRPC a call that does nothing (GetSupportedMethods), 50 clients: "
+                      "server CPU per call", grpc["cpu-server-noop-50"] * 1e6, "us",
+                      2 * floor["cpu-append_one-50"] * 1e6,
+                      "(informational; floor: 2x the in-process API's CPU per single-event "
+                      "append, the whole budget of one at the 2.0x target)"))
     for work, label, target in _CPU_TARGETS:
         out.append(Result(f"gRPC {label}, 50 clients: server CPU per event",
                           grpc[f"cpu-server-{work}-50"] * 1e6, "us",
