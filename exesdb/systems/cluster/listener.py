@@ -28,21 +28,33 @@ itself stays a gen_server that answers its supervisor at once. The watcher reads
 notices on the trio thread as soon as the socket is readable
 (:meth:`~exesdb.storage.postgres_cluster.ListenSession.drain` never waits for the network:
 the socket is non-blocking; the session's lock is only ever taken by the listener's
-connecting and closing, which stop the watcher first) and passes on only what the
-listener must handle: every node also receives its own commits' notices, one per append,
-and the watcher drops those that follow on from what was signalled (its writer signalled
-them: only the listener's ``known`` moves), told from their token without decoding them.
-A message to the listener and back for each of them (the watcher's earlier protocol) made
-the own notices a fifth of a single-event append's CPU on the node (callgrind, appends
-through ``exesdb.gateway``: 967k instructions per append, 776k with no notices; 863k
-now). A thread hand-off per notice cost about a third of a notice's way from the socket
-to the commit signal.
+connecting and closing, which stop the watcher first) and handles the notices that need
+no read itself (:meth:`PgListener.take`), synchronously, between the listener's steps:
+
+* every node also receives its own commits' notices, one per append: those that follow
+  on from what was signalled only move the listener's ``known`` (its writer signalled
+  them), told from their token without decoding them. A message to the listener and
+  back for each of them (the watcher's earlier protocol) made the own notices a fifth of
+  a single-event append's CPU on the node (callgrind, appends through
+  ``exesdb.gateway``: 967k instructions per append, 776k with no notices; 863k then);
+* another node's notice that follows on from what was signalled and names its streams
+  and types is signalled at once, as the listener would, when the listener has nothing
+  in hand (no notices passed on and not yet handled, no catching up after a connection):
+  so notices are still signalled in their order. The process hop to the listener was a
+  third of the way from the socket to the commit signal (about 50 of 95 us), on the path
+  of every live delivery from another node.
+
+Everything else (a gap, a notice without its streams, one that cannot be decoded, and
+every notice after one of those while the listener has it in hand) goes to the
+listener, in order, which reads what it must from the store. A thread hand-off per
+notice cost about a third of a notice's way from the socket to the commit signal.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from typing import Any, Final, TypeAlias, assert_never
 
 import attrs
@@ -73,7 +85,8 @@ BATCH: Final = 1000
 @attrs.frozen
 class Notices:
     """From the watcher: the payloads received on listening session ``generation`` that
-    the listener must handle (in order)."""
+    the listener must handle (in order; the watcher counted it in the listener's
+    ``backlog``, which the listener counts down once it handled it)."""
 
     generation: int
     payloads: tuple[str, ...]
@@ -93,8 +106,8 @@ ListenerMessage: TypeAlias = Notices | SessionLost
 
 async def _watch(owner: otp.Pid, listener: PgListener, fd: int, generation: int) -> None:
     """The watcher process of ``listener`` (process ``owner``): each time ``fd`` is
-    readable, read the notices and send the owner those it must handle
-    (:meth:`PgListener.others`). Ends when the socket is closed, its owner stops it, or
+    readable, read the notices, handle those it can (:meth:`PgListener.take`) and send
+    the owner the rest, in order. Ends when the socket is closed, its owner stops it, or
     the session fails (the owner is told)."""
     while True:
         try:
@@ -107,9 +120,10 @@ async def _watch(owner: otp.Pid, listener: PgListener, fd: int, generation: int)
             otp.send(owner, SessionLost(generation, exc))
             return
         if payloads:
-            others = listener.others(payloads)
-            if others:
-                otp.send(owner, Notices(generation, others))
+            rest = listener.take(payloads)
+            if rest:
+                listener.backlog += 1  # handled (and counted down) by the listener
+                otp.send(owner, Notices(generation, rest))
 
 
 def _positions(payload: str) -> tuple[int, int] | None:
@@ -142,6 +156,11 @@ class PgListener(Periodic):
         storage restarted with a new one has its notices handled by the listener, which
         notes the new token here)."""
         self.failing = False
+        self.backlog = 0
+        """How much the listener has in hand on the current session: the watcher's
+        :class:`Notices` not handled yet, and 1 while it catches up after connecting.
+        The watcher signals notices itself only when it is 0, so signals keep the
+        notices' order."""
         on_exit(otp.self(), self._on_exit)
         return result
 
@@ -156,10 +175,16 @@ class PgListener(Periodic):
                 self.known = backend.last_position
             fd = await trio.to_thread.run_sync(self.session.listen, call_bound(self.opts))
             self.generation += 1
+            generation = self.generation
             self.fd = fd
-            self.watcher = otp.spawn_link(_watch, otp.self(), self, fd, self.generation)
-            head = await backend.refresh_last_position()
-            await self._signal_range(backend, self.known + 1, head)
+            self.backlog = 1  # catching up: the notices wait for it
+            self.watcher = otp.spawn_link(_watch, otp.self(), self, fd, generation)
+            try:
+                head = await backend.refresh_last_position()
+                await self._signal_range(backend, self.known + 1, head)
+            finally:
+                if generation == self.generation:
+                    self.backlog -= 1
         except ExESDBError as exc:
             self._lost(exc)
             return
@@ -206,7 +231,11 @@ class PgListener(Periodic):
             return None  # from a session that was replaced
         match msg:
             case Notices(_, payloads):
-                await self._handle(payloads)
+                try:
+                    await self._handle(payloads)
+                finally:
+                    if msg.generation == self.generation:
+                        self.backlog -= 1
             case SessionLost(_, error):
                 self._lost(error)
             case _:
@@ -226,10 +255,23 @@ class PgListener(Periodic):
         except ExESDBError as exc:
             self._lost(exc)
 
-    def others(self, payloads: list[str]) -> tuple[str, ...]:
-        """The notices among ``payloads`` that the listener must handle: all but this
-        node's own that follow on from what was signalled (those only move ``known``).
-        Called by the watcher; synchronous, so it runs between the listener's steps."""
+    def take(self, payloads: list[str]) -> tuple[str, ...]:
+        """Handle what the watcher can of ``payloads`` (in order; see the module
+        docstring) and return the rest, which the listener must handle, in order: this
+        node's own notices that follow on from what was signalled only move ``known``
+        (:meth:`others`); another node's that follows on and names its streams and types
+        is signalled here when nothing is in the listener's hands (:attr:`backlog` is
+        0). Called by the watcher; synchronous, so it runs between the listener's
+        steps."""
+        rest = self.others(payloads)
+        while rest and not self.backlog and self._signal_now(rest[0]):
+            rest = self.others(rest[1:])
+        return rest
+
+    def others(self, payloads: Sequence[str]) -> tuple[str, ...]:
+        """``payloads`` from the first that is not this node's own notice following on
+        from what was signalled (those before it only move ``known``), in order.
+        Synchronous."""
         own = self.marker
         if own is None:
             try:
@@ -240,6 +282,31 @@ class PgListener(Periodic):
             if not (own in payload and self._own(payload)):
                 return tuple(payloads[i:])  # the order of the rest is kept
         return ()
+
+    def _signal_now(self, payload: str) -> bool:
+        """Signal ``payload`` if it is another node's notice that follows on from what
+        was signalled and names its streams and types (or is already signalled);
+        whether it was (else the listener must handle it)."""
+        known = self.known
+        if known is None:
+            return False
+        notice = decode_notice(payload)
+        if notice is None or notice.first > known + 1:
+            return False
+        if notice.last <= known:
+            return True  # nothing new
+        if notice.streams is None or notice.types is None:
+            return False
+        try:
+            backend = self._backend()
+        except ExESDBError:
+            return False  # the listener finds out
+        if notice.token == backend.notify_token:  # this node's writer signalled it
+            self.marker = f'"t":"{notice.token}"'  # (a restarted storage's new token)
+            self.known = notice.last
+            return True
+        self._signal(backend, Committed(notice.last, notice.streams, notice.types))
+        return True
 
     def _own(self, payload: str) -> bool:
         """Whether ``payload`` is a notice of this node's writer that follows on from
