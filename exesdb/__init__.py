@@ -22,7 +22,7 @@ The package is built in layers, each importing only from its own layer or those 
    store with its front ends), :mod:`.application`, :mod:`.cli` (the command line) and
    :mod:`.oplog` (what the command logs for its operator),
    :mod:`.devcluster` and :mod:`.pgserver` (a throw-away local cluster on its own
-   PostgreSQL).
+   PostgreSQL), and :mod:`.logins` (the credential checks both network front ends share).
 """
 
 from . import gateway

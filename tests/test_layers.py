@@ -30,6 +30,7 @@ EXESDB_LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("API", ("exesdb.gateway",)),
     ("front ends", ("exesdb.grpc", "exesdb.http", "exesdb.stores", "exesdb.application",
                     "exesdb.cli", "exesdb.__main__", "exesdb.devcluster", "exesdb.pgserver",
+                    "exesdb.logins",
                     "exesdb.oplog")),
 ]
 

@@ -89,11 +89,11 @@ import h2.exceptions
 import h2.settings
 import trio
 
-from exesdb.grpc._auth_cache import BasicAuth, LoginBackoff
 from exesdb.grpc._h2lite import H2Connection, Limits, encode_headers
 from exesdb.grpc._wire import RESPONSE_HEADERS, Headers, parse_timeout, status_trailers
 from exesdb.grpc.rpc import Method, RpcError, StatusCode, User
 from exesdb.grpc.stats import UNKNOWN_METHOD, GrpcStats
+from exesdb.logins import BasicAuth, LoginBackoff
 
 if TYPE_CHECKING:
     from exesdb.grpc.server import ServerConfig

@@ -31,14 +31,14 @@ at most :attr:`ServerConfig.max_connections` connections are open (a new one evi
 longest idle one without calls, or is closed at once), connections idle or trickling
 frames are closed, accept errors back off; failed logins back off per connection, user
 name and client address, user names are locked out after repeated failures, and the
-hashing queue is bounded and serves clean logins first (:mod:`exesdb.grpc._auth_cache`).
+hashing queue is bounded and serves clean logins first (:mod:`exesdb.logins`).
 The README's "Limits against hostile clients" lists them all.
 
 Given :attr:`ServerConfig.counters`, it counts every call that ends by method and status
 code, and its open connections (:mod:`exesdb.grpc.stats`).
 
 Connection handling is in :mod:`exesdb.grpc._connection`, wire formats in
-:mod:`exesdb.grpc._wire`, credential checks in :mod:`exesdb.grpc._auth_cache`.
+:mod:`exesdb.grpc._wire`, credential checks in :mod:`exesdb.logins`.
 """
 
 from __future__ import annotations
@@ -54,10 +54,10 @@ import attrs
 import trio
 
 from exesdb.errors import TlsConfigError
-from exesdb.grpc._auth_cache import BasicAuth, LoginLimits
 from exesdb.grpc._connection import GRACE_SECONDS, Connection, ServerCall, Shared
 from exesdb.grpc.rpc import Method, User
 from exesdb.grpc.stats import GrpcStats
+from exesdb.logins import BasicAuth, LoginLimits
 
 __all__ = [
     "LIMIT_FIELDS",

@@ -2,7 +2,7 @@
 the HTTP listener but the health checks.
 
 The users file is the gRPC gateway's (:mod:`exesdb.grpc.auth`), checked the same way
-(:class:`exesdb.grpc._auth_cache.BasicAuth`: scrypt on a few threads of its own, never
+(:class:`exesdb.logins.BasicAuth`: scrypt on a few threads of its own, never
 the trio thread; successful checks remembered; after a failure, the next check from the
 same client address waits, longer with each failure). Without a users file nobody is
 asked and everyone may do everything, as on the gRPC side (the listener is on loopback
@@ -23,9 +23,9 @@ from typing import Any, Final
 
 import attrs
 
-from ..grpc._auth_cache import BasicAuth, LoginBackoff
 from ..grpc.auth import ADMINS, Users, may_use
 from ..grpc.rpc import User
+from ..logins import BasicAuth, LoginBackoff
 
 __all__ = ["OPEN_PATHS", "REALM", "BasicAuthMiddleware", "Viewer", "viewer_of"]
 

@@ -28,7 +28,7 @@ import pytest
 import trio
 import trio.testing
 
-import exesdb.grpc._auth_cache as auth_cache
+import exesdb.logins as auth_cache
 from exesdb.grpc._connection import SEND_MANY_CHUNK, STREAM_WINDOW, ServerCall
 from exesdb.grpc.protos import shared_pb2
 from exesdb.grpc.rpc import Call, Method, StatusCode, User

@@ -1,4 +1,5 @@
-"""Checking a call's ``authorization: Basic ...`` header for :mod:`exesdb.grpc.server`.
+"""Checking a request's ``authorization: Basic ...`` header, for both front ends: the gRPC
+server (:mod:`exesdb.grpc.server`) and the web console (:mod:`exesdb.http.auth`).
 
 The authenticator (username, password -> User or None) may be slow (password hashing:
 scrypt takes tens of milliseconds and 16 MiB), so it runs in a worker thread, never on
