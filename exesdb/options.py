@@ -42,9 +42,9 @@ import attrs
 from .errors import InvalidArgument
 from .validation import check_store_id
 
-__all__ = ["DEFAULTS", "ENV_PREFIX", "StoreOptions", "check_grpc_files", "default_data_dir",
-           "default_node_name", "is_loopback", "redact_dsn", "resolve_options",
-           "validate_store_id"]
+__all__ = ["DEFAULTS", "ENV_PREFIX", "FILE_OPTIONS", "StoreOptions", "check_files",
+           "check_grpc_files", "default_data_dir", "default_node_name", "is_loopback",
+           "redact_dsn", "resolve_options", "validate_store_id"]
 
 ENV_PREFIX: Final = "EX_ESDB_"
 
@@ -376,13 +376,24 @@ def resolve_options(
     return StoreOptions(**values)
 
 
+FILE_OPTIONS: Final = ("tls_cert_file", "tls_key_file", "users_file")
+"""The options that name a file a listener reads (the gRPC and the HTTP listener's alike)."""
+
+
 def check_grpc_files(opts: StoreOptions) -> None:
     """Raise :class:`InvalidArgument` naming the option if ``tls_cert_file``,
     ``tls_key_file`` or ``users_file`` is given but is not a readable file.
 
     Blocking (it looks at the file system): call it in a thread or before trio runs.
     """
-    for name in ("tls_cert_file", "tls_key_file", "users_file"):
+    check_files(opts)
+
+
+def check_files(opts: object) -> None:
+    """Raise :class:`InvalidArgument` naming the option if one of :data:`FILE_OPTIONS`
+    of ``opts`` (any options object with those attributes) is given but is not a readable
+    file. Blocking, as :func:`check_grpc_files`."""
+    for name in FILE_OPTIONS:
         path = getattr(opts, name)
         if path is None:
             continue

@@ -23,7 +23,7 @@ from typing import Any, Final
 import attrs
 
 from ..errors import InvalidArgument
-from ..options import ENV_PREFIX, is_loopback
+from ..options import ENV_PREFIX, check_files, is_loopback
 
 __all__ = ["DEFAULT_HTTP_PORT", "HttpOptions", "check_http_files", "resolve_http_options"]
 
@@ -145,11 +145,4 @@ def check_http_files(opts: HttpOptions) -> None:
 
     Blocking (it looks at the file system): call it in a thread or before trio runs.
     """
-    for name in ("tls_cert_file", "tls_key_file", "users_file"):
-        path = getattr(opts, name)
-        if path is None:
-            continue
-        if not os.path.isfile(path):
-            raise InvalidArgument(f"{name}: {path} does not exist or is not a file")
-        if not os.access(path, os.R_OK):
-            raise InvalidArgument(f"{name}: {path} is not readable")
+    check_files(opts)
