@@ -52,8 +52,10 @@ run alone.
   (``time.process_time``, every thread) of each figure, beside the peer's.
 * informational, where the difference lies: the store's storage engine alone appending
   in the caller's thread (no trio, no processes, no thread hand-off; the same events,
-  durable), single events and 100-event batches, alternately with the peer as above; and
-  the median round trip of a call that does nothing through the store's write thread,
+  durable), single events and 100-event batches, alternately with a second peer as above
+  (both files new, as in the comparisons above: a WAL that still grows costs more per
+  fsync than one that wraps around); and
+  the mean round trip of a call that does nothing through the store's write thread,
   which every append through the store pays because blocking I/O never runs on the trio
   thread.
 """
@@ -418,8 +420,29 @@ async def _bench_peer(root: Path) -> list[Result]:
             batch_ours, batch_peer = await _against_peer(batches, peer_batches)
 
             # -- where the difference lies: the engine alone, and the thread hand-off ---
+            # Both files new, as in the comparisons above: a SQLite file whose WAL still
+            # grows pays more per fsync than one that wraps around (ext4: 190-230 us
+            # against 85-115 us for a 4 KiB write and fdatasync), so each side of a
+            # comparison must be at the same stage of its files.
             engine = _Engine.open(root / "engine-alone", True)
             engine_next = [0, 0]  # the next version: single events, batches
+            beside = Peer(root / "peer-beside-engine.sqlite3")
+            beside_next = [0, 0]
+            beside_single, beside_batches = uuid.uuid4(), uuid.uuid4()
+
+            def beside_peer_single() -> int:
+                first = beside_next[0]
+                for version in range(first, first + PEER_SINGLE):
+                    beside.append(beside_single, version, EVENT_TYPE, [PAYLOAD])
+                beside_next[0] += PEER_SINGLE
+                return PEER_SINGLE
+
+            def beside_peer_batches() -> int:
+                first = beside_next[1]
+                for version in range(first, first + PEER_BATCHES * PEER_BATCH, PEER_BATCH):
+                    beside.append(beside_batches, version, EVENT_TYPE, [PAYLOAD] * PEER_BATCH)
+                beside_next[1] += PEER_BATCHES * PEER_BATCH
+                return PEER_BATCHES * PEER_BATCH
 
             async def engine_single() -> int:
                 # Blocking I/O on the trio thread, on purpose: what the store's own
@@ -439,12 +462,13 @@ async def _bench_peer(root: Path) -> list[Result]:
                 return PEER_BATCHES * PEER_BATCH
 
             try:
-                engine_single_ours, engine_single_peer = await _against_peer(engine_single,
-                                                                             peer_single)
-                engine_batch_ours, engine_batch_peer = await _against_peer(engine_batches,
-                                                                           peer_batches)
+                engine_single_ours, engine_single_peer = await _against_peer(
+                    engine_single, beside_peer_single)
+                engine_batch_ours, engine_batch_peer = await _against_peer(
+                    engine_batches, beside_peer_batches)
             finally:
                 engine.close()
+                beside.close()
             hand_off = await _hand_off_round_trip()
 
             # -- reading a 10,000-event stream ------------------------------------------
@@ -529,7 +553,7 @@ async def _bench_peer(root: Path) -> list[Result]:
                "(informational: the storage work without trio, processes or thread hand-off)"),
         Result(f"  the engine alone, {PEER_BATCH}-event batches, in the caller's thread",
                engine_batch_ours.rate, "events/s", engine_batch_peer.rate, "(informational)"),
-        Result("  a no-op call to the store's write thread and back (median)", hand_off, "us",
+        Result("  a no-op call to the store's write thread and back (mean)", hand_off, "us",
                None, "(informational: the hand-off every append pays, by the rule that "
                "blocking I/O never runs on the trio thread)"),
         Result("  CPU per event: append 1 event", single_ours.cpu_us, "us", single_peer.cpu_us,
@@ -542,19 +566,19 @@ async def _bench_peer(root: Path) -> list[Result]:
 
 
 async def _hand_off_round_trip(calls: int = 2000) -> float:
-    """The median wall time, in microseconds, of a call that does nothing through the
+    """The mean wall time, in microseconds, of a call that does nothing through the
     store's write thread (:class:`exesdb.storage._thread.WorkerThread`), from the trio
-    task and back."""
+    task and back (the mean: a call that finds the thread still awake from the one
+    before costs a fraction of one that must wake it, and appends meet both)."""
     thread = WorkerThread("bench hand-off")
     try:
-        times = []
+        start = now()
         for _ in range(calls):
-            start = now()
             await thread.run(int)
-            times.append(now() - start)
+        seconds = now() - start
     finally:
         thread.stop()
-    return statistics.median(times) * 1e6
+    return seconds / calls * 1e6
 
 
 async def _bench_all(root: Path) -> list[Result]:
