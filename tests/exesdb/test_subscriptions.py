@@ -30,9 +30,14 @@ from exesdb import (
 from exesdb.naming import genserver_name
 from exesdb.storage import SQLiteBackend
 from exesdb.subscriptions import topic
-from exesdb.systems.commits import COMMITS, commit_signal
+from exesdb.systems.commits import COMMITS, PositionMoved, commit_signal
 from exesdb.systems.notification import health
-from exesdb.systems.notification.emitters import MAX_IN_FLIGHT, emitter_name, pool_name
+from exesdb.systems.notification.emitters import (
+    MAX_IN_FLIGHT,
+    emitter_name,
+    get_state,
+    pool_name,
+)
 from exesdb.systems.notification.leader import transient_key
 from exesdb.systems.pubsub import pubsub_name
 from exesdb.systems.store import backend_of
@@ -589,6 +594,28 @@ async def test_a_broadcast_nobody_listens_to_is_moved_by_the_commits_not_woken(s
     assert commit_signal(store).unheard[emitter].position == 20
     notified = [pid for pid, _ in otp.registry.lookup(pubsub_name(store, "system"), COMMITS)]
     assert emitter not in notified
+
+
+async def test_a_hushed_broadcast_answers_a_state_question_without_waking(store):
+    await gateway.append_events(store, "x", [NewEvent("First", {})])
+    emitter = await hushed_all_events_emitter(store)
+    await gateway.append_events(store, "x", [NewEvent("Second", {})])
+    state = await get_state(emitter)
+    assert state.position == 1  # the place the commit moved
+    assert emitter in commit_signal(store).unheard
+
+
+async def test_a_place_moved_notice_that_comes_after_a_wake_up_is_dropped_quietly(store, caplog):
+    await gateway.append_events(store, "x", [NewEvent("First", {})])
+    emitter = await hushed_all_events_emitter(store)
+    otp.pubsub.subscribe(await gateway.pubsub(store), f"{store}:$all")
+    await gateway.append_events(store, "x", [NewEvent("Heard", {})])  # wakes it
+    [heard] = await take(1, "all-events")
+    assert heard.event_type == "Heard"
+    assert emitter not in commit_signal(store).unheard
+    otp.send(emitter, PositionMoved())  # as a commit sent it before the wake-up
+    await get_state(emitter)  # handled after the notice
+    assert "unexpected message" not in caplog.text
 
 
 async def test_a_listener_that_comes_to_a_hushed_broadcast_gets_what_is_committed_after(store):

@@ -23,6 +23,7 @@ Delivery:
   stored at most every :data:`CHECKPOINT_INTERVAL` seconds (at least once across restarts).
   While nobody listens to a broadcast of ``$all`` (filtered or not), its worker is hushed
   (:func:`exesdb.systems.commits.hush`): the commits move its position without waking it,
+  nor does a :class:`GetState` question (answered from the position the commits moved),
   and the first commit after a listener came wakes it, so a listener gets everything
   committed after it came.
 
@@ -242,10 +243,11 @@ class EmitterWorker(otp.GenServer):
 
     async def handle_info(self, msg: Any) -> Any:
         woken = False
-        if self.unheard is not None:
-            if type(msg) is PositionMoved:
+        if type(msg) is PositionMoved:
+            if self.unheard is not None:
                 self._take_unheard_position()
-                return self._idle()
+            return self._idle()  # else sent before a wake-up: the place is taken already
+        if self.unheard is not None:
             if msg is otp.TIMEOUT:  # store the position the commits moved, still hushed
                 self.deadline = None
                 self.unheard.moved = False
@@ -296,7 +298,10 @@ class EmitterWorker(otp.GenServer):
         if not isinstance(request, EmitterRequest):
             raise ValueError(f"EmitterWorker: unknown request {request!r}")
         if self.unheard is not None:
-            self._wake()
+            if type(request) is GetState:  # a question (the leader's monitor asks often):
+                self._take_unheard_position()  # answered from the place the commits moved
+            else:
+                self._wake()
         await self._timer_if_due()
         match request:
             case Acknowledge(position):
