@@ -333,6 +333,30 @@ class _Sample:
         return self.cpu_seconds / self.events * 1e6
 
 
+class _PeerAppends:
+    """The peer's side of the append comparisons: :meth:`single` and :meth:`batches` each
+    append one round to an aggregate of their own, carrying on from the last round."""
+
+    def __init__(self, peer: Peer) -> None:
+        self.peer = peer
+        self.aggregates = uuid.uuid4(), uuid.uuid4()
+        self.next = [0, 0]  # the next version: single events, batches
+
+    def single(self) -> int:
+        first = self.next[0]
+        for version in range(first, first + PEER_SINGLE):
+            self.peer.append(self.aggregates[0], version, EVENT_TYPE, [PAYLOAD])
+        self.next[0] += PEER_SINGLE
+        return PEER_SINGLE
+
+    def batches(self) -> int:
+        first = self.next[1]
+        for version in range(first, first + PEER_BATCHES * PEER_BATCH, PEER_BATCH):
+            self.peer.append(self.aggregates[1], version, EVENT_TYPE, [PAYLOAD] * PEER_BATCH)
+        self.next[1] += PEER_BATCHES * PEER_BATCH
+        return PEER_BATCHES * PEER_BATCH
+
+
 async def _against_peer(
     ours: Callable[[], Awaitable[int]], peer: Callable[[], int]
 ) -> tuple[_Sample, _Sample]:
@@ -377,47 +401,30 @@ async def _bench_peer(root: Path) -> list[Result]:
             def event() -> NewEvent:
                 return NewEvent(EVENT_TYPE, PAYLOAD, content_type="application/json")
 
+            peer_appends = _PeerAppends(peer)
+            ours_next = [0, 0]  # our next version: single events, batches
+
             # -- one writer, single events (each side one stream, round after round) ---
-            single_stream, single_aggregate = "single", uuid.uuid4()
-            single_next = [0, 0]  # the next version: ours, the peer's
-
             async def single() -> int:
-                first = single_next[0]
+                first = ours_next[0]
                 for version in range(first, first + PEER_SINGLE):
-                    await gateway.append_events(STORE, single_stream, [event()], version - 1)
-                single_next[0] += PEER_SINGLE
+                    await gateway.append_events(STORE, "single", [event()], version - 1)
+                ours_next[0] += PEER_SINGLE
                 return PEER_SINGLE
 
-            def peer_single() -> int:
-                first = single_next[1]
-                for version in range(first, first + PEER_SINGLE):
-                    peer.append(single_aggregate, version, EVENT_TYPE, [PAYLOAD])
-                single_next[1] += PEER_SINGLE
-                return PEER_SINGLE
-
-            single_ours, single_peer = await _against_peer(single, peer_single)
+            single_ours, single_peer = await _against_peer(single, peer_appends.single)
 
             # -- 100-event batches (each side one stream, round after round) ----------
-            batch_stream, batch_aggregate = "batches", uuid.uuid4()
-            batch_next = [0, 0]  # the next version: ours, the peer's
-
             async def batches() -> int:
-                first = batch_next[0]
+                first = ours_next[1]
                 for version in range(first, first + PEER_BATCHES * PEER_BATCH, PEER_BATCH):
-                    await gateway.append_events(STORE, batch_stream,
+                    await gateway.append_events(STORE, "batches",
                                                 [event() for _ in range(PEER_BATCH)],
                                                 version - 1)
-                batch_next[0] += PEER_BATCHES * PEER_BATCH
+                ours_next[1] += PEER_BATCHES * PEER_BATCH
                 return PEER_BATCHES * PEER_BATCH
 
-            def peer_batches() -> int:
-                first = batch_next[1]
-                for version in range(first, first + PEER_BATCHES * PEER_BATCH, PEER_BATCH):
-                    peer.append(batch_aggregate, version, EVENT_TYPE, [PAYLOAD] * PEER_BATCH)
-                batch_next[1] += PEER_BATCHES * PEER_BATCH
-                return PEER_BATCHES * PEER_BATCH
-
-            batch_ours, batch_peer = await _against_peer(batches, peer_batches)
+            batch_ours, batch_peer = await _against_peer(batches, peer_appends.batches)
 
             # -- where the difference lies: the engine alone, and the thread hand-off ---
             # Both files new, as in the comparisons above: a SQLite file whose WAL still
@@ -427,22 +434,7 @@ async def _bench_peer(root: Path) -> list[Result]:
             engine = _Engine.open(root / "engine-alone", True)
             engine_next = [0, 0]  # the next version: single events, batches
             beside = Peer(root / "peer-beside-engine.sqlite3")
-            beside_next = [0, 0]
-            beside_single, beside_batches = uuid.uuid4(), uuid.uuid4()
-
-            def beside_peer_single() -> int:
-                first = beside_next[0]
-                for version in range(first, first + PEER_SINGLE):
-                    beside.append(beside_single, version, EVENT_TYPE, [PAYLOAD])
-                beside_next[0] += PEER_SINGLE
-                return PEER_SINGLE
-
-            def beside_peer_batches() -> int:
-                first = beside_next[1]
-                for version in range(first, first + PEER_BATCHES * PEER_BATCH, PEER_BATCH):
-                    beside.append(beside_batches, version, EVENT_TYPE, [PAYLOAD] * PEER_BATCH)
-                beside_next[1] += PEER_BATCHES * PEER_BATCH
-                return PEER_BATCHES * PEER_BATCH
+            beside_appends = _PeerAppends(beside)
 
             async def engine_single() -> int:
                 # Blocking I/O on the trio thread, on purpose: what the store's own
@@ -463,9 +455,9 @@ async def _bench_peer(root: Path) -> list[Result]:
 
             try:
                 engine_single_ours, engine_single_peer = await _against_peer(
-                    engine_single, beside_peer_single)
+                    engine_single, beside_appends.single)
                 engine_batch_ours, engine_batch_peer = await _against_peer(
-                    engine_batches, beside_peer_batches)
+                    engine_batches, beside_appends.batches)
             finally:
                 engine.close()
                 beside.close()
