@@ -31,6 +31,14 @@ records checksummed, a commit notice sent in the transaction.
   when the append returns); and the same with ``kurrentdbclient`` appending to the
   leader, from its call (which alone takes longer than the floor: the client library's
   own gRPC call) and from its acknowledgement;
+* (informational) the same live delivery done with plain psycopg in this process, the
+  appends spaced the same way: ``INSERT`` with a ``NOTIFY`` in one statement, a
+  ``LISTEN`` session in a thread that reads the row on its notice; its 99th percentile
+  shows what the machine itself allows the target (the floor's unit is the commit of a
+  tight loop, and a commit after a pause takes longer: also shown);
+* (informational) single-event appends straight to a backend of a store no node runs, in
+  this process (no writer process, commit signal or listener): the most the one-writer
+  figure can reach;
 * a new leader in gossip after the leader is killed (SIGKILL), from the kill to the
   first gossip of a surviving node naming another leader (polled every 5 ms), worst of
   :data:`TRIALS`, against the election interval plus 100 ms (the defaults: 500 ms
@@ -224,6 +232,22 @@ async def _bench_appends(server: PostgresServer) -> list[Result]:
                         nursery.start_soon(one_writer, w)
                 return _rate(WRITERS * APPENDS_PER_WRITER, now() - start)
 
+            alone = await PostgresBackend.open(server.dsn, "bench-alone")
+            try:
+                await alone.append("single", ANY, [NewEvent("Placed", _data(0))])
+
+                async def storage_alone() -> float:
+                    """Single-event appends straight to a backend of a store no node runs
+                    (no writer, no commit signal, no node listening to its notices)."""
+                    start = now()
+                    for i in range(SINGLE_APPENDS):
+                        await alone.append("single", ANY, [NewEvent("Placed", _data(i))])
+                    return _rate(SINGLE_APPENDS, now() - start)
+
+                bare, bare_floor = await _best_pair(storage_alone,
+                                                    lambda: floor.single(keep=False))
+            finally:
+                await alone.close()
             other = await PostgresBackend.open(server.dsn, store)
 
             async def after_another() -> float:
@@ -261,6 +285,9 @@ async def _bench_appends(server: PostgresServer) -> list[Result]:
                ">= 1.5x floor"),
         Result("cluster: append 1 event right after another node's, against our 1 writer",
                alternating, "events/s", one, "(informational)"),
+        Result("cluster: append 1 event, the storage alone (no node: no writer process, "
+               "commit signal or listener)", bare, "events/s", bare_floor,
+               "(informational: the most the 1-writer figure can reach)"),
     ]
 
 
@@ -449,6 +476,47 @@ async def _delivery_from_a_node(dsn: str,
         reader.close()
 
 
+def _plain_delivery(dsn: str) -> tuple[list[float], list[float]]:
+    """The live delivery of the figure above done with plain psycopg in this process, no
+    framework and no gRPC: each event ``INSERT`` ed with a ``NOTIFY`` of its key in the
+    same autocommit statement, a thread's ``LISTEN`` session receiving the notice and
+    reading the row on a third connection, the appends spaced as the figure's; seconds
+    from each call to the row read, and of each call."""
+    with (psycopg.connect(dsn, autocommit=True) as writer,
+          psycopg.connect(dsn, autocommit=True) as listener,
+          psycopg.connect(dsn, autocommit=True) as reader):
+        writer.execute("CREATE TABLE plain_live(id bigserial PRIMARY KEY, stream text NOT "
+                       "NULL, num bigint NOT NULL, eid uuid NOT NULL, type text NOT NULL, "
+                       "data bytea)")
+        listener.execute("LISTEN plain_live")
+        arrived: dict[uuid.UUID, float] = {}
+
+        def receive() -> None:
+            for notice in listener.notifies(timeout=30.0, stop_after=DELIVERIES):
+                row = reader.execute("SELECT eid FROM plain_live WHERE id = %s",
+                                     (int(notice.payload),)).fetchone()
+                if row is not None:
+                    arrived[row[0]] = now()
+
+        thread = threading.Thread(target=receive, daemon=True)
+        thread.start()
+        time.sleep(0.2)  # listening
+        sent: dict[uuid.UUID, tuple[float, float]] = {}
+        for i in range(DELIVERIES):
+            eid = uuid.uuid4()
+            began = now()
+            writer.execute("WITH i AS (INSERT INTO plain_live(stream, num, eid, type, data) "
+                           "VALUES ('live', %s, %s, 'Placed', '{}') RETURNING id) "
+                           "SELECT pg_notify('plain_live', id::text) FROM i", (i, eid))
+            sent[eid] = (began, now())
+            time.sleep(0.005)
+        thread.join(30.0)
+    if len(arrived) < len(sent):
+        raise RuntimeError(f"{len(sent) - len(arrived)} plain notices never arrived")
+    return ([arrived[eid] - began for eid, (began, _) in sent.items()],
+            [acked - began for began, acked in sent.values()])
+
+
 def _p99(samples: list[float]) -> float:
     return statistics.quantiles(samples, n=100, method="inclusive")[98]
 
@@ -477,6 +545,15 @@ def _bench_nodes(server: PostgresServer, folder: Path) -> list[Result]:
         results.append(Result("cluster: live delivery to another node, p99 (from the "
                               "append's return)", _p99(from_return) * 1000, "ms", None,
                               "(informational)"))
+        plain, plain_commits = _plain_delivery(server.dsn)
+        results.append(Result("cluster: live delivery with plain psycopg (INSERT + NOTIFY, "
+                              "LISTEN, SELECT; one process), p99", _p99(plain) * 1000, "ms",
+                              None, "(informational: the delivery's own floor on this "
+                              "machine; p50 " f"{statistics.median(plain) * 1000:.3f} ms)"))
+        results.append(Result("cluster: plain INSERT + NOTIFY spaced as the deliveries, p99",
+                              _p99(plain_commits) * 1000, "ms", None,
+                              "(informational: a commit after the 5 ms pauses; p50 "
+                              f"{statistics.median(plain_commits) * 1000:.3f} ms)"))
         from_call, from_ack, calls = _delivery(nodes)
         results.append(Result("cluster: live delivery, kurrentdbclient appending, p99 "
                               "(from its call)", _p99(from_call) * 1000, "ms", None,
