@@ -17,25 +17,31 @@ insert or update, and returns each operation's result. Guarantees:
 * The batch changes the :class:`StreamState` objects it was given in place: a backend
   that keeps them across transactions must drop them if the transaction does not commit.
 
-The batch touches no database: the SQLite backend has its own copy of this logic, and the
-PostgreSQL backend uses this one.
+A :class:`StreamBatch` touches no database. The PostgreSQL backend uses it as it is; the SQLite
+backend's batch is a subclass that stages its rows in its own layout and writes the other
+operations of the transaction as they come (:meth:`StreamBatch._stage`,
+:meth:`StreamBatch._other`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
 from ..constants import ANY
 from ..errors import ExESDBError
+from ..events import NewEvent
 from . import records
-from .ops import Append, Appended, DeleteStream
+from .ops import Append, Appended, DeleteStream, WriteOp
 from .rules import check_append, check_delete, visible_version
 
 __all__ = ["EventRow", "StreamBatch", "StreamState"]
 
 EventRow = tuple[int, int, int, bytes, int, bytes]
 """An event row to insert: ``(position, stream key, number, event id, crc, blob)``."""
+
+_NOTHING_FOUND: Final[dict[bytes, int]] = {}  # never changed
+_new_int: Final = int.__new__
 
 
 class StreamState:
@@ -79,15 +85,24 @@ class StreamBatch:
         self.dirty: dict[str, tuple[StreamState, bool]] = {}
         """Streams whose row must be written: ``stream_id -> (state, is_new)``."""
 
-    def apply(self, op: Append | DeleteStream) -> Any:
+    def apply(self, op: WriteOp) -> Any:
         """Decide ``op`` and stage its effects; return its result, or the
-        :class:`exesdb.ExESDBError` it failed with (then nothing was staged)."""
+        :class:`exesdb.ExESDBError` it failed with (then nothing was staged). An operation
+        other than an append or a stream delete goes to :meth:`_other`."""
         try:
-            if type(op) is Append:
-                return self._append(op)
-            return self._delete(op)  # type: ignore[arg-type]
+            kind = type(op)
+            if kind is Append:
+                return self._append(op)  # type: ignore[arg-type]
+            if kind is DeleteStream:
+                return self._delete(op)  # type: ignore[arg-type]
+            return self._other(op)
         except ExESDBError as exc:
             return exc
+
+    def _other(self, op: WriteOp) -> Any:
+        """Apply an operation that is not a stream's (a backend that writes snapshots,
+        checkpoints or subscription definitions in the same transaction overrides it)."""
+        raise TypeError(f"not a stream operation: {op!r}")
 
     def _key(self, stream_id: str, stream: StreamState) -> int:
         if stream.key is None:
@@ -101,40 +116,56 @@ class StreamBatch:
         stream = self.streams[stream_id]
         events = op.events
         known = self.known
-        found: dict[bytes, int] = {}
-        if known and stream.key is not None:
+        key = stream.key
+        if known and key is not None:
+            found: dict[bytes, int] = {}
             for event in events:
                 event_id = event._encoded[0]
-                for key, number in known.get(event_id, ()):
-                    if key == stream.key and number >= stream.first:
+                for found_key, number in known.get(event_id, ()):
+                    if found_key == key and number >= stream.first:
                         found[event_id] = number
+        else:
+            found = _NOTHING_FOUND
         if found or stream.hard or op.expected_version is not ANY:
             version = check_append(stream_id, op.expected_version, stream.last, stream.first,
                                    stream.hard, [event._encoded[0] for event in events], found)
             if version is not None:
                 return version
-        key = self._key(stream_id, stream)
-        recreated = stream.first > stream.last >= 0  # it was soft-deleted
-        number = stream.last
+        if key is None:
+            key = self._key(stream_id, stream)
+        last = stream.last
+        recreated = stream.first > last >= 0  # it was soft-deleted
         position = self.position
+        self._stage(stream_id, key, last + 1, position, events)
+        if self.track_ids:  # later operations of this batch must see these ids
+            number = last
+            for event in events:
+                number += 1
+                known.setdefault(event._encoded[0], []).append((key, number))
+        stream.last = number = last + len(events)
+        self.position = position = position + len(events)
+        # Appended(number, position - 1, recreated), without its __new__'s frame
+        appended: Appended = _new_int(Appended, number)
+        appended.position = position - 1
+        appended.recreated = recreated
+        return appended
+
+    def _stage(self, stream_id: str, key: int, number: int, position: int,
+               events: Sequence[NewEvent]) -> None:
+        """Stage the rows of ``events``, appended to stream ``stream_id`` (key ``key``)
+        with numbers from ``number`` at ``$all`` positions from ``position``: as
+        :data:`EventRow` s in :attr:`rows` (a backend with a row layout of its own
+        overrides it)."""
         prefix = records.stream_prefix(self.now, stream_id)
         encode = records.encode_event
         crc_of = records.event_crc
         append_row = self.rows.append
         for event in events:
-            number += 1
             blob = encode(prefix, event)
             append_row((position, key, number, event._encoded[0],
                         crc_of(position, key, number, blob), blob))
+            number += 1
             position += 1
-        if self.track_ids:
-            number = stream.last
-            for event in events:
-                number += 1
-                known.setdefault(event._encoded[0], []).append((key, number))
-        self.position = position
-        stream.last += len(events)
-        return Appended(stream.last, position - 1, recreated)
 
     def _delete(self, op: DeleteStream) -> int:
         stream_id = op.stream_id

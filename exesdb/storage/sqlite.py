@@ -48,16 +48,15 @@ from typing import Any, Final, TypeVar
 
 import trio
 
-from ..constants import ANY, DEFAULT_COUNT, END, Direction, End
+from ..constants import DEFAULT_COUNT, END, Direction, End
 from ..errors import (
     CorruptData,
-    ExESDBError,
     InvalidArgument,
     StorageError,
     StorageFull,
     StreamDeleted,
 )
-from ..events import EventRecord, Filter, Snapshot, lazy_record
+from ..events import EventRecord, Filter, NewEvent, Snapshot, lazy_record
 from ..validation import (
     check_count,
     check_direction,
@@ -69,10 +68,10 @@ from ..validation import (
 from . import records
 from ._thread import WorkerThread
 from .backend import Backend
+from .batch import StreamBatch, StreamState
 from .definitions import SubscriptionDefinition
 from .ops import (
     Append,
-    Appended,
     DeleteCheckpoint,
     DeleteSnapshot,
     DeleteStream,
@@ -82,7 +81,7 @@ from .ops import (
     SaveSubscription,
     WriteOp,
 )
-from .rules import check_append, check_delete, visible_version
+from .rules import visible_version
 from .sqlite_schema import DB_FILE, SCHEMA_VERSION, connect, open_file, recognise
 
 __all__ = ["SQLiteBackend"]
@@ -121,12 +120,10 @@ RUNNING_FILE: Final = "exesdb.running"
 """The marker a store's directory holds while a backend has the store open for writing:
 written (durably) when it opens, removed when it closes cleanly. Found at open, it says the
 previous run did not stop cleanly (:attr:`SQLiteBackend.unclean_stop`)."""
-_NOTHING_FOUND: Final[dict[bytes, int]] = {}  # never changed
 _pack_prefix: Final = records.pack_stream_prefix
 _pack_event: Final = records.pack_event_header
 _pack_keys: Final = _KEYS.pack
 _crc32: Final = zlib.crc32
-_new_int: Final = int.__new__
 _TOP_UNKNOWN: Final = b"\xff" * 17
 """An event id above every 16-byte id: every id is looked up (the store's highest id is not
 known)."""
@@ -161,18 +158,6 @@ def _insert_events(conn: sqlite3.Connection, values: list[Any]) -> None:
             rows -= size
 
 
-class _Stream:
-    """The writer's view of one stream. ``key`` is None until the stream has a row."""
-
-    __slots__ = ("first", "hard", "key", "last")
-
-    def __init__(self, key: int | None, last: int, first: int, hard: bool) -> None:
-        self.key = key
-        self.last = last
-        self.first = first
-        self.hard = hard
-
-
 log: Final = logging.getLogger("exesdb.storage")
 
 _SQLITE_CORRUPT: Final = 11
@@ -197,90 +182,40 @@ def _storage_error(exc: sqlite3.Error, doing: str) -> StorageError:
     return error
 
 
-class _Batch:
-    """One write transaction in the making: decides each operation against the streams'
-    state and collects the rows to write. Updates the writer's stream cache in place (the
-    engine drops the whole cache if the transaction fails). Touches the database only to
-    load what the decisions need and to write snapshots, checkpoints and subscription
-    definitions."""
+class _Batch(StreamBatch):
+    """One write transaction in the making: the rules' decisions of
+    :class:`~exesdb.storage.batch.StreamBatch`, with the event rows staged as SQLite binds
+    them (:attr:`values`). Updates the writer's stream cache in place (the engine drops
+    the whole cache if the transaction fails). Touches the database only to load what the
+    decisions need and to write snapshots, checkpoints and subscription definitions."""
 
     def __init__(self, conn: sqlite3.Connection, ops: Sequence[WriteOp],
-                 streams: dict[str, _Stream], position: int, next_key: int,
+                 streams: dict[str, StreamState], position: int, next_key: int,
                  top_id: bytes) -> None:
         self.conn = conn
-        self.streams = streams
-        self.position = position
-        self.next_key = next_key
-        self.now = time.time_ns() // 1000
         self.values: list[Any] = []  # the event rows' values, one row after the other
-        self.dirty: dict[str, tuple[_Stream, bool]] = {}
         wanted = {op.stream_id for op in ops if type(op) is Append or type(op) is DeleteStream}
         missing = [stream_id for stream_id in wanted if stream_id not in streams]
         if missing:
             loaded = self._load_streams(missing)
             for stream_id in missing:
-                streams[stream_id] = loaded.get(stream_id) or _Stream(None, -1, 0, False)
+                streams[stream_id] = loaded.get(stream_id) or StreamState(None, -1, 0, False)
         ids = [event._encoded[0] for op in ops if type(op) is Append for event in op.events]
         # An id above every id the store holds (``top_id``, see _Engine) is not stored:
         # time-ordered ids (uuid7, the default) nearly always are, and need no lookup.
         self.top_id = max(ids) if ids else b""
-        self.known = self._find_ids(ids) if ids and min(ids) <= top_id else {}
-        # A later operation of this batch can only meet an id an earlier one wrote if some
-        # id occurs twice in the batch.
-        self.track_ids = len(set(ids)) < len(ids)
+        super().__init__(streams, self._find_ids(ids) if ids and min(ids) <= top_id else {},
+                         position=position, next_key=next_key, now=time.time_ns() // 1000,
+                         track_ids=len(set(ids)) < len(ids))
 
-    def apply(self, op: WriteOp) -> Any:
-        """Decide ``op``; stage its effects. Returns its result or the error it failed with."""
-        try:
-            kind = type(op)
-            if kind is Append:
-                return self._append(op)  # type: ignore[arg-type]
-            if kind is DeleteStream:
-                return self._delete(op)  # type: ignore[arg-type]
-            self._other(op)
-            return None
-        except ExESDBError as exc:
-            return exc
-
-    def _key(self, stream_id: str, stream: _Stream) -> int:
-        if stream.key is None:
-            stream.key = self.next_key
-            self.next_key += 1
-            self.dirty[stream_id] = (stream, True)
-        return stream.key
-
-    def _append(self, op: Append) -> int:
-        stream_id = op.stream_id
-        stream = self.streams[stream_id]
-        events = op.events
-        known = self.known
-        key = stream.key
-        if known and key is not None:
-            found: dict[bytes, int] = {}
-            for event in events:
-                event_id = event._encoded[0]
-                for found_key, number in known.get(event_id, ()):
-                    if found_key == key and number >= stream.first:
-                        found[event_id] = number
-        else:
-            found = _NOTHING_FOUND
-        if found or stream.hard or op.expected_version is not ANY:
-            version = check_append(stream_id, op.expected_version, stream.last, stream.first,
-                                   stream.hard, [event._encoded[0] for event in events], found)
-            if version is not None:
-                return version
-        if key is None:
-            key = self._key(stream_id, stream)
-        last = stream.last
-        recreated = stream.first > last >= 0  # it was soft-deleted
-        number = last
-        position = self.position
-        # records.stream_prefix, encode_event and event_crc, inlined (a row per event)
+    def _stage(self, stream_id: str, key: int, number: int, position: int,
+               events: Sequence[NewEvent]) -> None:
+        # records.stream_prefix, encode_event and event_crc, inlined (a row per event),
+        # the row's values added to the flat list the INSERTs bind
         raw_id = stream_id.encode()
         prefix = _pack_prefix(self.now, len(raw_id)) + raw_id
         add_row = self.values.extend
         for event in events:
-            number += 1
             event_id, event_type, content_type, data_kind, data, metadata_kind, metadata = (
                 event._encoded
             )
@@ -290,35 +225,8 @@ class _Batch:
                           event_type, content_type, data, metadata))
             add_row((position, key, number, _BLOB(event_id),
                      _crc32(blob, _crc32(_pack_keys(position, key, number))), blob))
+            number += 1
             position += 1
-        if self.track_ids:  # later operations of this batch must see these ids
-            number = last
-            for event in events:
-                number += 1
-                known.setdefault(event._encoded[0], []).append((key, number))
-        self.position = position
-        stream.last = number
-        # Appended(number, position - 1, recreated), without its __new__'s frame
-        appended: Appended = _new_int(Appended, number)
-        appended.position = position - 1
-        appended.recreated = recreated
-        return appended
-
-    def _delete(self, op: DeleteStream) -> int:
-        stream_id = op.stream_id
-        stream = self.streams[stream_id]
-        check_delete(stream_id, op.expected_version, stream.last, stream.first, stream.hard)
-        if op.hard:
-            stream.hard = True
-        elif visible_version(stream.last, stream.first) >= 0:
-            stream.first = stream.last + 1
-        else:
-            return stream.last
-        if stream.key is None:
-            self._key(stream_id, stream)
-        elif stream_id not in self.dirty:
-            self.dirty[stream_id] = (stream, False)
-        return stream.last
 
     def _other(self, op: WriteOp) -> None:
         conn = self.conn
@@ -356,8 +264,8 @@ class _Batch:
         else:
             raise TypeError(f"not a write operation: {op!r}")
 
-    def _load_streams(self, stream_ids: list[str]) -> dict[str, _Stream]:
-        loaded: dict[str, _Stream] = {}
+    def _load_streams(self, stream_ids: list[str]) -> dict[str, StreamState]:
+        loaded: dict[str, StreamState] = {}
         for start in range(0, len(stream_ids), _IN_CHUNK):
             chunk = stream_ids[start:start + _IN_CHUNK]
             marks = ",".join("?" * len(chunk))
@@ -368,7 +276,7 @@ class _Batch:
             )
             for key, stream_id, first, state, crc, last in self.conn.execute(query, chunk):
                 records.verify_stream(key, stream_id, first, state, crc)
-                loaded[stream_id] = _Stream(key, -1 if last is None else last, first,
+                loaded[stream_id] = StreamState(key, -1 if last is None else last, first,
                                             state == HARD_DELETED)
         return loaded
 
@@ -399,7 +307,7 @@ class _Engine:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
-        self._streams: dict[str, _Stream] = {}
+        self._streams: dict[str, StreamState] = {}
         self._next_position = 0
         self._next_key = 0
         self._top_id = b""  # no stored event id is above it (see _load_counters)
