@@ -43,8 +43,8 @@ from .errors import InvalidArgument
 from .validation import check_store_id
 
 __all__ = ["DEFAULTS", "ENV_PREFIX", "FILE_OPTIONS", "StoreOptions", "check_files",
-           "check_grpc_files", "default_data_dir", "default_node_name", "is_loopback",
-           "redact_dsn", "resolve_options", "validate_store_id"]
+           "check_grpc_files", "check_listener", "default_data_dir", "default_node_name",
+           "is_loopback", "redact_dsn", "resolve_options", "validate_store_id"]
 
 ENV_PREFIX: Final = "EX_ESDB_"
 
@@ -250,15 +250,8 @@ class StoreOptions:
     """Cluster mode: a member whose last heartbeat is older is removed from the cluster."""
 
     def __attrs_post_init__(self) -> None:
-        if (self.tls_cert_file is None) != (self.tls_key_file is None):
-            missing, given = (("tls_key_file", "tls_cert_file") if self.tls_key_file is None
-                              else ("tls_cert_file", "tls_key_file"))
-            raise InvalidArgument(f"{missing}: required with {given} (TLS needs both "
-                                  "tls_cert_file and tls_key_file, or neither)")
-        if not is_loopback(self.grpc_host) and self.tls_cert_file is None and not self.insecure:
-            raise InvalidArgument(
-                f"grpc_host: listening on {self.grpc_host} needs TLS (tls_cert_file and "
-                "tls_key_file) or insecure=True")
+        check_listener("grpc_host", self.grpc_host, self.tls_cert_file, self.tls_key_file,
+                       self.insecure)
         if self.db_type == "cluster":
             if self.pg_dsn is None:
                 raise InvalidArgument(
@@ -387,6 +380,22 @@ def check_grpc_files(opts: StoreOptions) -> None:
     Blocking (it looks at the file system): call it in a thread or before trio runs.
     """
     check_files(opts)
+
+
+def check_listener(host_field: str, host: str, tls_cert_file: str | None,
+                   tls_key_file: str | None, insecure: bool) -> None:
+    """Raise :class:`InvalidArgument` naming the field when a listener's TLS options do
+    not go together: a certificate needs its key and the other way round, and a host
+    that is not a loopback address (option ``host_field``) needs TLS unless ``insecure``.
+    """
+    if (tls_cert_file is None) != (tls_key_file is None):
+        missing, given = (("tls_key_file", "tls_cert_file") if tls_key_file is None
+                          else ("tls_cert_file", "tls_key_file"))
+        raise InvalidArgument(f"{missing}: required with {given} (TLS needs both "
+                              "tls_cert_file and tls_key_file, or neither)")
+    if not is_loopback(host) and tls_cert_file is None and not insecure:
+        raise InvalidArgument(f"{host_field}: listening on {host} needs TLS (tls_cert_file "
+                              "and tls_key_file) or insecure=True")
 
 
 def check_files(opts: object) -> None:

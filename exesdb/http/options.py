@@ -23,7 +23,7 @@ from typing import Any, Final
 import attrs
 
 from ..errors import InvalidArgument
-from ..options import ENV_PREFIX, check_files, is_loopback
+from ..options import ENV_PREFIX, check_files, check_listener
 
 __all__ = ["DEFAULT_HTTP_PORT", "HttpOptions", "check_http_files", "resolve_http_options"]
 
@@ -78,15 +78,8 @@ class HttpOptions:
     """Allow a non-loopback ``http_host`` without TLS (plain text on the network)."""
 
     def __attrs_post_init__(self) -> None:
-        if (self.tls_cert_file is None) != (self.tls_key_file is None):
-            missing, given = (("tls_key_file", "tls_cert_file") if self.tls_key_file is None
-                              else ("tls_cert_file", "tls_key_file"))
-            raise InvalidArgument(f"{missing}: required with {given} (TLS needs both "
-                                  "tls_cert_file and tls_key_file, or neither)")
-        if not is_loopback(self.http_host) and self.tls_cert_file is None and not self.insecure:
-            raise InvalidArgument(
-                f"http_host: listening on {self.http_host} needs TLS (tls_cert_file and "
-                "tls_key_file) or insecure=True")
+        check_listener("http_host", self.http_host, self.tls_cert_file, self.tls_key_file,
+                       self.insecure)
 
     @property
     def tls(self) -> bool:
