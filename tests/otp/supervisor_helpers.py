@@ -63,16 +63,22 @@ async def pids_of(sup: Any) -> dict[Any, otp.Pid | None]:
     return {child_id: pid for child_id, pid, _ in await supervisor.which_children(sup)}
 
 
-async def crash(sup: Any, child_id: Any, reason: Any = otp.KILL) -> otp.Pid:
-    """End a child with ``reason`` and wait until its supervisor has dealt with it."""
-    pid = (await pids_of(sup))[child_id]
-    assert pid is not None
+async def end(pid: otp.Pid, reason: Any = otp.KILL) -> None:
+    """End a worker with ``reason`` (killed, or stopped by a cast of it) and wait until
+    its supervisor has dealt with it."""
     if reason is otp.KILL:
         otp.exit(pid, otp.KILL)
     else:
         gen_server.cast(pid, reason)
     await wait_down(pid)
     await settle()
+
+
+async def crash(sup: Any, child_id: Any, reason: Any = otp.KILL) -> otp.Pid:
+    """End child ``child_id`` of ``sup`` as :func:`end` does; return its pid."""
+    pid = (await pids_of(sup))[child_id]
+    assert pid is not None
+    await end(pid, reason)
     return pid
 
 

@@ -18,6 +18,8 @@ from otp import gen_server, supervisor
 from otp.supervisor import ChildSpec, NotFound, StartChildError
 from otp.testing import NodeDriver
 
+from .supervisor_helpers import end, settle, wait_down
+
 
 class Worker(otp.GenServer):
     """Logs ("start", args) and ("terminate", args, reason); answers calls with its args.
@@ -47,25 +49,6 @@ class Worker(otp.GenServer):
         self.log.append(("terminate", self.args, reason))
         if self.delay:
             await trio.sleep(self.delay)
-
-
-async def settle() -> None:
-    await trio.testing.wait_all_tasks_blocked()
-
-
-async def wait_down(pid: otp.Pid) -> Any:
-    ref = otp.monitor(pid)
-    down = await otp.receive(match=lambda m: type(m) is otp.Down and m.ref is ref)
-    return down.reason
-
-
-async def end(pid: otp.Pid, reason: Any = otp.KILL) -> None:
-    if reason is otp.KILL:
-        otp.exit(pid, otp.KILL)
-    else:
-        gen_server.cast(pid, reason)
-    await wait_down(pid)
-    await settle()
 
 
 async def end_without_settling(pid: otp.Pid, reason: Any) -> None:
