@@ -68,10 +68,12 @@ from .systems.store import Store, StoreInfo, node_stores, registered_stores
 from .validation import (
     check_count,
     check_direction,
+    check_filter,
     check_name,
+    check_snapshot_key,
+    check_snapshot_keys,
     check_start,
     check_stream_id,
-    check_version,
 )
 
 __all__ = [
@@ -229,10 +231,8 @@ async def read_all(
 ) -> list[EventRecord]:
     """At most ``count`` events of ``$all`` passing ``filter``, from ``from_position``
     (included)."""
-    if filter is not None and not isinstance(filter, Filter):
-        raise InvalidArgument(f"filter: must be an exesdb.Filter or None, got {filter!r}")
     read = ReadAll(check_start(from_position, "from_position"), check_count(count),
-                   check_direction(direction), filter)
+                   check_direction(direction), check_filter(filter))
     result: list[EventRecord] = await _request(store_id, Route("stream_reader", _ALL, read))
     return result
 
@@ -282,10 +282,7 @@ async def read_snapshot(
 ) -> Snapshot | None:
     """The snapshot at exactly ``version``, or the highest version when None; None when
     there is none."""
-    source_uuid = check_name(source_uuid, "source_uuid")
-    stream_uuid = check_name(stream_uuid, "stream_uuid")
-    if version is not None:
-        version = check_version(version)
+    source_uuid, stream_uuid, version = check_snapshot_key(source_uuid, stream_uuid, version)
     result: Snapshot | None = await _request(store_id, Route(
         "snapshot_reader", (source_uuid, stream_uuid),
         ReadSnapshot(source_uuid, stream_uuid, version)))
@@ -304,10 +301,7 @@ async def list_snapshots(
     store_id: str, source_uuid: str | None = None, stream_uuid: str | None = None,
 ) -> list[Snapshot]:
     """The snapshots matching the given uuids, sorted by (source, stream, version)."""
-    if source_uuid is not None:
-        source_uuid = check_name(source_uuid, "source_uuid")
-    if stream_uuid is not None:
-        stream_uuid = check_name(stream_uuid, "stream_uuid")
+    source_uuid, stream_uuid = check_snapshot_keys(source_uuid, stream_uuid)
     result: list[Snapshot] = await _request(store_id, Route(
         "snapshot_reader", ("$list", source_uuid, stream_uuid),
         ListSnapshots(source_uuid, stream_uuid)))

@@ -22,13 +22,17 @@ from .constants import (
     ExpectedVersion,
 )
 from .errors import InvalidArgument
+from .events import Filter
 
 __all__ = [
     "check_count",
     "check_direction",
     "check_expected_version",
+    "check_filter",
     "check_name",
     "check_position",
+    "check_snapshot_key",
+    "check_snapshot_keys",
     "check_start",
     "check_store_id",
     "check_stream_id",
@@ -128,6 +132,29 @@ def check_name(name: object, field: str, max_length: int = 1024) -> str:
             f"{field}: must be at most {max_length} characters, got {len(name)}"
         )
     return str(name)
+
+
+def check_snapshot_key(source_uuid: object, stream_uuid: object,
+                       version: object = None) -> tuple[str, str, int | None]:
+    """The key of one snapshot: ``(source_uuid, stream_uuid, version)``, the uuids as
+    :func:`check_name` takes them, ``version`` None (the highest) or an int >= 0."""
+    return (check_name(source_uuid, "source_uuid"), check_name(stream_uuid, "stream_uuid"),
+            None if version is None else check_version(version))
+
+
+def check_snapshot_keys(source_uuid: object,
+                        stream_uuid: object) -> tuple[str | None, str | None]:
+    """The keys a listing of snapshots matches: each None (any) or as :func:`check_name`
+    takes it."""
+    return (None if source_uuid is None else check_name(source_uuid, "source_uuid"),
+            None if stream_uuid is None else check_name(stream_uuid, "stream_uuid"))
+
+
+def check_filter(filter: object, field: str = "filter") -> Filter | None:
+    """A read's filter: an :class:`exesdb.Filter`, or None for none."""
+    if filter is None or isinstance(filter, Filter):
+        return filter
+    raise InvalidArgument(f"{field}: must be an exesdb.Filter or None, got {filter!r}")
 
 
 def check_store_id(store_id: object, field: str = "store_id") -> str:

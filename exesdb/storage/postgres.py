@@ -71,7 +71,10 @@ from ..events import EventRecord, Filter, Snapshot
 from ..validation import (
     check_count,
     check_direction,
+    check_filter,
     check_name,
+    check_snapshot_key,
+    check_snapshot_keys,
     check_start,
     check_store_id,
     check_stream_id,
@@ -402,8 +405,7 @@ class PostgresBackend(Backend):
         start = _clamp(check_start(from_position, "from_position"))
         count = min(check_count(count), MAX_INT8)
         direction = check_direction(direction)
-        if filter is not None and not isinstance(filter, Filter):
-            raise InvalidArgument(f"filter: must be an exesdb.Filter or None, got {filter!r}")
+        filter = check_filter(filter)
         if (direction == "forward" and type(start) is int
                 and (filter is None or not (filter.event_types or filter.stream_prefixes))):
             events = await self._reading_here(
@@ -439,20 +441,15 @@ class PostgresBackend(Backend):
     async def read_snapshot(
         self, source_uuid: str, stream_uuid: str, version: int | None = None
     ) -> Snapshot | None:
-        source_uuid = check_name(source_uuid, "source_uuid")
-        stream_uuid = check_name(stream_uuid, "stream_uuid")
-        if version is not None:
-            version = check_version(version)
+        source_uuid, stream_uuid, version = check_snapshot_key(source_uuid, stream_uuid,
+                                                               version)
         return await self._reading(read.read_snapshot, source_uuid, stream_uuid, version,
                                    doing="reading a snapshot")
 
     async def list_snapshots(
         self, source_uuid: str | None = None, stream_uuid: str | None = None
     ) -> list[Snapshot]:
-        if source_uuid is not None:
-            source_uuid = check_name(source_uuid, "source_uuid")
-        if stream_uuid is not None:
-            stream_uuid = check_name(stream_uuid, "stream_uuid")
+        source_uuid, stream_uuid = check_snapshot_keys(source_uuid, stream_uuid)
         return await self._reading(read.list_snapshots, source_uuid, stream_uuid,
                                    doing="listing snapshots")
 

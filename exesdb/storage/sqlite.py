@@ -51,7 +51,6 @@ import trio
 from ..constants import DEFAULT_COUNT, END, Direction, End
 from ..errors import (
     CorruptData,
-    InvalidArgument,
     StorageError,
     StorageFull,
     StreamDeleted,
@@ -60,10 +59,12 @@ from ..events import EventRecord, Filter, NewEvent, Snapshot, lazy_record
 from ..validation import (
     check_count,
     check_direction,
+    check_filter,
     check_name,
+    check_snapshot_key,
+    check_snapshot_keys,
     check_start,
     check_stream_id,
-    check_version,
 )
 from . import records
 from ._thread import WorkerThread
@@ -993,8 +994,7 @@ class SQLiteBackend(Backend):
         start = check_start(from_position, "from_position")
         count = check_count(count)
         direction = check_direction(direction)
-        if filter is not None and not isinstance(filter, Filter):
-            raise InvalidArgument(f"filter: must be an exesdb.Filter or None, got {filter!r}")
+        filter = check_filter(filter)
         events = await self._reading(self._engine.read_all, start, count, direction, filter)
         counters = self.counters
         counters.all_reads += 1
@@ -1014,19 +1014,14 @@ class SQLiteBackend(Backend):
     async def read_snapshot(
         self, source_uuid: str, stream_uuid: str, version: int | None = None
     ) -> Snapshot | None:
-        source_uuid = check_name(source_uuid, "source_uuid")
-        stream_uuid = check_name(stream_uuid, "stream_uuid")
-        if version is not None:
-            version = check_version(version)
+        source_uuid, stream_uuid, version = check_snapshot_key(source_uuid, stream_uuid,
+                                                               version)
         return await self._reading(self._engine.read_snapshot, source_uuid, stream_uuid, version)
 
     async def list_snapshots(
         self, source_uuid: str | None = None, stream_uuid: str | None = None
     ) -> list[Snapshot]:
-        if source_uuid is not None:
-            source_uuid = check_name(source_uuid, "source_uuid")
-        if stream_uuid is not None:
-            stream_uuid = check_name(stream_uuid, "stream_uuid")
+        source_uuid, stream_uuid = check_snapshot_keys(source_uuid, stream_uuid)
         return await self._reading(self._engine.list_snapshots, source_uuid, stream_uuid)
 
     async def read_checkpoint(self, name: str) -> int | None:

@@ -210,6 +210,14 @@ async def test_snapshots_reject_bad_keys_versions_and_data(backend):
         await backend.read_snapshot("src", "stream", "latest")
 
 
+async def test_a_snapshot_listing_rejects_bad_keys_and_takes_none_for_any(backend):
+    with raises("source_uuid: must not be empty"):
+        await backend.list_snapshots("")
+    with raises("stream_uuid: must be a str, got int"):
+        await backend.list_snapshots(None, 5)
+    assert await backend.list_snapshots(None, None) == []
+
+
 async def test_checkpoints_reject_bad_names_and_positions(backend):
     with raises("name: must not be empty"):
         await backend.save_checkpoint("", 0)
