@@ -34,8 +34,9 @@ records checksummed, a commit notice sent in the transaction.
 * (informational) the same live delivery done with plain psycopg in this process, the
   appends spaced the same way: ``INSERT`` with a ``NOTIFY`` in one statement, a
   ``LISTEN`` session in a thread that reads the row on its notice; its 99th percentile
-  shows what the machine itself allows the target (the floor's unit is the commit of a
-  tight loop, and a commit after a pause takes longer: also shown);
+  is how much of the target's budget this machine spends before any framework does
+  anything (the budget's unit is the commit of a tight loop, and a commit after a pause
+  takes longer: also shown);
 * (informational) single-event appends straight to a backend of a store no node runs, in
   this process (no writer process, commit signal or listener): the most the one-writer
   figure can reach;
